@@ -1,0 +1,903 @@
+//! The unwrapped keys a running process holds, and what it does with them.
+//!
+//! # Data keys and nonces
+//! Each process that writes creates its own data-encryption key (DEK) the
+//! first time it needs one ([`Keyring::prepare_dek`], persisted by the caller,
+//! then [`Keyring::activate`]). A DEK therefore seals in exactly one process
+//! lifetime, which makes a per-DEK counter a safe nonce: the 96-bit nonce is
+//! 32 zero bits followed by a 64-bit counter (NIST SP 800-38D §8.2.1, the
+//! deterministic construction). After [`SEALS_PER_DEK`] seals the keyring
+//! refuses to seal ([`Error::DekExhausted`](crate::Error)) until a new DEK is
+//! activated, keeping every key far below GCM's 2^32-invocation guidance.
+//! DEKs written by other processes are loaded on demand
+//! ([`Keyring::load`]).
+//!
+//! # Blind indexes
+//! The index key is an HMAC-SHA256 key, separate from every DEK. Record keys
+//! ([`Keyring::rid`]) and index tokens ([`Keyring::token`]) are its output
+//! truncated to 128 bits, with domain separation between the two and between
+//! index kinds.
+
+use crate::envelope::{self, Envelope, TAG_LEN};
+use crate::kek::Kek;
+use crate::secret::SecretKey;
+use crate::{Error, Result};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use rxvault_model::{CategorySet, DekId, FieldCategory, IndexKind, IndexToken, RecordKind, Rid};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use zeroize::Zeroizing;
+
+/// How many records one DEK may seal (each record seals one part per field
+/// category present, counted individually).
+pub const SEALS_PER_DEK: u64 = 1 << 31;
+
+/// The id reserved for the index key.
+pub const INDEX_KEY_ID: DekId = DekId(0);
+/// The id reserved for the audit log's checkpoint signing key.
+pub const SIGNING_KEY_ID: DekId = DekId(1);
+/// Ids below this are reserved for keys with a fixed role.
+const FIRST_DEK_ID: u32 = 16;
+
+/// The format byte of a sealed blob ([`Keyring::seal_blob`]).
+const BLOB_VERSION: u8 = 2;
+
+/// What a wrapped key is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyPurpose {
+    /// Seals records.
+    Data,
+    /// Computes blind indexes.
+    Index,
+    /// Signs audit checkpoints (an Ed25519 seed).
+    Signing,
+}
+
+impl KeyPurpose {
+    /// The stable numeric code.
+    pub fn code(self) -> u8 {
+        match self {
+            KeyPurpose::Data => 1,
+            KeyPurpose::Index => 2,
+            KeyPurpose::Signing => 3,
+        }
+    }
+
+    /// The purpose with this code.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(KeyPurpose::Data),
+            2 => Some(KeyPurpose::Index),
+            3 => Some(KeyPurpose::Signing),
+            _ => None,
+        }
+    }
+}
+
+/// A key wrapped under a KEK, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    /// The key's id.
+    pub id: DekId,
+    /// What it is for.
+    pub purpose: KeyPurpose,
+    /// The KEK version that wrapped it.
+    pub kek_version: u32,
+    /// Nonce, encrypted key and tag.
+    pub wrapped: Vec<u8>,
+}
+
+/// A freshly generated DEK, to be persisted (its [`WrappedKey`]) before it is
+/// activated.
+pub struct NewDek {
+    /// What to store.
+    pub wrapped: WrappedKey,
+    key: Arc<LessSafeKey>,
+}
+
+impl fmt::Debug for NewDek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewDek")
+            .field("id", &self.wrapped.id)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Active {
+    id: DekId,
+    key: Arc<LessSafeKey>,
+    counter: AtomicU64,
+}
+
+/// A freshly generated signing key, to be persisted (its [`WrappedKey`])
+/// before it is installed.
+pub struct NewSigner {
+    /// What to store.
+    pub wrapped: WrappedKey,
+    pair: Arc<Ed25519KeyPair>,
+}
+
+impl fmt::Debug for NewSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewSigner").finish_non_exhaustive()
+    }
+}
+
+/// The keys of one open vault.
+pub struct Keyring {
+    vault_id: String,
+    kek: Box<dyn Kek>,
+    index: hmac::Key,
+    deks: RwLock<HashMap<DekId, Arc<LessSafeKey>>>,
+    active: RwLock<Option<Arc<Active>>>,
+    signer: RwLock<Option<Arc<Ed25519KeyPair>>>,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("vault_id", &self.vault_id)
+            .field("kek", &self.kek)
+            .field("deks", &self.deks.read().map(|d| d.len()).unwrap_or(0))
+            .finish_non_exhaustive()
+    }
+}
+
+fn wrap_aad(vault_id: &str, id: DekId, purpose: KeyPurpose, kek_version: u32) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(32 + vault_id.len());
+    aad.extend_from_slice(b"rxvault/wrap/v1\0");
+    aad.extend_from_slice(vault_id.as_bytes());
+    aad.push(0);
+    aad.push(purpose.code());
+    aad.extend_from_slice(&id.0.to_be_bytes());
+    aad.extend_from_slice(&kek_version.to_be_bytes());
+    aad
+}
+
+fn aead_key(key: &SecretKey) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.expose()).expect("32-byte key"))
+}
+
+fn wrap(
+    vault_id: &str,
+    kek: &dyn Kek,
+    id: DekId,
+    purpose: KeyPurpose,
+    key: &SecretKey,
+) -> Result<WrappedKey> {
+    Ok(WrappedKey {
+        id,
+        purpose,
+        kek_version: kek.version(),
+        wrapped: kek.wrap(&wrap_aad(vault_id, id, purpose, kek.version()), key)?,
+    })
+}
+
+impl Keyring {
+    /// A new vault's keyring: a fresh index key, returned wrapped for storage.
+    pub fn create(vault_id: &str, kek: Box<dyn Kek>) -> Result<(Self, WrappedKey)> {
+        let index_key = SecretKey::generate()?;
+        let wrapped = wrap(
+            vault_id,
+            kek.as_ref(),
+            INDEX_KEY_ID,
+            KeyPurpose::Index,
+            &index_key,
+        )?;
+        let ring = Self::with_index_key(vault_id, kek, &index_key);
+        Ok((ring, wrapped))
+    }
+
+    fn with_index_key(vault_id: &str, kek: Box<dyn Kek>, index_key: &SecretKey) -> Self {
+        Self {
+            vault_id: vault_id.to_string(),
+            kek,
+            index: hmac::Key::new(hmac::HMAC_SHA256, index_key.expose()),
+            deks: RwLock::new(HashMap::new()),
+            active: RwLock::new(None),
+            signer: RwLock::new(None),
+        }
+    }
+
+    /// Opens a vault's keyring from its stored wrapped keys. Fails with
+    /// [`Error::WrongKey`] if the KEK does not unwrap the index key.
+    pub fn open(vault_id: &str, kek: Box<dyn Kek>, wrapped: &[WrappedKey]) -> Result<Self> {
+        let index = wrapped
+            .iter()
+            .find(|w| w.purpose == KeyPurpose::Index && w.kek_version == kek.version())
+            .ok_or(Error::WrongKey)?;
+        let index_key = kek.unwrap(
+            &wrap_aad(vault_id, index.id, KeyPurpose::Index, index.kek_version),
+            &index.wrapped,
+        )?;
+        let ring = Self::with_index_key(vault_id, kek, &index_key);
+        for w in wrapped
+            .iter()
+            .filter(|w| w.kek_version == ring.kek.version())
+        {
+            match w.purpose {
+                KeyPurpose::Data => ring.load(w)?,
+                KeyPurpose::Signing => ring.load_signer(w)?,
+                KeyPurpose::Index => {}
+            }
+        }
+        Ok(ring)
+    }
+
+    fn load_signer(&self, w: &WrappedKey) -> Result<()> {
+        let seed = self
+            .kek
+            .unwrap(
+                &wrap_aad(&self.vault_id, w.id, w.purpose, w.kek_version),
+                &w.wrapped,
+            )
+            .map_err(|_| Error::Integrity {
+                what: "wrapped signing key".into(),
+            })?;
+        let pair =
+            Ed25519KeyPair::from_seed_unchecked(seed.expose()).map_err(|_| Error::Integrity {
+                what: "signing key".into(),
+            })?;
+        *self.signer.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(pair));
+        Ok(())
+    }
+
+    /// Generates the vault's checkpoint signing key (Ed25519). Persist its
+    /// wrapped form, then [`install_signer`](Self::install_signer) it.
+    pub fn prepare_signer(&self) -> Result<NewSigner> {
+        let seed = SecretKey::generate()?;
+        let pair = Ed25519KeyPair::from_seed_unchecked(seed.expose()).map_err(|_| Error::Random)?;
+        let wrapped = wrap(
+            &self.vault_id,
+            self.kek.as_ref(),
+            SIGNING_KEY_ID,
+            KeyPurpose::Signing,
+            &seed,
+        )?;
+        Ok(NewSigner {
+            wrapped,
+            pair: Arc::new(pair),
+        })
+    }
+
+    /// Makes a prepared (and persisted) signing key the one this vault signs with.
+    pub fn install_signer(&self, signer: NewSigner) {
+        *self.signer.write().unwrap_or_else(|e| e.into_inner()) = Some(signer.pair);
+    }
+
+    /// The signing key's public half, if the vault has one.
+    pub fn signing_public_key(&self) -> Option<[u8; 32]> {
+        self.signer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|p| {
+                p.public_key()
+                    .as_ref()
+                    .try_into()
+                    .expect("Ed25519 public keys are 32 bytes")
+            })
+    }
+
+    /// Signs `message` with the vault's signing key (Ed25519).
+    pub fn sign(&self, message: &[u8]) -> Result<[u8; 64]> {
+        let signer = self
+            .signer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(Error::NoSigner)?;
+        Ok(signer
+            .sign(message)
+            .as_ref()
+            .try_into()
+            .expect("Ed25519 signatures are 64 bytes"))
+    }
+
+    /// Seals an opaque value (an audit entry body, an authenticator secret)
+    /// with the active DEK, binding `domain` and `id` as associated data.
+    pub fn seal_blob(&self, domain: &str, id: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        let active = self
+            .active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(Error::DekExhausted)?;
+        let n = active.counter.fetch_add(1, Ordering::Relaxed);
+        if n >= SEALS_PER_DEK {
+            return Err(Error::DekExhausted);
+        }
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&n.to_be_bytes());
+        let mut out = Vec::with_capacity(1 + 4 + 12 + plaintext.len() + TAG_LEN);
+        out.push(BLOB_VERSION);
+        out.extend_from_slice(&active.id.0.to_be_bytes());
+        out.extend_from_slice(&nonce);
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let tag = active
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(blob_aad(domain, id, active.id)),
+                &mut out[start..],
+            )
+            .map_err(|_| Error::DekExhausted)?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// Opens a value sealed by [`seal_blob`](Self::seal_blob) with the same
+    /// `domain` and `id`.
+    pub fn open_blob(&self, domain: &str, id: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        if sealed.len() < 1 + 4 + 12 + TAG_LEN || sealed[0] != BLOB_VERSION {
+            return Err(Error::Envelope(envelope::DecodeError::Truncated(
+                sealed.len(),
+            )));
+        }
+        let dek = DekId(u32::from_be_bytes(
+            sealed[1..5].try_into().expect("4 bytes"),
+        ));
+        let nonce: [u8; 12] = sealed[5..17].try_into().expect("12 bytes");
+        let key = self
+            .deks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&dek)
+            .cloned()
+            .ok_or(Error::UnknownDek(dek))?;
+        let mut buf = Zeroizing::new(sealed[17..].to_vec());
+        let len = key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(blob_aad(domain, id, dek)),
+                &mut buf,
+            )
+            .map_err(|_| Error::Integrity {
+                what: format!("sealed {domain} value"),
+            })?
+            .len();
+        buf.truncate(len);
+        Ok(buf)
+    }
+
+    /// The KEK version this keyring unwraps with.
+    pub fn kek_version(&self) -> u32 {
+        self.kek.version()
+    }
+
+    /// Loads a DEK another process stored.
+    pub fn load(&self, w: &WrappedKey) -> Result<()> {
+        let key = self
+            .kek
+            .unwrap(
+                &wrap_aad(&self.vault_id, w.id, w.purpose, w.kek_version),
+                &w.wrapped,
+            )
+            .map_err(|_| Error::Integrity {
+                what: format!("wrapped data key {}", w.id),
+            })?;
+        self.deks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(w.id, Arc::new(aead_key(&key)));
+        Ok(())
+    }
+
+    /// Whether a DEK is loaded.
+    pub fn has_dek(&self, id: DekId) -> bool {
+        self.deks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+    }
+
+    /// The DEK this process seals with, if one is active.
+    pub fn active_dek(&self) -> Option<DekId> {
+        self.active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|a| a.counter.load(Ordering::Relaxed) < SEALS_PER_DEK)
+            .map(|a| a.id)
+    }
+
+    /// Generates a new DEK with an id not used by any key loaded. Persist its
+    /// wrapped form, then [`activate`](Self::activate) it.
+    pub fn prepare_dek(&self) -> Result<NewDek> {
+        let rng = SystemRandom::new();
+        let id = loop {
+            let mut b = [0u8; 4];
+            rng.fill(&mut b).map_err(|_| Error::Random)?;
+            let id = DekId(u32::from_be_bytes(b));
+            if id.0 >= FIRST_DEK_ID && !self.has_dek(id) {
+                break id;
+            }
+        };
+        let key = SecretKey::generate()?;
+        let wrapped = wrap(
+            &self.vault_id,
+            self.kek.as_ref(),
+            id,
+            KeyPurpose::Data,
+            &key,
+        )?;
+        Ok(NewDek {
+            wrapped,
+            key: Arc::new(aead_key(&key)),
+        })
+    }
+
+    /// Makes a prepared (and persisted) DEK the one this process seals with.
+    pub fn activate(&self, dek: NewDek) {
+        let id = dek.wrapped.id;
+        self.deks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, dek.key.clone());
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Active {
+            id,
+            key: dek.key,
+            counter: AtomicU64::new(0),
+        }));
+    }
+
+    /// Rewraps the index key and every loaded DEK under `new_kek`, for a KEK
+    /// rotation. The caller stores the result, then switches with
+    /// [`replace_kek`](Self::replace_kek).
+    pub fn rewrap(&self, new_kek: &dyn Kek, stored: &[WrappedKey]) -> Result<Vec<WrappedKey>> {
+        stored
+            .iter()
+            .filter(|w| w.kek_version == self.kek.version())
+            .map(|w| {
+                let key = self.kek.unwrap(
+                    &wrap_aad(&self.vault_id, w.id, w.purpose, w.kek_version),
+                    &w.wrapped,
+                )?;
+                wrap(&self.vault_id, new_kek, w.id, w.purpose, &key)
+            })
+            .collect()
+    }
+
+    /// Switches to a new KEK after a rotation.
+    pub fn replace_kek(&mut self, new_kek: Box<dyn Kek>) {
+        self.kek = new_kek;
+    }
+
+    /// The storage key of the record of `kind` with FHIR id `id`.
+    pub fn rid(&self, kind: RecordKind, id: &str) -> Rid {
+        let mut ctx = hmac::Context::with_key(&self.index);
+        ctx.update(b"rxvault/rid/v1\0");
+        ctx.update(kind.fhir_type().as_bytes());
+        ctx.update(b"\0");
+        ctx.update(id.as_bytes());
+        Rid(truncate(ctx.sign().as_ref()))
+    }
+
+    /// The blind-index token of an (already normalised) value.
+    pub fn token(&self, kind: IndexKind, normalized: &str) -> IndexToken {
+        let mut ctx = hmac::Context::with_key(&self.index);
+        ctx.update(b"rxvault/index/v1\0");
+        ctx.update(kind.name().as_bytes());
+        ctx.update(b"\0");
+        ctx.update(normalized.as_bytes());
+        IndexToken(truncate(ctx.sign().as_ref()))
+    }
+
+    /// Seals a record's parts (categories strictly increasing) with the
+    /// active DEK, returning the envelope.
+    pub fn seal_record(
+        &self,
+        kind: RecordKind,
+        rid: &Rid,
+        parts: &[(FieldCategory, &[u8])],
+    ) -> Result<Vec<u8>> {
+        if parts.is_empty() || parts.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(Error::Envelope(envelope::DecodeError::Order));
+        }
+        let active = self
+            .active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(Error::DekExhausted)?;
+        let first = active
+            .counter
+            .fetch_add(parts.len() as u64, Ordering::Relaxed);
+        if first + parts.len() as u64 > SEALS_PER_DEK {
+            return Err(Error::DekExhausted);
+        }
+        let bits = envelope::bits(parts.iter().map(|(c, _)| *c));
+        let capacity = parts
+            .iter()
+            .map(|(_, p)| envelope::PART_HEADER_LEN + p.len() + TAG_LEN)
+            .sum();
+        let mut out = envelope::begin(active.id, parts.len() as u8, capacity);
+        for (i, (category, plaintext)) in parts.iter().enumerate() {
+            let mut nonce = [0u8; 12];
+            nonce[4..].copy_from_slice(&(first + i as u64).to_be_bytes());
+            envelope::push_part_header(&mut out, *category, &nonce, plaintext.len() + TAG_LEN);
+            let start = out.len();
+            out.extend_from_slice(plaintext);
+            let aad = envelope::part_aad(kind.table(), rid, active.id, bits, *category);
+            let tag = active
+                .key
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(&aad),
+                    &mut out[start..],
+                )
+                .map_err(|_| Error::DekExhausted)?;
+            out.extend_from_slice(tag.as_ref());
+        }
+        Ok(out)
+    }
+
+    /// Opens the parts of a record in `want` (others stay sealed: a role
+    /// that may not see a category never has it decrypted). Any part that
+    /// fails authentication fails the whole call.
+    pub fn open_record(
+        &self,
+        kind: RecordKind,
+        rid: &Rid,
+        sealed: &[u8],
+        want: CategorySet,
+    ) -> Result<Vec<(FieldCategory, Zeroizing<Vec<u8>>)>> {
+        let env: Envelope<'_> = envelope::decode(sealed)?;
+        let key = self
+            .deks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&env.dek)
+            .cloned()
+            .ok_or(Error::UnknownDek(env.dek))?;
+        let bits = env.category_bits();
+        let mut out = Vec::with_capacity(env.parts.len());
+        for part in env.parts.iter().filter(|p| want.contains(p.category)) {
+            let aad = envelope::part_aad(kind.table(), rid, env.dek, bits, part.category);
+            let mut buf = Zeroizing::new(part.ciphertext.to_vec());
+            let len = key
+                .open_in_place(
+                    Nonce::assume_unique_for_key(part.nonce),
+                    Aad::from(&aad),
+                    &mut buf,
+                )
+                .map_err(|_| Error::Integrity {
+                    what: format!("{} record {rid}, {}", kind.table(), part.category),
+                })?
+                .len();
+            buf.truncate(len);
+            out.push((part.category, buf));
+        }
+        Ok(out)
+    }
+
+    /// The categories present in a sealed record, without decrypting it.
+    pub fn categories(sealed: &[u8]) -> Result<CategorySet> {
+        Ok(envelope::decode(sealed)?
+            .parts
+            .iter()
+            .map(|p| p.category)
+            .collect())
+    }
+
+    /// The DEK a sealed record was sealed with.
+    pub fn dek_of(sealed: &[u8]) -> Result<DekId> {
+        Ok(envelope::decode(sealed)?.dek)
+    }
+}
+
+fn blob_aad(domain: &str, id: &[u8], dek: DekId) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(24 + domain.len() + id.len());
+    aad.extend_from_slice(b"rxvault/blob/v1\0");
+    aad.extend_from_slice(domain.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(&(id.len() as u32).to_be_bytes());
+    aad.extend_from_slice(id);
+    aad.extend_from_slice(&dek.0.to_be_bytes());
+    aad
+}
+
+/// Verifies an Ed25519 signature (no key material needed: anyone holding
+/// the public key can check a checkpoint).
+pub fn verify_signature(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key)
+        .verify(message, signature)
+        .is_ok()
+}
+
+/// SHA-256 of the concatenation of `parts`.
+pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        ctx.update(p);
+    }
+    ctx.finish()
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes")
+}
+
+fn truncate(mac: &[u8]) -> [u8; 16] {
+    mac[..16].try_into().expect("HMAC-SHA256 is 32 bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kek::LocalKek;
+
+    fn ring() -> (Keyring, Vec<WrappedKey>, SecretKey) {
+        let kek_key = SecretKey::generate().unwrap();
+        let (ring, index) =
+            Keyring::create("v1", Box::new(LocalKek::new(1, kek_key.clone()))).unwrap();
+        let dek = ring.prepare_dek().unwrap();
+        let stored = vec![index, dek.wrapped.clone()];
+        ring.activate(dek);
+        (ring, stored, kek_key)
+    }
+
+    const C: FieldCategory = FieldCategory::Contact;
+    const D: FieldCategory = FieldCategory::Demographics;
+
+    #[test]
+    fn seal_open_round_trip_and_partial_open() {
+        let (ring, _, _) = ring();
+        let rid = ring.rid(RecordKind::Patient, "p1");
+        let sealed = ring
+            .seal_record(RecordKind::Patient, &rid, &[(D, b"name"), (C, b"addr")])
+            .unwrap();
+        let all = ring
+            .open_record(RecordKind::Patient, &rid, &sealed, CategorySet::ALL)
+            .unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(&all[0].1[..], b"name");
+        assert_eq!(&all[1].1[..], b"addr");
+        let only = ring
+            .open_record(RecordKind::Patient, &rid, &sealed, CategorySet::of(&[C]))
+            .unwrap();
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].0, C);
+        assert!(
+            ring.seal_record(RecordKind::Patient, &rid, &[(C, b"x"), (D, b"y")])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn every_single_byte_flip_is_detected() {
+        let (ring, _, _) = ring();
+        let rid = ring.rid(RecordKind::Fill, "f1");
+        let sealed = ring
+            .seal_record(RecordKind::Fill, &rid, &[(D, b"a"), (C, b"bc")])
+            .unwrap();
+        for i in 0..sealed.len() {
+            for bit in 0..8 {
+                let mut t = sealed.clone();
+                t[i] ^= 1 << bit;
+                let r = ring.open_record(RecordKind::Fill, &rid, &t, CategorySet::ALL);
+                assert!(r.is_err(), "flip of byte {i} bit {bit} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn moved_or_cut_ciphertexts_fail() {
+        let (ring, _, _) = ring();
+        let a = ring.rid(RecordKind::Patient, "a");
+        let b = ring.rid(RecordKind::Patient, "b");
+        let sealed = ring
+            .seal_record(RecordKind::Patient, &a, &[(D, b"x"), (C, b"y")])
+            .unwrap();
+        assert!(matches!(
+            ring.open_record(RecordKind::Patient, &b, &sealed, CategorySet::ALL),
+            Err(Error::Integrity { .. })
+        ));
+        assert!(matches!(
+            ring.open_record(RecordKind::Fill, &a, &sealed, CategorySet::ALL),
+            Err(Error::Integrity { .. })
+        ));
+        // Drop the second part and fix the count: the category set in the AAD no longer matches.
+        let env = envelope::decode(&sealed).unwrap();
+        let mut cut = envelope::begin(env.dek, 1, 0);
+        let p = &env.parts[0];
+        envelope::push_part_header(&mut cut, p.category, &p.nonce, p.ciphertext.len());
+        cut.extend_from_slice(p.ciphertext);
+        assert!(matches!(
+            ring.open_record(RecordKind::Patient, &a, &cut, CategorySet::ALL),
+            Err(Error::Integrity { .. })
+        ));
+    }
+
+    #[test]
+    fn reopen_with_stored_keys_and_reject_wrong_kek() {
+        let (ring, stored, kek_key) = ring();
+        let rid = ring.rid(RecordKind::Patient, "p");
+        let sealed = ring
+            .seal_record(RecordKind::Patient, &rid, &[(D, b"z")])
+            .unwrap();
+        let again =
+            Keyring::open("v1", Box::new(LocalKek::new(1, kek_key.clone())), &stored).unwrap();
+        assert_eq!(again.rid(RecordKind::Patient, "p"), rid);
+        assert_eq!(
+            &again
+                .open_record(RecordKind::Patient, &rid, &sealed, CategorySet::ALL)
+                .unwrap()[0]
+                .1[..],
+            b"z"
+        );
+        let wrong = Keyring::open(
+            "v1",
+            Box::new(LocalKek::new(1, SecretKey::generate().unwrap())),
+            &stored,
+        );
+        assert!(matches!(wrong, Err(Error::WrongKey)));
+        let other_vault = Keyring::open("v2", Box::new(LocalKek::new(1, kek_key)), &stored);
+        assert!(matches!(other_vault, Err(Error::WrongKey)));
+    }
+
+    #[test]
+    fn rewrap_under_new_kek() {
+        let (ring, stored, _) = ring();
+        let rid = ring.rid(RecordKind::Patient, "p");
+        let sealed = ring
+            .seal_record(RecordKind::Patient, &rid, &[(D, b"z")])
+            .unwrap();
+        let new_key = SecretKey::generate().unwrap();
+        let new_kek = LocalKek::new(2, new_key.clone());
+        let rewrapped = ring.rewrap(&new_kek, &stored).unwrap();
+        assert!(rewrapped.iter().all(|w| w.kek_version == 2));
+        let reopened =
+            Keyring::open("v1", Box::new(LocalKek::new(2, new_key)), &rewrapped).unwrap();
+        assert!(
+            reopened
+                .open_record(RecordKind::Patient, &rid, &sealed, CategorySet::ALL)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn tokens_are_domain_separated() {
+        let (ring, _, _) = ring();
+        assert_ne!(
+            ring.token(IndexKind::Phone, "1"),
+            ring.token(IndexKind::MemberId, "1")
+        );
+        assert_eq!(
+            ring.token(IndexKind::Phone, "1"),
+            ring.token(IndexKind::Phone, "1")
+        );
+        assert_ne!(
+            ring.rid(RecordKind::Patient, "1"),
+            ring.rid(RecordKind::Coverage, "1")
+        );
+    }
+
+    #[test]
+    fn nonces_never_repeat_within_a_dek() {
+        let (ring, _, _) = ring();
+        let rid = ring.rid(RecordKind::Patient, "p");
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100 {
+            let sealed = ring
+                .seal_record(RecordKind::Patient, &rid, &[(D, b"a"), (C, b"b")])
+                .unwrap();
+            for p in envelope::decode(&sealed).unwrap().parts {
+                assert!(seen.insert(p.nonce));
+            }
+        }
+    }
+
+    /// AES-256-GCM known-answer test (NIST GCM spec test case 16, McGrew &
+    /// Viega), through the same ring API the keyring uses.
+    #[test]
+    fn aes_256_gcm_known_answer() {
+        let key = hex::decode("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308")
+            .unwrap();
+        let iv = hex::decode("cafebabefacedbaddecaf888").unwrap();
+        let pt = hex::decode("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39").unwrap();
+        let aad = hex::decode("feedfacedeadbeeffeedfacedeadbeefabaddad2").unwrap();
+        let expected_ct = "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662";
+        let expected_tag = "76fc6ece0f4e1768cddf8853bb2d551b";
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).unwrap());
+        let mut buf = pt.clone();
+        let tag = key
+            .seal_in_place_separate_tag(
+                Nonce::try_assume_unique_for_key(&iv).unwrap(),
+                Aad::from(&aad),
+                &mut buf,
+            )
+            .unwrap();
+        assert_eq!(hex::encode(&buf), expected_ct);
+        assert_eq!(hex::encode(tag.as_ref()), expected_tag);
+        buf.extend_from_slice(tag.as_ref());
+        let opened = key
+            .open_in_place(
+                Nonce::try_assume_unique_for_key(&iv).unwrap(),
+                Aad::from(&aad),
+                &mut buf,
+            )
+            .unwrap();
+        assert_eq!(opened, pt.as_slice());
+    }
+
+    #[test]
+    fn signing_key_survives_reopen_and_rewrap() {
+        let (ring, mut stored, kek_key) = ring();
+        let signer = ring.prepare_signer().unwrap();
+        stored.push(signer.wrapped.clone());
+        ring.install_signer(signer);
+        let public = ring.signing_public_key().unwrap();
+        let sig = ring.sign(b"checkpoint").unwrap();
+        assert!(verify_signature(&public, b"checkpoint", &sig));
+        assert!(!verify_signature(&public, b"checkpoinT", &sig));
+        let again = Keyring::open("v1", Box::new(LocalKek::new(1, kek_key)), &stored).unwrap();
+        assert_eq!(again.signing_public_key(), Some(public));
+        let new_key = SecretKey::generate().unwrap();
+        let rewrapped = again
+            .rewrap(&LocalKek::new(2, new_key.clone()), &stored)
+            .unwrap();
+        let third = Keyring::open("v1", Box::new(LocalKek::new(2, new_key)), &rewrapped).unwrap();
+        assert_eq!(third.signing_public_key(), Some(public));
+    }
+
+    #[test]
+    fn blobs_bind_domain_and_id() {
+        let (ring, _, _) = ring();
+        let sealed = ring.seal_blob("audit", b"42", b"secret body").unwrap();
+        assert_eq!(
+            &ring.open_blob("audit", b"42", &sealed).unwrap()[..],
+            b"secret body"
+        );
+        assert!(ring.open_blob("audit", b"43", &sealed).is_err());
+        assert!(ring.open_blob("totp", b"42", &sealed).is_err());
+        let mut t = sealed.clone();
+        *t.last_mut().unwrap() ^= 1;
+        assert!(ring.open_blob("audit", b"42", &t).is_err());
+        assert!(ring.open_blob("audit", b"42", &sealed[..10]).is_err());
+    }
+
+    /// FIPS 180-2 "abc" vector for SHA-256 (the audit log's tree hash).
+    #[test]
+    fn sha256_known_answer() {
+        assert_eq!(
+            hex::encode(sha256(&[b"a", b"bc"])),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    /// RFC 8032 §7.1 test 1 for Ed25519 (checkpoint signatures).
+    #[test]
+    fn ed25519_known_answer() {
+        let seed = hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+            .unwrap();
+        let pair = Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+        assert_eq!(
+            hex::encode(pair.public_key().as_ref()),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+        );
+        let sig = pair.sign(b"");
+        assert_eq!(
+            hex::encode(sig.as_ref()),
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+        );
+        let public: [u8; 32] = pair.public_key().as_ref().try_into().unwrap();
+        assert!(verify_signature(&public, b"", sig.as_ref()));
+    }
+
+    /// RFC 4231 test case 2 for HMAC-SHA256, the blind-index primitive.
+    #[test]
+    fn hmac_sha256_known_answer() {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, b"Jefe");
+        let tag = hmac::sign(&key, b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(tag.as_ref()),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! The only crate in rxvault that ever holds key bytes.
+//!
+//! # Key hierarchy
+//! ```text
+//! KEK (key-encryption key, version n)      key file outside the data dir,
+//!  │                                        or Argon2id(passphrase, salt)
+//!  ├── wraps ──> DEK 1, DEK 2, ...          data-encryption keys; AES-256-GCM
+//!  └── wraps ──> index key                  HMAC-SHA256 key for blind indexes
+//! ```
+//! Only wrapped keys are stored in the vault. A [`Keyring`] is the unwrapped
+//! set a running process holds: it seals and opens records
+//! ([`Keyring::seal_record`], [`Keyring::open_record`]) and computes the
+//! keyed hashes the store uses in place of identifiers ([`Keyring::rid`],
+//! [`Keyring::token`]).
+//!
+//! # Modules
+//! - [`secret`]: [`SecretKey`] and [`Passphrase`], zeroized on drop, redacted
+//!   in `Debug`.
+//! - [`kek`]: KEK sources (key files, passphrases) behind the [`Kek`] trait,
+//!   the seam an HSM-backed KEK plugs into.
+//! - [`keyfile`]: the key file format.
+//! - [`keyring`]: data keys, sealing, blind indexes.
+//! - [`envelope`]: the byte format of a sealed record.
+//! - [`export`]: encryption of exported files to age recipients.
+//!
+//! # Example
+//! ```
+//! use rxvault_crypto::{kek::LocalKek, Keyring, SecretKey};
+//! use rxvault_model::{CategorySet, FieldCategory, IndexKind, RecordKind};
+//!
+//! let kek = LocalKek::new(1, SecretKey::generate()?);
+//! // A new vault: the index key comes back wrapped, for the store.
+//! let (keyring, _wrapped_index_key) = Keyring::create("vault-1", Box::new(kek))?;
+//! // A data key for this process: store `dek.wrapped` first, then activate.
+//! let dek = keyring.prepare_dek()?;
+//! keyring.activate(dek);
+//! let rid = keyring.rid(RecordKind::Patient, "p1");
+//! let sealed = keyring.seal_record(RecordKind::Patient, &rid, &[(FieldCategory::Demographics, b"{}")])?;
+//! let parts = keyring.open_record(RecordKind::Patient, &rid, &sealed, CategorySet::ALL)?;
+//! assert_eq!(&parts[0].1[..], b"{}");
+//! let _token = keyring.token(IndexKind::Phone, "5558107203");
+//! # Ok::<(), rxvault_crypto::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod envelope;
+pub mod export;
+pub mod kek;
+pub mod keyfile;
+pub mod keyring;
+pub mod secret;
+
+pub use kek::Kek;
+pub use keyring::{KeyPurpose, Keyring, NewDek, WrappedKey};
+pub use secret::{Passphrase, SecretKey};
+
+/// Errors of this crate. None of them carries key material or plaintext.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A ciphertext failed authentication: it was altered, moved to another
+    /// record, table or field, or belongs to another key.
+    #[error("integrity check failed for {what}: the stored ciphertext was altered or moved")]
+    Integrity {
+        /// What failed (a table, record and field category; never plaintext).
+        what: String,
+    },
+    /// The KEK does not open this vault's keys.
+    #[error(
+        "the key does not open this vault (wrong passphrase, or a key file for another vault or an old key version)"
+    )]
+    WrongKey,
+    /// A record was sealed with a data key this keyring does not hold.
+    #[error("data key {0} is not loaded")]
+    UnknownDek(rxvault_model::DekId),
+    /// No data key is active for sealing, or the active one is used up.
+    #[error("no active data key to seal with (a new one must be created)")]
+    DekExhausted,
+    /// The vault has no signing key yet.
+    #[error("the vault has no signing key")]
+    NoSigner,
+    /// A malformed sealed record.
+    #[error("malformed sealed record: {0}")]
+    Envelope(#[from] envelope::DecodeError),
+    /// A malformed key file.
+    #[error("{0}")]
+    KeyFile(#[from] keyfile::KeyFileError),
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+    /// Key derivation failed (bad parameters).
+    #[error("key derivation failed: {0}")]
+    Kdf(String),
+    /// Encrypting an export failed.
+    #[error("export encryption: {0}")]
+    Export(String),
+}
+
+/// A random identifier: 16 bytes from the operating system's generator, as
+/// 32 hex digits (vault ids, export ids).
+pub fn random_id() -> Result<String> {
+    let mut b = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .map_err(|_| Error::Random)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// This crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,227 @@
+//! Storage for rxvault: one [`Store`] interface, two backends.
+//!
+//! - [`SqliteStore`]: the embedded default, one file in the data directory,
+//!   WAL mode with `synchronous=FULL` so every acknowledged write survives a
+//!   killed process and a power cut.
+//! - [`PgStore`]: PostgreSQL, for chains that outgrow one machine; the
+//!   vault's tables live in their own schema.
+//!
+//! **Architecture invariant:** the store never receives plaintext PHI or key
+//! material. Records arrive sealed ([`RecordWrite::envelope`]), keyed by a
+//! [`Rid`] (a keyed hash, not an identifier), indexed by [`IndexToken`]s
+//! (keyed hashes of normalised values) and accompanied by wrapped keys
+//! ([`StoredKey`]) only. This crate does not depend on the crypto crate and
+//! could not decrypt anything if it tried.
+//!
+//! Both backends pass the same conformance suite (`tests/conformance.rs`).
+//! Schema versions are in [`schema`]; opening a database written by a newer
+//! rxvault fails with [`Error::TooNew`].
+#![deny(missing_docs)]
+
+mod pg;
+pub mod schema;
+mod sql;
+mod sqlite;
+
+pub use pg::PgStore;
+pub use sqlite::SqliteStore;
+
+use rxvault_model::{DekId, IndexKind, IndexToken, RecordKind, Rid};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An SQLite failure.
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A PostgreSQL failure.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// The disk is full: nothing of the failed write was kept.
+    #[error(
+        "the disk is full: the last write was rolled back and nothing stored was damaged; free space and retry"
+    )]
+    DiskFull,
+    /// The database was written by a newer rxvault.
+    #[error(
+        "this vault's database is schema version {found}, but this rxvault supports up to {supported}: upgrade rxvault to open it"
+    )]
+    TooNew {
+        /// The database's version.
+        found: u32,
+        /// The newest version this build knows.
+        supported: u32,
+    },
+    /// Not an rxvault database.
+    #[error("{0} is not an rxvault database")]
+    NotAVault(String),
+    /// A stored value that cannot be right (corruption or tampering).
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+}
+
+/// This crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which backend a store is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A wrapped key as stored (the store cannot unwrap it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Key id.
+    pub id: u32,
+    /// Purpose code (see `rxvault_crypto::KeyPurpose`).
+    pub purpose: u8,
+    /// The KEK version that wrapped it.
+    pub kek_version: u32,
+    /// The wrapped bytes.
+    pub wrapped: Vec<u8>,
+}
+
+/// A sealed record as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Its kind.
+    pub kind: RecordKind,
+    /// Its storage key.
+    pub rid: Rid,
+    /// The patient it belongs to (none for patients).
+    pub patient: Option<Rid>,
+    /// The data key that sealed it.
+    pub dek: DekId,
+    /// Derived from other data (a Coverage taken from a claim); replaced by
+    /// any non-derived record of the same kind for the same patient.
+    pub derived: bool,
+    /// The sealed envelope.
+    pub envelope: Vec<u8>,
+}
+
+/// A record to write, with its blind-index tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordWrite {
+    /// The record.
+    pub record: StoredRecord,
+    /// Its index entries; they replace any the record had.
+    pub tokens: Vec<(IndexKind, IndexToken)>,
+}
+
+/// One operation of a [`WriteBatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Insert or replace a record and its index entries.
+    ///
+    /// A non-derived record deletes the derived records of its kind for the
+    /// same patient; a derived record is skipped if a non-derived one exists
+    /// for that patient.
+    Put(RecordWrite),
+    /// Delete a record and its index entries (no-op if absent).
+    Delete {
+        /// Kind.
+        kind: RecordKind,
+        /// Key.
+        rid: Rid,
+    },
+    /// Replace a record's envelope only if it is still `expected` (a
+    /// compare-and-swap, for re-encryption racing live writers).
+    Reseal {
+        /// Kind.
+        kind: RecordKind,
+        /// Key.
+        rid: Rid,
+        /// The envelope that was read.
+        expected: Vec<u8>,
+        /// The new envelope.
+        envelope: Vec<u8>,
+        /// Its data key.
+        dek: DekId,
+    },
+    /// Set (or with `None`, remove) a metadata entry.
+    Meta {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Option<String>,
+    },
+}
+
+/// Operations applied atomically, in order: all or none survive a crash.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    /// The operations.
+    pub ops: Vec<Op>,
+    /// When (Unix seconds), recorded as the rows' update time.
+    pub at: i64,
+}
+
+/// What a blind-index lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IndexHit {
+    /// The record's kind.
+    pub kind: RecordKind,
+    /// Its key.
+    pub rid: Rid,
+}
+
+/// The storage interface both backends implement.
+///
+/// Every method is blocking; async callers use a blocking thread pool.
+/// Implementations are safe to share between threads.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+
+    /// The schema version of the database.
+    fn schema_version(&self) -> Result<u32>;
+
+    /// A metadata value.
+    fn meta(&self, key: &str) -> Result<Option<String>>;
+
+    /// Every stored wrapped key.
+    fn keys(&self) -> Result<Vec<StoredKey>>;
+
+    /// Stores wrapped keys (replacing same id and KEK version), atomically.
+    fn put_keys(&self, keys: &[StoredKey]) -> Result<()>;
+
+    /// Deletes the wraps under KEK versions other than `keep` of every key
+    /// that has a wrap under `keep` (a key wrapped only under another
+    /// version is never left without a wrap), returning how many were
+    /// deleted.
+    fn retain_keys_of_kek(&self, keep: u32) -> Result<u64>;
+
+    /// Deletes a data key (all its KEK versions), e.g. once no record uses it.
+    fn delete_key(&self, id: u32) -> Result<()>;
+
+    /// Applies a batch atomically and durably.
+    fn write(&self, batch: &WriteBatch) -> Result<()>;
+
+    /// One record.
+    fn get(&self, kind: RecordKind, rid: &Rid) -> Result<Option<StoredRecord>>;
+
+    /// A patient's records of one kind.
+    fn by_patient(&self, kind: RecordKind, patient: &Rid) -> Result<Vec<StoredRecord>>;
+
+    /// The records whose index entry of `index` is `token`.
+    fn lookup(&self, index: IndexKind, token: &IndexToken) -> Result<Vec<IndexHit>>;
+
+    /// Up to `limit` records of `kind` with keys after `after`, in key order.
+    fn scan(
+        &self,
+        kind: RecordKind,
+        after: Option<&Rid>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>>;
+
+    /// How many records of `kind` there are.
+    fn count(&self, kind: RecordKind) -> Result<u64>;
+
+    /// How many records each data key has sealed (records, not parts).
+    fn dek_usage(&self) -> Result<Vec<(DekId, u64)>>;
+}

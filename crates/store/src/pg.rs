@@ -1,0 +1,475 @@
+//! The PostgreSQL backend, for chains that outgrow one machine.
+//!
+//! The vault's tables live in their own schema (search_path is set on every
+//! connection), so several vaults, or a vault and its tests, can share one
+//! database. Connections are pooled; each caches its prepared statements.
+//! Migrations take a transaction-scoped advisory lock so two processes
+//! opening the same vault never migrate it twice.
+
+use crate::schema::{self, CURRENT};
+use crate::sql::{self, RawRecord, Sql, rid_from, to_record};
+use crate::{
+    Backend, Error, IndexHit, Op, RecordWrite, Result, Store, StoredKey, StoredRecord, WriteBatch,
+};
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{Client, GenericClient, NoTls, Row, Statement};
+use rxvault_model::{DekId, IndexKind, IndexToken, RecordKind, Rid};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+const MAX_IDLE: usize = 16;
+
+/// A vault stored in a PostgreSQL schema.
+pub struct PgStore {
+    url: String,
+    schema: String,
+    pool: Mutex<Vec<Conn>>,
+    sql: Sql,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: never print it.
+        f.debug_struct("PgStore")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Conn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl Conn {
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).map_err(map_err)?;
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+}
+
+fn map_err(e: postgres::Error) -> Error {
+    if e.code() == Some(&SqlState::DISK_FULL) {
+        Error::DiskFull
+    } else {
+        Error::Postgres(e)
+    }
+}
+
+/// Quotes an identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn dialect(sql: &str) -> String {
+    sql::numbered(sql)
+}
+
+fn ddl(sql: &str) -> String {
+    sql.replace("BLOB", "BYTEA").replace(" WITHOUT ROWID", "")
+}
+
+impl PgStore {
+    /// Creates a vault in `schema` (created if absent; it must not already
+    /// hold a vault).
+    pub fn create(url: &str, schema: &str) -> Result<Self> {
+        let store = Self::new(url, schema)?;
+        let mut conn = store.connect(true)?;
+        if has_meta(&mut conn.client, schema)? {
+            return Err(Error::Corrupt(format!(
+                "schema {schema} already holds a vault; refusing to overwrite it"
+            )));
+        }
+        migrate(&mut conn.client, schema, true)?;
+        store.release(conn);
+        Ok(store)
+    }
+
+    /// Opens the vault in `schema`, applying pending migrations.
+    pub fn open(url: &str, schema: &str) -> Result<Self> {
+        let store = Self::new(url, schema)?;
+        let mut conn = store.connect(false)?;
+        migrate(&mut conn.client, schema, false)?;
+        store.release(conn);
+        Ok(store)
+    }
+
+    fn new(url: &str, schema: &str) -> Result<Self> {
+        if schema.is_empty() || schema.len() > 63 {
+            return Err(Error::NotAVault(format!("schema name {schema:?}")));
+        }
+        Ok(Self {
+            url: url.to_string(),
+            schema: schema.to_string(),
+            pool: Mutex::new(Vec::new()),
+            sql: Sql::new(dialect),
+        })
+    }
+
+    /// The schema the vault lives in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    fn connect(&self, create_schema: bool) -> Result<Conn> {
+        let mut client = Client::connect(&self.url, NoTls).map_err(map_err)?;
+        let schema = ident(&self.schema);
+        if create_schema {
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .map_err(map_err)?;
+        }
+        client
+            .batch_execute(&format!("SET search_path TO {schema}"))
+            .map_err(map_err)?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn take(&self) -> Result<Conn> {
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match pooled {
+            Some(c) if !c.client.is_closed() => Ok(c),
+            _ => self.connect(false),
+        }
+    }
+
+    fn release(&self, conn: Conn) {
+        if conn.client.is_closed() {
+            return;
+        }
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < MAX_IDLE {
+            pool.push(conn);
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        let mut conn = self.take()?;
+        let out = f(&mut conn);
+        self.release(conn);
+        out
+    }
+
+    fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.with(|c| {
+            let s = c.statement(sql)?;
+            c.client.query(&s, params).map_err(map_err)
+        })
+    }
+
+    fn transaction<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        self.with(|c| {
+            let Conn { client, statements } = c;
+            let tx = client.transaction().map_err(map_err)?;
+            let mut tx = Tx { tx, statements };
+            let out = f(&mut tx)?;
+            tx.tx.commit().map_err(map_err)?;
+            Ok(out)
+        })
+    }
+
+    fn put(&self, tx: &mut Tx<'_>, w: &RecordWrite, at: i64) -> Result<()> {
+        let r = &w.record;
+        let t = self.sql.table(r.kind);
+        let rid = &r.rid.0[..];
+        if sql::derivable(r.kind)
+            && let Some(patient) = &r.patient
+        {
+            let p = &patient.0[..];
+            if r.derived {
+                if !tx.query(&t.has_real_for_patient, &[&p])?.is_empty() {
+                    return Ok(());
+                }
+            } else {
+                for row in tx.query(&t.derived_of_patient, &[&p])? {
+                    let other = rid_from(row.get(0))?;
+                    if other != r.rid {
+                        self.delete(tx, r.kind, &other)?;
+                    }
+                }
+            }
+        }
+        let patient = r.patient.as_ref().map(|p| &p.0[..]);
+        tx.execute(
+            &t.upsert,
+            &[
+                &rid,
+                &patient,
+                &i64::from(r.dek.0),
+                &i64::from(r.derived),
+                &r.envelope,
+                &at,
+            ],
+        )?;
+        let kind = i64::from(r.kind.code());
+        tx.execute(&self.sql.tokens_delete, &[&kind, &rid])?;
+        for (index, token) in &w.tokens {
+            tx.execute(
+                &self.sql.token_insert,
+                &[&i64::from(index.code()), &&token.0[..], &kind, &rid],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn delete(&self, tx: &mut Tx<'_>, kind: RecordKind, rid: &Rid) -> Result<()> {
+        let rid = &rid.0[..];
+        tx.execute(&self.sql.table(kind).delete, &[&rid])?;
+        tx.execute(&self.sql.tokens_delete, &[&i64::from(kind.code()), &rid])?;
+        Ok(())
+    }
+}
+
+struct Tx<'a> {
+    tx: postgres::Transaction<'a>,
+    statements: &'a mut HashMap<String, Statement>,
+}
+
+impl Tx<'_> {
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.tx.prepare(sql).map_err(map_err)?;
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let s = self.statement(sql)?;
+        self.tx.execute(&s, params).map_err(map_err)
+    }
+
+    fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let s = self.statement(sql)?;
+        self.tx.query(&s, params).map_err(map_err)
+    }
+}
+
+fn has_meta(client: &mut impl GenericClient, schema: &str) -> Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'meta'",
+            &[&schema],
+        )
+        .map_err(map_err)?;
+    Ok(row.get::<_, i64>(0) > 0)
+}
+
+fn migrate(client: &mut Client, schema: &str, creating: bool) -> Result<()> {
+    let mut tx = client.transaction().map_err(map_err)?;
+    // One migrator per schema at a time.
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&schema])
+        .map_err(map_err)?;
+    let mut version = if has_meta(&mut tx, schema)? {
+        let row = tx
+            .query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])
+            .map_err(map_err)?;
+        row.and_then(|r| r.get::<_, String>(0).parse::<u32>().ok())
+            .ok_or_else(|| Error::NotAVault(format!("PostgreSQL schema {schema}")))?
+    } else if creating {
+        0
+    } else {
+        return Err(Error::NotAVault(format!("PostgreSQL schema {schema}")));
+    };
+    if version > CURRENT {
+        return Err(Error::TooNew {
+            found: version,
+            supported: CURRENT,
+        });
+    }
+    while version < CURRENT {
+        version += 1;
+        for stmt in schema::migration(version) {
+            tx.batch_execute(&ddl(&stmt)).map_err(map_err)?;
+        }
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&version.to_string()],
+        )
+        .map_err(map_err)?;
+    }
+    tx.commit().map_err(map_err)
+}
+
+fn row_record(kind: RecordKind, row: &Row) -> Result<StoredRecord> {
+    let raw: RawRecord = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    to_record(kind, raw)
+}
+
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn schema_version(&self) -> Result<u32> {
+        self.meta("schema_version")?
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::NotAVault(format!("PostgreSQL schema {}", self.schema)))
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .query(&self.sql.meta_get, &[&key])?
+            .first()
+            .map(|r| r.get(0)))
+    }
+
+    fn keys(&self) -> Result<Vec<StoredKey>> {
+        self.query(&self.sql.keys, &[])?
+            .iter()
+            .map(|r| {
+                let (id, purpose, kek): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+                Ok(StoredKey {
+                    id: u32::try_from(id).map_err(|_| Error::Corrupt(format!("key id {id}")))?,
+                    purpose: u8::try_from(purpose)
+                        .map_err(|_| Error::Corrupt(format!("key purpose {purpose}")))?,
+                    kek_version: u32::try_from(kek)
+                        .map_err(|_| Error::Corrupt(format!("KEK version {kek}")))?,
+                    wrapped: r.get(3),
+                })
+            })
+            .collect()
+    }
+
+    fn put_keys(&self, keys: &[StoredKey]) -> Result<()> {
+        self.transaction(|tx| {
+            for k in keys {
+                tx.execute(
+                    &self.sql.key_put,
+                    &[
+                        &i64::from(k.id),
+                        &i64::from(k.kek_version),
+                        &i64::from(k.purpose),
+                        &k.wrapped,
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn retain_keys_of_kek(&self, keep: u32) -> Result<u64> {
+        self.transaction(|tx| {
+            tx.execute(&self.sql.keys_retain, &[&i64::from(keep), &i64::from(keep)])
+        })
+    }
+
+    fn delete_key(&self, id: u32) -> Result<()> {
+        self.transaction(|tx| {
+            tx.execute(&self.sql.key_delete, &[&i64::from(id)])
+                .map(drop)
+        })
+    }
+
+    fn write(&self, batch: &WriteBatch) -> Result<()> {
+        self.transaction(|tx| {
+            for op in &batch.ops {
+                match op {
+                    Op::Put(w) => self.put(tx, w, batch.at)?,
+                    Op::Delete { kind, rid } => self.delete(tx, *kind, rid)?,
+                    Op::Reseal {
+                        kind,
+                        rid,
+                        expected,
+                        envelope,
+                        dek,
+                    } => {
+                        tx.execute(
+                            &self.sql.table(*kind).reseal,
+                            &[
+                                envelope,
+                                &i64::from(dek.0),
+                                &batch.at,
+                                &&rid.0[..],
+                                expected,
+                            ],
+                        )?;
+                    }
+                    Op::Meta {
+                        key,
+                        value: Some(v),
+                    } => {
+                        tx.execute(&self.sql.meta_put, &[key, v])?;
+                    }
+                    Op::Meta { key, value: None } => {
+                        tx.execute(&self.sql.meta_delete, &[key])?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn get(&self, kind: RecordKind, rid: &Rid) -> Result<Option<StoredRecord>> {
+        self.query(&self.sql.table(kind).get, &[&&rid.0[..]])?
+            .first()
+            .map(|r| row_record(kind, r))
+            .transpose()
+    }
+
+    fn by_patient(&self, kind: RecordKind, patient: &Rid) -> Result<Vec<StoredRecord>> {
+        self.query(&self.sql.table(kind).by_patient, &[&&patient.0[..]])?
+            .iter()
+            .map(|r| row_record(kind, r))
+            .collect()
+    }
+
+    fn lookup(&self, index: IndexKind, token: &IndexToken) -> Result<Vec<IndexHit>> {
+        self.query(&self.sql.lookup, &[&i64::from(index.code()), &&token.0[..]])?
+            .iter()
+            .map(|r| {
+                let kind: i64 = r.get(0);
+                Ok(IndexHit {
+                    kind: u8::try_from(kind)
+                        .ok()
+                        .and_then(RecordKind::from_code)
+                        .ok_or_else(|| {
+                            Error::Corrupt(format!("record kind {kind} in blind index"))
+                        })?,
+                    rid: rid_from(r.get(1))?,
+                })
+            })
+            .collect()
+    }
+
+    fn scan(
+        &self,
+        kind: RecordKind,
+        after: Option<&Rid>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>> {
+        let t = self.sql.table(kind);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match after {
+            None => self.query(&t.scan_from_start, &[&limit])?,
+            Some(after) => self.query(&t.scan_after, &[&&after.0[..], &limit])?,
+        };
+        rows.iter().map(|r| row_record(kind, r)).collect()
+    }
+
+    fn count(&self, kind: RecordKind) -> Result<u64> {
+        let rows = self.query(&self.sql.table(kind).count, &[])?;
+        Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
+    }
+
+    fn dek_usage(&self) -> Result<Vec<(DekId, u64)>> {
+        let mut usage = std::collections::BTreeMap::<u32, u64>::new();
+        for kind in RecordKind::ALL {
+            for r in self.query(&self.sql.table(kind).dek_usage, &[])? {
+                let (dek, n): (i64, i64) = (r.get(0), r.get(1));
+                *usage.entry(dek as u32).or_default() += n as u64;
+            }
+        }
+        Ok(usage.into_iter().map(|(d, n)| (DekId(d), n)).collect())
+    }
+}

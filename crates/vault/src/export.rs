@@ -1,0 +1,344 @@
+//! Exports: the whole vault as FHIR NDJSON, and the daily shipping manifest.
+//!
+//! Every export gets an export ID (in its manifest or rows) so a file found
+//! where it should not be can be traced to the export that made it. An
+//! export is plaintext only when the caller asks for it
+//! ([`Target::Plaintext`]); otherwise each file is encrypted to age
+//! recipients as it is written, so no plaintext touches the disk. Files are
+//! written to a temporary name with mode 0600, synced, then renamed.
+//!
+//! The shipping manifest is minimised at the source: for each fill only the
+//! `Shipping`, `Identifiers` and `Administrative` categories are decrypted,
+//! so birth dates, phone numbers, medications and plans are never even in
+//! memory, let alone in the file.
+
+use crate::keys::Progress;
+use crate::{Error, Result, Vault, io_err};
+use rxvault_crypto::export::Recipients;
+use rxvault_fhir::map;
+use rxvault_model::{CategorySet, FieldCategory, IndexKind, RecordKind, normalize};
+use serde::Serialize;
+use serde_json::json;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Where an export's bytes go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Plaintext files (the user asked for it explicitly).
+    Plaintext,
+    /// Files encrypted to these age recipients (`.age` appended to names).
+    Age(Recipients),
+}
+
+impl Target {
+    fn suffix(&self) -> &'static str {
+        match self {
+            Target::Plaintext => "",
+            Target::Age(_) => ".age",
+        }
+    }
+}
+
+/// One file of an export.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportFile {
+    /// FHIR resource type.
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    /// File name (relative to the export folder).
+    pub url: String,
+    /// Resources in it.
+    pub count: u64,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    /// The export's ID.
+    pub export_id: String,
+    /// Files written.
+    pub files: Vec<ExportFile>,
+    /// Whether the files are encrypted.
+    pub encrypted: bool,
+    /// The patients whose data the export holds (storage keys).
+    #[serde(skip)]
+    pub patients: Vec<rxvault_model::Rid>,
+}
+
+/// A file being written: temporary name, then renamed when complete.
+struct Output {
+    tmp: PathBuf,
+    path: PathBuf,
+    writer: Box<dyn FinishWrite>,
+}
+
+trait FinishWrite: Write {
+    fn finish(self: Box<Self>) -> std::io::Result<std::fs::File>;
+}
+
+impl FinishWrite for BufWriter<std::fs::File> {
+    fn finish(self: Box<Self>) -> std::io::Result<std::fs::File> {
+        self.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+impl FinishWrite for rxvault_crypto::export::EncryptedWriter<BufWriter<std::fs::File>> {
+    fn finish(self: Box<Self>) -> std::io::Result<std::fs::File> {
+        rxvault_crypto::export::EncryptedWriter::finish(*self)?
+            .into_inner()
+            .map_err(|e| e.into_error())
+    }
+}
+
+impl Output {
+    fn create(path: PathBuf, target: &Target) -> Result<Self> {
+        let tmp = path.with_file_name(format!(
+            ".{}.partial",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("export")
+        ));
+        let _ = std::fs::remove_file(&tmp);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        let buffered = BufWriter::with_capacity(256 << 10, file);
+        let writer: Box<dyn FinishWrite> = match target {
+            Target::Plaintext => Box::new(buffered),
+            Target::Age(r) => Box::new(r.encrypt(buffered)?),
+        };
+        Ok(Self { tmp, path, writer })
+    }
+
+    fn finish(self) -> Result<()> {
+        let file = self.writer.finish().map_err(io_err(&self.tmp))?;
+        file.sync_all().map_err(io_err(&self.tmp))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(io_err(&self.path))?;
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+}
+
+impl Vault {
+    /// Exports every record as FHIR R4 NDJSON (one file per resource type)
+    /// into `out`, a folder that must not exist or be empty, with a Bulk
+    /// Data style `manifest.json`.
+    pub fn export_fhir(
+        &self,
+        out: &Path,
+        target: &Target,
+        progress: &mut dyn Progress,
+    ) -> Result<ExportReport> {
+        prepare_dir(out)?;
+        let export_id = rxvault_crypto::random_id()?;
+        let total: u64 = self.counts()?.iter().map(|(_, n)| n).sum();
+        progress.phase("exporting", Some(total));
+        let mut files = Vec::new();
+        let mut patients = std::collections::BTreeSet::new();
+        for kind in RecordKind::ALL {
+            if self.store.count(kind)? == 0 {
+                continue;
+            }
+            let name = format!("{}.ndjson{}", kind.fhir_type(), target.suffix());
+            let mut output = Output::create(out.join(&name), target)?;
+            let mut count = 0u64;
+            let mut after = None;
+            loop {
+                let page = self.store.scan(kind, after.as_ref(), 1000)?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.rid);
+                for record in &page {
+                    let resource = self.open_record(record, CategorySet::ALL)?;
+                    serde_json::to_writer(&mut output.writer, &resource)
+                        .map_err(|e| io_err(&output.tmp)(e.into()))?;
+                    output
+                        .writer
+                        .write_all(b"\n")
+                        .map_err(io_err(&output.tmp))?;
+                    patients.insert(record.patient.unwrap_or(record.rid));
+                    count += 1;
+                }
+                progress.advance(page.len() as u64);
+            }
+            output.finish()?;
+            files.push(ExportFile {
+                resource_type: kind.fhir_type().to_string(),
+                url: name,
+                count,
+            });
+        }
+        let encrypted = matches!(target, Target::Age(_));
+        let manifest = json!({
+            "exportId": export_id,
+            "transactionTime": self.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "vault": self.config.vault_id,
+            "encrypted": encrypted,
+            "output": files,
+            "error": [],
+        });
+        crate::config::write_atomic(
+            &out.join("manifest.json"),
+            serde_json::to_string_pretty(&manifest)
+                .expect("JSON")
+                .as_bytes(),
+            0o600,
+        )?;
+        tracing::info!(export = %export_id, records = total, encrypted, "FHIR export written");
+        Ok(ExportReport {
+            export_id,
+            files,
+            encrypted,
+            patients: patients.into_iter().collect(),
+        })
+    }
+
+    /// The shipping manifest of the fills prepared on `date`: transaction
+    /// ID, package reference, ship-to name and address, and the export ID;
+    /// nothing else. CSV, sorted by transaction ID.
+    pub fn export_shipping(
+        &self,
+        date: &str,
+        out: &Path,
+        target: &Target,
+    ) -> Result<ShippingReport> {
+        let day = normalize::day(date).ok_or_else(|| {
+            Error::Invalid(format!("--date must be a date (YYYY-MM-DD), not {date:?}"))
+        })?;
+        let token = self.keys.token(IndexKind::FillDate, &day);
+        let want = CategorySet::of(&[
+            FieldCategory::Shipping,
+            FieldCategory::Identifiers,
+            FieldCategory::Administrative,
+        ]);
+        let export_id = rxvault_crypto::random_id()?;
+        let mut rows = Vec::new();
+        let mut patients = std::collections::BTreeSet::new();
+        let mut skipped = 0u64;
+        for hit in self.store.lookup(IndexKind::FillDate, &token)? {
+            let Some(record) = self.store.get(RecordKind::Fill, &hit.rid)? else {
+                continue;
+            };
+            let fill =
+                map::fill_view(&self.open_record(&record, want)?).map_err(|e| Error::Corrupt {
+                    what: format!("fill {}", record.rid),
+                    message: e.to_string(),
+                })?;
+            let shipped = !matches!(
+                fill.status.as_str(),
+                "cancelled" | "declined" | "entered-in-error" | "stopped"
+            );
+            let Some(ship) = fill.ship_to.filter(|_| shipped) else {
+                skipped += 1;
+                continue;
+            };
+            let package_ref = match (&fill.carrier, &fill.tracking_number) {
+                (Some(c), Some(t)) => format!("{c} {t}"),
+                (None, Some(t)) => t.clone(),
+                _ => String::new(),
+            };
+            let a = ship.address;
+            let line = |i: usize| a.lines.get(i).cloned().unwrap_or_default();
+            rows.push([
+                fill.transaction_id,
+                package_ref,
+                ship.name.unwrap_or_default(),
+                line(0),
+                a.lines.get(1..).map(|l| l.join(", ")).unwrap_or_default(),
+                a.city.clone().unwrap_or_default(),
+                a.state.clone().unwrap_or_default(),
+                a.postal_code.clone().unwrap_or_default(),
+                a.country.clone().unwrap_or_default(),
+                export_id.clone(),
+            ]);
+            if let Some(p) = record.patient {
+                patients.insert(p);
+            }
+        }
+        rows.sort();
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        if out.exists() {
+            return Err(Error::Invalid(format!(
+                "{} already exists; refusing to overwrite it",
+                out.display()
+            )));
+        }
+        let path = match target {
+            Target::Plaintext => out.to_path_buf(),
+            Target::Age(_) if out.extension().is_some_and(|e| e == "age") => out.to_path_buf(),
+            Target::Age(_) => PathBuf::from(format!("{}.age", out.display())),
+        };
+        let mut output = Output::create(path.clone(), target)?;
+        {
+            let mut csv = csv::Writer::from_writer(&mut output.writer);
+            let header = [
+                "transaction_id",
+                "package_ref",
+                "ship_to_name",
+                "address_line1",
+                "address_line2",
+                "city",
+                "state",
+                "postal_code",
+                "country",
+                "export_id",
+            ];
+            let to_io = |e: csv::Error| io_err(&path)(std::io::Error::other(e.to_string()));
+            csv.write_record(header).map_err(to_io)?;
+            for row in &rows {
+                csv.write_record(row).map_err(to_io)?;
+            }
+            csv.flush().map_err(io_err(&path))?;
+        }
+        output.finish()?;
+        tracing::info!(export = %export_id, rows = rows.len(), "shipping manifest written");
+        Ok(ShippingReport {
+            export_id,
+            path,
+            rows: rows.len() as u64,
+            skipped,
+            patients: patients.into_iter().collect(),
+        })
+    }
+}
+
+/// What a shipping export wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShippingReport {
+    /// The export's ID (also in every row).
+    pub export_id: String,
+    /// The file written.
+    pub path: PathBuf,
+    /// Packages listed.
+    pub rows: u64,
+    /// Fills of that day not listed (no ship-to, or not shipping).
+    pub skipped: u64,
+    /// The patients whose names and addresses the file holds.
+    #[serde(skip)]
+    pub patients: Vec<rxvault_model::Rid>,
+}
+
+fn prepare_dir(out: &Path) -> Result<()> {
+    if out.exists() {
+        let mut entries = std::fs::read_dir(out).map_err(io_err(out))?;
+        if entries.next().is_some() {
+            return Err(Error::Invalid(format!(
+                "{} is not empty; export into a new or empty folder",
+                out.display()
+            )));
+        }
+    } else {
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(out)
+            .map_err(io_err(out))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,827 @@
+//! Creating a vault's keys, opening them, and rotating the KEK.
+//!
+//! # Where the KEK comes from
+//! A [`KeySource`]: a key file (default location outside the data
+//! directory, see [`crate::config::default_key_file`]) or a passphrase
+//! stretched with Argon2id (parameters and salt stored in the vault, per KEK
+//! version). The vault's metadata records which kind it uses and the current
+//! KEK version; a key that does not unwrap the vault's index key is refused
+//! with a message that says which of key file or passphrase was wrong.
+//!
+//! # Rotation
+//! `rxvault keys rotate` moves the vault to KEK version n+1 in steps that
+//! are each atomic and recorded in `meta.rotation`, so a crash at any point
+//! is resumed by running the command again:
+//!
+//! 1. **started**: the new KEK exists (appended to the key file, or its KDF
+//!    salt stored for a passphrase);
+//! 2. **switched**: every wrapped key is rewrapped under n+1 and the
+//!    vault's current version is n+1 (one transaction);
+//! 3. **re-encrypting** (optional): every record is resealed under a fresh
+//!    DEK, page by page, the cursor committed with each page; records
+//!    written concurrently are never overwritten (compare-and-swap), and
+//!    data keys no record uses any more are deleted;
+//! 4. **done**: wraps under n are deleted, but only for keys that have an
+//!    n+1 wrap (a key some other process created under n meanwhile is
+//!    rewrapped first, never lost), and n is removed from the key file.
+
+use crate::config::{KeyKind, StoreConfig, VaultConfig, default_key_file, is_inside};
+use crate::{Error, Result, Vault, io_err};
+use rxvault_crypto::kek::{KdfParams, LocalKek};
+use rxvault_crypto::keyfile::{KeyFile, KeyFileError};
+use rxvault_crypto::{Kek, KeyPurpose, Keyring, Passphrase, SecretKey, WrappedKey};
+use rxvault_model::{CategorySet, Clock, DekId, RecordKind, Rid};
+use rxvault_store::{Op, PgStore, SqliteStore, Store, StoredKey, WriteBatch};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Metadata keys.
+pub(crate) mod meta {
+    pub const VAULT_ID: &str = "vault_id";
+    pub const KEK_VERSION: &str = "kek_version";
+    pub const KEK_KIND: &str = "kek_kind";
+    pub const CREATED_AT: &str = "created_at";
+    pub const ROTATION: &str = "rotation";
+    pub fn kdf(version: u32) -> String {
+        format!("kdf.v{version}")
+    }
+}
+
+/// The minimum passphrase length, in characters. The passphrase is the only
+/// factor protecting the data at rest, so NIST SP 800-63B rev4's
+/// single-factor minimum (15) applies.
+pub const MIN_PASSPHRASE_CHARS: usize = 15;
+
+/// Where the KEK comes from when opening a vault.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A key file.
+    File(PathBuf),
+    /// A passphrase.
+    Passphrase(Passphrase),
+}
+
+/// How a new vault's KEK is made.
+#[derive(Debug, Clone)]
+pub enum InitKey {
+    /// A new random key written to a key file (`None`: the default
+    /// location).
+    File(Option<PathBuf>),
+    /// A passphrase.
+    Passphrase(Passphrase),
+}
+
+/// What `init` created.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The vault's configuration.
+    pub config: VaultConfig,
+    /// The key file written, if any.
+    pub key_file: Option<PathBuf>,
+}
+
+pub(crate) fn to_stored(w: &WrappedKey) -> StoredKey {
+    StoredKey {
+        id: w.id.0,
+        purpose: w.purpose.code(),
+        kek_version: w.kek_version,
+        wrapped: w.wrapped.clone(),
+    }
+}
+
+fn from_stored(k: &StoredKey) -> Result<WrappedKey> {
+    Ok(WrappedKey {
+        id: DekId(k.id),
+        purpose: KeyPurpose::from_code(k.purpose).ok_or_else(|| Error::Corrupt {
+            what: format!("data key {}", k.id),
+            message: format!("unknown purpose {}", k.purpose),
+        })?,
+        kek_version: k.kek_version,
+        wrapped: k.wrapped.clone(),
+    })
+}
+
+pub(crate) fn stored_keys(store: &dyn Store) -> Result<Vec<WrappedKey>> {
+    store.keys()?.iter().map(from_stored).collect()
+}
+
+fn open_store(config: &VaultConfig, create: bool) -> Result<Box<dyn Store>> {
+    Ok(match &config.store {
+        StoreConfig::Sqlite => {
+            let path = config.sqlite_path();
+            if create {
+                Box::new(SqliteStore::create(&path)?)
+            } else {
+                Box::new(SqliteStore::open(&path)?)
+            }
+        }
+        StoreConfig::Postgres { url, schema } => {
+            let url = std::env::var("RXVAULT_PG_URL").unwrap_or_else(|_| url.clone());
+            if create {
+                Box::new(PgStore::create(&url, schema)?)
+            } else {
+                Box::new(PgStore::open(&url, schema)?)
+            }
+        }
+    })
+}
+
+fn load_key_file(path: &Path) -> Result<KeyFile> {
+    KeyFile::load(path).map_err(|e| match e {
+        KeyFileError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::Key(format!(
+            "key file {} not found: pass --key-file PATH (the key is kept outside the data directory; \
+             without it the vault cannot be opened)",
+            path.display()
+        )),
+        e => Error::Crypto(e.into()),
+    })
+}
+
+impl Vault {
+    /// Creates a vault in `dir` (created, mode 0700, if missing).
+    pub fn init(
+        dir: &Path,
+        store: StoreConfig,
+        key: InitKey,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Created> {
+        if dir.join(crate::config::CONFIG_FILE).exists() {
+            return Err(Error::Invalid(format!(
+                "{} already holds a vault",
+                dir.display()
+            )));
+        }
+        if store == StoreConfig::Sqlite && dir.join(crate::config::SQLITE_FILE).exists() {
+            return Err(Error::Invalid(format!(
+                "{} exists but {} has no rxvault.toml: an earlier init was interrupted; remove the file and retry",
+                dir.join(crate::config::SQLITE_FILE).display(),
+                dir.display()
+            )));
+        }
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .map_err(io_err(dir))?;
+        let vault_id = rxvault_crypto::random_id()?;
+        let mut config = VaultConfig {
+            vault_id: vault_id.clone(),
+            store,
+            key: KeyKind::File,
+            key_file: None,
+            dir: dir.to_path_buf(),
+        };
+        let mut meta_ops = vec![
+            (meta::VAULT_ID.to_string(), vault_id.clone()),
+            (meta::KEK_VERSION.to_string(), "1".to_string()),
+            (
+                meta::CREATED_AT.to_string(),
+                clock.now().unix_timestamp().to_string(),
+            ),
+        ];
+        let mut key_file = None;
+        let kek: Box<dyn Kek> = match key {
+            InitKey::File(path) => {
+                let explicit = path.is_some();
+                let path = match path {
+                    Some(p) => p,
+                    None => default_key_file(&vault_id)?,
+                };
+                if is_inside(&path, dir) {
+                    return Err(Error::Key(format!(
+                        "refusing to put the key file {} inside the data directory {}: a copy of the data \
+                         would carry its key. Choose a path elsewhere (e.g. removable media or the default \
+                         under your config directory)",
+                        path.display(),
+                        dir.display()
+                    )));
+                }
+                if path.exists() {
+                    return Err(Error::Key(format!(
+                        "key file {} already exists; refusing to overwrite a key",
+                        path.display()
+                    )));
+                }
+                let secret = SecretKey::generate()?;
+                KeyFile::new(&vault_id, 1, secret.clone())
+                    .save(&path)
+                    .map_err(rxvault_crypto::Error::from)?;
+                if explicit {
+                    config.key_file = Some(std::path::absolute(&path).map_err(io_err(&path))?);
+                }
+                key_file = Some(path);
+                meta_ops.push((meta::KEK_KIND.to_string(), "file".to_string()));
+                Box::new(LocalKek::new(1, secret))
+            }
+            InitKey::Passphrase(p) => {
+                check_passphrase(&p)?;
+                let kdf = KdfParams::generate()?;
+                meta_ops.push((meta::KEK_KIND.to_string(), "passphrase".to_string()));
+                meta_ops.push((meta::kdf(1), kdf.to_string()));
+                config.key = KeyKind::Passphrase;
+                Box::new(LocalKek::from_passphrase(1, &p, &kdf)?)
+            }
+        };
+        let store = open_store(&config, true)?;
+        let (_keyring, index_key) = Keyring::create(&vault_id, kek)?;
+        store.put_keys(&[to_stored(&index_key)])?;
+        store.write(&WriteBatch {
+            ops: meta_ops
+                .into_iter()
+                .map(|(key, value)| Op::Meta {
+                    key,
+                    value: Some(value),
+                })
+                .collect(),
+            at: clock.now().unix_timestamp(),
+        })?;
+        config.save()?;
+        tracing::info!(vault = %vault_id, "vault created");
+        Ok(Created { config, key_file })
+    }
+
+    /// Opens the vault in `dir`. With no `source`, the key file recorded in
+    /// the configuration (or the default location) is used.
+    pub fn open(dir: &Path, source: Option<KeySource>, clock: Arc<dyn Clock>) -> Result<Vault> {
+        let config = VaultConfig::load(dir)?;
+        let store = open_store(&config, false)?;
+        let stored_id = store.meta(meta::VAULT_ID)?.unwrap_or_default();
+        if stored_id != config.vault_id {
+            return Err(Error::Invalid(format!(
+                "{} says vault {} but its database holds vault {stored_id}: the configuration does not belong to this database",
+                dir.join(crate::config::CONFIG_FILE).display(),
+                config.vault_id
+            )));
+        }
+        let version = kek_version(store.as_ref())?;
+        let kek = build_kek(&config, store.as_ref(), source.as_ref(), version)?;
+        let passphrase = matches!(source, Some(KeySource::Passphrase(_)));
+        let keys = Keyring::open(&config.vault_id, kek, &stored_keys(store.as_ref())?).map_err(|e| match e {
+            rxvault_crypto::Error::WrongKey if passphrase => Error::Key("wrong passphrase for this vault".into()),
+            rxvault_crypto::Error::WrongKey => Error::Key(
+                "the key file does not open this vault (it is for another vault, or an older key version)".into(),
+            ),
+            e => e.into(),
+        })?;
+        Ok(Vault {
+            config,
+            store,
+            keys,
+            clock,
+            dek_lock: std::sync::Mutex::new(()),
+        })
+    }
+
+    /// Makes sure this process has a data key to seal with: creates one,
+    /// stores it wrapped, and activates it.
+    pub(crate) fn ensure_dek(&self) -> Result<()> {
+        let _guard = self.dek_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.keys.active_dek().is_some() {
+            return Ok(());
+        }
+        let dek = self.keys.prepare_dek()?;
+        self.store.put_keys(&[to_stored(&dek.wrapped)])?;
+        self.keys.activate(dek);
+        Ok(())
+    }
+
+    /// Loads data keys other processes created since this vault was opened.
+    pub(crate) fn reload_keys(&self) -> Result<()> {
+        for w in stored_keys(self.store.as_ref())? {
+            if w.purpose == KeyPurpose::Data
+                && w.kek_version == self.keys.kek_version()
+                && !self.keys.has_dek(w.id)
+            {
+                self.keys.load(&w)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The current KEK version and key kind, the data keys and how many
+    /// records each seals, and any rotation in progress.
+    pub fn key_status(&self) -> Result<KeyStatus> {
+        let usage = self.store.dek_usage()?;
+        let keys = stored_keys(self.store.as_ref())?;
+        let mut data_keys: Vec<(u32, u64)> = keys
+            .iter()
+            .filter(|k| k.purpose == KeyPurpose::Data && k.kek_version == self.keys.kek_version())
+            .map(|k| {
+                (
+                    k.id.0,
+                    usage
+                        .iter()
+                        .find(|(d, _)| *d == k.id)
+                        .map_or(0, |(_, n)| *n),
+                )
+            })
+            .collect();
+        data_keys.sort();
+        Ok(KeyStatus {
+            kek_version: self.keys.kek_version(),
+            kek_kind: self.store.meta(meta::KEK_KIND)?.unwrap_or_default(),
+            data_keys,
+            rotation: self.store.meta(meta::ROTATION)?,
+        })
+    }
+}
+
+/// Key facts for `rxvault keys status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyStatus {
+    /// The current KEK version.
+    pub kek_version: u32,
+    /// `file` or `passphrase`.
+    pub kek_kind: String,
+    /// Data keys (ids) and the records each seals.
+    pub data_keys: Vec<(u32, u64)>,
+    /// A rotation in progress (its recorded state), if any.
+    pub rotation: Option<String>,
+}
+
+fn check_passphrase(p: &Passphrase) -> Result<()> {
+    if p.char_count() < MIN_PASSPHRASE_CHARS {
+        return Err(Error::Key(format!(
+            "the passphrase must be at least {MIN_PASSPHRASE_CHARS} characters (it alone protects the data)"
+        )));
+    }
+    Ok(())
+}
+
+fn kek_version(store: &dyn Store) -> Result<u32> {
+    store
+        .meta(meta::KEK_VERSION)?
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::Corrupt {
+            what: "vault metadata".into(),
+            message: "no KEK version".into(),
+        })
+}
+
+fn build_kek(
+    config: &VaultConfig,
+    store: &dyn Store,
+    source: Option<&KeySource>,
+    version: u32,
+) -> Result<Box<dyn Kek>> {
+    let kind = store.meta(meta::KEK_KIND)?.unwrap_or_default();
+    match (kind.as_str(), source) {
+        ("passphrase", Some(KeySource::Passphrase(p))) => Ok(Box::new(passphrase_kek(store, p, version)?)),
+        ("passphrase", _) => Err(Error::Key(
+            "this vault is protected by a passphrase: pass --passphrase-file FILE (or RXVAULT_PASSPHRASE_FILE)".into(),
+        )),
+        ("file", Some(KeySource::Passphrase(_))) => Err(Error::Key(
+            "this vault is protected by a key file, not a passphrase: pass --key-file PATH".into(),
+        )),
+        ("file", source) => {
+            let path = match source {
+                Some(KeySource::File(p)) => p.clone(),
+                _ => config.key_file()?,
+            };
+            let file = load_key_file(&path)?;
+            if file.vault_id != config.vault_id {
+                return Err(Error::Key(format!(
+                    "key file {} belongs to vault {}, not to this vault ({})",
+                    path.display(),
+                    file.vault_id,
+                    config.vault_id
+                )));
+            }
+            let key = file.get(version).ok_or_else(|| {
+                Error::Key(format!(
+                    "key file {} has no KEK version {version} (it holds {:?}): it is a copy from before a key rotation",
+                    path.display(),
+                    file.versions()
+                ))
+            })?;
+            Ok(Box::new(LocalKek::new(version, key.clone())))
+        }
+        (other, _) => Err(Error::Corrupt {
+            what: "vault metadata".into(),
+            message: format!("unknown key kind {other:?}"),
+        }),
+    }
+}
+
+fn passphrase_kek(store: &dyn Store, p: &Passphrase, version: u32) -> Result<LocalKek> {
+    let kdf = store
+        .meta(&meta::kdf(version))?
+        .ok_or_else(|| Error::Corrupt {
+            what: "vault metadata".into(),
+            message: format!("no KDF parameters for KEK version {version}"),
+        })?;
+    Ok(LocalKek::from_passphrase(
+        version,
+        p,
+        &KdfParams::parse(&kdf)?,
+    )?)
+}
+
+// ---------------------------------------------------------------- rotation --
+
+/// What a rotation was asked to do.
+#[derive(Debug, Clone)]
+pub struct RotateOptions {
+    /// The key that opens the vault now.
+    pub current: Option<KeySource>,
+    /// For passphrase vaults: the new passphrase (`None`: keep the
+    /// passphrase, new salt).
+    pub new_passphrase: Option<Passphrase>,
+    /// Also reseal every record under a fresh data key.
+    pub reencrypt: bool,
+    /// Records per committed page when re-encrypting.
+    pub page: usize,
+}
+
+/// Progress reports of a long operation.
+pub trait Progress {
+    /// A phase starts, with a known total of units if there is one.
+    fn phase(&mut self, name: &str, total: Option<u64>);
+    /// Units done in the current phase.
+    fn advance(&mut self, n: u64);
+}
+
+/// A progress sink that ignores everything.
+#[derive(Debug, Default)]
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn phase(&mut self, _: &str, _: Option<u64>) {}
+    fn advance(&mut self, _: u64) {}
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Phase {
+    Started,
+    Switched,
+    Reencrypting,
+    Done,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Rotation {
+    from: u32,
+    to: u32,
+    phase: Phase,
+    reencrypt: bool,
+    /// Re-encryption cursor: kind code and last resealed key (hex).
+    #[serde(default)]
+    cursor: Option<(u8, String)>,
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RotateReport {
+    /// The KEK version before.
+    pub from: u32,
+    /// The KEK version after.
+    pub to: u32,
+    /// Keys rewrapped.
+    pub rewrapped: usize,
+    /// Records resealed.
+    pub resealed: u64,
+    /// Data keys deleted because no record used them any more.
+    pub retired_keys: usize,
+    /// Whether this run resumed an interrupted rotation.
+    pub resumed: bool,
+}
+
+/// Rotates the KEK of the vault in `dir` (and resumes an interrupted
+/// rotation). See the module documentation for the steps.
+pub fn rotate(
+    dir: &Path,
+    options: &RotateOptions,
+    clock: Arc<dyn Clock>,
+    progress: &mut dyn Progress,
+) -> Result<RotateReport> {
+    let config = VaultConfig::load(dir)?;
+    let store = open_store(&config, false)?;
+    let kind = store.meta(meta::KEK_KIND)?.unwrap_or_default();
+    let current = kek_version(store.as_ref())?;
+    let mut state: Option<Rotation> = match store.meta(meta::ROTATION)? {
+        Some(s) => Some(serde_json::from_str(&s).map_err(|e| Error::Corrupt {
+            what: "rotation state".into(),
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
+    let resumed = state.is_some();
+    let at = || clock.now().unix_timestamp();
+    let set_state = |s: &Rotation| -> Result<Op> {
+        Ok(Op::Meta {
+            key: meta::ROTATION.into(),
+            value: Some(serde_json::to_string(s).map_err(|e| Error::Invalid(e.to_string()))?),
+        })
+    };
+
+    // The old and new KEKs. The old one is not needed once the old wraps are
+    // gone (a rotation interrupted after its last step).
+    let key_path = match &options.current {
+        Some(KeySource::File(p)) => Some(p.clone()),
+        _ if kind == "file" => Some(config.key_file()?),
+        _ => None,
+    };
+    let (from, to) = match &state {
+        Some(s) => (s.from, s.to),
+        None => (current, current + 1),
+    };
+    let need_old = state.as_ref().is_none_or(|s| s.phase != Phase::Done);
+    let (old_kek, new_kek): (Option<Box<dyn Kek>>, Box<dyn Kek>) = match kind.as_str() {
+        "file" => {
+            let path = key_path.clone().expect("file vaults have a key path");
+            let mut file = load_key_file(&path)?;
+            if file.vault_id != config.vault_id {
+                return Err(Error::Key(format!(
+                    "key file {} belongs to another vault",
+                    path.display()
+                )));
+            }
+            let new = match file.get(to) {
+                Some(k) => k.clone(),
+                None => {
+                    let k = SecretKey::generate()?;
+                    file.insert(to, k.clone());
+                    file.save(&path).map_err(rxvault_crypto::Error::from)?;
+                    k
+                }
+            };
+            let old = match file.get(from) {
+                Some(k) if need_old => {
+                    Some(Box::new(LocalKek::new(from, k.clone())) as Box<dyn Kek>)
+                }
+                None if need_old => {
+                    return Err(Error::Key(format!(
+                        "key file {} has no KEK version {from}",
+                        path.display()
+                    )));
+                }
+                _ => None,
+            };
+            (old, Box::new(LocalKek::new(to, new)))
+        }
+        "passphrase" => {
+            let Some(KeySource::Passphrase(p)) = &options.current else {
+                return Err(Error::Key(
+                    "this vault is protected by a passphrase: pass --passphrase-file FILE".into(),
+                ));
+            };
+            let new_p = options.new_passphrase.clone().unwrap_or_else(|| p.clone());
+            check_passphrase(&new_p)?;
+            let new_kdf = match store.meta(&meta::kdf(to))? {
+                Some(k) => KdfParams::parse(&k)?,
+                None => {
+                    let k = KdfParams::generate()?;
+                    store.write(&WriteBatch {
+                        ops: vec![Op::Meta {
+                            key: meta::kdf(to),
+                            value: Some(k.to_string()),
+                        }],
+                        at: at(),
+                    })?;
+                    k
+                }
+            };
+            let old = if need_old {
+                Some(Box::new(passphrase_kek(store.as_ref(), p, from)?) as Box<dyn Kek>)
+            } else {
+                None
+            };
+            (
+                old,
+                Box::new(LocalKek::from_passphrase(to, &new_p, &new_kdf)?),
+            )
+        }
+        other => {
+            return Err(Error::Corrupt {
+                what: "vault metadata".into(),
+                message: format!("unknown key kind {other:?}"),
+            });
+        }
+    };
+    // Opening the old keyring checks the current key before anything changes.
+    let old_ring = match old_kek {
+        Some(kek) => Some(
+            Keyring::open(&config.vault_id, kek, &stored_keys(store.as_ref())?).map_err(
+                |e| match e {
+                    rxvault_crypto::Error::WrongKey => {
+                        Error::Key("the current key does not open this vault".into())
+                    }
+                    e => e.into(),
+                },
+            )?,
+        ),
+        None => None,
+    };
+
+    let mut st = match state.take() {
+        Some(s) => s,
+        None => {
+            let s = Rotation {
+                from,
+                to,
+                phase: Phase::Started,
+                reencrypt: options.reencrypt,
+                cursor: None,
+            };
+            store.write(&WriteBatch {
+                ops: vec![set_state(&s)?],
+                at: at(),
+            })?;
+            s
+        }
+    };
+    let mut report = RotateReport {
+        from,
+        to,
+        resumed,
+        ..RotateReport::default()
+    };
+
+    if st.phase == Phase::Started {
+        progress.phase("rewrapping keys", None);
+        let ring = old_ring
+            .as_ref()
+            .expect("the old key is loaded before the switch");
+        let rewrapped = ring.rewrap(new_kek.as_ref(), &stored_keys(store.as_ref())?)?;
+        report.rewrapped = rewrapped.len();
+        store.put_keys(&rewrapped.iter().map(to_stored).collect::<Vec<_>>())?;
+        st.phase = if st.reencrypt {
+            Phase::Reencrypting
+        } else {
+            Phase::Switched
+        };
+        store.write(&WriteBatch {
+            ops: vec![
+                Op::Meta {
+                    key: meta::KEK_VERSION.into(),
+                    value: Some(to.to_string()),
+                },
+                set_state(&st)?,
+            ],
+            at: at(),
+        })?;
+        progress.advance(rewrapped.len() as u64);
+    }
+
+    if st.phase == Phase::Switched || st.phase == Phase::Reencrypting {
+        // Keys another process created under the old KEK after the switch are
+        // rewrapped before anything else, so no key is ever left without a
+        // wrap under the current KEK.
+        let stored = stored_keys(store.as_ref())?;
+        let stragglers: Vec<WrappedKey> = stored
+            .iter()
+            .filter(|w| {
+                w.kek_version == from && !stored.iter().any(|n| n.id == w.id && n.kek_version == to)
+            })
+            .cloned()
+            .collect();
+        if !stragglers.is_empty() {
+            let ring = old_ring
+                .as_ref()
+                .expect("the old key is loaded before cleanup");
+            let rewrapped = ring.rewrap(new_kek.as_ref(), &stragglers)?;
+            report.rewrapped += rewrapped.len();
+            store.put_keys(&rewrapped.iter().map(to_stored).collect::<Vec<_>>())?;
+        }
+    }
+
+    if st.phase == Phase::Reencrypting {
+        let new_ring = Keyring::open(&config.vault_id, new_kek, &stored_keys(store.as_ref())?)?;
+        let (resealed, retired) = reencrypt(
+            store.as_ref(),
+            &new_ring,
+            &mut st,
+            options.page.max(1),
+            &at,
+            progress,
+        )?;
+        report.resealed = resealed;
+        report.retired_keys = retired;
+        st.phase = Phase::Switched;
+        store.write(&WriteBatch {
+            ops: vec![set_state(&st)?],
+            at: at(),
+        })?;
+    }
+
+    if st.phase == Phase::Switched {
+        // Deletes only wraps whose key also has a wrap under `to`.
+        store.retain_keys_of_kek(to)?;
+        st.phase = Phase::Done;
+        store.write(&WriteBatch {
+            ops: vec![set_state(&st)?],
+            at: at(),
+        })?;
+    }
+
+    if let Some(path) = &key_path {
+        let mut file = load_key_file(path)?;
+        if file.versions() != vec![to] {
+            file.retain_only(to);
+            file.save(path).map_err(rxvault_crypto::Error::from)?;
+        }
+    }
+    store.write(&WriteBatch {
+        ops: vec![
+            Op::Meta {
+                key: meta::ROTATION.into(),
+                value: None,
+            },
+            Op::Meta {
+                key: meta::kdf(from),
+                value: None,
+            },
+        ],
+        at: at(),
+    })?;
+    tracing::info!(
+        from,
+        to,
+        resealed = report.resealed,
+        "key rotation complete"
+    );
+    Ok(report)
+}
+
+/// Reseals every record not under the target data key; returns how many
+/// were resealed and how many data keys were retired.
+fn reencrypt(
+    store: &dyn Store,
+    ring: &Keyring,
+    st: &mut Rotation,
+    page: usize,
+    at: &dyn Fn() -> i64,
+    progress: &mut dyn Progress,
+) -> Result<(u64, usize)> {
+    // A fresh data key of this process's own, also when resuming: a data
+    // key seals in one process lifetime only (its nonces are a counter), so
+    // an interrupted run's key is never sealed with again; the records that
+    // run resealed (before the cursor) keep it.
+    let dek = ring.prepare_dek()?;
+    store.put_keys(&[to_stored(&dek.wrapped)])?;
+    let target = dek.wrapped.id;
+    ring.activate(dek);
+    let total: u64 = RecordKind::ALL
+        .iter()
+        .map(|k| store.count(*k).unwrap_or(0))
+        .sum();
+    progress.phase("re-encrypting records", Some(total));
+    let mut resealed = 0u64;
+    let start_kind = st.cursor.as_ref().map_or(1, |(k, _)| *k);
+    for kind in RecordKind::ALL
+        .into_iter()
+        .filter(|k| k.code() >= start_kind)
+    {
+        let mut after: Option<Rid> = match &st.cursor {
+            Some((k, rid)) if *k == kind.code() => Rid::from_hex(rid),
+            _ => None,
+        };
+        loop {
+            let records = store.scan(kind, after.as_ref(), page)?;
+            let Some(last) = records.last().map(|r| r.rid) else {
+                break;
+            };
+            let mut ops = Vec::with_capacity(records.len() + 1);
+            for r in &records {
+                if r.dek == target {
+                    continue;
+                }
+                let parts = ring.open_record(kind, &r.rid, &r.envelope, CategorySet::ALL)?;
+                let refs: Vec<(rxvault_model::FieldCategory, &[u8])> =
+                    parts.iter().map(|(c, p)| (*c, &p[..])).collect();
+                let envelope = ring.seal_record(kind, &r.rid, &refs)?;
+                ops.push(Op::Reseal {
+                    kind,
+                    rid: r.rid,
+                    expected: r.envelope.clone(),
+                    envelope,
+                    dek: target,
+                });
+            }
+            resealed += ops.len() as u64;
+            st.cursor = Some((kind.code(), last.to_string()));
+            ops.push(Op::Meta {
+                key: meta::ROTATION.into(),
+                value: Some(serde_json::to_string(st).map_err(|e| Error::Invalid(e.to_string()))?),
+            });
+            store.write(&WriteBatch { ops, at: at() })?;
+            progress.advance(records.len() as u64);
+            after = Some(last);
+        }
+        st.cursor = None;
+    }
+    // Retire data keys no record uses any more (never the target, never the
+    // index key).
+    let usage = store.dek_usage()?;
+    let mut retired = 0;
+    for key in stored_keys(store)? {
+        if key.purpose == KeyPurpose::Data
+            && key.id != target
+            && !usage.iter().any(|(d, n)| *d == key.id && *n > 0)
+        {
+            store.delete_key(key.id.0)?;
+            retired += 1;
+        }
+    }
+    Ok((resealed, retired))
+}

@@ -1,0 +1,146 @@
+//! The vault: everything rxvault does with PHI, over a [`Store`] that only
+//! ever sees ciphertext and a [`Keyring`] that is the only holder of keys.
+//!
+//! # Layout
+//! - [`config`]: the data directory (`rxvault.toml`, `vault.db`) and where
+//!   the key lives.
+//! - [`keys`]: turning a [`KeySource`] into an open keyring; creating a
+//!   vault's keys; KEK rotation and re-encryption.
+//! - [`records`]: sealing a FHIR resource into a store record (split by field
+//!   category, blind-index tokens) and opening it again.
+//! - [`import`]: the streaming import pipeline.
+//! - [`export`]: FHIR and shipping exports.
+//! - [`query`]: patient charts and blind-index searches.
+//!
+//! **Architecture invariant:** plaintext PHI exists only in this process's
+//! memory. It enters as parsed FHIR, is sealed before it is handed to the
+//! store, and leaves only through an explicit export (encrypted to age
+//! recipients unless the caller asks for plaintext) or a caller that prints
+//! it. Logs carry counts, kinds and locations, never values.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod export;
+pub mod import;
+pub mod keys;
+pub mod query;
+pub mod records;
+
+use rxvault_crypto::Keyring;
+use rxvault_model::{Clock, RecordKind};
+use rxvault_store::Store;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use config::{StoreConfig, VaultConfig};
+pub use keys::KeySource;
+
+/// Errors of the vault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] rxvault_store::Error),
+    /// Cryptography failed (integrity, keys).
+    #[error(transparent)]
+    Crypto(#[from] rxvault_crypto::Error),
+    /// The data directory has no vault.
+    #[error(
+        "{0} is not an rxvault data directory (it has no rxvault.toml); create a vault with `rxvault init --data {0}`"
+    )]
+    NotInitialized(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration file is malformed.
+    #[error("{path}: {message}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The key is missing, wrong, or in the wrong place.
+    #[error("{0}")]
+    Key(String),
+    /// The request cannot be done as asked.
+    #[error("{0}")]
+    Invalid(String),
+    /// Stored data that decrypts but is not what it claims to be.
+    #[error("stored {what} is not valid: {message}")]
+    Corrupt {
+        /// Which record (kind and opaque key).
+        what: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// This crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, source }
+}
+
+/// An open vault.
+pub struct Vault {
+    config: VaultConfig,
+    store: Box<dyn Store>,
+    keys: Keyring,
+    clock: Arc<dyn Clock>,
+    /// Serialises the creation of this process's data key, so concurrent
+    /// first writers create one, not several.
+    dek_lock: std::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("vault_id", &self.config.vault_id)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vault {
+    /// The vault's configuration.
+    pub fn config(&self) -> &VaultConfig {
+        &self.config
+    }
+
+    /// The store (ciphertext only).
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// The clock the vault reads time from.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The keyring (for crates that seal their own data with the vault's
+    /// keys, such as the audit log).
+    pub fn keyring(&self) -> &Keyring {
+        &self.keys
+    }
+
+    /// Counts of records per kind.
+    pub fn counts(&self) -> Result<Vec<(RecordKind, u64)>> {
+        RecordKind::ALL
+            .into_iter()
+            .map(|k| Ok((k, self.store.count(k)?)))
+            .collect()
+    }
+
+    pub(crate) fn now_unix(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+}

@@ -1,0 +1,191 @@
+//! Reading patients: a chart by patient ID, and searches through the blind
+//! indexes (no decryption until a match is found, and then only of the
+//! matches).
+
+use crate::{Error, Result, Vault};
+use rxvault_fhir::{Resource, map};
+use rxvault_model::record::{MedicationListEntry, medication_list};
+use rxvault_model::{
+    Allergy, CategorySet, Coverage, Fill, IndexKind, Patient, Prescription, RecordKind, Rid,
+};
+use serde::Serialize;
+
+/// A search the blind indexes can answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Find {
+    /// Family name and birth date (both required: the index is on the pair).
+    FamilyBirthDate {
+        /// Family name, any case and punctuation.
+        family: String,
+        /// Birth date, `YYYY-MM-DD` or `MM/DD/YYYY`.
+        birth_date: String,
+    },
+    /// A phone number, any formatting.
+    Phone(String),
+    /// A health plan member ID.
+    MemberId(String),
+    /// A prescription's Rx number.
+    RxNumber(String),
+    /// A fill's transaction ID.
+    TransactionId(String),
+}
+
+impl Find {
+    fn index(&self) -> (IndexKind, String) {
+        match self {
+            Find::FamilyBirthDate { family, birth_date } => {
+                (IndexKind::FamilyBirthDate, format!("{family}|{birth_date}"))
+            }
+            Find::Phone(v) => (IndexKind::Phone, v.clone()),
+            Find::MemberId(v) => (IndexKind::MemberId, v.clone()),
+            Find::RxNumber(v) => (IndexKind::RxNumber, v.clone()),
+            Find::TransactionId(v) => (IndexKind::TransactionId, v.clone()),
+        }
+    }
+}
+
+/// A patient's records, as (possibly partial) FHIR resources.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    /// The patient's storage key.
+    pub rid: Rid,
+    /// The Patient resource.
+    pub patient: Resource,
+    /// Health plans.
+    pub coverages: Vec<Resource>,
+    /// Prescriptions.
+    pub prescriptions: Vec<Resource>,
+    /// Fills and shipments.
+    pub fills: Vec<Resource>,
+    /// Allergies.
+    pub allergies: Vec<Resource>,
+}
+
+/// The typed view of a chart.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChartView {
+    /// The patient.
+    pub patient: Patient,
+    /// Health plans.
+    pub coverages: Vec<Coverage>,
+    /// The medication list, derived from prescriptions and fills.
+    pub medications: Vec<MedicationListEntry>,
+    /// Prescriptions.
+    pub prescriptions: Vec<Prescription>,
+    /// Fills.
+    pub fills: Vec<Fill>,
+    /// Allergies.
+    pub allergies: Vec<Allergy>,
+}
+
+impl Chart {
+    /// The typed view (fields of categories that were not opened are empty).
+    pub fn view(&self) -> Result<ChartView> {
+        let bad = |e: rxvault_fhir::FieldError| Error::Corrupt {
+            what: format!("record of patient {}", self.rid),
+            message: e.to_string(),
+        };
+        let prescriptions: Vec<Prescription> = self
+            .prescriptions
+            .iter()
+            .map(map::prescription_view)
+            .collect::<Result<_, _>>()
+            .map_err(bad)?;
+        let fills: Vec<Fill> = self
+            .fills
+            .iter()
+            .map(map::fill_view)
+            .collect::<Result<_, _>>()
+            .map_err(bad)?;
+        Ok(ChartView {
+            patient: map::patient_view(&self.patient).map_err(bad)?,
+            coverages: self
+                .coverages
+                .iter()
+                .map(map::coverage_view)
+                .collect::<Result<_, _>>()
+                .map_err(bad)?,
+            medications: medication_list(&prescriptions, &fills),
+            prescriptions,
+            fills,
+            allergies: self
+                .allergies
+                .iter()
+                .map(map::allergy_view)
+                .collect::<Result<_, _>>()
+                .map_err(bad)?,
+        })
+    }
+}
+
+impl Vault {
+    /// The chart of the patient with FHIR id `patient_id`, opening only the
+    /// categories in `want`.
+    pub fn chart(&self, patient_id: &str, want: CategorySet) -> Result<Option<Chart>> {
+        self.chart_by_rid(&self.rid(RecordKind::Patient, patient_id), want)
+    }
+
+    /// The chart of the patient with storage key `rid`.
+    pub fn chart_by_rid(&self, rid: &Rid, want: CategorySet) -> Result<Option<Chart>> {
+        let Some(record) = self.store.get(RecordKind::Patient, rid)? else {
+            return Ok(None);
+        };
+        let patient = self.open_record(&record, want)?;
+        let of = |kind| -> Result<Vec<Resource>> {
+            self.store
+                .by_patient(kind, rid)?
+                .iter()
+                .map(|r| self.open_record(r, want))
+                .collect()
+        };
+        Ok(Some(Chart {
+            rid: *rid,
+            patient,
+            coverages: of(RecordKind::Coverage)?,
+            prescriptions: of(RecordKind::Prescription)?,
+            fills: of(RecordKind::Fill)?,
+            allergies: of(RecordKind::Allergy)?,
+        }))
+    }
+
+    /// The storage keys of the patients a search matches (no decryption).
+    pub fn find_rids(&self, query: &Find) -> Result<Vec<Rid>> {
+        let (kind, value) = query.index();
+        let Some(token) = self.token(kind, &value) else {
+            return Err(Error::Invalid(format!(
+                "nothing to search for in that {}",
+                kind.name()
+            )));
+        };
+        let mut patients = Vec::new();
+        for hit in self.store.lookup(kind, &token)? {
+            let rid = if hit.kind == RecordKind::Patient {
+                Some(hit.rid)
+            } else {
+                self.store.get(hit.kind, &hit.rid)?.and_then(|r| r.patient)
+            };
+            if let Some(rid) = rid
+                && !patients.contains(&rid)
+            {
+                patients.push(rid);
+            }
+        }
+        Ok(patients)
+    }
+
+    /// The patients a search matches, opened with `want`.
+    pub fn find(&self, query: &Find, want: CategorySet) -> Result<Vec<(Rid, Patient)>> {
+        let mut out = Vec::new();
+        for rid in self.find_rids(query)? {
+            if let Some(record) = self.store.get(RecordKind::Patient, &rid)? {
+                let resource = self.open_record(&record, want)?;
+                let patient = map::patient_view(&resource).map_err(|e| Error::Corrupt {
+                    what: format!("patient {rid}"),
+                    message: e.to_string(),
+                })?;
+                out.push((rid, patient));
+            }
+        }
+        Ok(out)
+    }
+}

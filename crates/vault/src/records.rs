@@ -1,0 +1,234 @@
+//! Sealing a FHIR resource into a store record, and opening it again.
+//!
+//! Sealing validates the resource (its typed view must read: required
+//! elements present, types right), splits it into per-category parts
+//! ([`rxvault_fhir::split`]), seals each part, and computes the record key
+//! and blind-index tokens from normalised values. Nothing that leaves this
+//! module for the store is plaintext.
+
+use crate::{Error, Result, Vault};
+use rxvault_fhir::{FieldError, Resource, conventions as cv, map, split};
+use rxvault_model::{
+    CategorySet, FieldCategory, IndexKind, IndexToken, RecordKind, Rid, normalize,
+};
+use rxvault_store::{RecordWrite, StoredRecord};
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+/// Why a resource could not be sealed.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// The resource is not valid; nothing was stored.
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// The vault failed.
+    #[error(transparent)]
+    Failed(#[from] Error),
+}
+
+/// What sealing needs to know of a resource besides its content.
+struct Facts {
+    id: String,
+    patient: Option<String>,
+    derived: bool,
+    index: Vec<(IndexKind, String)>,
+}
+
+fn facts(kind: RecordKind, r: &Resource) -> Result<Facts, FieldError> {
+    let mut index = Vec::new();
+    let mut add = |kind: IndexKind, value: Option<String>| {
+        if let Some(v) = value {
+            index.push((kind, v));
+        }
+    };
+    let (id, patient) = match kind {
+        RecordKind::Patient => {
+            let p = map::patient(r)?;
+            if let Some(day) = p.birth_date.as_deref().and_then(normalize::day) {
+                for name in &p.names {
+                    if let Some(family) = name.family.as_deref().and_then(normalize::name_key) {
+                        add(
+                            IndexKind::FamilyBirthDate,
+                            Some(family_birth_date(&family, &day)),
+                        );
+                    }
+                }
+            }
+            for phone in p.phones() {
+                add(IndexKind::Phone, normalize::phone_digits(phone));
+            }
+            (p.id, None)
+        }
+        RecordKind::Coverage => {
+            let c = map::coverage(r)?;
+            add(
+                IndexKind::MemberId,
+                c.member_id.as_deref().and_then(normalize::identifier_key),
+            );
+            (c.id, Some(c.patient_id))
+        }
+        RecordKind::Prescription => {
+            let rx = map::prescription(r)?;
+            add(
+                IndexKind::RxNumber,
+                normalize::identifier_key(&rx.rx_number),
+            );
+            (rx.id, Some(rx.patient_id))
+        }
+        RecordKind::Fill => {
+            let f = map::fill(r)?;
+            add(
+                IndexKind::TransactionId,
+                normalize::identifier_key(&f.transaction_id),
+            );
+            add(
+                IndexKind::FillDate,
+                f.fill_date.as_deref().and_then(normalize::day),
+            );
+            (f.id, Some(f.patient_id))
+        }
+        RecordKind::Allergy => {
+            let a = map::allergy(r)?;
+            (a.id, Some(a.patient_id))
+        }
+    };
+    Ok(Facts {
+        id,
+        patient,
+        derived: is_derived(r),
+        index,
+    })
+}
+
+/// The value indexed for a family name (normalised) and a birth day.
+pub(crate) fn family_birth_date(family_key: &str, day: &str) -> String {
+    format!("{family_key}|{day}")
+}
+
+/// Whether rxvault derived this resource (a Coverage taken from a claim).
+pub fn is_derived(r: &Resource) -> bool {
+    r.get("meta")
+        .and_then(|m| m.get("tag"))
+        .and_then(Value::as_array)
+        .is_some_and(|tags| {
+            tags.iter().any(|t| {
+                t.get("system").and_then(Value::as_str) == Some(cv::DERIVED_TAG_SYSTEM)
+                    && t.get("code").and_then(Value::as_str) == Some(cv::DERIVED_TAG_CODE)
+            })
+        })
+}
+
+impl Vault {
+    /// The storage key of a record.
+    pub fn rid(&self, kind: RecordKind, id: &str) -> Rid {
+        self.keys.rid(kind, id)
+    }
+
+    /// The blind-index token of a raw value (normalised here as the index
+    /// kind requires); `None` if nothing indexable is left.
+    pub fn token(&self, kind: IndexKind, value: &str) -> Option<IndexToken> {
+        let normalized = match kind {
+            IndexKind::Phone => normalize::phone_digits(value),
+            IndexKind::FillDate => normalize::day(value),
+            IndexKind::FamilyBirthDate => {
+                let (family, day) = value.split_once('|')?;
+                Some(family_birth_date(
+                    &normalize::name_key(family)?,
+                    &normalize::day(day)?,
+                ))
+            }
+            IndexKind::MemberId | IndexKind::RxNumber | IndexKind::TransactionId => {
+                normalize::identifier_key(value)
+            }
+        }?;
+        Some(self.keys.token(kind, &normalized))
+    }
+
+    /// Validates and seals a resource of `kind` into a write for the store.
+    pub fn seal(&self, kind: RecordKind, resource: Resource) -> Result<RecordWrite, SealError> {
+        let facts = facts(kind, &resource)?;
+        let rid = self.keys.rid(kind, &facts.id);
+        let patient = facts
+            .patient
+            .as_deref()
+            .map(|p| self.keys.rid(RecordKind::Patient, p));
+        let tokens = facts
+            .index
+            .iter()
+            .map(|(k, v)| (*k, self.keys.token(*k, v)))
+            .collect();
+        let parts: Vec<(FieldCategory, Zeroizing<Vec<u8>>)> = split::split(kind, resource)
+            .into_iter()
+            .map(|(c, part)| {
+                let bytes = serde_json::to_vec(&part).expect("a JSON map serialises");
+                (c, Zeroizing::new(bytes))
+            })
+            .collect();
+        let refs: Vec<(FieldCategory, &[u8])> =
+            parts.iter().map(|(c, b)| (*c, b.as_slice())).collect();
+        let envelope = match self.keys.seal_record(kind, &rid, &refs) {
+            Err(rxvault_crypto::Error::DekExhausted) => {
+                self.ensure_dek().map_err(SealError::Failed)?;
+                self.keys
+                    .seal_record(kind, &rid, &refs)
+                    .map_err(Error::from)?
+            }
+            other => other.map_err(Error::from)?,
+        };
+        let dek = rxvault_crypto::Keyring::dek_of(&envelope).map_err(Error::from)?;
+        Ok(RecordWrite {
+            record: StoredRecord {
+                kind,
+                rid,
+                patient,
+                dek,
+                derived: facts.derived,
+                envelope,
+            },
+            tokens,
+        })
+    }
+
+    /// Opens the categories `want` of a stored record and merges them into
+    /// a (possibly partial) FHIR resource.
+    pub fn open_record(&self, record: &StoredRecord, want: CategorySet) -> Result<Resource> {
+        let open = || {
+            self.keys
+                .open_record(record.kind, &record.rid, &record.envelope, want)
+        };
+        let parts = match open() {
+            Err(rxvault_crypto::Error::UnknownDek(_)) => {
+                self.reload_keys()?;
+                open()?
+            }
+            other => other?,
+        };
+        let what = || format!("{} record {}", record.kind.table(), record.rid);
+        let mut maps = Vec::with_capacity(parts.len());
+        for (category, bytes) in parts {
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(Value::Object(m)) => maps.push(m),
+                _ => {
+                    return Err(Error::Corrupt {
+                        what: what(),
+                        message: format!("{category} part is not a JSON object"),
+                    });
+                }
+            }
+        }
+        let resource = split::merge(record.kind, maps);
+        if want.contains(FieldCategory::Identifiers) {
+            let id = resource
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if self.keys.rid(record.kind, id) != record.rid {
+                return Err(Error::Corrupt {
+                    what: what(),
+                    message: "its id does not match its storage key".into(),
+                });
+            }
+        }
+        Ok(resource)
+    }
+}

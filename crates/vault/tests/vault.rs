@@ -1,0 +1,835 @@
+//! The vault end to end through its library API, on SQLite and (when
+//! `RXVAULT_TEST_PG_URL` is set) PostgreSQL: round trip, tamper detection,
+//! bad input, keys, rotation, shipping minimisation.
+
+use rxvault_crypto::Passphrase;
+use rxvault_fhir::Resource;
+use rxvault_model::{CategorySet, Clock, ManualClock, RecordKind};
+use rxvault_testkit::{pg::Schema, shared_data};
+use rxvault_vault::export::Target;
+use rxvault_vault::import::ImportOptions;
+use rxvault_vault::keys::{InitKey, Quiet, RotateOptions, rotate};
+use rxvault_vault::query::Find;
+use rxvault_vault::{Error, KeySource, StoreConfig, Vault};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(ManualClock::new(
+        time::macros::datetime!(2026-11-28 12:00 UTC),
+    ))
+}
+
+/// A vault on one backend, with its key file outside the data directory.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    key: PathBuf,
+    _schema: Option<Schema>,
+}
+
+impl Fixture {
+    fn open(&self) -> Vault {
+        Vault::open(&self.data, Some(KeySource::File(self.key.clone())), clock()).unwrap()
+    }
+}
+
+fn fixtures() -> Vec<(&'static str, Fixture)> {
+    let mut out = Vec::new();
+    for backend in ["sqlite", "postgres"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, schema) = match backend {
+            "sqlite" => (StoreConfig::Sqlite, None),
+            _ => match Schema::new("vault") {
+                Some(s) => (
+                    StoreConfig::Postgres {
+                        url: s.url.clone(),
+                        schema: s.name.clone(),
+                    },
+                    Some(s),
+                ),
+                None => continue,
+            },
+        };
+        let data = tmp.path().join("data");
+        let key = tmp.path().join("keys/vault.key");
+        Vault::init(&data, store, InitKey::File(Some(key.clone())), clock()).unwrap();
+        out.push((
+            backend,
+            Fixture {
+                _tmp: tmp,
+                data,
+                key,
+                _schema: schema,
+            },
+        ));
+    }
+    out
+}
+
+fn read_ndjson(path: &Path) -> Vec<Resource> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Resources by (type, id): the later one wins, as in an import.
+fn by_id(resources: impl IntoIterator<Item = Resource>) -> BTreeMap<(String, String), Value> {
+    resources
+        .into_iter()
+        .map(|r| {
+            let key = (
+                r["resourceType"].as_str().unwrap().to_string(),
+                r["id"].as_str().unwrap().to_string(),
+            );
+            (key, Value::Object(r))
+        })
+        .collect()
+}
+
+const STORED: [&str; 5] = [
+    "Patient",
+    "Coverage",
+    "MedicationRequest",
+    "MedicationDispense",
+    "AllergyIntolerance",
+];
+
+fn stored_input(dir: &Path) -> Vec<Resource> {
+    let mut out = Vec::new();
+    for ty in STORED {
+        let f = dir.join(format!("{ty}.ndjson"));
+        if f.exists() {
+            out.extend(read_ndjson(&f));
+        }
+    }
+    out
+}
+
+#[test]
+fn import_then_export_round_trips_semantically() {
+    for (backend, fx) in fixtures() {
+        let vault = fx.open();
+        let inputs = [shared_data("synthea-100"), shared_data("synthea-10")];
+        let report = vault
+            .import(&inputs, &ImportOptions::default(), &mut ())
+            .unwrap();
+        assert_eq!(report.errors, 0, "{backend}: {:?}", report.first_errors);
+        assert_eq!(report.skipped.get("Organization"), Some(&43), "{backend}");
+        assert_eq!(report.skipped.get("Practitioner"), Some(&43), "{backend}");
+        let expected = by_id(inputs.iter().flat_map(|d| stored_input(d)));
+
+        // Importing again changes nothing (idempotent by FHIR id).
+        vault
+            .import(&inputs, &ImportOptions::default(), &mut ())
+            .unwrap();
+        let total: u64 = vault.counts().unwrap().iter().map(|(_, n)| n).sum();
+        assert_eq!(
+            total as usize,
+            expected.len(),
+            "{backend}: re-import must not duplicate"
+        );
+
+        let out = fx._tmp.path().join("export");
+        let export = vault
+            .export_fhir(&out, &Target::Plaintext, &mut Quiet)
+            .unwrap();
+        assert_eq!(export.export_id.len(), 32);
+        let exported = by_id(stored_input(&out));
+        assert_eq!(exported.len(), expected.len(), "{backend}");
+        for (key, want) in &expected {
+            assert_eq!(
+                exported.get(key),
+                Some(want),
+                "{backend}: {key:?} differs after the round trip"
+            );
+        }
+        let manifest: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap())
+                .unwrap();
+        assert_eq!(manifest["exportId"], export.export_id);
+        assert_eq!(manifest["encrypted"], false);
+    }
+}
+
+#[test]
+fn encrypted_export_needs_the_identity() {
+    let (_, fx) = fixtures().into_iter().next().unwrap();
+    let vault = fx.open();
+    vault
+        .import(
+            &[shared_data("synthea-10")],
+            &ImportOptions::default(),
+            &mut (),
+        )
+        .unwrap();
+    let identity = age_identity();
+    let recipients =
+        rxvault_crypto::export::Recipients::parse(std::slice::from_ref(&identity.1)).unwrap();
+    let out = fx._tmp.path().join("export");
+    vault
+        .export_fhir(&out, &Target::Age(recipients), &mut Quiet)
+        .unwrap();
+    let sealed = std::fs::read(out.join("Patient.ndjson.age")).unwrap();
+    let first = read_ndjson(&shared_data("synthea-10").join("Patient.ndjson"));
+    let family = first[0]["name"][0]["family"].as_str().unwrap();
+    assert!(!sealed.windows(family.len()).any(|w| w == family.as_bytes()));
+    assert!(!out.join("Patient.ndjson").exists());
+}
+
+/// A fresh age identity (secret, public) through the crypto crate's own
+/// dependency, as a user would make with `age-keygen`.
+fn age_identity() -> (String, String) {
+    let out = std::process::Command::new("age-keygen").output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8(o.stdout).unwrap();
+            let secret = text
+                .lines()
+                .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+                .unwrap()
+                .to_string();
+            let public = text
+                .lines()
+                .find_map(|l| l.strip_prefix("# public key: "))
+                .unwrap()
+                .to_string();
+            (secret, public)
+        }
+        _ => {
+            // No age CLI: a valid recipient string is all this test needs.
+            (
+                "".into(),
+                "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".into(),
+            )
+        }
+    }
+}
+
+fn sqlite_exec(fx: &Fixture, f: impl FnOnce(&rusqlite::Connection)) {
+    let conn = rusqlite::Connection::open(fx.data.join("vault.db")).unwrap();
+    f(&conn);
+}
+
+#[test]
+fn flipped_or_swapped_ciphertexts_are_errors_never_wrong_data() {
+    for (backend, fx) in fixtures() {
+        let vault = fx.open();
+        vault
+            .import(
+                &[shared_data("synthea-10")],
+                &ImportOptions::default(),
+                &mut (),
+            )
+            .unwrap();
+        let patients = read_ndjson(&shared_data("synthea-10").join("Patient.ndjson"));
+        let (a, b) = (
+            patients[0]["id"].as_str().unwrap(),
+            patients[1]["id"].as_str().unwrap(),
+        );
+        let (ra, rb) = (
+            vault.rid(RecordKind::Patient, a),
+            vault.rid(RecordKind::Patient, b),
+        );
+        assert!(vault.chart(a, CategorySet::ALL).unwrap().is_some());
+        drop(vault);
+
+        // Flip one bit in a's ciphertext.
+        match backend {
+            "sqlite" => sqlite_exec(&fx, |c| {
+                let env: Vec<u8> = c
+                    .query_row(
+                        "SELECT envelope FROM patients WHERE rid = ?",
+                        [&ra.0[..]],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                let mut t = env.clone();
+                t[env.len() / 2] ^= 0x01;
+                c.execute(
+                    "UPDATE patients SET envelope = ? WHERE rid = ?",
+                    rusqlite::params![t, &ra.0[..]],
+                )
+                .unwrap();
+            }),
+            _ => pg_exec(&fx, |c| {
+                c.execute("UPDATE patients SET envelope = overlay(envelope placing decode(lpad(to_hex(get_byte(envelope, 100) # 1), 2, '0'), 'hex') from 101 for 1) WHERE rid = $1", &[&&ra.0[..]]).unwrap();
+            }),
+        }
+        let vault = fx.open();
+        let err = vault.chart(a, CategorySet::ALL).unwrap_err();
+        assert!(
+            matches!(err, Error::Crypto(rxvault_crypto::Error::Integrity { .. })),
+            "{backend}: {err}"
+        );
+        assert!(
+            vault.chart(b, CategorySet::ALL).unwrap().is_some(),
+            "{backend}: other records are unaffected"
+        );
+        drop(vault);
+
+        // Swap two records' ciphertexts.
+        let c_id = patients[2]["id"].as_str().unwrap();
+        let rc = fx.open().rid(RecordKind::Patient, c_id);
+        match backend {
+            "sqlite" => sqlite_exec(&fx, |c| {
+                let get = |rid: &[u8]| -> Vec<u8> {
+                    c.query_row("SELECT envelope FROM patients WHERE rid = ?", [rid], |r| {
+                        r.get(0)
+                    })
+                    .unwrap()
+                };
+                let (eb, ec) = (get(&rb.0), get(&rc.0));
+                c.execute(
+                    "UPDATE patients SET envelope = ? WHERE rid = ?",
+                    rusqlite::params![ec, &rb.0[..]],
+                )
+                .unwrap();
+                c.execute(
+                    "UPDATE patients SET envelope = ? WHERE rid = ?",
+                    rusqlite::params![eb, &rc.0[..]],
+                )
+                .unwrap();
+            }),
+            _ => pg_exec(&fx, |c| {
+                c.execute(
+                    "UPDATE patients p SET envelope = q.envelope FROM patients q WHERE (p.rid, q.rid) IN (($1, $2), ($2, $1))",
+                    &[&&rb.0[..], &&rc.0[..]],
+                )
+                .unwrap();
+            }),
+        }
+        let vault = fx.open();
+        for id in [b, c_id] {
+            let err = vault.chart(id, CategorySet::ALL).unwrap_err();
+            assert!(
+                matches!(err, Error::Crypto(rxvault_crypto::Error::Integrity { .. })),
+                "{backend}: {err}"
+            );
+        }
+        // An export stops at the first bad record rather than writing wrong data.
+        let out = fx._tmp.path().join("export-after-tamper");
+        assert!(
+            vault
+                .export_fhir(&out, &Target::Plaintext, &mut Quiet)
+                .is_err(),
+            "{backend}"
+        );
+    }
+}
+
+fn pg_exec(fx: &Fixture, f: impl FnOnce(&mut postgres::Client)) {
+    let schema = fx._schema.as_ref().unwrap();
+    let mut c = postgres::Client::connect(&schema.url, postgres::NoTls).unwrap();
+    c.batch_execute(&format!("SET search_path TO \"{}\"", schema.name))
+        .unwrap();
+    f(&mut c);
+}
+
+#[test]
+fn bad_input_is_reported_with_locations_and_valid_records_still_import() {
+    for (backend, fx) in fixtures() {
+        let vault = fx.open();
+        vault
+            .import(
+                &[shared_data("synthea-10")],
+                &ImportOptions::default(),
+                &mut (),
+            )
+            .unwrap();
+        let before = vault.counts().unwrap();
+        let dir = fx._tmp.path().join("bad");
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = r#"{"resourceType":"Patient","id":"good-1","name":[{"family":"Okafor","given":["Ada"]}],"birthDate":"1970-01-02"}"#;
+        let mut bad = Vec::new();
+        bad.extend_from_slice(good.as_bytes());
+        bad.push(b'\n');
+        bad.extend_from_slice(b"{\"resourceType\":\"Patient\",\"id\":\"x\",\"name\":\n"); // 2 malformed
+        bad.extend_from_slice(b"{\"resourceType\":\"MedicationRequest\",\"id\":\"m\"}\n"); // 3 wrong type for the file
+        bad.extend_from_slice(b"{\"resourceType\":\"Patient\",\"name\":[]}\n"); // 4 no id
+        bad.extend_from_slice(
+            b"{\"resourceType\":\"Patient\",\"id\":\"bad-date\",\"birthDate\":\"19700102\"}\n",
+        ); // 5
+        bad.extend_from_slice(&vec![b' '; 10 << 20]); // 6: a 10 MB line
+        bad.extend_from_slice(b"\n{\"resourceType\":\"Patient\",\"id\":\"\xc3\x28\"}\n"); // 7 invalid UTF-8
+        bad.extend_from_slice(good.replace("good-1", "good-2").as_bytes());
+        bad.extend_from_slice(b"\n{\"resourceType\":\"Patient\",\"id\":\"trunc\",\"na"); // 9 truncated
+        std::fs::write(dir.join("Patient.ndjson"), &bad).unwrap();
+        std::fs::write(
+            dir.join("MedicationRequest.ndjson"),
+            b"{\"resourceType\":\"MedicationRequest\",\"id\":\"rx1\",\"status\":\"active\",\"intent\":\"order\",\"medicationCodeableConcept\":{\"text\":\"x\"}}\n",
+        )
+        .unwrap();
+        let report = vault
+            .import(
+                std::slice::from_ref(&dir),
+                &ImportOptions {
+                    read: rxvault_fhir::read::Options {
+                        max_record_bytes: 1 << 20,
+                    },
+                    ..Default::default()
+                },
+                &mut (),
+            )
+            .unwrap();
+        let messages: Vec<String> = report.first_errors.iter().map(|e| e.to_string()).collect();
+        let expect = [
+            ("MedicationRequest.ndjson:1", "MedicationRequest.subject"),
+            ("Patient.ndjson:2", "malformed JSON"),
+            ("Patient.ndjson:3", "this file holds Patient"),
+            ("Patient.ndjson:4", "Patient.id: required"),
+            ("Patient.ndjson:5", "Patient.birthDate"),
+            ("Patient.ndjson:6", "over the 1048576-byte limit"),
+            ("Patient.ndjson:7", "invalid UTF-8"),
+            ("Patient.ndjson:9", "truncated"),
+        ];
+        assert_eq!(messages.len(), expect.len(), "{backend}: {messages:#?}");
+        for (m, (loc, what)) in messages.iter().zip(expect) {
+            assert!(
+                m.contains(loc) && m.contains(what),
+                "{backend}: {m:?} should name {loc} and {what}"
+            );
+        }
+        assert!(
+            !messages.iter().any(|m| m.contains("19700102")),
+            "errors never quote values"
+        );
+        assert_eq!(report.stored.get("Patient"), Some(&2), "{backend}");
+        for id in ["good-1", "good-2"] {
+            assert!(
+                vault.chart(id, CategorySet::ALL).unwrap().is_some(),
+                "{backend}: {id}"
+            );
+        }
+        let after = vault.counts().unwrap();
+        let patients =
+            |c: &[(RecordKind, u64)]| c.iter().find(|(k, _)| *k == RecordKind::Patient).unwrap().1;
+        assert_eq!(
+            patients(&after),
+            patients(&before) + 2,
+            "{backend}: nothing already stored was damaged"
+        );
+        // Every earlier record still opens.
+        for p in read_ndjson(&shared_data("synthea-10").join("Patient.ndjson")) {
+            assert!(
+                vault
+                    .chart(p["id"].as_str().unwrap(), CategorySet::ALL)
+                    .unwrap()
+                    .is_some()
+            );
+        }
+    }
+}
+
+#[test]
+fn missing_wrong_and_misplaced_keys_get_clear_errors() {
+    let (_, fx) = fixtures().into_iter().next().unwrap();
+    let missing = Vault::open(
+        &fx.data,
+        Some(KeySource::File(fx._tmp.path().join("nope.key"))),
+        clock(),
+    )
+    .unwrap_err();
+    assert!(
+        missing.to_string().contains("not found") && missing.to_string().contains("--key-file"),
+        "{missing}"
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    Vault::init(
+        &other.path().join("d"),
+        StoreConfig::Sqlite,
+        InitKey::File(Some(other.path().join("o.key"))),
+        clock(),
+    )
+    .unwrap();
+    let foreign = Vault::open(
+        &fx.data,
+        Some(KeySource::File(other.path().join("o.key"))),
+        clock(),
+    )
+    .unwrap_err();
+    assert!(
+        foreign.to_string().contains("belongs to vault"),
+        "{foreign}"
+    );
+
+    let inside = Vault::init(
+        &other.path().join("e"),
+        StoreConfig::Sqlite,
+        InitKey::File(Some(other.path().join("e/k.key"))),
+        clock(),
+    )
+    .unwrap_err();
+    assert!(
+        inside.to_string().contains("inside the data directory"),
+        "{inside}"
+    );
+
+    let pass_dir = other.path().join("p");
+    let pass = Passphrase::new("correct horse battery staple".into());
+    Vault::init(
+        &pass_dir,
+        StoreConfig::Sqlite,
+        InitKey::Passphrase(pass.clone()),
+        clock(),
+    )
+    .unwrap();
+    assert!(Vault::open(&pass_dir, Some(KeySource::Passphrase(pass)), clock()).is_ok());
+    let wrong = Vault::open(
+        &pass_dir,
+        Some(KeySource::Passphrase(Passphrase::new(
+            "incorrect horse battery".into(),
+        ))),
+        clock(),
+    )
+    .unwrap_err();
+    assert_eq!(wrong.to_string(), "wrong passphrase for this vault");
+    let none = Vault::open(&pass_dir, None, clock()).unwrap_err();
+    assert!(none.to_string().contains("--passphrase-file"), "{none}");
+    let short = Vault::init(
+        &other.path().join("s"),
+        StoreConfig::Sqlite,
+        InitKey::Passphrase(Passphrase::new("short".into())),
+        clock(),
+    )
+    .unwrap_err();
+    assert!(short.to_string().contains("at least 15"), "{short}");
+}
+
+#[test]
+fn blind_index_searches_find_the_right_patients() {
+    for (backend, fx) in fixtures() {
+        let vault = fx.open();
+        vault
+            .import(
+                &[shared_data("synthea-100")],
+                &ImportOptions::default(),
+                &mut (),
+            )
+            .unwrap();
+        let patients = read_ndjson(&shared_data("synthea-100").join("Patient.ndjson"));
+        for p in patients.iter().take(20) {
+            let id = p["id"].as_str().unwrap();
+            let family = p["name"][0]["family"].as_str().unwrap();
+            let birth = p["birthDate"].as_str().unwrap();
+            let (y, m, d) = (&birth[..4], &birth[5..7], &birth[8..10]);
+            let found = vault
+                .find(
+                    &Find::FamilyBirthDate {
+                        family: family.to_uppercase(),
+                        birth_date: format!("{m}/{d}/{y}"),
+                    },
+                    CategorySet::ALL,
+                )
+                .unwrap();
+            assert!(
+                found.iter().any(|(_, f)| f.id == id),
+                "{backend}: {id} by name and birth date"
+            );
+            let phone = p["telecom"][0]["value"].as_str().unwrap();
+            let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+            let found = vault
+                .find(
+                    &Find::Phone(format!(
+                        "+1 ({}) {}-{}",
+                        &digits[..3],
+                        &digits[3..6],
+                        &digits[6..]
+                    )),
+                    CategorySet::ALL,
+                )
+                .unwrap();
+            assert!(
+                found.iter().any(|(_, f)| f.id == id),
+                "{backend}: {id} by phone"
+            );
+        }
+        assert!(
+            vault
+                .find(&Find::Phone("555-000-0000".into()), CategorySet::ALL)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[test]
+fn shipping_manifest_holds_only_shipping_data() {
+    for (backend, fx) in fixtures() {
+        let vault = fx.open();
+        let input = fx._tmp.path().join("synth");
+        let config = rxvault_synth::Config {
+            patients: 300,
+            seed: 5,
+            as_of: time::macros::date!(2026 - 11 - 28),
+        };
+        rxvault_synth::write_ndjson(&config, &input, &mut |_| {}).unwrap();
+        vault
+            .import(
+                std::slice::from_ref(&input),
+                &ImportOptions::default(),
+                &mut (),
+            )
+            .unwrap();
+        let out = fx._tmp.path().join("ship.csv");
+        let report = vault
+            .export_shipping("2026-11-28", &out, &Target::Plaintext)
+            .unwrap();
+        let fills: Vec<Resource> = read_ndjson(&input.join("MedicationDispense.ndjson"));
+        let today: Vec<&Resource> = fills
+            .iter()
+            .filter(|f| {
+                f["whenPrepared"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("2026-11-28"))
+                    && f.get("destination").is_some()
+            })
+            .collect();
+        assert!(
+            !today.is_empty(),
+            "the synthetic data ships something on as_of"
+        );
+        assert_eq!(report.rows as usize, today.len(), "{backend}");
+        let csv = std::fs::read_to_string(&out).unwrap();
+        assert!(csv.starts_with("transaction_id,package_ref,ship_to_name,address_line1,address_line2,city,state,postal_code,country,export_id\n"));
+        // No birth date, phone, medication, plan or patient ID of any patient shipped to.
+        let patients = by_id(read_ndjson(&input.join("Patient.ndjson")));
+        for f in &today {
+            let pid = f["subject"]["reference"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("Patient/");
+            let p = &patients[&("Patient".to_string(), pid.to_string())];
+            assert!(!csv.contains(pid), "{backend}: patient ID leaked");
+            assert!(
+                !csv.contains(p["birthDate"].as_str().unwrap()),
+                "{backend}: birth date leaked"
+            );
+            for t in p["telecom"].as_array().into_iter().flatten() {
+                assert!(
+                    !csv.contains(t["value"].as_str().unwrap()),
+                    "{backend}: phone leaked"
+                );
+            }
+            let med = f["medicationCodeableConcept"]["text"].as_str().unwrap();
+            assert!(!csv.contains(med), "{backend}: medication leaked");
+            let txn = f["identifier"][0]["value"].as_str().unwrap();
+            assert!(csv.contains(txn), "{backend}: transaction ID listed");
+        }
+        for c in read_ndjson(&input.join("Coverage.ndjson")) {
+            if let Some(m) = c.get("subscriberId").and_then(Value::as_str) {
+                assert!(!csv.contains(m), "{backend}: member ID leaked");
+            }
+        }
+    }
+}
+
+#[test]
+fn key_rotation_rewraps_reencrypts_and_retires_the_old_key() {
+    for (backend, fx) in fixtures() {
+        let vault = fx.open();
+        vault
+            .import(
+                &[shared_data("synthea-10")],
+                &ImportOptions::default(),
+                &mut (),
+            )
+            .unwrap();
+        let before = fx._tmp.path().join("before");
+        vault
+            .export_fhir(&before, &Target::Plaintext, &mut Quiet)
+            .unwrap();
+        let old_deks = vault.key_status().unwrap().data_keys;
+        drop(vault);
+        let old_key_copy = std::fs::read(&fx.key).unwrap();
+
+        let options = RotateOptions {
+            current: Some(KeySource::File(fx.key.clone())),
+            new_passphrase: None,
+            reencrypt: false,
+            page: 100,
+        };
+        let r = rotate(&fx.data, &options, clock(), &mut Quiet).unwrap();
+        assert_eq!((r.from, r.to, r.resealed), (1, 2, 0), "{backend}");
+        let status = fx.open().key_status().unwrap();
+        assert_eq!(status.kek_version, 2);
+        assert_eq!(
+            status.data_keys, old_deks,
+            "{backend}: without --reencrypt the data keys stay"
+        );
+        assert!(status.rotation.is_none());
+
+        let r = rotate(
+            &fx.data,
+            &RotateOptions {
+                reencrypt: true,
+                ..options.clone()
+            },
+            clock(),
+            &mut Quiet,
+        )
+        .unwrap();
+        assert_eq!(r.to, 3);
+        let total: u64 = fx.open().counts().unwrap().iter().map(|(_, n)| n).sum();
+        assert_eq!(r.resealed, total, "{backend}");
+        let status = fx.open().key_status().unwrap();
+        assert_eq!(
+            status.data_keys.len(),
+            1,
+            "{backend}: old data keys retired: {:?}",
+            status.data_keys
+        );
+        assert_eq!(status.data_keys[0].1, total);
+
+        let after = fx._tmp.path().join("after");
+        fx.open()
+            .export_fhir(&after, &Target::Plaintext, &mut Quiet)
+            .unwrap();
+        assert_eq!(
+            by_id(stored_input(&before)),
+            by_id(stored_input(&after)),
+            "{backend}: data unchanged"
+        );
+
+        // The pre-rotation key file no longer opens the vault.
+        let stale = fx._tmp.path().join("stale.key");
+        std::fs::write(&stale, &old_key_copy).unwrap();
+        std::fs::set_permissions(&stale, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let err = Vault::open(&fx.data, Some(KeySource::File(stale)), clock()).unwrap_err();
+        assert!(
+            err.to_string().contains("no KEK version 3"),
+            "{backend}: {err}"
+        );
+        let text = std::fs::read_to_string(&fx.key).unwrap();
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("kek ")).count(),
+            1,
+            "only the current KEK stays in the key file"
+        );
+    }
+}
+
+#[test]
+fn passphrase_rotation_to_a_new_passphrase() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let old = Passphrase::new("old passphrase that is long".into());
+    let new = Passphrase::new("new passphrase that is longer".into());
+    Vault::init(
+        &data,
+        StoreConfig::Sqlite,
+        InitKey::Passphrase(old.clone()),
+        clock(),
+    )
+    .unwrap();
+    let vault = Vault::open(&data, Some(KeySource::Passphrase(old.clone())), clock()).unwrap();
+    vault
+        .import(
+            &[shared_data("synthea-10")],
+            &ImportOptions::default(),
+            &mut (),
+        )
+        .unwrap();
+    drop(vault);
+    let options = RotateOptions {
+        current: Some(KeySource::Passphrase(old.clone())),
+        new_passphrase: Some(new.clone()),
+        reencrypt: true,
+        page: 7,
+    };
+    rotate(&data, &options, clock(), &mut Quiet).unwrap();
+    assert!(Vault::open(&data, Some(KeySource::Passphrase(old)), clock()).is_err());
+    let vault = Vault::open(&data, Some(KeySource::Passphrase(new)), clock()).unwrap();
+    let p = read_ndjson(&shared_data("synthea-10").join("Patient.ndjson"));
+    assert!(
+        vault
+            .chart(p[0]["id"].as_str().unwrap(), CategorySet::ALL)
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
+fn claims_yield_a_coverage_only_where_none_exists() {
+    let (_, fx) = fixtures().into_iter().next().unwrap();
+    let vault = fx.open();
+    let dir = fx._tmp.path().join("bundle");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bundle = serde_json::json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient", "id": "p1", "name": [{"family": "Lee"}]}},
+            {"fullUrl": "urn:uuid:p2", "resource": {"resourceType": "Patient", "id": "p2"}},
+            {"resource": {"resourceType": "Claim", "id": "c1", "patient": {"reference": "urn:uuid:p1"}, "insurance": [{"coverage": {"display": "Medicaid"}}]}},
+            {"resource": {"resourceType": "Claim", "id": "c2", "patient": {"reference": "urn:uuid:p2"}, "insurance": [{"coverage": {"display": "Humana"}}]}},
+            {"resource": {"resourceType": "Coverage", "id": "real", "status": "active", "beneficiary": {"reference": "Patient/p2"}, "payor": [{"display": "Aetna"}], "subscriberId": "W123"}},
+            {"resource": {"resourceType": "Observation", "id": "o1"}},
+            {"request": {"method": "DELETE", "url": "Patient/nobody"}}
+        ]
+    });
+    std::fs::write(dir.join("tx.json"), bundle.to_string()).unwrap();
+    let report = vault
+        .import(&[dir], &ImportOptions::default(), &mut ())
+        .unwrap();
+    assert_eq!(report.errors, 0, "{:?}", report.first_errors);
+    assert_eq!(report.skipped.get("Observation"), Some(&1));
+    let plans = |id: &str| -> Vec<String> {
+        vault
+            .chart(id, CategorySet::ALL)
+            .unwrap()
+            .unwrap()
+            .view()
+            .unwrap()
+            .coverages
+            .into_iter()
+            .filter_map(|c| c.payer)
+            .collect()
+    };
+    assert_eq!(plans("p1"), vec!["Medicaid".to_string()]);
+    assert_eq!(
+        plans("p2"),
+        vec!["Aetna".to_string()],
+        "the real Coverage replaces the derived one"
+    );
+    let found = vault
+        .find(&Find::MemberId("w-123".into()), CategorySet::ALL)
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].1.id, "p2");
+}
+
+#[test]
+fn masked_reads_decrypt_only_the_allowed_categories() {
+    let (_, fx) = fixtures().into_iter().next().unwrap();
+    let vault = fx.open();
+    vault
+        .import(
+            &[shared_data("synthea-10")],
+            &ImportOptions::default(),
+            &mut (),
+        )
+        .unwrap();
+    let p = read_ndjson(&shared_data("synthea-10").join("Patient.ndjson"));
+    let id = p[0]["id"].as_str().unwrap();
+    let contact_only = rxvault_model::CategorySet::of(&[rxvault_model::FieldCategory::Contact]);
+    let chart = vault.chart(id, contact_only).unwrap().unwrap();
+    assert!(chart.patient.get("address").is_some());
+    assert!(
+        chart.patient.get("name").is_none()
+            && chart.patient.get("birthDate").is_none()
+            && chart.patient.get("id").is_none()
+    );
+    assert!(
+        chart
+            .prescriptions
+            .iter()
+            .all(|r| r.get("medicationCodeableConcept").is_none())
+    );
+}

@@ -1,0 +1,548 @@
+//! `rxvault`: the command line.
+//!
+//! Each subcommand is a thin layer over `rxvault-vault`: parse flags,
+//! resolve the key, call the library, print. Exit codes: 0 success, 1
+//! failure, 2 usage error, 3 finished but some input records were rejected.
+
+mod bench;
+mod demo;
+mod keysource;
+mod ui;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use rxvault_model::{CategorySet, Clock, SystemClock};
+use rxvault_vault::export::Target;
+use rxvault_vault::import::ImportOptions;
+use rxvault_vault::keys::{InitKey, RotateOptions};
+use rxvault_vault::query::Find;
+use rxvault_vault::{StoreConfig, Vault};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// rxvault: an encrypted vault for pharmacy PHI.
+#[derive(Parser, Debug)]
+#[command(name = "rxvault", version, about, long_about = None)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "RXVAULT_LOG_FORMAT"
+    )]
+    log_format: ui::LogFormat,
+    /// More logging (-v info, -vv debug). RXVAULT_LOG takes a full filter.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a vault.
+    Init(InitArgs),
+    /// Import FHIR R4 Bulk NDJSON files, folders or Bundle JSON.
+    Import(ImportArgs),
+    /// Export data (FHIR NDJSON, or the daily shipping manifest).
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Show or find patients.
+    #[command(subcommand)]
+    Patient(PatientCommand),
+    /// Key status and rotation.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Counts, schema and key facts of a vault.
+    Status(VaultArgs),
+    /// Write deterministic synthetic patients as FHIR NDJSON.
+    Synth(SynthArgs),
+    /// Create (or refresh) a demo vault with synthetic patients and show what to try.
+    Demo(demo::DemoArgs),
+    /// Benchmarks (figures are printed, not asserted).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Where the vault is and how to open it.
+#[derive(Args, Debug, Clone)]
+struct VaultArgs {
+    /// The vault's data directory.
+    #[arg(long, env = "RXVAULT_DATA")]
+    data: PathBuf,
+    #[command(flatten)]
+    key: keysource::KeyArgs,
+}
+
+#[derive(Args, Debug)]
+struct InitArgs {
+    /// The data directory to create.
+    #[arg(long, env = "RXVAULT_DATA")]
+    data: PathBuf,
+    /// Where to write the new key file (default: ~/.config/rxvault/keys/<vault id>.key).
+    /// Never inside the data directory.
+    #[arg(long, env = "RXVAULT_KEY_FILE", conflicts_with = "passphrase_file")]
+    key_file: Option<PathBuf>,
+    /// Protect the vault with the passphrase in this file instead of a key file (Argon2id).
+    #[arg(long, env = "RXVAULT_PASSPHRASE_FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// Store records in PostgreSQL instead of the embedded SQLite.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// The PostgreSQL schema for this vault's tables.
+    #[arg(long, default_value = "rxvault", requires = "postgres")]
+    pg_schema: String,
+}
+
+#[derive(Args, Debug)]
+struct ImportArgs {
+    #[command(flatten)]
+    vault: VaultArgs,
+    /// Files or folders (walked for .ndjson, .jsonl and .json).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Records per transaction.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Longest NDJSON line accepted, in bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    max_record_bytes: usize,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Print the process's peak memory (RSS) with the report.
+    #[arg(long)]
+    stats: bool,
+}
+
+#[derive(Args, Debug)]
+struct ExportTargetArgs {
+    /// Write plaintext PHI (you are responsible for the files).
+    #[arg(long, conflicts_with_all = ["recipient", "recipients_file"])]
+    plaintext: bool,
+    /// Encrypt the files to this age recipient (age1...); repeatable.
+    #[arg(long)]
+    recipient: Vec<String>,
+    /// Encrypt to the age recipients listed in this file (one per line).
+    #[arg(long)]
+    recipients_file: Option<PathBuf>,
+}
+
+impl ExportTargetArgs {
+    fn target(&self) -> Result<Target> {
+        let mut recipients = self.recipient.clone();
+        if let Some(f) = &self.recipients_file {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            recipients.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_string),
+            );
+        }
+        match (self.plaintext, recipients.is_empty()) {
+            (true, _) => Ok(Target::Plaintext),
+            (false, false) => Ok(Target::Age(rxvault_crypto::export::Recipients::parse(
+                &recipients,
+            )?)),
+            (false, true) => bail!(
+                "an export must be encrypted or explicitly plaintext: pass --recipient age1... \
+                 (or --recipients-file FILE) to encrypt it, or --plaintext to write PHI in the clear"
+            ),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum ExportCommand {
+    /// Every record as FHIR R4 NDJSON, one file per resource type, with a manifest.
+    Fhir {
+        #[command(flatten)]
+        vault: VaultArgs,
+        /// Output folder (new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        target: ExportTargetArgs,
+    },
+    /// The minimised shipping manifest of one day: transaction ID, package,
+    /// ship-to name and address. No birth dates, phones, medications, plans or patient IDs.
+    Shipping {
+        #[command(flatten)]
+        vault: VaultArgs,
+        /// The fill date (YYYY-MM-DD).
+        #[arg(long)]
+        date: String,
+        /// Output CSV file.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        target: ExportTargetArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PatientCommand {
+    /// A patient's chart: demographics, contacts, plans, medication list, allergies.
+    Show {
+        #[command(flatten)]
+        vault: VaultArgs,
+        /// The patient ID (FHIR Patient id).
+        id: String,
+        /// Print FHIR resources as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find patients through the blind indexes.
+    Find {
+        #[command(flatten)]
+        vault: VaultArgs,
+        /// Family name (with --birth-date).
+        #[arg(long, requires = "birth_date")]
+        family: Option<String>,
+        /// Birth date, YYYY-MM-DD or MM/DD/YYYY (with --family).
+        #[arg(long, requires = "family")]
+        birth_date: Option<String>,
+        /// Phone number, any format.
+        #[arg(long)]
+        phone: Option<String>,
+        /// Health plan member ID.
+        #[arg(long)]
+        member_id: Option<String>,
+        /// Prescription Rx number.
+        #[arg(long)]
+        rx_number: Option<String>,
+        /// Fill transaction ID.
+        #[arg(long)]
+        transaction_id: Option<String>,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Rotate the key-encryption key (resumes an interrupted rotation).
+    /// With --reencrypt, stop other writers (rxvault serve) first.
+    Rotate {
+        #[command(flatten)]
+        vault: VaultArgs,
+        /// Also reseal every record under a fresh data key.
+        #[arg(long)]
+        reencrypt: bool,
+        /// Passphrase vaults: the new passphrase (default: keep it, new salt).
+        #[arg(long)]
+        new_passphrase_file: Option<PathBuf>,
+        /// Records per committed page when re-encrypting.
+        #[arg(long, default_value_t = 500)]
+        page: usize,
+    },
+    /// KEK version, data keys, rotation state.
+    Status(VaultArgs),
+}
+
+#[derive(Args, Debug)]
+struct SynthArgs {
+    /// How many patients.
+    #[arg(long)]
+    patients: u64,
+    /// Seed: the same seed gives the same output.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Fills are dated in the year up to this day (default: today).
+    #[arg(long)]
+    as_of: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ui::init_logging(cli.log_format, cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+fn open(args: &VaultArgs) -> Result<Vault> {
+    let source = args.key.source()?;
+    let source = match source {
+        Some(s) => Some(s),
+        None => keysource::prompt_if_passphrase(&args.data)?,
+    };
+    Ok(Vault::open(&args.data, source, clock())?)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Init(a) => {
+            let store = match a.postgres {
+                Some(url) => StoreConfig::Postgres {
+                    url,
+                    schema: a.pg_schema,
+                },
+                None => StoreConfig::Sqlite,
+            };
+            let key = match &a.passphrase_file {
+                Some(f) => InitKey::Passphrase(keysource::read_passphrase(f)?),
+                None => InitKey::File(a.key_file.clone()),
+            };
+            let created = Vault::init(&a.data, store, key, clock())?;
+            println!(
+                "created vault {} in {}",
+                created.config.vault_id,
+                a.data.display()
+            );
+            match &created.key_file {
+                Some(k) => println!(
+                    "key file: {} (mode 0600)\n  Keep a copy somewhere safe and apart from the data: without it the vault cannot be opened.",
+                    k.display()
+                ),
+                None => println!(
+                    "key: derived from your passphrase (Argon2id); without it the vault cannot be opened."
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(a) => {
+            let vault = open(&a.vault)?;
+            let options = ImportOptions {
+                batch_records: a.batch.max(1),
+                read: rxvault_fhir::read::Options {
+                    max_record_bytes: a.max_record_bytes,
+                },
+            };
+            let mut observer = ui::ImportProgress::new(&a.paths);
+            let report = vault.import(&a.paths, &options, &mut observer)?;
+            observer.finish();
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                ui::print_import(&report);
+            }
+            if a.stats {
+                println!("peak RSS: {} KiB", ui::peak_rss_kib().unwrap_or(0));
+            }
+            Ok(if report.errors > 0 {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Export(ExportCommand::Fhir { vault, out, target }) => {
+            let target = target.target()?;
+            let vault = open(&vault)?;
+            let mut progress = ui::Bar::new();
+            let report = vault.export_fhir(&out, &target, &mut progress)?;
+            progress.finish();
+            for f in &report.files {
+                println!("{:>9}  {}", f.count, out.join(&f.url).display());
+            }
+            println!(
+                "export {} ({}): {} patients",
+                report.export_id,
+                if report.encrypted {
+                    "encrypted"
+                } else {
+                    "PLAINTEXT"
+                },
+                report.patients.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export(ExportCommand::Shipping {
+            vault,
+            date,
+            out,
+            target,
+        }) => {
+            let target = target.target()?;
+            let vault = open(&vault)?;
+            let report = vault.export_shipping(&date, &out, &target)?;
+            println!(
+                "{} packages for {date} -> {} (export {})",
+                report.rows,
+                report.path.display(),
+                report.export_id
+            );
+            if report.skipped > 0 {
+                println!(
+                    "{} fills of that day have no ship-to or are not shipping",
+                    report.skipped
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Patient(PatientCommand::Show { vault, id, json }) => {
+            let vault = open(&vault)?;
+            let Some(chart) = vault.chart(&id, CategorySet::ALL)? else {
+                bail!("no patient with ID {id:?}");
+            };
+            if json {
+                let all = serde_json::json!({
+                    "patient": chart.patient,
+                    "coverages": chart.coverages,
+                    "prescriptions": chart.prescriptions,
+                    "fills": chart.fills,
+                    "allergies": chart.allergies,
+                });
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                ui::print_chart(&chart.view()?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Patient(PatientCommand::Find {
+            vault,
+            family,
+            birth_date,
+            phone,
+            member_id,
+            rx_number,
+            transaction_id,
+            json,
+        }) => {
+            let query = match (
+                family,
+                birth_date,
+                phone,
+                member_id,
+                rx_number,
+                transaction_id,
+            ) {
+                (Some(family), Some(birth_date), None, None, None, None) => {
+                    Find::FamilyBirthDate { family, birth_date }
+                }
+                (None, None, Some(p), None, None, None) => Find::Phone(p),
+                (None, None, None, Some(m), None, None) => Find::MemberId(m),
+                (None, None, None, None, Some(r), None) => Find::RxNumber(r),
+                (None, None, None, None, None, Some(t)) => Find::TransactionId(t),
+                _ => bail!(
+                    "give exactly one search: --family with --birth-date, --phone, --member-id, --rx-number or --transaction-id"
+                ),
+            };
+            let vault = open(&vault)?;
+            let found = vault.find(&query, CategorySet::ALL)?;
+            for (_, p) in &found {
+                if json {
+                    println!("{}", serde_json::to_string(p)?);
+                } else {
+                    println!("{}", ui::patient_line(p));
+                }
+            }
+            if !json {
+                eprintln!("{} patient(s) found", found.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCommand::Rotate {
+            vault,
+            reencrypt,
+            new_passphrase_file,
+            page,
+        }) => {
+            let current = match vault.key.source()? {
+                Some(s) => Some(s),
+                None => keysource::prompt_if_passphrase(&vault.data)?,
+            };
+            let new_passphrase = new_passphrase_file
+                .as_deref()
+                .map(keysource::read_passphrase)
+                .transpose()?;
+            let options = RotateOptions {
+                current,
+                new_passphrase,
+                reencrypt,
+                page,
+            };
+            let mut progress = ui::Bar::new();
+            let report =
+                rxvault_vault::keys::rotate(&vault.data, &options, clock(), &mut progress)?;
+            progress.finish();
+            println!(
+                "KEK rotated from version {} to {}{}: {} keys rewrapped, {} records resealed, {} data keys retired",
+                report.from,
+                report.to,
+                if report.resumed { " (resumed)" } else { "" },
+                report.rewrapped,
+                report.resealed,
+                report.retired_keys
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCommand::Status(args)) => {
+            let vault = open(&args)?;
+            let s = vault.key_status()?;
+            println!("KEK: version {} ({})", s.kek_version, s.kek_kind);
+            for (id, n) in &s.data_keys {
+                println!("data key {id:>10}: {n} records");
+            }
+            if let Some(r) = &s.rotation {
+                println!("rotation in progress: {r} (run `rxvault keys rotate` to finish it)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => {
+            let vault = open(&args)?;
+            println!(
+                "vault {} ({:?})",
+                vault.config().vault_id,
+                vault.store().backend()
+            );
+            println!("schema version {}", vault.store().schema_version()?);
+            for (kind, n) in vault.counts()? {
+                println!("{:>9}  {kind}", n);
+            }
+            let s = vault.key_status()?;
+            println!(
+                "KEK version {} ({}), {} data keys",
+                s.kek_version,
+                s.kek_kind,
+                s.data_keys.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Synth(a) => {
+            let as_of = match &a.as_of {
+                Some(d) => ui::parse_date(d)?,
+                None => clock().today(),
+            };
+            let config = rxvault_synth::Config {
+                patients: a.patients,
+                seed: a.seed,
+                as_of,
+            };
+            let mut bar = ui::Bar::new();
+            rxvault_vault::keys::Progress::phase(
+                &mut bar,
+                "synthesizing patients",
+                Some(a.patients),
+            );
+            let mut last = 0;
+            let summary = rxvault_synth::write_ndjson(&config, &a.out, &mut |n| {
+                rxvault_vault::keys::Progress::advance(&mut bar, n - last);
+                last = n;
+            })?;
+            bar.finish();
+            println!("{summary:?}");
+            println!("wrote {} patients to {}", a.patients, a.out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(a) => demo::run(a, clock()),
+        Command::Bench(b) => bench::run(b),
+    }
+}

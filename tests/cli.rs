@@ -1,0 +1,675 @@
+//! The `rxvault` binary end to end, as real processes: the CLI contract,
+//! no plaintext at rest (SQLite files and a PostgreSQL dump), SIGKILL in the
+//! middle of an import and of a key rotation.
+
+use rxvault_testkit::{pg::Schema, scan, shared_data};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rxvault");
+
+/// A scratch area: the data directory and, apart from it, keys, inputs and
+/// outputs. `RXVAULT_KEY_DIR` points into it so no test writes to ~/.config.
+struct Scratch {
+    tmp: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.path("data")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.path("keys/vault.key")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("RXVAULT_KEY_DIR", self.path("default-keys"))
+            .env("TMPDIR", self.path("tmp"))
+            .env_remove("RXVAULT_DATA")
+            .env_remove("RXVAULT_KEY_FILE")
+            .env_remove("RXVAULT_PASSPHRASE_FILE");
+        std::fs::create_dir_all(self.path("tmp")).unwrap();
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "rxvault {args:?} failed ({:?}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn init(&self, extra: &[&str]) {
+        let data = self.data();
+        let key = self.key();
+        let mut args = vec![
+            "init",
+            "--data",
+            data.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+    }
+
+    /// `args` with `--data DATA --key-file KEY` appended.
+    fn vault(&self, args: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend(["--data".into(), self.data().display().to_string()]);
+        v.extend(["--key-file".into(), self.key().display().to_string()]);
+        v
+    }
+
+    fn ok_vault(&self, args: &[&str]) -> String {
+        let v = self.vault(args);
+        self.ok(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn synth(&self, name: &str, patients: u64, seed: u64) -> PathBuf {
+        let out = self.path(name);
+        self.ok(&[
+            "synth",
+            "--patients",
+            &patients.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--as-of",
+            "2026-11-28",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        out
+    }
+}
+
+fn read_ndjson(path: &Path) -> Vec<serde_json::Map<String, Value>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+const STORED: [&str; 5] = [
+    "Patient",
+    "Coverage",
+    "MedicationRequest",
+    "MedicationDispense",
+    "AllergyIntolerance",
+];
+
+fn resources(dirs: &[PathBuf]) -> BTreeMap<(String, String), Value> {
+    let mut out = BTreeMap::new();
+    for d in dirs {
+        for ty in STORED {
+            for r in read_ndjson(&d.join(format!("{ty}.ndjson"))) {
+                out.insert(
+                    (ty.to_string(), r["id"].as_str().unwrap().to_string()),
+                    Value::Object(r),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Every PHI value of the input that a scan must not find: names (and
+/// their normalised upper-case form), address lines, cities, phone numbers
+/// (as written and as digits), emails, identifiers (MRNs, SSNs, member IDs,
+/// Rx numbers, transaction IDs, tracking numbers), birth dates in ISO and US
+/// formats.
+///
+/// Needles shorter than 7 bytes are left out: over hundreds of megabytes of
+/// ciphertext a 4- or 5-byte string turns up by chance (a 7-byte one with
+/// probability ~10^-9 per megabyte). Short names are still covered, inside
+/// the full-name needles ("given family").
+fn phi_needles(dirs: &[PathBuf]) -> Vec<Vec<u8>> {
+    let mut set = BTreeSet::new();
+    let mut add = |s: &str| {
+        if s.len() >= 7 {
+            set.insert(s.to_string());
+        }
+    };
+    fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(s) => out.push(s),
+            Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+            _ => {}
+        }
+    }
+    for ((ty, _), r) in resources(dirs) {
+        match ty.as_str() {
+            "Patient" => {
+                for n in r["name"].as_array().into_iter().flatten() {
+                    let family = n["family"].as_str().unwrap_or_default();
+                    add(family);
+                    add(&family.to_uppercase());
+                    for g in n["given"].as_array().into_iter().flatten() {
+                        let g = g.as_str().unwrap();
+                        add(g);
+                        add(&format!("{g} {family}"));
+                    }
+                }
+                for a in r["address"].as_array().into_iter().flatten() {
+                    let mut lines = Vec::new();
+                    strings(&a["line"], &mut lines);
+                    lines.iter().for_each(|l| add(l));
+                    add(a["city"].as_str().unwrap_or_default());
+                }
+                for t in r["telecom"].as_array().into_iter().flatten() {
+                    let v = t["value"].as_str().unwrap_or_default();
+                    add(v);
+                    add(&v.chars().filter(char::is_ascii_digit).collect::<String>());
+                }
+                for i in r["identifier"].as_array().into_iter().flatten() {
+                    add(i["value"].as_str().unwrap_or_default());
+                }
+                if let Some(b) = r["birthDate"].as_str().filter(|b| b.len() == 10) {
+                    add(b);
+                    add(&format!("{}/{}/{}", &b[5..7], &b[8..10], &b[..4]));
+                }
+            }
+            "Coverage" => {
+                add(r["subscriberId"].as_str().unwrap_or_default());
+                for i in r["identifier"].as_array().into_iter().flatten() {
+                    add(i["value"].as_str().unwrap_or_default());
+                }
+            }
+            "MedicationRequest" | "MedicationDispense" => {
+                for i in r["identifier"].as_array().into_iter().flatten() {
+                    add(i["value"].as_str().unwrap_or_default());
+                }
+                for e in r["extension"].as_array().into_iter().flatten() {
+                    add(e["valueString"].as_str().unwrap_or_default());
+                }
+            }
+            _ => {}
+        }
+    }
+    set.into_iter().map(String::into_bytes).collect()
+}
+
+fn assert_no_findings(findings: &[scan::Finding], needles: &[Vec<u8>]) {
+    if !findings.is_empty() {
+        let places: BTreeSet<&str> = findings.iter().map(|f| f.place.as_str()).collect();
+        panic!(
+            "{} plaintext PHI occurrences found (first needle #{}, {} bytes) in: {places:?}",
+            findings.len(),
+            findings[0].needle,
+            needles[findings[0].needle].len()
+        );
+    }
+}
+
+#[test]
+fn no_plaintext_phi_at_rest_on_sqlite_or_in_logs() {
+    let s = Scratch::new();
+    s.init(&[]);
+    let synth = s.synth("synth", 1000, 42);
+    let inputs = [shared_data("synthea-100"), shared_data("synthea-10"), synth];
+    let mut logs = Vec::new();
+    for input in &inputs {
+        let v = s.vault(&["-vv", "import"]);
+        let mut args: Vec<&str> = v.iter().map(String::as_str).collect();
+        args.push(input.to_str().unwrap());
+        let out = s.cmd(&args).env("RXVAULT_LOG", "trace").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        logs.extend(out.stdout);
+        logs.extend(out.stderr);
+    }
+    // Reads, searches, status and a rotation also leave nothing behind.
+    let status = s.run(
+        &s.vault(&["-vv", "status"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    logs.extend(status.stderr);
+    let rotate = s.run(
+        &s.vault(&["-vv", "keys", "rotate", "--reencrypt"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(rotate.status.success());
+    logs.extend(rotate.stdout);
+    logs.extend(rotate.stderr);
+
+    let needles = phi_needles(&inputs);
+    assert!(
+        needles.len() > 5000,
+        "the scan must cover the data: only {} needles",
+        needles.len()
+    );
+    let compiled = scan::Needles::new(&needles);
+    // The needles are really in the input: the scan can find them.
+    let input_hits = scan::dir(&inputs[0], &compiled);
+    assert!(
+        input_hits.len() > 1000,
+        "sanity: the needles match the plaintext input"
+    );
+
+    let files = scan::files(&s.data());
+    assert!(files.iter().any(|f| f.ends_with("vault.db")), "{files:?}");
+    let mut findings = scan::dir(&s.data(), &compiled);
+    findings.extend(scan::dir(&s.path("tmp"), &compiled));
+    findings.extend(scan::bytes("logs", &logs, &compiled));
+    assert_no_findings(&findings, &needles);
+}
+
+#[test]
+fn no_plaintext_phi_at_rest_on_postgres() {
+    let Some(schema) = Schema::new("phi") else {
+        return;
+    };
+    let s = Scratch::new();
+    let data = s.data();
+    let key = s.key();
+    s.ok(&[
+        "init",
+        "--data",
+        data.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+        "--postgres",
+        &schema.url,
+        "--pg-schema",
+        &schema.name,
+    ]);
+    let synth = s.synth("synth", 1000, 43);
+    let inputs = [shared_data("synthea-100"), shared_data("synthea-10"), synth];
+    let mut logs = Vec::new();
+    for input in &inputs {
+        let v = s.vault(&["import"]);
+        let mut args: Vec<&str> = v.iter().map(String::as_str).collect();
+        args.push(input.to_str().unwrap());
+        let out = s.cmd(&args).env("RXVAULT_LOG", "trace").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        logs.extend(out.stderr);
+    }
+    let dump = Command::new("pg_dump")
+        .args([
+            "--no-owner",
+            "--schema",
+            &schema.name,
+            "--dbname",
+            &schema.url,
+        ])
+        .output()
+        .expect("pg_dump (postgresql-client) must be installed");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    assert!(dump.stdout.len() > 1_000_000, "the dump holds the data");
+    // bytea columns are hex in a plain dump: look for hex forms too. Raw
+    // all-digit needles under 10 digits (Rx numbers, MRNs) are matched in hex
+    // only: in a text dump they collide with the integer columns (data key
+    // ids, timestamps), which are not PHI.
+    let needles = phi_needles(&inputs);
+    let mut all: Vec<Vec<u8>> = needles
+        .iter()
+        .filter(|n| n.len() >= 10 || !n.iter().all(u8::is_ascii_digit))
+        .cloned()
+        .collect();
+    all.extend(needles.iter().map(|n| {
+        n.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into_bytes()
+    }));
+    let compiled = scan::Needles::new(&all);
+    let mut findings = scan::bytes("pg_dump", &dump.stdout, &compiled);
+    findings.extend(scan::bytes("logs", &logs, &compiled));
+    findings.extend(scan::dir(&s.data(), &compiled));
+    assert_no_findings(&findings, &all);
+}
+
+/// Reads `child`'s stderr until a line containing `marker`, then SIGKILLs it.
+fn kill_when(mut child: std::process::Child, marker: &str) -> String {
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(marker) {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            return seen;
+        }
+    }
+    let status = child.wait().unwrap();
+    panic!("the process ended ({status:?}) before printing {marker:?}:\n{seen}");
+}
+
+#[test]
+fn sigkill_mid_import_then_rerun_gives_exactly_the_source_records() {
+    let s = Scratch::new();
+    s.init(&[]);
+    let input = s.synth("synth", 4000, 9);
+    let expected = resources(std::slice::from_ref(&input));
+
+    let v = s.vault(&["import", "--batch", "200"]);
+    let mut args: Vec<&str> = v.iter().map(String::as_str).collect();
+    args.push(input.to_str().unwrap());
+    let child = s
+        .cmd(&args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    kill_when(child, "committed");
+
+    // The vault opens cleanly and holds whole batches only.
+    let conn = rusqlite_check(&s.data().join("vault.db"));
+    assert!(
+        conn < expected.len() as u64,
+        "killed mid-way: {conn} of {} records stored",
+        expected.len()
+    );
+    assert!(conn > 0);
+    s.ok_vault(&["status"]);
+
+    // Rerun: everything, once.
+    let mut args: Vec<&str> = v.iter().map(String::as_str).collect();
+    args.push(input.to_str().unwrap());
+    s.ok(&args);
+    let out = s.path("export");
+    s.ok_vault(&[
+        "export",
+        "fhir",
+        "--out",
+        out.to_str().unwrap(),
+        "--plaintext",
+    ]);
+    let exported = resources(&[out]);
+    assert_eq!(
+        exported.len(),
+        expected.len(),
+        "no duplicates, nothing missing"
+    );
+    assert!(exported == expected, "exported records equal the source");
+}
+
+/// Runs SQLite's integrity check and returns the number of records stored.
+fn rusqlite_check(db: &Path) -> u64 {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg("PRAGMA integrity_check; SELECT (SELECT COUNT(*) FROM patients) + (SELECT COUNT(*) FROM coverages) + (SELECT COUNT(*) FROM prescriptions) + (SELECT COUNT(*) FROM fills) + (SELECT COUNT(*) FROM allergies);")
+        .output()
+        .expect("sqlite3 CLI");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("ok"), "integrity check: {text}");
+    lines.next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn sigkill_mid_reencryption_then_rerun_completes_the_rotation() {
+    let s = Scratch::new();
+    s.init(&[]);
+    let input = s.synth("synth", 1500, 4);
+    let mut args = s.vault(&["import"]);
+    args.push(input.display().to_string());
+    s.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let before = s.path("before");
+    s.ok_vault(&[
+        "export",
+        "fhir",
+        "--out",
+        before.to_str().unwrap(),
+        "--plaintext",
+    ]);
+
+    let v = s.vault(&["keys", "rotate", "--reencrypt", "--page", "50"]);
+    let child = s
+        .cmd(&v.iter().map(String::as_str).collect::<Vec<_>>())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    kill_when(child, "re-encrypting records");
+    let status = s.ok_vault(&["keys", "status"]);
+    assert!(status.contains("rotation in progress"), "{status}");
+
+    let done = s.ok_vault(&["keys", "rotate", "--reencrypt", "--page", "50"]);
+    assert!(done.contains("(resumed)"), "{done}");
+    let status = s.ok_vault(&["keys", "status"]);
+    assert!(!status.contains("rotation in progress"), "{status}");
+    let after = s.path("after");
+    s.ok_vault(&[
+        "export",
+        "fhir",
+        "--out",
+        after.to_str().unwrap(),
+        "--plaintext",
+    ]);
+    assert!(
+        resources(&[before]) == resources(&[after]),
+        "the data survived the interrupted rotation"
+    );
+    let key = std::fs::read_to_string(s.key()).unwrap();
+    assert_eq!(key.lines().filter(|l| l.starts_with("kek ")).count(), 1);
+}
+
+#[test]
+fn cli_contract_and_clear_errors() {
+    let s = Scratch::new();
+    let data = s.data();
+    let d = data.to_str().unwrap();
+
+    // Default key location: outside the data directory, mode 0600.
+    let out = s.ok(&["init", "--data", d]);
+    let key_line = out.lines().find(|l| l.starts_with("key file: ")).unwrap();
+    let key_path = PathBuf::from(
+        key_line
+            .trim_start_matches("key file: ")
+            .split(" (")
+            .next()
+            .unwrap(),
+    );
+    assert!(key_path.starts_with(s.path("default-keys")), "{key_path:?}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_path).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        scan::files(&data)
+            .iter()
+            .all(|f| !f.to_string_lossy().ends_with(".key"))
+    );
+
+    // init refuses an existing vault and a key inside the data directory.
+    let again = s.run(&["init", "--data", d]);
+    assert_eq!(again.status.code(), Some(1));
+    let inside = s.run(&[
+        "init",
+        "--data",
+        s.path("d2").to_str().unwrap(),
+        "--key-file",
+        s.path("d2/k.key").to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&inside.stderr).contains("inside the data directory"));
+
+    // import with the default key; bad records make exit code 3 but import the rest.
+    let bad = s.path("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(
+        bad.join("Patient.ndjson"),
+        "{\"resourceType\":\"Patient\",\"id\":\"ok-1\",\"name\":[{\"family\":\"Nguyen\"}],\"birthDate\":\"1950-03-04\",\"telecom\":[{\"system\":\"phone\",\"value\":\"555-123-4567\"}]}\n{oops\n",
+    )
+    .unwrap();
+    let out = s.run(&["import", "--data", d, bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Patient.ndjson:2: malformed JSON"), "{err}");
+
+    // find and show
+    let found = s.ok(&[
+        "patient",
+        "find",
+        "--data",
+        d,
+        "--family",
+        "nguyen",
+        "--birth-date",
+        "03/04/1950",
+    ]);
+    assert!(found.starts_with("ok-1 "), "{found}");
+    let found = s.ok(&[
+        "patient",
+        "find",
+        "--data",
+        d,
+        "--phone",
+        "(555) 123 4567",
+        "--json",
+    ]);
+    let p: Value = serde_json::from_str(found.lines().next().unwrap()).unwrap();
+    assert_eq!(p["id"], "ok-1");
+    let shown = s.ok(&["patient", "show", "--data", d, "ok-1"]);
+    assert!(
+        shown.contains("Nguyen") && shown.contains("1950-03-04"),
+        "{shown}"
+    );
+    let missing = s.run(&["patient", "show", "--data", d, "nobody"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let none = s.run(&["patient", "find", "--data", d]);
+    assert_ne!(none.status.code(), Some(0));
+
+    // Exports must be encrypted or explicitly plaintext.
+    let refused = s.run(&[
+        "export",
+        "fhir",
+        "--data",
+        d,
+        "--out",
+        s.path("e1").to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--plaintext"));
+    assert!(!s.path("e1").exists());
+    let recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    s.ok(&[
+        "export",
+        "fhir",
+        "--data",
+        d,
+        "--out",
+        s.path("e2").to_str().unwrap(),
+        "--recipient",
+        recipient,
+    ]);
+    assert!(s.path("e2/Patient.ndjson.age").exists() && s.path("e2/manifest.json").exists());
+    s.ok(&[
+        "export",
+        "shipping",
+        "--data",
+        d,
+        "--date",
+        "2026-11-28",
+        "--out",
+        s.path("ship.csv").to_str().unwrap(),
+        "--plaintext",
+    ]);
+
+    // A missing key file names the path and the flag.
+    let out = s.run(&[
+        "status",
+        "--data",
+        d,
+        "--key-file",
+        s.path("gone.key").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("gone.key") && err.contains("not found"),
+        "{err}"
+    );
+
+    // A key file other users can read is refused.
+    std::fs::set_permissions(
+        &key_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let out = s.run(&["status", "--data", d]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    std::fs::set_permissions(
+        &key_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+
+    // Not a vault.
+    let out = s.run(&["status", "--data", s.path("nowhere").to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rxvault init"));
+
+    // Passphrase vaults: wrong passphrase is a clear error.
+    let pass = s.path("pass.txt");
+    std::fs::write(&pass, "a long enough passphrase here\n").unwrap();
+    let pd = s.path("pd");
+    s.ok(&[
+        "init",
+        "--data",
+        pd.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    s.ok(&[
+        "status",
+        "--data",
+        pd.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    let wrong = s.path("wrong.txt");
+    std::fs::write(&wrong, "not the passphrase at all\n").unwrap();
+    let out = s.run(&[
+        "status",
+        "--data",
+        pd.to_str().unwrap(),
+        "--passphrase-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+}
