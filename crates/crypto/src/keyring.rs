@@ -229,7 +229,8 @@ impl Keyring {
         Ok(ring)
     }
 
-    fn load_signer(&self, w: &WrappedKey) -> Result<()> {
+    /// Loads the signing key from its stored wrap.
+    pub fn load_signer(&self, w: &WrappedKey) -> Result<()> {
         let seed = self
             .kek
             .unwrap(
@@ -487,6 +488,19 @@ impl Keyring {
         ctx.update(b"\0");
         ctx.update(normalized.as_bytes());
         IndexToken(truncate(ctx.sign().as_ref()))
+    }
+
+    /// A keyed hash (16 bytes) of `value` in `domain`, for blind indexes
+    /// outside the PHI record tables (audit entries: actor, session, host,
+    /// address). Domains are separate from each other and from
+    /// [`token`](Self::token) and [`rid`](Self::rid).
+    pub fn keyed_hash(&self, domain: &str, value: &[u8]) -> [u8; 16] {
+        let mut ctx = hmac::Context::with_key(&self.index);
+        ctx.update(b"rxvault/keyed/v1\0");
+        ctx.update(domain.as_bytes());
+        ctx.update(b"\0");
+        ctx.update(value);
+        truncate(ctx.sign().as_ref())
     }
 
     /// Seals a record's parts (categories strictly increasing) with the

@@ -265,7 +265,7 @@ impl Vault {
         Ok(Vault {
             config,
             store,
-            keys,
+            keys: Arc::new(keys),
             clock,
             dek_lock: std::sync::Mutex::new(()),
         })
@@ -282,6 +282,40 @@ impl Vault {
         self.store.put_keys(&[to_stored(&dek.wrapped)])?;
         self.keys.activate(dek);
         Ok(())
+    }
+
+    /// Makes sure the vault has a checkpoint signing key (created, stored
+    /// wrapped, and installed on first use), and returns its public key.
+    pub fn ensure_signer(&self) -> Result<[u8; 32]> {
+        let _guard = self.dek_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(public) = self.keys.signing_public_key() {
+            return Ok(public);
+        }
+        let stored_signer = |store: &dyn Store, version: u32| -> Result<Option<WrappedKey>> {
+            Ok(stored_keys(store)?
+                .into_iter()
+                .find(|w| w.purpose == KeyPurpose::Signing && w.kek_version == version))
+        };
+        // Another process may have created it; if two race, both end up
+        // loading the one the store kept.
+        if stored_signer(self.store.as_ref(), self.keys.kek_version())?.is_none() {
+            let signer = self.keys.prepare_signer()?;
+            self.store.put_keys(&[to_stored(&signer.wrapped)])?;
+        }
+        let w = stored_signer(self.store.as_ref(), self.keys.kek_version())?.ok_or_else(|| {
+            Error::Corrupt {
+                what: "signing key".into(),
+                message: "not stored after creation".into(),
+            }
+        })?;
+        self.keys.load_signer(&w)?;
+        Ok(self.keys.signing_public_key().expect("just loaded"))
+    }
+
+    /// Makes sure this process has a data key to seal with (for crates that
+    /// seal their own values with the vault's keyring).
+    pub fn ensure_data_key(&self) -> Result<()> {
+        self.ensure_dek()
     }
 
     /// Loads data keys other processes created since this vault was opened.

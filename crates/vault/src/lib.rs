@@ -94,7 +94,7 @@ pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) ->
 pub struct Vault {
     config: VaultConfig,
     store: Box<dyn Store>,
-    keys: Keyring,
+    keys: Arc<Keyring>,
     clock: Arc<dyn Clock>,
     /// Serialises the creation of this process's data key, so concurrent
     /// first writers create one, not several.
@@ -128,7 +128,7 @@ impl Vault {
 
     /// The keyring (for crates that seal their own data with the vault's
     /// keys, such as the audit log).
-    pub fn keyring(&self) -> &Keyring {
+    pub fn keyring(&self) -> &Arc<Keyring> {
         &self.keys
     }
 
