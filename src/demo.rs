@@ -76,43 +76,65 @@ pub fn run(a: DemoArgs, clock: Arc<dyn Clock>) -> Result<ExitCode> {
     let sample = rxvault_synth::patient_records(&config, 0);
     let p = &sample.patient;
     let d = dir.display();
+    let rxvault = command_name();
     let family = p
         .primary_name()
         .and_then(|n| n.family.clone())
         .unwrap_or_default();
     let birth = p.birth_date.clone().unwrap_or_default();
     println!("\nTry next:");
-    println!("  rxvault status --data {d}");
-    println!("  rxvault patient find --data {d} --family '{family}' --birth-date {birth}");
+    println!("  {rxvault} status --data {d}");
+    println!("  {rxvault} patient find --data {d} --family '{family}' --birth-date {birth}");
     if let Some(phone) = p.phones().next() {
-        println!("  rxvault patient find --data {d} --phone '{phone}'");
+        println!("  {rxvault} patient find --data {d} --phone '{phone}'");
     }
     if let Some(m) = sample.coverages.iter().find_map(|c| c.member_id.clone()) {
-        println!("  rxvault patient find --data {d} --member-id {m}");
+        println!("  {rxvault} patient find --data {d} --member-id {m}");
     }
     if let Some(rx) = sample.prescriptions.first() {
         println!(
-            "  rxvault patient find --data {d} --rx-number {}",
+            "  {rxvault} patient find --data {d} --rx-number {}",
             rx.rx_number
         );
     }
-    println!("  rxvault patient show --data {d} {}", p.id);
+    println!("  {rxvault} patient show --data {d} {}", p.id);
     println!(
-        "  rxvault export shipping --data {d} --date {} --out shipping-{}.csv --plaintext",
+        "  {rxvault} export shipping --data {d} --date {} --out shipping-{}.csv --plaintext",
         clock.today(),
         clock.today()
     );
     println!(
-        "  age-keygen -o export.key && rxvault export fhir --data {d} --out export --recipient $(age-keygen -y export.key)"
+        "  age-keygen -o export.key && {rxvault} export fhir --data {d} --out export --recipient $(age-keygen -y export.key)"
     );
-    println!("  rxvault keys rotate --data {d} --reencrypt");
+    println!("  {rxvault} keys rotate --data {d} --reencrypt");
     println!(
-        "\nNothing under {d} is readable without the key: try `grep -c '{family}' {d}/vault.db*` (no match).",
+        "\nNothing under {d} is readable without the key: try `grep -r '{family}' {d}`: no match.",
     );
-    let fills = vault.store().count(RecordKind::Fill)?;
-    if fills == 0 {
+    if vault.store().count(RecordKind::Fill)? == 0 {
         println!("(no fills were generated; the shipping manifest will be empty)");
     }
-    let _ = clock;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How to run this binary from here: `rxvault` if that is what the PATH
+/// finds, else the path of this executable (e.g. after `cargo run`).
+fn command_name() -> String {
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok());
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("rxvault"))
+            .find(|p| p.is_file())
+            .and_then(|p| p.canonicalize().ok())
+    });
+    match me {
+        Some(me) if on_path.as_ref() != Some(&me) => {
+            let cwd = std::env::current_dir().unwrap_or_default();
+            me.strip_prefix(&cwd)
+                .map(|p| format!("./{}", p.display()))
+                .unwrap_or_else(|_| me.display().to_string())
+        }
+        _ => "rxvault".to_string(),
+    }
 }

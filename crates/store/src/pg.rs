@@ -26,6 +26,31 @@ pub struct PgStore {
     schema: String,
     pool: Mutex<Vec<Conn>>,
     sql: Sql,
+    /// Array-based upserts per table, in `RecordKind::ALL` order.
+    bulk: Vec<BulkSql>,
+    bulk_tokens_delete: String,
+    bulk_tokens_insert: String,
+}
+
+/// PostgreSQL-only statements that write many records in one round trip.
+struct BulkSql {
+    upsert: String,
+}
+
+impl BulkSql {
+    fn new(kind: RecordKind) -> Self {
+        let t = kind.table();
+        Self {
+            upsert: format!(
+                "INSERT INTO {t} (rid, patient_rid, dek_id, derived, envelope, updated_at) \
+                 SELECT r, p, d, x, e, $6 FROM unnest($1::bytea[], $2::bytea[], $3::int8[], $4::int8[], $5::bytea[]) \
+                 AS u(r, p, d, x, e) ON CONFLICT (rid) DO UPDATE SET \
+                 patient_rid = excluded.patient_rid, dek_id = excluded.dek_id, \
+                 derived = excluded.derived, envelope = excluded.envelope, \
+                 updated_at = excluded.updated_at"
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -108,6 +133,12 @@ impl PgStore {
             schema: schema.to_string(),
             pool: Mutex::new(Vec::new()),
             sql: Sql::new(dialect),
+            bulk: RecordKind::ALL.into_iter().map(BulkSql::new).collect(),
+            bulk_tokens_delete: "DELETE FROM blind_index WHERE record_kind = $1 AND rid = ANY($2::bytea[])".into(),
+            bulk_tokens_insert: "INSERT INTO blind_index (index_kind, token, record_kind, rid) \
+                 SELECT k, t, $3, r FROM unnest($1::int8[], $2::bytea[], $4::bytea[]) AS u(k, t, r) \
+                 ON CONFLICT DO NOTHING"
+                .into(),
         })
     }
 
@@ -216,6 +247,65 @@ impl PgStore {
                 &self.sql.token_insert,
                 &[&i64::from(index.code()), &&token.0[..], &kind, &rid],
             )?;
+        }
+        Ok(())
+    }
+
+    /// Writes a run of puts (none of a derivable kind) with one statement per
+    /// table for the records, one for removing their old index entries and
+    /// one for the new ones. Within the run the last put of a record wins,
+    /// as it would applied one by one.
+    fn put_many(&self, tx: &mut Tx<'_>, run: &mut Vec<&RecordWrite>, at: i64) -> Result<()> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut rows: Vec<&RecordWrite> = run
+            .drain(..)
+            .rev()
+            .filter(|w| seen.insert((w.record.kind, w.record.rid)))
+            .collect();
+        rows.reverse();
+        for (i, kind) in RecordKind::ALL.into_iter().enumerate() {
+            let of: Vec<&RecordWrite> = rows
+                .iter()
+                .copied()
+                .filter(|w| w.record.kind == kind)
+                .collect();
+            if of.is_empty() {
+                continue;
+            }
+            let rids: Vec<&[u8]> = of.iter().map(|w| &w.record.rid.0[..]).collect();
+            let patients: Vec<Option<&[u8]>> = of
+                .iter()
+                .map(|w| w.record.patient.as_ref().map(|p| &p.0[..]))
+                .collect();
+            let deks: Vec<i64> = of.iter().map(|w| i64::from(w.record.dek.0)).collect();
+            let derived: Vec<i64> = of.iter().map(|w| i64::from(w.record.derived)).collect();
+            let envelopes: Vec<&[u8]> = of.iter().map(|w| &w.record.envelope[..]).collect();
+            let bulk = &self.bulk[i];
+            tx.execute(
+                &bulk.upsert,
+                &[&rids, &patients, &deks, &derived, &envelopes, &at],
+            )?;
+            let code = i64::from(kind.code());
+            tx.execute(&self.bulk_tokens_delete, &[&code, &rids])?;
+            let mut index_kinds = Vec::new();
+            let mut tokens: Vec<&[u8]> = Vec::new();
+            let mut owners: Vec<&[u8]> = Vec::new();
+            for w in &of {
+                for (k, t) in &w.tokens {
+                    index_kinds.push(i64::from(k.code()));
+                    tokens.push(&t.0[..]);
+                    owners.push(&w.record.rid.0[..]);
+                }
+            }
+            if !tokens.is_empty() {
+                tx.execute(
+                    &self.bulk_tokens_insert,
+                    &[&index_kinds, &tokens, &code, &owners],
+                )?;
+            }
         }
         Ok(())
     }
@@ -373,7 +463,17 @@ impl Store for PgStore {
 
     fn write(&self, batch: &WriteBatch) -> Result<()> {
         self.transaction(|tx| {
+            // Runs of plain puts go to the server as one statement per table
+            // (arrays + unnest) instead of several round trips per record.
+            let mut run: Vec<&RecordWrite> = Vec::new();
             for op in &batch.ops {
+                if let Op::Put(w) = op
+                    && !sql::derivable(w.record.kind)
+                {
+                    run.push(w);
+                    continue;
+                }
+                self.put_many(tx, &mut run, batch.at)?;
                 match op {
                     Op::Put(w) => self.put(tx, w, batch.at)?,
                     Op::Delete { kind, rid } => self.delete(tx, *kind, rid)?,
@@ -406,7 +506,7 @@ impl Store for PgStore {
                     }
                 }
             }
-            Ok(())
+            self.put_many(tx, &mut run, batch.at)
         })
     }
 

@@ -383,3 +383,87 @@ fn readers_run_beside_a_writer() {
         assert_eq!(s.count(RecordKind::Patient).unwrap(), 50);
     });
 }
+
+#[test]
+fn a_batch_applies_in_order_and_the_last_put_of_a_record_wins() {
+    each_backend(|s, _| {
+        s.write(&batch(vec![
+            put(
+                record(RecordKind::Fill, 1, Some(9), b"v1"),
+                &[(IndexKind::TransactionId, 1)],
+            ),
+            put(
+                record(RecordKind::Fill, 2, Some(9), b"other"),
+                &[(IndexKind::TransactionId, 2)],
+            ),
+            put(
+                record(RecordKind::Fill, 1, Some(9), b"v2"),
+                &[(IndexKind::TransactionId, 3)],
+            ),
+            put(record(RecordKind::Patient, 9, None, b"p"), &[]),
+            put(
+                record(RecordKind::Fill, 4, Some(9), b"gone"),
+                &[(IndexKind::TransactionId, 4)],
+            ),
+            Op::Delete {
+                kind: RecordKind::Fill,
+                rid: rid(4),
+            },
+            Op::Delete {
+                kind: RecordKind::Fill,
+                rid: rid(5),
+            },
+            put(
+                record(RecordKind::Fill, 5, Some(9), b"back"),
+                &[(IndexKind::TransactionId, 5)],
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.get(RecordKind::Fill, &rid(1)).unwrap().unwrap().envelope,
+            b"v2"
+        );
+        assert!(
+            s.lookup(IndexKind::TransactionId, &token(1))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            s.lookup(IndexKind::TransactionId, &token(3)).unwrap().len(),
+            1
+        );
+        assert_eq!(s.get(RecordKind::Fill, &rid(4)).unwrap(), None);
+        assert!(
+            s.lookup(IndexKind::TransactionId, &token(4))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            s.get(RecordKind::Fill, &rid(5)).unwrap().unwrap().envelope,
+            b"back"
+        );
+        assert_eq!(s.count(RecordKind::Fill).unwrap(), 3);
+        let many: Vec<Op> = (10..=250u8)
+            .map(|n| {
+                put(
+                    record(RecordKind::Prescription, n, Some(9), &[n; 40]),
+                    &[(IndexKind::RxNumber, n), (IndexKind::RxNumber, n)],
+                )
+            })
+            .collect();
+        s.write(&batch(many)).unwrap();
+        assert_eq!(
+            s.by_patient(RecordKind::Prescription, &rid(9))
+                .unwrap()
+                .len(),
+            241
+        );
+        assert_eq!(
+            s.lookup(IndexKind::RxNumber, &token(200)).unwrap(),
+            vec![IndexHit {
+                kind: RecordKind::Prescription,
+                rid: rid(200)
+            }]
+        );
+    });
+}
