@@ -219,6 +219,9 @@ enum PatientCommand {
         /// Fill transaction ID.
         #[arg(long)]
         transaction_id: Option<String>,
+        /// Patient identifier (medical record number and others).
+        #[arg(long)]
+        identifier: Option<String>,
         /// Print JSON lines.
         #[arg(long)]
         json: bool,
@@ -414,26 +417,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             member_id,
             rx_number,
             transaction_id,
+            identifier,
             json,
         }) => {
-            let query = match (
-                family,
-                birth_date,
-                phone,
-                member_id,
-                rx_number,
-                transaction_id,
-            ) {
-                (Some(family), Some(birth_date), None, None, None, None) => {
-                    Find::FamilyBirthDate { family, birth_date }
-                }
-                (None, None, Some(p), None, None, None) => Find::Phone(p),
-                (None, None, None, Some(m), None, None) => Find::MemberId(m),
-                (None, None, None, None, Some(r), None) => Find::RxNumber(r),
-                (None, None, None, None, None, Some(t)) => Find::TransactionId(t),
-                _ => bail!(
-                    "give exactly one search: --family with --birth-date, --phone, --member-id, --rx-number or --transaction-id"
-                ),
+            let mut queries: Vec<Find> = [
+                family
+                    .zip(birth_date)
+                    .map(|(family, birth_date)| Find::FamilyBirthDate { family, birth_date }),
+                phone.map(Find::Phone),
+                member_id.map(Find::MemberId),
+                rx_number.map(Find::RxNumber),
+                transaction_id.map(Find::TransactionId),
+                identifier.map(Find::PatientIdentifier),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let (Some(query), None) = (queries.pop(), queries.pop()) else {
+                bail!(
+                    "give exactly one search: --family with --birth-date, --phone, --member-id, --rx-number, \
+                     --transaction-id or --identifier"
+                );
             };
             let vault = open(&vault)?;
             let found = vault.find(&query, CategorySet::ALL)?;

@@ -109,17 +109,21 @@ pub enum IndexKind {
     /// The date a fill was prepared for shipping (on `MedicationDispense`),
     /// for the daily shipping manifest.
     FillDate,
+    /// A patient identifier's value (medical record number and others, on
+    /// `Patient.identifier`), for FHIR `identifier` searches.
+    PatientIdentifier,
 }
 
 impl IndexKind {
     /// Every index kind.
-    pub const ALL: [IndexKind; 6] = [
+    pub const ALL: [IndexKind; 7] = [
         IndexKind::FamilyBirthDate,
         IndexKind::Phone,
         IndexKind::MemberId,
         IndexKind::RxNumber,
         IndexKind::TransactionId,
         IndexKind::FillDate,
+        IndexKind::PatientIdentifier,
     ];
 
     /// The stable numeric code of this index.
@@ -131,6 +135,7 @@ impl IndexKind {
             IndexKind::RxNumber => 4,
             IndexKind::TransactionId => 5,
             IndexKind::FillDate => 6,
+            IndexKind::PatientIdentifier => 7,
         }
     }
 
@@ -148,6 +153,7 @@ impl IndexKind {
             IndexKind::RxNumber => "rx-number",
             IndexKind::TransactionId => "transaction-id",
             IndexKind::FillDate => "fill-date",
+            IndexKind::PatientIdentifier => "patient-identifier",
         }
     }
 }

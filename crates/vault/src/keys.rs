@@ -318,6 +318,12 @@ impl Vault {
         self.ensure_dek()
     }
 
+    /// Loads data keys other processes created since this vault was opened
+    /// (for crates opening values sealed by another process).
+    pub fn reload_data_keys(&self) -> Result<()> {
+        self.reload_keys()
+    }
+
     /// Loads data keys other processes created since this vault was opened.
     pub(crate) fn reload_keys(&self) -> Result<()> {
         for w in stored_keys(self.store.as_ref())? {

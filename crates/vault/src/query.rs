@@ -28,6 +28,8 @@ pub enum Find {
     RxNumber(String),
     /// A fill's transaction ID.
     TransactionId(String),
+    /// A patient identifier's value (medical record number and others).
+    PatientIdentifier(String),
 }
 
 impl Find {
@@ -40,6 +42,7 @@ impl Find {
             Find::MemberId(v) => (IndexKind::MemberId, v.clone()),
             Find::RxNumber(v) => (IndexKind::RxNumber, v.clone()),
             Find::TransactionId(v) => (IndexKind::TransactionId, v.clone()),
+            Find::PatientIdentifier(v) => (IndexKind::PatientIdentifier, v.clone()),
         }
     }
 }

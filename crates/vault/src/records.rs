@@ -57,6 +57,12 @@ fn facts(kind: RecordKind, r: &Resource) -> Result<Facts, FieldError> {
             for phone in p.phones() {
                 add(IndexKind::Phone, normalize::phone_digits(phone));
             }
+            for identifier in &p.identifiers {
+                add(
+                    IndexKind::PatientIdentifier,
+                    normalize::identifier_key(&identifier.value),
+                );
+            }
             (p.id, None)
         }
         RecordKind::Coverage => {
@@ -137,9 +143,10 @@ impl Vault {
                     &normalize::day(day)?,
                 ))
             }
-            IndexKind::MemberId | IndexKind::RxNumber | IndexKind::TransactionId => {
-                normalize::identifier_key(value)
-            }
+            IndexKind::MemberId
+            | IndexKind::RxNumber
+            | IndexKind::TransactionId
+            | IndexKind::PatientIdentifier => normalize::identifier_key(value),
         }?;
         Some(self.keys.token(kind, &normalized))
     }
