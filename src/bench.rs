@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 pub enum BenchCommand {
     /// Encrypted import vs plain SQLite, blind-index lookups, import memory.
     Ingest(IngestArgs),
+    /// Authenticated patient reads over HTTPS (vs health checks), login rate.
+    Http(crate::bench_http::HttpArgs),
 }
 
 /// Flags of `bench ingest`.
@@ -59,6 +61,7 @@ pub struct IngestArgs {
 pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
         BenchCommand::Ingest(a) => ingest(a),
+        BenchCommand::Http(a) => crate::bench_http::run(a),
     }
 }
 
@@ -105,7 +108,12 @@ fn ingest(a: IngestArgs) -> Result<ExitCode> {
     )?;
     let options = ImportOptions::default();
     let start = Instant::now();
-    let report = vault.import(std::slice::from_ref(&input), &options, &mut ())?;
+    let report = vault.import_for(
+        &rxvault_vault::access::Requester::local(),
+        std::slice::from_ref(&input),
+        &options,
+        &mut (),
+    )?;
     let encrypted = start.elapsed();
     let records = report.stored_total();
     println!(

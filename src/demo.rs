@@ -58,7 +58,8 @@ pub fn run(a: DemoArgs, clock: Arc<dyn Clock>) -> Result<ExitCode> {
     eprintln!("synthesizing {} patients (seed {}) ...", a.patients, a.seed);
     rxvault_synth::write_ndjson(&config, input.path(), &mut |_| {})?;
     let mut progress = crate::ui::ImportProgress::new(&[input.path().to_path_buf()]);
-    let report = vault.import(
+    let report = vault.import_for(
+        &rxvault_vault::access::Requester::local(),
         &[input.path().to_path_buf()],
         &ImportOptions::default(),
         &mut progress,

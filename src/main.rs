@@ -4,14 +4,19 @@
 //! resolve the key, call the library, print. Exit codes: 0 success, 1
 //! failure, 2 usage error, 3 finished but some input records were rejected.
 
+mod audit_cmd;
 mod bench;
+mod bench_http;
 mod demo;
 mod keysource;
+mod serve;
 mod ui;
+mod user_cmd;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use rxvault_model::{CategorySet, Clock, SystemClock};
+use rxvault_model::{Clock, SystemClock};
+use rxvault_vault::access::{Requester, View};
 use rxvault_vault::export::Target;
 use rxvault_vault::import::ImportOptions;
 use rxvault_vault::keys::{InitKey, RotateOptions};
@@ -62,9 +67,20 @@ enum Command {
     Synth(SynthArgs),
     /// Create (or refresh) a demo vault with synthetic patients and show what to try.
     Demo(demo::DemoArgs),
+    /// Serve the HTTPS JSON API and FHIR R4 REST.
+    Serve(serve::ServeArgs),
     /// Benchmarks (figures are printed, not asserted).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Accounts, roles, second factors, service accounts and API keys.
+    #[command(subcommand)]
+    User(user_cmd::UserCommand),
+    /// List and revoke sessions.
+    #[command(subcommand)]
+    Session(user_cmd::SessionCommand),
+    /// The tamper-evident audit log: checkpoints, verify, queries, exports.
+    #[command(subcommand)]
+    Audit(Box<audit_cmd::AuditCommand>),
 }
 
 /// Where the vault is and how to open it.
@@ -330,7 +346,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
             };
             let mut observer = ui::ImportProgress::new(&a.paths);
-            let report = vault.import(&a.paths, &options, &mut observer)?;
+            let report =
+                vault.import_for(&Requester::local(), &a.paths, &options, &mut observer)?;
             observer.finish();
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -350,7 +367,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let target = target.target()?;
             let vault = open(&vault)?;
             let mut progress = ui::Bar::new();
-            let report = vault.export_fhir(&out, &target, &mut progress)?;
+            let report =
+                vault.export_fhir_for(&Requester::local(), &out, &target, &mut progress)?;
             progress.finish();
             for f in &report.files {
                 println!("{:>9}  {}", f.count, out.join(&f.url).display());
@@ -375,7 +393,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }) => {
             let target = target.target()?;
             let vault = open(&vault)?;
-            let report = vault.export_shipping(&date, &out, &target)?;
+            let report = vault.export_shipping_for(&Requester::local(), &date, &out, &target)?;
             println!(
                 "{} packages for {date} -> {} (export {})",
                 report.rows,
@@ -392,7 +410,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Patient(PatientCommand::Show { vault, id, json }) => {
             let vault = open(&vault)?;
-            let Some(chart) = vault.chart(&id, CategorySet::ALL)? else {
+            let Some(chart) = vault.read_chart(&Requester::local(), &View::ALL, &id)? else {
                 bail!("no patient with ID {id:?}");
             };
             if json {
@@ -440,8 +458,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             };
             let vault = open(&vault)?;
-            let found = vault.find(&query, CategorySet::ALL)?;
-            for (_, p) in &found {
+            let found = vault.search_patients(&Requester::local(), &View::ALL, &query)?;
+            let found: Vec<rxvault_model::Patient> = found
+                .iter()
+                .map(|(_, r)| rxvault_fhir::map::patient_view(r))
+                .collect::<Result<_, _>>()?;
+            for p in &found {
                 if json {
                     println!("{}", serde_json::to_string(p)?);
                 } else {
@@ -477,14 +499,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let report =
                 rxvault_vault::keys::rotate(&vault.data, &options, clock(), &mut progress)?;
             progress.finish();
+            // Recorded with the new key (the vault opens only with it now).
+            let now = match (&options.new_passphrase, &options.current) {
+                (Some(p), _) => Some(rxvault_vault::KeySource::Passphrase(p.clone())),
+                (None, current) => current.clone(),
+            };
+            let opened = Vault::open(&vault.data, now, clock())?;
+            opened.record(Requester::local().entry(rxvault_audit::Action::KeyAdmin {
+                operation: format!(
+                    "rotate-kek v{} to v{}{}",
+                    report.from,
+                    report.to,
+                    if reencrypt { " with re-encryption" } else { "" }
+                ),
+            }))?;
             println!(
-                "KEK rotated from version {} to {}{}: {} keys rewrapped, {} records resealed, {} data keys retired",
+                "KEK rotated from version {} to {}{}: {} keys rewrapped, {} records resealed ({} older data keys now seal no record)",
                 report.from,
                 report.to,
                 if report.resumed { " (resumed)" } else { "" },
                 report.rewrapped,
                 report.resealed,
-                report.retired_keys
+                report.unused_keys
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -548,5 +584,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Demo(a) => demo::run(a, clock()),
         Command::Bench(b) => bench::run(b),
+        Command::Serve(a) => serve::run(a),
+        Command::User(c) => user_cmd::run_user(c),
+        Command::Session(c) => user_cmd::run_session(c),
+        Command::Audit(a) => audit_cmd::run(*a),
     }
 }

@@ -673,3 +673,204 @@ fn cli_contract_and_clear_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
 }
+
+/// Issue 4: SIGKILL the server under a concurrent read load, restart, and
+/// the audit log verifies, and every read a client received a response for
+/// has its audit entry ("no audit, no access").
+#[test]
+fn sigkill_server_under_load_every_answered_read_is_audited() {
+    use rxvault_vault::{KeySource, Vault};
+    let s = Scratch::new();
+    s.init(&[]);
+    let input = s.synth("synth", 200, 17);
+    let mut args = s.vault(&["import"]);
+    args.push(input.display().to_string());
+    s.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let password = s.path("pw.txt");
+    std::fs::write(&password, "violet harbor lantern 1927\n").unwrap();
+    let totp = s.path("totp.txt");
+    s.ok_vault(&[
+        "user",
+        "add",
+        "pharm",
+        "--role",
+        "pharmacist",
+        "--password-file",
+        password.to_str().unwrap(),
+        "--totp-secret-out",
+        totp.to_str().unwrap(),
+    ]);
+
+    let port = 21000 + (std::process::id() % 20000) as u16;
+    let listen = format!("127.0.0.1:{port}");
+    let serve = |s: &Scratch| {
+        let v = s.vault(&["serve", "--listen", &listen]);
+        s.cmd(&v.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut server = serve(&s);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{port}");
+    let cert = s.data().join("tls/cert.pem");
+    let patients: Vec<String> = read_ndjson(&input.join("Patient.ndjson"))
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    let (session_id, answered) = runtime.block_on(async {
+        // Wait for the server and its certificate.
+        let client = loop {
+            if let Ok(pem) = std::fs::read_to_string(&cert) {
+                let tls = rxvault_crypto::tls::client_config_trusting(&pem).unwrap();
+                let c = reqwest::Client::builder()
+                    .use_preconfigured_tls((*tls).clone())
+                    .build()
+                    .unwrap();
+                if c.get(format!("{base}/api/v1/health")).send().await.is_ok() {
+                    break c;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        let step: Value = client
+            .post(format!("{base}/api/v1/sessions"))
+            .json(
+                &serde_json::json!({"username": "pharm", "password": "violet harbor lantern 1927"}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let secret = std::fs::read_to_string(&totp).unwrap();
+        let code = String::from_utf8(
+            Command::new("oathtool")
+                .args(["--totp", "-b", secret.trim()])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let session: Value = client
+            .post(format!("{base}/api/v1/sessions/totp"))
+            .json(&serde_json::json!({"pending_token": step["pending_token"], "code": code.trim()}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = session["token"].as_str().unwrap().to_string();
+        // 16 concurrent readers until the server dies.
+        let mut tasks = Vec::new();
+        for c in 0..16usize {
+            let (client, base, token, patients) = (
+                client.clone(),
+                base.clone(),
+                token.clone(),
+                patients.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut ok = Vec::new();
+                for n in 0.. {
+                    let id = &patients[(c * 13 + n * 7) % patients.len()];
+                    match client
+                        .get(format!("{base}/fhir/Patient/{id}"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status() == 200 => {
+                            // Only a complete body counts as an answer.
+                            if r.json::<Value>().await.is_ok() {
+                                ok.push(id.clone());
+                            }
+                        }
+                        Ok(r) => panic!("unexpected status {}", r.status()),
+                        Err(_) => break,
+                    }
+                }
+                ok
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        server.kill().unwrap(); // SIGKILL, mid-load
+        server.wait().unwrap();
+        let mut answered = Vec::new();
+        for t in tasks {
+            answered.extend(t.await.unwrap());
+        }
+        (
+            session["session_id"].as_str().unwrap().to_string(),
+            answered,
+        )
+    });
+    assert!(
+        answered.len() > 100,
+        "the load ran: {} answered reads",
+        answered.len()
+    );
+
+    // Restart: the server comes up on the same log.
+    let mut again = serve(&s);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    again.kill().unwrap();
+    again.wait().unwrap();
+
+    let verify = s.run(
+        &s.vault(&["audit", "verify"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        verify.status.success(),
+        "audit verify after SIGKILL:\n{}\n{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    let vault = Vault::open(
+        &s.data(),
+        Some(KeySource::File(s.key())),
+        std::sync::Arc::new(rxvault_model::SystemClock),
+    )
+    .unwrap();
+    let reads = vault
+        .audit()
+        .unwrap()
+        .reader()
+        .query(&rxvault_audit::Query {
+            session: Some(session_id),
+            action: Some(rxvault_audit::ActionKind::Read),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut audited: BTreeMap<rxvault_model::Rid, usize> = BTreeMap::new();
+    for e in &reads {
+        for p in &e.entry.patients {
+            *audited.entry(*p).or_default() += 1;
+        }
+    }
+    let mut answered_per: BTreeMap<rxvault_model::Rid, usize> = BTreeMap::new();
+    for id in &answered {
+        *answered_per
+            .entry(vault.rid(rxvault_model::RecordKind::Patient, id))
+            .or_default() += 1;
+    }
+    for (rid, n) in &answered_per {
+        assert!(
+            audited.get(rid).copied().unwrap_or(0) >= *n,
+            "a read answered {n} times has {:?} audit entries",
+            audited.get(rid)
+        );
+    }
+    assert!(reads.len() >= answered.len());
+}

@@ -22,6 +22,11 @@
 //! - [`keyring`]: data keys, sealing, blind indexes.
 //! - [`envelope`]: the byte format of a sealed record.
 //! - [`export`]: encryption of exported files to age recipients.
+//! - [`password`]: Argon2id password hashes (PHC strings).
+//! - [`otp`]: HOTP/TOTP (RFC 4226/6238) with replay-safe verification;
+//!   TOTP secrets sealed with the keyring.
+//! - [`token`]: random session tokens, API keys and recovery codes, stored
+//!   only as hashes.
 //!
 //! # Example
 //! ```
@@ -48,11 +53,18 @@ pub mod export;
 pub mod kek;
 pub mod keyfile;
 pub mod keyring;
+pub mod otp;
+pub mod password;
 pub mod secret;
+pub mod tls;
+pub mod token;
 
 pub use kek::Kek;
-pub use keyring::{KeyPurpose, Keyring, NewDek, WrappedKey};
+pub use keyring::{KeyPurpose, Keyring, NewDek, NewSigner, WrappedKey, sha256, verify_signature};
+pub use otp::TotpSecret;
+pub use password::{Password, PasswordHash};
 pub use secret::{Passphrase, SecretKey};
+pub use token::{Token, TokenHash, TokenKind};
 
 /// Errors of this crate. None of them carries key material or plaintext.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +103,9 @@ pub enum Error {
     /// Key derivation failed (bad parameters).
     #[error("key derivation failed: {0}")]
     Kdf(String),
+    /// TLS certificate or key material is unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Encrypting an export failed.
     #[error("export encryption: {0}")]
     Export(String),

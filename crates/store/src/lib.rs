@@ -18,11 +18,15 @@
 //! rxvault fails with [`Error::TooNew`].
 #![deny(missing_docs)]
 
+pub mod audit;
+pub mod auth;
 mod pg;
 pub mod schema;
 mod sql;
 mod sqlite;
 
+pub use audit::{AuditStore, PgAuditStore, SqliteAuditStore};
+pub use auth::{AuthStore, SqlAuthStore};
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
 

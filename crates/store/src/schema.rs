@@ -11,7 +11,7 @@
 use rxvault_model::RecordKind;
 
 /// The schema version this build writes.
-pub const CURRENT: u32 = 1;
+pub const CURRENT: u32 = 2;
 
 /// The statements of migration `version` (1-based).
 pub(crate) fn migration(version: u32) -> Vec<String> {
@@ -41,6 +41,48 @@ pub(crate) fn migration(version: u32) -> Vec<String> {
             }
             s
         }
+        // Identity and access (`crate::auth`): accounts, second factors,
+        // sessions, API keys, throttling, break-glass grants. Secrets are
+        // stored as hashes (passwords: Argon2id PHC strings; tokens, keys,
+        // recovery codes: SHA-256) or sealed by the keyring (TOTP secrets,
+        // break-glass reasons, with the sealing data key's id beside them).
+        2 => [
+            "CREATE TABLE auth_accounts (id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, \
+             kind BIGINT NOT NULL, role TEXT NOT NULL, disabled BIGINT NOT NULL DEFAULT 0, \
+             password_hash TEXT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+            "CREATE TABLE auth_totp (account_id TEXT PRIMARY KEY, sealed_secret BLOB NOT NULL, \
+             dek_id BIGINT NOT NULL, last_step BIGINT, created_at BIGINT NOT NULL)",
+            "CREATE TABLE auth_passkeys (credential_id BLOB PRIMARY KEY, account_id TEXT NOT NULL, \
+             name TEXT NOT NULL, passkey TEXT NOT NULL, created_at BIGINT NOT NULL, \
+             last_used_at BIGINT)",
+            "CREATE INDEX auth_passkeys_account ON auth_passkeys (account_id)",
+            "CREATE TABLE auth_recovery_codes (account_id TEXT NOT NULL, code_hash BLOB NOT NULL, \
+             created_at BIGINT NOT NULL, used_at BIGINT, PRIMARY KEY (account_id, code_hash))",
+            "CREATE TABLE auth_ceremonies (id TEXT PRIMARY KEY, account_id TEXT NOT NULL, \
+             purpose TEXT NOT NULL, state TEXT NOT NULL, expires_at BIGINT NOT NULL)",
+            "CREATE TABLE auth_sessions (id TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE, \
+             account_id TEXT NOT NULL, stage BIGINT NOT NULL, host TEXT, source TEXT NOT NULL, \
+             created_at BIGINT NOT NULL, last_seen_at BIGINT NOT NULL, \
+             expires_at BIGINT NOT NULL, mfa_at BIGINT, revoked_at BIGINT)",
+            "CREATE INDEX auth_sessions_account ON auth_sessions (account_id)",
+            "CREATE INDEX auth_sessions_host ON auth_sessions (host)",
+            "CREATE TABLE auth_api_keys (id TEXT PRIMARY KEY, key_hash BLOB NOT NULL UNIQUE, \
+             account_id TEXT NOT NULL, scopes TEXT NOT NULL, allowed_sources TEXT NOT NULL, \
+             created_at BIGINT NOT NULL, expires_at BIGINT, revoked_at BIGINT, \
+             last_used_at BIGINT)",
+            "CREATE INDEX auth_api_keys_account ON auth_api_keys (account_id)",
+            "CREATE TABLE auth_throttle (scope BIGINT NOT NULL, subject BLOB NOT NULL, \
+             failures BIGINT NOT NULL, last_failure_at BIGINT NOT NULL, \
+             PRIMARY KEY (scope, subject))",
+            "CREATE TABLE auth_break_glass (id TEXT PRIMARY KEY, account_id TEXT NOT NULL, \
+             session_id TEXT NOT NULL, sealed_reason BLOB NOT NULL, dek_id BIGINT NOT NULL, \
+             started_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, ended_at BIGINT, \
+             reviewed_at BIGINT, reviewed_by TEXT)",
+            "CREATE INDEX auth_break_glass_session ON auth_break_glass (session_id)",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect(),
         _ => Vec::new(),
     }
 }

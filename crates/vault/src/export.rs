@@ -208,60 +208,27 @@ impl Vault {
         out: &Path,
         target: &Target,
     ) -> Result<ShippingReport> {
-        let day = normalize::day(date).ok_or_else(|| {
-            Error::Invalid(format!("--date must be a date (YYYY-MM-DD), not {date:?}"))
-        })?;
-        let token = self.keys.token(IndexKind::FillDate, &day);
-        let want = CategorySet::of(&[
-            FieldCategory::Shipping,
-            FieldCategory::Identifiers,
-            FieldCategory::Administrative,
-        ]);
+        let shipments = self.shipments(date)?;
         let export_id = rxvault_crypto::random_id()?;
-        let mut rows = Vec::new();
-        let mut patients = std::collections::BTreeSet::new();
-        let mut skipped = 0u64;
-        for hit in self.store.lookup(IndexKind::FillDate, &token)? {
-            let Some(record) = self.store.get(RecordKind::Fill, &hit.rid)? else {
-                continue;
-            };
-            let fill =
-                map::fill_view(&self.open_record(&record, want)?).map_err(|e| Error::Corrupt {
-                    what: format!("fill {}", record.rid),
-                    message: e.to_string(),
-                })?;
-            let shipped = !matches!(
-                fill.status.as_str(),
-                "cancelled" | "declined" | "entered-in-error" | "stopped"
-            );
-            let Some(ship) = fill.ship_to.filter(|_| shipped) else {
-                skipped += 1;
-                continue;
-            };
-            let package_ref = match (&fill.carrier, &fill.tracking_number) {
-                (Some(c), Some(t)) => format!("{c} {t}"),
-                (None, Some(t)) => t.clone(),
-                _ => String::new(),
-            };
-            let a = ship.address;
-            let line = |i: usize| a.lines.get(i).cloned().unwrap_or_default();
-            rows.push([
-                fill.transaction_id,
-                package_ref,
-                ship.name.unwrap_or_default(),
-                line(0),
-                a.lines.get(1..).map(|l| l.join(", ")).unwrap_or_default(),
-                a.city.clone().unwrap_or_default(),
-                a.state.clone().unwrap_or_default(),
-                a.postal_code.clone().unwrap_or_default(),
-                a.country.clone().unwrap_or_default(),
-                export_id.clone(),
-            ]);
-            if let Some(p) = record.patient {
-                patients.insert(p);
-            }
-        }
-        rows.sort();
+        let rows: Vec<[String; 10]> = shipments
+            .rows
+            .iter()
+            .map(|r| {
+                [
+                    r.transaction_id.clone(),
+                    r.package_ref.clone(),
+                    r.ship_to_name.clone(),
+                    r.address_line1.clone(),
+                    r.address_line2.clone(),
+                    r.city.clone(),
+                    r.state.clone(),
+                    r.postal_code.clone(),
+                    r.country.clone(),
+                    export_id.clone(),
+                ]
+            })
+            .collect();
+        let (patients, skipped) = (shipments.patients, shipments.skipped);
         if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(io_err(parent))?;
         }
@@ -305,9 +272,105 @@ impl Vault {
             path,
             rows: rows.len() as u64,
             skipped,
-            patients: patients.into_iter().collect(),
+            patients,
         })
     }
+
+    /// The packages of the fills prepared on `date` (sorted by transaction
+    /// ID), decrypting of each fill only its `Shipping`, `Identifiers` and
+    /// `Administrative` categories. Not audited: see
+    /// [`Vault::shipments_for`](crate::Vault::shipments_for).
+    pub fn shipments(&self, date: &str) -> Result<Shipments> {
+        let day = normalize::day(date)
+            .ok_or_else(|| Error::Invalid(format!("the date must be YYYY-MM-DD, not {date:?}")))?;
+        let token = self.keys.token(IndexKind::FillDate, &day);
+        let want = CategorySet::of(&[
+            FieldCategory::Shipping,
+            FieldCategory::Identifiers,
+            FieldCategory::Administrative,
+        ]);
+        let mut out = Shipments::default();
+        let mut patients = std::collections::BTreeSet::new();
+        for hit in self.store.lookup(IndexKind::FillDate, &token)? {
+            let Some(record) = self.store.get(RecordKind::Fill, &hit.rid)? else {
+                continue;
+            };
+            let fill =
+                map::fill_view(&self.open_record(&record, want)?).map_err(|e| Error::Corrupt {
+                    what: format!("fill {}", record.rid),
+                    message: e.to_string(),
+                })?;
+            let shipped = !matches!(
+                fill.status.as_str(),
+                "cancelled" | "declined" | "entered-in-error" | "stopped"
+            );
+            let Some(ship) = fill.ship_to.filter(|_| shipped) else {
+                out.skipped += 1;
+                continue;
+            };
+            let package_ref = match (&fill.carrier, &fill.tracking_number) {
+                (Some(c), Some(t)) => format!("{c} {t}"),
+                (None, Some(t)) => t.clone(),
+                _ => String::new(),
+            };
+            let a = ship.address;
+            out.rows.push(Shipment {
+                transaction_id: fill.transaction_id,
+                package_ref,
+                ship_to_name: ship.name.unwrap_or_default(),
+                address_line1: a.lines.first().cloned().unwrap_or_default(),
+                address_line2: a.lines.get(1..).map(|l| l.join(", ")).unwrap_or_default(),
+                city: a.city.unwrap_or_default(),
+                state: a.state.unwrap_or_default(),
+                postal_code: a.postal_code.unwrap_or_default(),
+                country: a.country.unwrap_or_default(),
+            });
+            out.fills.push(record.rid);
+            if let Some(p) = record.patient {
+                patients.insert(p);
+            }
+        }
+        out.rows
+            .sort_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
+        out.patients = patients.into_iter().collect();
+        Ok(out)
+    }
+}
+
+/// One package of the shipping manifest: nothing but what goes on the label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shipment {
+    /// The fill's transaction ID.
+    pub transaction_id: String,
+    /// Carrier and tracking number.
+    pub package_ref: String,
+    /// The name on the package.
+    pub ship_to_name: String,
+    /// Street line.
+    pub address_line1: String,
+    /// Further lines.
+    pub address_line2: String,
+    /// City.
+    pub city: String,
+    /// State.
+    pub state: String,
+    /// ZIP code.
+    pub postal_code: String,
+    /// Country.
+    pub country: String,
+}
+
+/// A day's packages.
+#[derive(Debug, Clone, Default)]
+pub struct Shipments {
+    /// The packages, by transaction ID.
+    pub rows: Vec<Shipment>,
+    /// The fills listed (record keys).
+    pub fills: Vec<rxvault_model::Rid>,
+    /// The patients they ship to (record keys).
+    pub patients: Vec<rxvault_model::Rid>,
+    /// Fills of that day not listed (no ship-to, or not shipping).
+    pub skipped: u64,
 }
 
 /// What a shipping export wrote.

@@ -19,6 +19,7 @@
 //!   [`rxvault_fhir::conventions::DERIVED_TAG_CODE`]), which any real
 //!   `Coverage` for that patient replaces.
 
+use crate::access::Requester;
 use crate::records::SealError;
 use crate::{Error, Result, Vault};
 use crossbeam_channel::{Sender, bounded};
@@ -148,6 +149,30 @@ impl Vault {
         options: &ImportOptions,
         observer: &mut dyn ImportObserver,
     ) -> Result<ImportReport> {
+        self.import_inner(paths, options, observer, None)
+    }
+
+    /// [`import`](Vault::import), audited: before each batch is committed,
+    /// one `Write` entry naming every patient the batch writes (so no record
+    /// is ever stored unrecorded; a batch that then fails is recorded as
+    /// failed).
+    pub fn import_for(
+        &self,
+        who: &Requester,
+        paths: &[PathBuf],
+        options: &ImportOptions,
+        observer: &mut dyn ImportObserver,
+    ) -> Result<ImportReport> {
+        self.import_inner(paths, options, observer, Some(who))
+    }
+
+    fn import_inner(
+        &self,
+        paths: &[PathBuf],
+        options: &ImportOptions,
+        observer: &mut dyn ImportObserver,
+        who: Option<&Requester>,
+    ) -> Result<ImportReport> {
         let files = read::expand(paths).map_err(|e| Error::Invalid(e.to_string()))?;
         self.ensure_dek()?;
         let bytes = Arc::new(AtomicU64::new(0));
@@ -166,10 +191,18 @@ impl Vault {
                 if ops.is_empty() {
                     return Ok(());
                 }
-                self.store.write(&WriteBatch {
+                let audited = match who {
+                    Some(who) => Some(self.record_batch(who, ops)?),
+                    None => None,
+                };
+                let written = self.store.write(&WriteBatch {
                     ops: std::mem::take(ops),
                     at: self.now_unix(),
-                })?;
+                });
+                if let (Err(_), Some(entry)) = (&written, audited) {
+                    let _ = self.record(entry.outcome(rxvault_audit::Outcome::Error));
+                }
+                written?;
                 for (ty, derived) in pending.drain(..) {
                     if derived {
                         report.derived_coverages += 1;
@@ -324,6 +357,37 @@ impl Vault {
                 }
             }
         }
+    }
+}
+
+impl Vault {
+    /// Records (durably) that a batch is about to be written; returns the
+    /// entry so a failure can be recorded against it.
+    fn record_batch(&self, who: &Requester, ops: &[Op]) -> Result<rxvault_audit::Entry> {
+        let mut patients = std::collections::BTreeSet::new();
+        let mut records = 0u64;
+        for op in ops {
+            match op {
+                Op::Put(w) => {
+                    patients.insert(w.record.patient.unwrap_or(w.record.rid));
+                    records += 1;
+                }
+                Op::Delete { rid, .. } => {
+                    patients.insert(*rid);
+                    records += 1;
+                }
+                _ => {}
+            }
+        }
+        let entry = who
+            .entry(rxvault_audit::Action::Write {
+                kind: None,
+                operation: rxvault_audit::entry::WriteOp::Create,
+                records,
+            })
+            .patients(patients);
+        self.record(entry.clone())?;
+        Ok(entry)
     }
 }
 

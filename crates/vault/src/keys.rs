@@ -19,8 +19,7 @@
 //!    vault's current version is n+1 (one transaction);
 //! 3. **re-encrypting** (optional): every record is resealed under a fresh
 //!    DEK, page by page, the cursor committed with each page; records
-//!    written concurrently are never overwritten (compare-and-swap), and
-//!    data keys no record uses any more are deleted;
+//!    written concurrently are never overwritten (compare-and-swap);
 //! 4. **done**: wraps under n are deleted, but only for keys that have an
 //!    n+1 wrap (a key some other process created under n meanwhile is
 //!    rewrapped first, never lost), and n is removed from the key file.
@@ -268,6 +267,8 @@ impl Vault {
             keys: Arc::new(keys),
             clock,
             dek_lock: std::sync::Mutex::new(()),
+            audit: std::sync::OnceLock::new(),
+            audit_open: std::sync::Mutex::new(()),
         })
     }
 
@@ -520,8 +521,11 @@ pub struct RotateReport {
     pub rewrapped: usize,
     /// Records resealed.
     pub resealed: u64,
-    /// Data keys deleted because no record used them any more.
-    pub retired_keys: usize,
+    /// Data keys that no longer seal any record. They are kept: other
+    /// sealed values (audit entry bodies, which are immutable; TOTP secrets;
+    /// the TLS key) may still need them, and they are rewrapped under the
+    /// new KEK like every key.
+    pub unused_keys: usize,
     /// Whether this run resumed an interrupted rotation.
     pub resumed: bool,
 }
@@ -727,7 +731,7 @@ pub fn rotate(
 
     if st.phase == Phase::Reencrypting {
         let new_ring = Keyring::open(&config.vault_id, new_kek, &stored_keys(store.as_ref())?)?;
-        let (resealed, retired) = reencrypt(
+        let (resealed, unused) = reencrypt(
             store.as_ref(),
             &new_ring,
             &mut st,
@@ -736,7 +740,7 @@ pub fn rotate(
             progress,
         )?;
         report.resealed = resealed;
-        report.retired_keys = retired;
+        report.unused_keys = unused;
         st.phase = Phase::Switched;
         store.write(&WriteBatch {
             ops: vec![set_state(&st)?],
@@ -784,7 +788,7 @@ pub fn rotate(
 }
 
 /// Reseals every record not under the target data key; returns how many
-/// were resealed and how many data keys were retired.
+/// were resealed and how many data keys no record uses any more.
 fn reencrypt(
     store: &dyn Store,
     ring: &Keyring,
@@ -850,18 +854,14 @@ fn reencrypt(
         }
         st.cursor = None;
     }
-    // Retire data keys no record uses any more (never the target, never the
-    // index key).
+    // Data keys no record uses any more are counted, not deleted: the audit
+    // log's sealed bodies are immutable and other sealed values (TOTP
+    // secrets, the TLS key) may still be under them.
     let usage = store.dek_usage()?;
-    let mut retired = 0;
-    for key in stored_keys(store)? {
-        if key.purpose == KeyPurpose::Data
-            && key.id != target
-            && !usage.iter().any(|(d, n)| *d == key.id && *n > 0)
-        {
-            store.delete_key(key.id.0)?;
-            retired += 1;
-        }
-    }
-    Ok((resealed, retired))
+    let unused = stored_keys(store)?
+        .iter()
+        .filter(|k| k.purpose == KeyPurpose::Data && k.id != target)
+        .filter(|k| !usage.iter().any(|(d, n)| *d == k.id && *n > 0))
+        .count();
+    Ok((resealed, unused))
 }

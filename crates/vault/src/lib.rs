@@ -11,6 +11,8 @@
 //! - [`import`]: the streaming import pipeline.
 //! - [`export`]: FHIR and shipping exports.
 //! - [`query`]: patient charts and blind-index searches.
+//! - [`access`]: the audited entry points (read, search, write, export on
+//!   someone's behalf): no audit, no access.
 //!
 //! **Architecture invariant:** plaintext PHI exists only in this process's
 //! memory. It enters as parsed FHIR, is sealed before it is handed to the
@@ -19,6 +21,7 @@
 //! it. Logs carry counts, kinds and locations, never values.
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod config;
 pub mod export;
 pub mod import;
@@ -45,6 +48,9 @@ pub enum Error {
     /// Cryptography failed (integrity, keys).
     #[error(transparent)]
     Crypto(#[from] rxvault_crypto::Error),
+    /// The audit log failed: nothing was disclosed.
+    #[error("audit log: {0}")]
+    Audit(#[from] rxvault_audit::Error),
     /// The data directory has no vault.
     #[error(
         "{0} is not an rxvault data directory (it has no rxvault.toml); create a vault with `rxvault init --data {0}`"
@@ -99,6 +105,10 @@ pub struct Vault {
     /// Serialises the creation of this process's data key, so concurrent
     /// first writers create one, not several.
     dek_lock: std::sync::Mutex<()>,
+    /// The audit log, opened on first use ([`Vault::audit`]).
+    audit: std::sync::OnceLock<Arc<rxvault_audit::AuditLog>>,
+    /// Serialises opening the audit log.
+    audit_open: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Vault {

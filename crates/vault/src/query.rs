@@ -2,6 +2,7 @@
 //! indexes (no decryption until a match is found, and then only of the
 //! matches).
 
+use crate::access::View;
 use crate::{Error, Result, Vault};
 use rxvault_fhir::{Resource, map};
 use rxvault_model::record::{MedicationListEntry, medication_list};
@@ -123,22 +124,26 @@ impl Chart {
 
 impl Vault {
     /// The chart of the patient with FHIR id `patient_id`, opening only the
-    /// categories in `want`.
+    /// categories in `want` (not audited: see [`Vault::read_chart`]).
     pub fn chart(&self, patient_id: &str, want: CategorySet) -> Result<Option<Chart>> {
-        self.chart_by_rid(&self.rid(RecordKind::Patient, patient_id), want)
+        self.chart_with(
+            &self.rid(RecordKind::Patient, patient_id),
+            &View::uniform(want),
+        )
     }
 
-    /// The chart of the patient with storage key `rid`.
-    pub fn chart_by_rid(&self, rid: &Rid, want: CategorySet) -> Result<Option<Chart>> {
+    /// The chart of the patient with storage key `rid`, opening of each kind
+    /// only what `view` allows.
+    pub fn chart_with(&self, rid: &Rid, view: &View) -> Result<Option<Chart>> {
         let Some(record) = self.store.get(RecordKind::Patient, rid)? else {
             return Ok(None);
         };
-        let patient = self.open_record(&record, want)?;
+        let patient = self.open_record(&record, view.of(RecordKind::Patient))?;
         let of = |kind| -> Result<Vec<Resource>> {
             self.store
                 .by_patient(kind, rid)?
                 .iter()
-                .map(|r| self.open_record(r, want))
+                .map(|r| self.open_record(r, view.of(kind)))
                 .collect()
         };
         Ok(Some(Chart {
@@ -178,15 +183,24 @@ impl Vault {
 
     /// The patients a search matches, opened with `want`.
     pub fn find(&self, query: &Find, want: CategorySet) -> Result<Vec<(Rid, Patient)>> {
-        let mut out = Vec::new();
-        for rid in self.find_rids(query)? {
-            if let Some(record) = self.store.get(RecordKind::Patient, &rid)? {
-                let resource = self.open_record(&record, want)?;
+        self.find_resources(query, want)?
+            .into_iter()
+            .map(|(rid, resource)| {
                 let patient = map::patient_view(&resource).map_err(|e| Error::Corrupt {
                     what: format!("patient {rid}"),
                     message: e.to_string(),
                 })?;
-                out.push((rid, patient));
+                Ok((rid, patient))
+            })
+            .collect()
+    }
+
+    /// The patients a search matches, as (possibly partial) FHIR resources.
+    pub fn find_resources(&self, query: &Find, want: CategorySet) -> Result<Vec<(Rid, Resource)>> {
+        let mut out = Vec::new();
+        for rid in self.find_rids(query)? {
+            if let Some(record) = self.store.get(RecordKind::Patient, &rid)? {
+                out.push((rid, self.open_record(&record, want)?));
             }
         }
         Ok(out)

@@ -1,0 +1,184 @@
+//! Fixtures: a real vault (SQLite, or PostgreSQL with
+//! `RXVAULT_TEST_PG_URL`) on a manual clock, with users in every role.
+
+use rxvault_auth::{Auth, AuthConfig, Login, Principal, Role, Session};
+use rxvault_crypto::{Password, Token, TotpSecret};
+use rxvault_model::{Clock, ManualClock};
+use rxvault_testkit::pg::Schema;
+use rxvault_vault::keys::{InitKey, KeySource};
+use rxvault_vault::{StoreConfig, Vault};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const START: time::OffsetDateTime = time::macros::datetime!(2026-11-28 09:00 UTC);
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// The workstation address most tests log in from.
+pub fn here() -> IpAddr {
+    ip("192.0.2.10")
+}
+
+pub struct Fx {
+    pub clock: Arc<ManualClock>,
+    pub auth: Auth,
+    pub data: PathBuf,
+    pub key: PathBuf,
+    _dir: tempfile::TempDir,
+    _schema: Option<Schema>,
+}
+
+/// A user created by [`Fx::user`].
+pub struct User {
+    pub name: String,
+    pub password: Password,
+    pub totp: TotpSecret,
+}
+
+impl Fx {
+    pub fn sqlite(config: AuthConfig) -> Fx {
+        Self::new(config, None)
+    }
+
+    fn new(config: AuthConfig, schema: Option<Schema>) -> Fx {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let key = dir.path().join("keys").join("vault.key");
+        std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+        let clock = Arc::new(ManualClock::new(START));
+        let store = match &schema {
+            None => StoreConfig::Sqlite,
+            Some(s) => StoreConfig::Postgres {
+                url: s.url.clone(),
+                schema: s.name.clone(),
+            },
+        };
+        Vault::init(
+            &data,
+            store,
+            InitKey::File(Some(key.clone())),
+            clock.clone(),
+        )
+        .unwrap();
+        let vault = Arc::new(
+            Vault::open(&data, Some(KeySource::File(key.clone())), clock.clone()).unwrap(),
+        );
+        let auth = Auth::open(vault.clone(), config).unwrap();
+        Fx {
+            clock,
+            auth,
+            data,
+            key,
+            _dir: dir,
+            _schema: schema,
+        }
+    }
+
+    /// Another process's view of the same vault: its own keyring (and data
+    /// key) and its own connections.
+    pub fn second_process(&self) -> Auth {
+        let vault = Vault::open(
+            &self.data,
+            Some(KeySource::File(self.key.clone())),
+            self.clock.clone(),
+        )
+        .unwrap();
+        Auth::open(Arc::new(vault), self.auth.config().clone()).unwrap()
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+
+    pub fn advance(&self, secs: u64) {
+        self.clock.advance(Duration::from_secs(secs));
+    }
+
+    /// A person with `role`, a policy-compliant password and a TOTP
+    /// authenticator enrolled by the key holder.
+    pub fn user(&self, name: &str, role: Role) -> User {
+        let password = Password::new("violet harbor lantern 42".into());
+        let admin = self.auth.key_holder();
+        admin.create_user(name, role, &password).unwrap();
+        let enrolment = admin.enrol_totp(name).unwrap();
+        let totp = TotpSecret::from_base32(&enrolment.secret_base32()).unwrap();
+        User {
+            name: name.to_string(),
+            password,
+            totp,
+        }
+    }
+
+    /// The code `user`'s app shows now.
+    pub fn code(&self, user: &User) -> String {
+        user.totp.code_at(self.now()).to_string()
+    }
+
+    /// Password then TOTP, from `source`. Moves the clock one TOTP step
+    /// first, so that consecutive logins never reuse a code.
+    pub fn login_from(&self, user: &User, source: IpAddr) -> (Token, Principal) {
+        self.advance(30);
+        let Login::SecondFactor(pending) = self
+            .auth
+            .login_password(&user.name, &user.password, source, None)
+            .unwrap()
+        else {
+            panic!("{} has a second factor", user.name)
+        };
+        let session: Session<_> = self.auth.verify_totp(pending, &self.code(user)).unwrap();
+        (session.token().clone(), session.into_principal())
+    }
+
+    pub fn login(&self, user: &User) -> (Token, Principal) {
+        self.login_from(user, here())
+    }
+
+    /// Every byte of the vault's files (for plaintext scans).
+    pub fn files_bytes(&self) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.data).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+            }
+        }
+        out
+    }
+}
+
+/// Runs `test` on a SQLite vault and, with `RXVAULT_TEST_PG_URL`, a
+/// PostgreSQL one.
+pub fn each_backend(config: AuthConfig, test: impl Fn(&Fx)) {
+    test(&Fx::sqlite(config.clone()));
+    if let Some(schema) = Schema::new("auth") {
+        test(&Fx::new(config, Some(schema)));
+    }
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// An external tool a test needs: present, or (outside CI) skip with a
+/// message. Under `CI` a missing tool fails the test: CI never passes by
+/// skipping.
+pub fn tool(name: &str, package: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is not installed and CI may not skip this test (apt-get install {package})"
+        );
+        eprintln!("skipping: {name} is not installed");
+    }
+    found
+}

@@ -1,0 +1,14 @@
+//! Integration tests of `rxvault-auth`, compiled as one binary: a real vault
+//! (SQLite, and PostgreSQL with `RXVAULT_TEST_PG_URL`), real Argon2id, real
+//! TOTP checked against `oathtool`, real WebAuthn ceremonies against
+//! webauthn-authenticator-rs's software passkey, time from a manual clock.
+
+mod common;
+
+mod admin;
+mod break_glass;
+mod login;
+mod matrix;
+mod passkeys;
+mod sessions;
+mod throttle;

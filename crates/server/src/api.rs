@@ -1,0 +1,1010 @@
+//! The JSON API under `/api/v1`: sessions, patients and their records,
+//! shipments, exports, users, break-glass, the audit log.
+//!
+//! Every PHI-bearing handler: authenticates ([`Caller`]), authorizes one
+//! [`Action`] from the permission table, opens only the caller's
+//! categories, and goes through the vault's audited entry points, so the
+//! response leaves only after its audit entry is durable.
+
+use crate::error::ApiError;
+use crate::state::{AppState, Caller, blocking, host, requester};
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rxvault_audit::{Action as AuditAction, Actor as AuditActor, Outcome};
+use rxvault_auth::{Action, Constraint, Login, Role};
+use rxvault_crypto::{Password, Token};
+use rxvault_fhir::Resource;
+use rxvault_model::{IndexKind, RecordKind};
+use rxvault_vault::access::Requester;
+use rxvault_vault::query::Find;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+// ---------------------------------------------------------------- sessions --
+
+/// Login, first step.
+#[derive(Debug, Deserialize)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+/// A second factor for a pending login.
+#[derive(Debug, Deserialize)]
+pub struct CodeRequest {
+    pending_token: String,
+    code: String,
+}
+
+/// A pending login, by its token.
+#[derive(Debug, Deserialize)]
+pub struct PendingRequest {
+    pending_token: String,
+}
+
+fn audit_login(
+    state: &AppState,
+    username: &str,
+    source: std::net::IpAddr,
+    action: AuditAction,
+    outcome: Outcome,
+) -> ApiResult<()> {
+    let who = Requester {
+        actor: AuditActor::user(username),
+        session: None,
+        source: Some(source),
+        host: None,
+    };
+    state.vault.record(who.entry(action).outcome(outcome))?;
+    Ok(())
+}
+
+fn auth_failure_action(e: &rxvault_auth::Error, method: &str) -> (AuditAction, Outcome) {
+    match e {
+        rxvault_auth::Error::Locked => (AuditAction::Lockout { until_ms: None }, Outcome::Denied),
+        rxvault_auth::Error::Throttled { .. } => (
+            AuditAction::AuthFailure {
+                method: method.into(),
+                reason: "throttled".into(),
+            },
+            Outcome::Denied,
+        ),
+        _ => (
+            AuditAction::AuthFailure {
+                method: method.into(),
+                reason: "invalid-credentials".into(),
+            },
+            Outcome::Denied,
+        ),
+    }
+}
+
+/// `POST /api/v1/sessions`: password; then a second factor (or enrolment).
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<LoginRequest>,
+) -> ApiResult {
+    let host = host(&headers)?;
+    blocking(move || {
+        let password = Password::new(body.password);
+        match state.auth.login_password(&body.username, &password, addr.ip(), host) {
+            Ok(login) => {
+                audit_login(&state, &body.username, addr.ip(), AuditAction::AuthSuccess { method: "password".into() }, Outcome::Success)?;
+                Ok(Json(match login {
+                    Login::SecondFactor(s) => {
+                        let f = s.factors();
+                        let mut methods = Vec::new();
+                        if f.totp {
+                            methods.push("totp");
+                        }
+                        if f.passkeys > 0 {
+                            methods.push("passkey");
+                        }
+                        if f.recovery_codes > 0 {
+                            methods.push("recovery-code");
+                        }
+                        json!({"stage": "second-factor", "pending_token": s.token().expose(), "methods": methods})
+                    }
+                    Login::Enrol(s) => json!({"stage": "enrol", "pending_token": s.token().expose(), "methods": ["totp", "passkey"]}),
+                })
+                .into_response())
+            }
+            Err(e) => {
+                let (action, outcome) = auth_failure_action(&e, "password");
+                audit_login(&state, &body.username, addr.ip(), action, outcome)?;
+                Err(e.into())
+            }
+        }
+    })
+    .await
+}
+
+fn issued(session: &rxvault_auth::Session<rxvault_auth::Authenticated>) -> Value {
+    json!({
+        "token": session.token().expose(),
+        "session_id": session.id().as_str(),
+        "expires_at": session.expires_at().unix_timestamp(),
+    })
+}
+
+/// `POST /api/v1/sessions/totp`: a TOTP code for a pending login.
+pub async fn login_totp(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Json(body): Json<CodeRequest>,
+) -> ApiResult {
+    second_factor(state, addr, body, "totp").await
+}
+
+/// `POST /api/v1/sessions/recovery-code`: a recovery code for a pending login.
+pub async fn login_recovery(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Json(body): Json<CodeRequest>,
+) -> ApiResult {
+    second_factor(state, addr, body, "recovery-code").await
+}
+
+async fn second_factor(
+    state: AppState,
+    addr: SocketAddr,
+    body: CodeRequest,
+    method: &'static str,
+) -> ApiResult {
+    blocking(move || {
+        let pending = Token::from_presented(&body.pending_token);
+        let Login::SecondFactor(s) = state.auth.resume(&pending, addr.ip())? else {
+            return Err(ApiError::unauthenticated());
+        };
+        let username = s.username().to_string();
+        let result = match method {
+            "totp" => state.auth.verify_totp(s, &body.code),
+            _ => state.auth.verify_recovery_code(s, &body.code),
+        };
+        match result {
+            Ok(session) => {
+                let who = requester(session.principal());
+                state.vault.record(who.entry(AuditAction::MfaSuccess {
+                    method: method.into(),
+                }))?;
+                Ok(Json(issued(&session)).into_response())
+            }
+            Err(e) => {
+                audit_login(
+                    &state,
+                    &username,
+                    addr.ip(),
+                    AuditAction::MfaFailure {
+                        method: method.into(),
+                    },
+                    Outcome::Denied,
+                )?;
+                Err(e.into())
+            }
+        }
+    })
+    .await
+}
+
+/// `POST /api/v1/sessions/enrol/totp`: start TOTP enrolment for a login
+/// without a second factor.
+pub async fn enrol_totp_start(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Json(body): Json<PendingRequest>,
+) -> ApiResult {
+    blocking(move || {
+        let Login::Enrol(s) = state
+            .auth
+            .resume(&Token::from_presented(&body.pending_token), addr.ip())?
+        else {
+            return Err(ApiError::unauthenticated());
+        };
+        let enrolment = state.auth.start_totp_enrolment(&s)?;
+        Ok(Json(
+            json!({"otpauth_uri": enrolment.uri(), "secret": enrolment.secret_base32().as_str()}),
+        )
+        .into_response())
+    })
+    .await
+}
+
+/// `POST /api/v1/sessions/enrol/totp/confirm`: the first code; returns the
+/// session and the recovery codes (shown once).
+pub async fn enrol_totp_confirm(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Json(body): Json<CodeRequest>,
+) -> ApiResult {
+    blocking(move || {
+        let Login::Enrol(s) = state
+            .auth
+            .resume(&Token::from_presented(&body.pending_token), addr.ip())?
+        else {
+            return Err(ApiError::unauthenticated());
+        };
+        let (session, codes) = state.auth.finish_totp_enrolment(s, &body.code)?;
+        let who = requester(session.principal());
+        state.vault.record(who.entry(AuditAction::UserAdmin {
+            operation: "enrol-totp".into(),
+            target: "self".into(),
+        }))?;
+        let mut out = issued(&session);
+        out["recovery_codes"] = json!(codes.codes());
+        Ok(Json(out).into_response())
+    })
+    .await
+}
+
+/// A passkey assertion or registration for a pending login.
+#[derive(Debug, Deserialize)]
+pub struct PasskeyRequest {
+    pending_token: String,
+    credential: Value,
+    /// A name for a new passkey (enrolment).
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `POST /api/v1/sessions/passkey/challenge`: the WebAuthn request options
+/// for a pending login (pass them to `navigator.credentials.get`).
+pub async fn passkey_challenge(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Json(body): Json<PendingRequest>,
+) -> ApiResult {
+    blocking(move || {
+        let Login::SecondFactor(s) = state
+            .auth
+            .resume(&Token::from_presented(&body.pending_token), addr.ip())?
+        else {
+            return Err(ApiError::unauthenticated());
+        };
+        Ok(Json(state.auth.start_passkey_login(&s)?).into_response())
+    })
+    .await
+}
+
+/// `POST /api/v1/sessions/passkey`: the assertion; returns the session.
+pub async fn passkey_login(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Json(body): Json<PasskeyRequest>,
+) -> ApiResult {
+    blocking(move || {
+        let Login::SecondFactor(s) = state
+            .auth
+            .resume(&Token::from_presented(&body.pending_token), addr.ip())?
+        else {
+            return Err(ApiError::unauthenticated());
+        };
+        let username = s.username().to_string();
+        let credential: rxvault_auth::passkey::PublicKeyCredential =
+            serde_json::from_value(body.credential)
+                .map_err(|_| ApiError::bad_request("credential: not a WebAuthn assertion"))?;
+        match state.auth.finish_passkey_login(s, &credential) {
+            Ok(session) => {
+                state.vault.record(requester(session.principal()).entry(
+                    AuditAction::MfaSuccess {
+                        method: "webauthn".into(),
+                    },
+                ))?;
+                Ok(Json(issued(&session)).into_response())
+            }
+            Err(e) => {
+                audit_login(
+                    &state,
+                    &username,
+                    addr.ip(),
+                    AuditAction::MfaFailure {
+                        method: "webauthn".into(),
+                    },
+                    Outcome::Denied,
+                )?;
+                Err(e.into())
+            }
+        }
+    })
+    .await
+}
+
+/// `POST /api/v1/sessions/enrol/passkey`: WebAuthn creation options for a
+/// login without a second factor.
+pub async fn enrol_passkey_start(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Json(body): Json<PendingRequest>,
+) -> ApiResult {
+    blocking(move || {
+        let Login::Enrol(s) = state
+            .auth
+            .resume(&Token::from_presented(&body.pending_token), addr.ip())?
+        else {
+            return Err(ApiError::unauthenticated());
+        };
+        Ok(Json(state.auth.start_passkey_enrolment(&s)?).into_response())
+    })
+    .await
+}
+
+/// `POST /api/v1/sessions/enrol/passkey/confirm`: the registration; returns
+/// the session and the recovery codes (shown once).
+pub async fn enrol_passkey_confirm(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Json(body): Json<PasskeyRequest>,
+) -> ApiResult {
+    blocking(move || {
+        let Login::Enrol(s) = state
+            .auth
+            .resume(&Token::from_presented(&body.pending_token), addr.ip())?
+        else {
+            return Err(ApiError::unauthenticated());
+        };
+        let credential: rxvault_auth::passkey::RegisterPublicKeyCredential =
+            serde_json::from_value(body.credential)
+                .map_err(|_| ApiError::bad_request("credential: not a WebAuthn registration"))?;
+        let name = body.name.unwrap_or_else(|| "passkey".into());
+        let (session, codes) = state.auth.finish_passkey_enrolment(s, &name, &credential)?;
+        state.vault.record(
+            requester(session.principal()).entry(AuditAction::UserAdmin {
+                operation: "enrol-passkey".into(),
+                target: "self".into(),
+            }),
+        )?;
+        let mut out = issued(&session);
+        out["recovery_codes"] = json!(codes.codes());
+        Ok(Json(out).into_response())
+    })
+    .await
+}
+
+/// `DELETE /api/v1/sessions/current`: log out.
+pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    blocking(move || {
+        state.auth.logout(&caller.principal)?;
+        state
+            .vault
+            .record(caller.requester().entry(AuditAction::Logout))?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
+}
+
+/// `GET /api/v1/sessions`: the caller's own sessions.
+pub async fn own_sessions(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    blocking(move || {
+        let sessions = state.auth.own_sessions(&caller.principal)?;
+        let list: Vec<Value> = sessions
+            .iter()
+            .map(|s| json!({"session_id": s.id.as_str(), "created_at": s.created_at.unix_timestamp(), "last_seen": s.last_seen_at.unix_timestamp(), "expires_at": s.expires_at.unix_timestamp()}))
+            .collect();
+        Ok(Json(list).into_response())
+    })
+    .await
+}
+
+/// A TOTP code, for step-up.
+#[derive(Debug, Deserialize)]
+pub struct StepUpRequest {
+    code: String,
+}
+
+/// `POST /api/v1/sessions/step-up`: a fresh second factor for the session.
+pub async fn step_up(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<StepUpRequest>,
+) -> ApiResult {
+    blocking(
+        move || match state.auth.step_up_totp(&caller.principal, &body.code) {
+            Ok(_) => {
+                state
+                    .vault
+                    .record(caller.requester().entry(AuditAction::MfaSuccess {
+                        method: "totp-step-up".into(),
+                    }))?;
+                Ok(StatusCode::NO_CONTENT.into_response())
+            }
+            Err(e) => {
+                state.vault.record(
+                    caller
+                        .requester()
+                        .entry(AuditAction::MfaFailure {
+                            method: "totp-step-up".into(),
+                        })
+                        .outcome(Outcome::Denied),
+                )?;
+                Err(e.into())
+            }
+        },
+    )
+    .await
+}
+
+/// What to revoke.
+#[derive(Debug, Deserialize)]
+pub struct RevokeRequest {
+    session: Option<String>,
+    user: Option<String>,
+    host: Option<String>,
+}
+
+/// `POST /api/v1/sessions/revoke`: end sessions by id, user or host.
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<RevokeRequest>,
+) -> ApiResult {
+    caller.authorize(&state, Action::RevokeSessions).await?;
+    blocking(move || {
+        use rxvault_auth::session::RevokeTarget;
+        let target = match (body.session, body.user, body.host) {
+            (Some(s), None, None) => RevokeTarget::Session(rxvault_auth::SessionId::new(&s)),
+            (None, Some(u), None) => {
+                let admin = state.auth.key_holder();
+                RevokeTarget::User(admin.user(&u)?.id)
+            }
+            (None, None, Some(h)) => RevokeTarget::Host(rxvault_auth::HostId::new(&h)?),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "name exactly one of session, user, host",
+                ));
+            }
+        };
+        let n = state.auth.revoke(&caller.principal, &target)?;
+        state
+            .vault
+            .record(caller.requester().entry(AuditAction::UserAdmin {
+                operation: "revoke-sessions".into(),
+                target: format!("{n} sessions"),
+            }))?;
+        Ok(Json(json!({"revoked": n})).into_response())
+    })
+    .await
+}
+
+// ----------------------------------------------------------------- records --
+
+/// The actions for reading, creating and updating each record kind.
+pub fn actions(kind: RecordKind) -> (Action, Action, Action) {
+    match kind {
+        RecordKind::Patient => (
+            Action::PatientRead,
+            Action::PatientCreate,
+            Action::PatientUpdate,
+        ),
+        RecordKind::Coverage => (
+            Action::CoverageRead,
+            Action::CoverageWrite,
+            Action::CoverageWrite,
+        ),
+        RecordKind::Prescription => (
+            Action::PrescriptionRead,
+            Action::PrescriptionCreate,
+            Action::PrescriptionUpdate,
+        ),
+        RecordKind::Fill => (Action::FillRead, Action::FillCreate, Action::FillUpdate),
+        RecordKind::Allergy => (
+            Action::AllergyRead,
+            Action::AllergyWrite,
+            Action::AllergyWrite,
+        ),
+    }
+}
+
+/// A refusal beyond the permission table (a constraint not met): audited
+/// like any other denial, then 403.
+fn denied(state: &AppState, caller: &Caller, action: Action) -> ApiError {
+    let entry = caller
+        .requester()
+        .entry(AuditAction::Other(format!("denied {action}")))
+        .outcome(Outcome::Denied);
+    match state.vault.record(entry) {
+        Ok(_) => ApiError::forbidden(),
+        Err(e) => e.into(),
+    }
+}
+
+/// Under a "fills dated today" constraint, whether fill `id` is one.
+fn fill_is_today(state: &AppState, id: &str) -> ApiResult<bool> {
+    let vault = &state.vault;
+    let today = vault.clock().today().to_string();
+    let Some(token) = vault.token(IndexKind::FillDate, &today) else {
+        return Ok(false);
+    };
+    let rid = vault.rid(RecordKind::Fill, id);
+    Ok(vault
+        .store()
+        .lookup(IndexKind::FillDate, &token)
+        .map_err(rxvault_vault::Error::from)?
+        .iter()
+        .any(|h| h.rid == rid))
+}
+
+/// `GET /api/v1/{kind}/{id}`.
+pub async fn read_record(
+    state: AppState,
+    caller: Caller,
+    kind: RecordKind,
+    id: String,
+) -> ApiResult<Option<Resource>> {
+    let access = caller.authorize(&state, actions(kind).0).await?;
+    blocking(move || {
+        if access.constraint == Constraint::FillsDatedToday && !fill_is_today(&state, &id)? {
+            return Err(denied(&state, &caller, access.action));
+        }
+        Ok(state
+            .vault
+            .read_record(&caller.requester(), &caller.view(), kind, &id)?)
+    })
+    .await
+}
+
+/// `POST /api/v1/{kind}`: create (201 with the id).
+pub async fn create_record(
+    state: AppState,
+    caller: Caller,
+    kind: RecordKind,
+    body: Value,
+) -> ApiResult<(String, Resource)> {
+    caller.authorize(&state, actions(kind).1).await?;
+    let Value::Object(resource) = body else {
+        return Err(ApiError::bad_request(
+            "the body must be a FHIR resource (a JSON object)",
+        ));
+    };
+    blocking(move || {
+        let (id, _) = state.vault.create_record(
+            &caller.requester(),
+            &caller.view(),
+            kind,
+            resource.clone(),
+        )?;
+        Ok((id, resource))
+    })
+    .await
+}
+
+/// `PUT /api/v1/{kind}/{id}`: update the categories the caller may write.
+pub async fn update_record(
+    state: AppState,
+    caller: Caller,
+    kind: RecordKind,
+    id: String,
+    body: Value,
+) -> ApiResult<String> {
+    let access = caller.authorize(&state, actions(kind).2).await?;
+    let Value::Object(resource) = body else {
+        return Err(ApiError::bad_request(
+            "the body must be a FHIR resource (a JSON object)",
+        ));
+    };
+    blocking(move || {
+        if access.constraint == Constraint::FillsDatedToday && !fill_is_today(&state, &id)? {
+            return Err(denied(&state, &caller, access.action));
+        }
+        state
+            .vault
+            .update_record(&caller.requester(), &caller.view(), kind, &id, resource)?;
+        Ok(id)
+    })
+    .await
+}
+
+/// A patient's records of one kind.
+pub async fn patient_records(
+    state: AppState,
+    caller: Caller,
+    kind: RecordKind,
+    patient: String,
+) -> ApiResult<Vec<Resource>> {
+    let access = caller.authorize(&state, actions(kind).0).await?;
+    if access.constraint == Constraint::FillsDatedToday {
+        // A clerk reaches fills through the day's manifest, not by patient.
+        return blocking(move || Err(denied(&state, &caller, access.action))).await;
+    }
+    blocking(move || {
+        Ok(state
+            .vault
+            .read_patient_records(&caller.requester(), &caller.view(), kind, &patient)?)
+    })
+    .await
+}
+
+macro_rules! kind_handlers {
+    ($kind:expr, $read:ident, $create:ident, $update:ident, $of_patient:ident) => {
+        /// Read one record of this kind.
+        pub async fn $read(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+            match read_record(state, caller, $kind, id).await? {
+                Some(r) => Ok(Json(r).into_response()),
+                None => Err(ApiError::not_found()),
+            }
+        }
+
+        /// Create a record of this kind.
+        pub async fn $create(State(state): State<AppState>, caller: Caller, Json(body): Json<Value>) -> ApiResult {
+            let (id, _) = create_record(state, caller, $kind, body).await?;
+            Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+        }
+
+        /// Update a record of this kind.
+        pub async fn $update(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(body): Json<Value>) -> ApiResult {
+            let id = update_record(state, caller, $kind, id, body).await?;
+            Ok(Json(json!({"id": id})).into_response())
+        }
+
+        /// A patient's records of this kind.
+        pub async fn $of_patient(State(state): State<AppState>, caller: Caller, Path(patient): Path<String>) -> ApiResult {
+            Ok(Json(patient_records(state, caller, $kind, patient).await?).into_response())
+        }
+    };
+}
+
+kind_handlers!(
+    RecordKind::Patient,
+    read_patient,
+    create_patient,
+    update_patient,
+    _patient_of_patient
+);
+kind_handlers!(
+    RecordKind::Coverage,
+    read_coverage,
+    create_coverage,
+    update_coverage,
+    coverages_of_patient
+);
+kind_handlers!(
+    RecordKind::Prescription,
+    read_prescription,
+    create_prescription,
+    update_prescription,
+    prescriptions_of_patient
+);
+kind_handlers!(
+    RecordKind::Fill,
+    read_fill,
+    create_fill,
+    update_fill,
+    fills_of_patient
+);
+kind_handlers!(
+    RecordKind::Allergy,
+    read_allergy,
+    create_allergy,
+    update_allergy,
+    allergies_of_patient
+);
+
+/// Patient search parameters (exactly one search).
+#[derive(Debug, Deserialize, Default)]
+pub struct PatientQuery {
+    family: Option<String>,
+    birth_date: Option<String>,
+    phone: Option<String>,
+    member_id: Option<String>,
+    rx_number: Option<String>,
+    transaction_id: Option<String>,
+    identifier: Option<String>,
+}
+
+impl PatientQuery {
+    /// The one search these parameters ask for.
+    pub fn find(self) -> Result<Find, ApiError> {
+        let mut found: Vec<Find> = [
+            match (self.family, self.birth_date) {
+                (Some(family), Some(birth_date)) => {
+                    Some(Find::FamilyBirthDate { family, birth_date })
+                }
+                (None, None) => None,
+                _ => return Err(ApiError::bad_request("family and birth_date go together")),
+            },
+            self.phone.map(Find::Phone),
+            self.member_id.map(Find::MemberId),
+            self.rx_number.map(Find::RxNumber),
+            self.transaction_id.map(Find::TransactionId),
+            self.identifier.map(Find::PatientIdentifier),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match (found.pop(), found.pop()) {
+            (Some(f), None) => Ok(f),
+            _ => Err(ApiError::bad_request(
+                "give exactly one search: family with birth_date, phone, member_id, rx_number, transaction_id or identifier",
+            )),
+        }
+    }
+}
+
+/// `GET /api/v1/patients?...`: search through the blind indexes.
+pub async fn search_patients(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<PatientQuery>,
+) -> ApiResult {
+    caller.authorize(&state, Action::PatientSearch).await?;
+    let find = q.find()?;
+    blocking(move || {
+        let found = state
+            .vault
+            .search_patients(&caller.requester(), &caller.view(), &find)?;
+        Ok(Json(found.into_iter().map(|(_, p)| p).collect::<Vec<_>>()).into_response())
+    })
+    .await
+}
+
+/// `GET /api/v1/patients/{id}/chart`: everything of a patient the caller
+/// may see (kinds the role may not read are left out), with the derived
+/// medication list.
+pub async fn chart(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    caller.authorize(&state, Action::PatientRead).await?;
+    let mut view = caller.view();
+    for kind in [
+        RecordKind::Coverage,
+        RecordKind::Prescription,
+        RecordKind::Fill,
+        RecordKind::Allergy,
+    ] {
+        if caller.principal.permits(actions(kind).0).is_none() {
+            view = rxvault_vault::access::View::from_fn(|k| {
+                if k == kind {
+                    rxvault_model::CategorySet::NONE
+                } else {
+                    view.of(k)
+                }
+            });
+        }
+    }
+    blocking(move || {
+        let Some(chart) = state.vault.read_chart(&caller.requester(), &view, &id)? else {
+            return Err(ApiError::not_found());
+        };
+        let nonempty = |kind: RecordKind, list: Vec<Resource>| if view.of(kind).is_empty() { Value::Null } else { json!(list) };
+        let medications = chart.view().map(|v| json!(v.medications)).unwrap_or(Value::Null);
+        Ok(Json(json!({
+            "patient": chart.patient,
+            "coverages": nonempty(RecordKind::Coverage, chart.coverages),
+            "prescriptions": nonempty(RecordKind::Prescription, chart.prescriptions),
+            "fills": nonempty(RecordKind::Fill, chart.fills),
+            "allergies": nonempty(RecordKind::Allergy, chart.allergies),
+            "medications": if view.of(RecordKind::Prescription).is_empty() { Value::Null } else { medications },
+        }))
+        .into_response())
+    })
+    .await
+}
+
+/// A day.
+#[derive(Debug, Deserialize)]
+pub struct DateQuery {
+    date: Option<String>,
+}
+
+/// `GET /api/v1/shipments?date=YYYY-MM-DD`: the day's packages (ship-to
+/// only). A shipping clerk may ask for today only.
+pub async fn shipments(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<DateQuery>,
+) -> ApiResult {
+    let access = caller.authorize(&state, Action::ShippingManifest).await?;
+    blocking(move || {
+        let today = state.vault.clock().today().to_string();
+        let date = q.date.unwrap_or_else(|| today.clone());
+        if access.constraint == Constraint::FillsDatedToday
+            && rxvault_model::normalize::day(&date).as_deref() != Some(today.as_str())
+        {
+            return Err(denied(&state, &caller, access.action));
+        }
+        let rows = state.vault.shipments_for(&caller.requester(), &date)?;
+        Ok(Json(rows).into_response())
+    })
+    .await
+}
+
+// ----------------------------------------------------------------- exports --
+
+/// A bulk export request: always encrypted to age recipients.
+#[derive(Debug, Deserialize)]
+pub struct ExportRequest {
+    recipients: Vec<String>,
+}
+
+/// `POST /api/v1/exports`: export everything as FHIR NDJSON encrypted to
+/// the given age recipients (step-up required). The files stay on the
+/// server under `DIR/exports/<export id>/`.
+pub async fn export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<ExportRequest>,
+) -> ApiResult {
+    caller.authorize(&state, Action::BulkExport).await?;
+    let recipients = rxvault_crypto::export::Recipients::parse(&body.recipients)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    blocking(move || {
+        let dir = state
+            .vault
+            .config()
+            .dir
+            .join("exports")
+            .join(rxvault_crypto::random_id().map_err(|e| ApiError::internal(&e))?);
+        let report = state.vault.export_fhir_for(
+            &caller.requester(),
+            &dir,
+            &rxvault_vault::export::Target::Age(recipients),
+            &mut rxvault_vault::keys::Quiet,
+        )?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({"export_id": report.export_id, "files": report.files, "folder": dir})),
+        )
+            .into_response())
+    })
+    .await
+}
+
+// ------------------------------------------------------------------- users --
+
+/// A new user.
+#[derive(Debug, Deserialize)]
+pub struct NewUser {
+    username: String,
+    role: String,
+    password: String,
+}
+
+/// Changes to a user.
+#[derive(Debug, Deserialize)]
+pub struct UserChange {
+    role: Option<String>,
+    disabled: Option<bool>,
+}
+
+fn user_json(u: &rxvault_auth::UserInfo) -> Value {
+    json!({
+        "id": u.id.as_str(), "username": u.username, "role": u.role.map(Role::name), "disabled": u.disabled,
+        "totp": u.totp, "passkeys": u.passkeys, "recovery_codes": u.recovery_codes, "locked": u.locked,
+    })
+}
+
+fn parse_role(name: &str) -> Result<Role, ApiError> {
+    Role::from_name(name).ok_or_else(|| ApiError::bad_request("unknown role"))
+}
+
+/// `GET /api/v1/users`.
+pub async fn users(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    caller.authorize(&state, Action::UserAdmin).await?;
+    blocking(move || {
+        let admin = state.auth.admin(&caller.principal)?;
+        Ok(Json(admin.users()?.iter().map(user_json).collect::<Vec<_>>()).into_response())
+    })
+    .await
+}
+
+/// `POST /api/v1/users`.
+pub async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<NewUser>,
+) -> ApiResult {
+    caller.authorize(&state, Action::UserAdmin).await?;
+    blocking(move || {
+        let admin = state.auth.admin(&caller.principal)?;
+        let role = parse_role(&body.role)?;
+        state
+            .vault
+            .record(caller.requester().entry(AuditAction::UserAdmin {
+                operation: format!("create ({})", role.name()),
+                target: body.username.clone(),
+            }))?;
+        let user = admin.create_user(&body.username, role, &Password::new(body.password))?;
+        Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
+    })
+    .await
+}
+
+/// `PATCH /api/v1/users/{username}`.
+pub async fn change_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+    Json(body): Json<UserChange>,
+) -> ApiResult {
+    caller.authorize(&state, Action::UserAdmin).await?;
+    blocking(move || {
+        let admin = state.auth.admin(&caller.principal)?;
+        let role = body.role.as_deref().map(parse_role).transpose()?;
+        let operation = format!(
+            "change{}{}",
+            role.map(|r| format!(" role={}", r.name()))
+                .unwrap_or_default(),
+            body.disabled
+                .map(|d| format!(" disabled={d}"))
+                .unwrap_or_default()
+        );
+        state
+            .vault
+            .record(caller.requester().entry(AuditAction::UserAdmin {
+                operation,
+                target: username.clone(),
+            }))?;
+        if let Some(role) = role {
+            admin.set_role(&username, role)?;
+        }
+        match body.disabled {
+            Some(true) => admin.disable(&username)?,
+            Some(false) => admin.enable(&username)?,
+            None => {}
+        }
+        Ok(Json(user_json(&admin.user(&username)?)).into_response())
+    })
+    .await
+}
+
+/// `DELETE /api/v1/users/{username}/mfa`: remove every second factor (the
+/// user enrols again at next login).
+pub async fn reset_mfa(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> ApiResult {
+    caller.authorize(&state, Action::UserAdmin).await?;
+    blocking(move || {
+        let admin = state.auth.admin(&caller.principal)?;
+        state
+            .vault
+            .record(caller.requester().entry(AuditAction::UserAdmin {
+                operation: "reset-mfa".into(),
+                target: username.clone(),
+            }))?;
+        admin.reset_mfa(&username)?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
+}
+
+// ------------------------------------------------------------- break-glass --
+
+/// Why emergency access is needed.
+#[derive(Debug, Deserialize)]
+pub struct BreakGlassRequest {
+    reason: String,
+}
+
+/// `POST /api/v1/break-glass`: emergency read access to whole charts for an
+/// hour, with a typed reason, flagged for the privacy officer's review.
+pub async fn break_glass(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<BreakGlassRequest>,
+) -> ApiResult {
+    caller.authorize(&state, Action::BreakGlass).await?;
+    blocking(move || {
+        state.vault.record(caller.requester().entry(AuditAction::BreakGlass { reason: body.reason.clone() }))?;
+        let grant = state.auth.break_glass(&caller.principal, &body.reason)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({"grant_id": grant.id, "expires_at": grant.expires_at.unix_timestamp(), "event": {"system": rxvault_auth::BreakGlassGrant::EVENT.system, "code": rxvault_auth::BreakGlassGrant::EVENT.code}})),
+        )
+            .into_response())
+    })
+    .await
+}
+
+/// `GET /api/v1/health`: liveness (no authentication, no data).
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}

@@ -1,0 +1,254 @@
+//! FHIR R4 REST under `/fhir`: `metadata`, and read and search for
+//! `Patient`, `Coverage`, `MedicationRequest`, `MedicationDispense` and
+//! `AllergyIntolerance`. Responses are `application/fhir+json`; errors are
+//! `OperationOutcome`s. Reads and searches go through the same permission
+//! table, masking and audit as the JSON API.
+
+use crate::api::actions;
+use crate::error::ApiError;
+use crate::fhir_format::{FHIR_JSON, capability_statement, searchset};
+use crate::state::{AppState, Caller, blocking};
+use axum::Json;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use rxvault_auth::{Action, Constraint};
+use rxvault_fhir::Resource;
+use rxvault_fhir::map::reference_id;
+use rxvault_model::{IndexKind, RecordKind, normalize};
+use rxvault_vault::query::Find;
+use serde_json::Value;
+use std::collections::HashMap;
+
+fn fhir_json(value: Value) -> Response {
+    let mut r = Json(value).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    r
+}
+
+fn kind_of(resource_type: &str) -> Result<RecordKind, ApiError> {
+    RecordKind::from_fhir_type(resource_type).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not-supported",
+            format!("{resource_type} is not served here"),
+        )
+        .fhir()
+    })
+}
+
+/// `GET /fhir/metadata`: the CapabilityStatement (no authentication).
+pub async fn metadata(State(state): State<AppState>) -> Response {
+    let date = state.vault.clock().today().to_string();
+    // Resource types and search parameters as the route table has them.
+    let types: Vec<(&str, Vec<(&str, &str)>)> = crate::routes::ENDPOINTS
+        .iter()
+        .filter(|e| e.fhir && e.path != "/fhir/metadata" && !e.path.ends_with("{id}"))
+        .map(|e| {
+            let ty = e.path.trim_start_matches("/fhir/");
+            (
+                ty,
+                e.query.iter().map(|(name, _, doc)| (*name, *doc)).collect(),
+            )
+        })
+        .collect();
+    fhir_json(capability_statement(
+        &format!("{}/fhir", state.base_url),
+        env!("CARGO_PKG_VERSION"),
+        &date,
+        &types,
+    ))
+}
+
+/// `GET /fhir/{type}/{id}`.
+pub async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((resource_type, id)): Path<(String, String)>,
+) -> Response {
+    let result = async {
+        let kind = kind_of(&resource_type)?;
+        crate::api::read_record(state, caller, kind, id)
+            .await?
+            .ok_or_else(ApiError::not_found)
+    };
+    match result.await {
+        Ok(r) => fhir_json(Value::Object(r)),
+        Err(e) => e.fhir().into_response(),
+    }
+}
+
+/// `GET /fhir/{type}?...`: search.
+pub async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(resource_type): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let base = format!("{}/fhir", state.base_url);
+    let self_link = format!("{base}/{resource_type}?{}", raw.unwrap_or_default());
+    match search_inner(state, caller, &resource_type, params).await {
+        Ok(found) => fhir_json(searchset(
+            &base,
+            &self_link,
+            found.into_iter().map(Value::Object).collect(),
+        )),
+        Err(e) => e.fhir().into_response(),
+    }
+}
+
+fn only(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match params
+        .keys()
+        .find(|k| !allowed.contains(&k.as_str()) && !k.starts_with('_') || k.as_str() == "_has")
+    {
+        Some(k) => Err(ApiError::bad_request(format!(
+            "unsupported search parameter {k:?}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A token search value (`system|value` or `value`): the value.
+fn token_value(v: &str) -> &str {
+    v.rsplit_once('|').map_or(v, |(_, value)| value)
+}
+
+async fn search_inner(
+    state: AppState,
+    caller: Caller,
+    resource_type: &str,
+    params: HashMap<String, String>,
+) -> Result<Vec<Resource>, ApiError> {
+    let kind = kind_of(resource_type)?;
+    match kind {
+        RecordKind::Patient => {
+            only(
+                &params,
+                &["_id", "family", "given", "birthdate", "phone", "identifier"],
+            )?;
+            if let Some(id) = params.get("_id") {
+                return Ok(crate::api::read_record(state, caller, kind, id.clone())
+                    .await?
+                    .into_iter()
+                    .collect());
+            }
+            caller.authorize(&state, Action::PatientSearch).await?;
+            let find = match (
+                params.get("family"),
+                params.get("birthdate"),
+                params.get("phone"),
+                params.get("identifier"),
+            ) {
+                (Some(f), Some(b), None, None) => Find::FamilyBirthDate {
+                    family: f.clone(),
+                    birth_date: b.trim_start_matches("eq").to_string(),
+                },
+                (None, None, Some(p), None) => Find::Phone(token_value(p).to_string()),
+                (None, None, None, Some(i)) => Find::PatientIdentifier(token_value(i).to_string()),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "search Patient by family + birthdate (optionally given), phone, identifier or _id",
+                    ));
+                }
+            };
+            let given = params.get("given").and_then(|g| normalize::name_key(g));
+            blocking(move || {
+                let found =
+                    state
+                        .vault
+                        .search_patients(&caller.requester(), &caller.view(), &find)?;
+                Ok(found
+                    .into_iter()
+                    .map(|(_, p)| p)
+                    .filter(|p| match &given {
+                        None => true,
+                        Some(g) => rxvault_fhir::map::patient_view(p).is_ok_and(|v| {
+                            v.names.iter().any(|n| {
+                                n.given
+                                    .iter()
+                                    .any(|x| normalize::name_key(x).as_deref() == Some(g.as_str()))
+                            })
+                        }),
+                    })
+                    .collect())
+            })
+            .await
+        }
+        _ => {
+            only(&params, &["patient", "identifier", "_id"])?;
+            if let Some(id) = params.get("_id") {
+                return Ok(crate::api::read_record(state, caller, kind, id.clone())
+                    .await?
+                    .into_iter()
+                    .collect());
+            }
+            if let Some(p) = params.get("patient") {
+                let patient = reference_id(p, "Patient").unwrap_or_else(|| p.clone());
+                return crate::api::patient_records(state, caller, kind, patient).await;
+            }
+            let index = match kind {
+                RecordKind::Coverage => IndexKind::MemberId,
+                RecordKind::Prescription => IndexKind::RxNumber,
+                RecordKind::Fill => IndexKind::TransactionId,
+                _ => return Err(ApiError::bad_request("search by patient")),
+            };
+            let Some(value) = params.get("identifier") else {
+                return Err(ApiError::bad_request("search by patient or identifier"));
+            };
+            let value = token_value(value).to_string();
+            let search_action = match kind {
+                RecordKind::Prescription => Action::PrescriptionSearch,
+                RecordKind::Fill => Action::FillSearch,
+                _ => actions(kind).0,
+            };
+            let access = caller.authorize(&state, search_action).await?;
+            blocking(move || {
+                let vault = &state.vault;
+                let Some(token) = vault.token(index, &value) else {
+                    return Ok(Vec::new());
+                };
+                let today = if access.constraint == Constraint::FillsDatedToday {
+                    let day = vault.clock().today().to_string();
+                    let t = vault
+                        .token(IndexKind::FillDate, &day)
+                        .expect("a date normalises");
+                    Some(
+                        vault
+                            .store()
+                            .lookup(IndexKind::FillDate, &t)
+                            .map_err(rxvault_vault::Error::from)?,
+                    )
+                } else {
+                    None
+                };
+                let mut out = Vec::new();
+                for hit in vault
+                    .store()
+                    .lookup(index, &token)
+                    .map_err(rxvault_vault::Error::from)?
+                {
+                    if hit.kind != kind
+                        || today
+                            .as_ref()
+                            .is_some_and(|t| !t.iter().any(|h| h.rid == hit.rid))
+                    {
+                        continue;
+                    }
+                    if let Some(r) = vault.read_record_by_key(
+                        &caller.requester(),
+                        &caller.view(),
+                        kind,
+                        &hit.rid,
+                    )? {
+                        out.push(r);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+        }
+    }
+}

@@ -1,0 +1,909 @@
+//! The route table: every endpoint once, with the permission-table action
+//! it needs. The router, the OpenAPI document and the authorization-matrix
+//! test are all built from this one table, so they cannot disagree.
+
+use crate::state::AppState;
+use crate::{api, fhir};
+use axum::Router;
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use rxvault_auth::Action;
+use serde_json::{Map, Value, json};
+
+/// How an endpoint is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// No authentication (health, metadata, OpenAPI, login steps).
+    Public,
+    /// Any authenticated principal (own sessions, logout, step-up).
+    Session,
+    /// A principal the permission table allows this action.
+    Action(Action),
+}
+
+/// One endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    /// HTTP method (lower case).
+    pub method: &'static str,
+    /// Path template (`{id}` parameters).
+    pub path: &'static str,
+    /// What it needs.
+    pub guard: Guard,
+    /// One line for the OpenAPI document.
+    pub summary: &'static str,
+    /// Request body schema name, if any.
+    pub body: Option<&'static str>,
+    /// Query parameters (name, required, description).
+    pub query: &'static [(&'static str, bool, &'static str)],
+    /// Success status and response schema name.
+    pub ok: (u16, &'static str),
+    /// Whether it is FHIR (`application/fhir+json`).
+    pub fhir: bool,
+}
+
+const fn ep(
+    method: &'static str,
+    path: &'static str,
+    guard: Guard,
+    summary: &'static str,
+) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        guard,
+        summary,
+        body: None,
+        query: &[],
+        ok: (200, "Object"),
+        fhir: false,
+    }
+}
+
+const fn body(mut e: Endpoint, schema: &'static str) -> Endpoint {
+    e.body = Some(schema);
+    e
+}
+
+const fn ok(mut e: Endpoint, status: u16, schema: &'static str) -> Endpoint {
+    e.ok = (status, schema);
+    e
+}
+
+const fn query(mut e: Endpoint, q: &'static [(&'static str, bool, &'static str)]) -> Endpoint {
+    e.query = q;
+    e
+}
+
+const fn fhir_ep(mut e: Endpoint) -> Endpoint {
+    e.fhir = true;
+    e.ok = (200, "FhirResource");
+    e
+}
+
+use Guard::{Public, Session};
+
+const PATIENT_QUERY: &[(&str, bool, &str)] = &[
+    ("family", false, "Family name (with birth_date)"),
+    (
+        "birth_date",
+        false,
+        "Birth date YYYY-MM-DD or MM/DD/YYYY (with family)",
+    ),
+    ("phone", false, "Phone number, any format"),
+    ("member_id", false, "Health plan member ID"),
+    ("rx_number", false, "Prescription Rx number"),
+    ("transaction_id", false, "Fill transaction ID"),
+    ("identifier", false, "Patient identifier (MRN and others)"),
+];
+
+const FHIR_PATIENT_QUERY: &[(&str, bool, &str)] = &[
+    ("_id", false, "The patient's id"),
+    ("family", false, "Family name (with birthdate)"),
+    ("given", false, "Given name (narrows a family search)"),
+    ("birthdate", false, "Birth date (with family)"),
+    ("phone", false, "Phone number"),
+    ("identifier", false, "Identifier value, or system|value"),
+];
+
+const FHIR_RECORD_QUERY: &[(&str, bool, &str)] = &[
+    ("_id", false, "The record's id"),
+    ("patient", false, "Patient/id or id"),
+    (
+        "identifier",
+        false,
+        "Member ID, Rx number or transaction ID",
+    ),
+];
+
+/// Every endpoint.
+pub const ENDPOINTS: &[Endpoint] = &[
+    ep("get", "/api/v1/health", Public, "Liveness"),
+    ep(
+        "get",
+        "/api/v1/openapi.json",
+        Public,
+        "This OpenAPI document",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/sessions",
+                Public,
+                "Log in: password, then a second factor",
+            ),
+            "LoginRequest",
+        ),
+        200,
+        "LoginStep",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/sessions/totp",
+                Public,
+                "Second factor: a TOTP code",
+            ),
+            "CodeRequest",
+        ),
+        200,
+        "SessionToken",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/sessions/recovery-code",
+                Public,
+                "Second factor: a single-use recovery code",
+            ),
+            "CodeRequest",
+        ),
+        200,
+        "SessionToken",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/sessions/passkey/challenge",
+                Public,
+                "Second factor: WebAuthn request options",
+            ),
+            "PendingRequest",
+        ),
+        200,
+        "Object",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/sessions/passkey",
+                Public,
+                "Second factor: a WebAuthn assertion",
+            ),
+            "PasskeyRequest",
+        ),
+        200,
+        "SessionToken",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/sessions/enrol/passkey",
+                Public,
+                "Enrol a passkey: WebAuthn creation options",
+            ),
+            "PendingRequest",
+        ),
+        200,
+        "Object",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/sessions/enrol/passkey/confirm",
+                Public,
+                "Enrol a passkey: the registration",
+            ),
+            "PasskeyRequest",
+        ),
+        200,
+        "SessionToken",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/sessions/enrol/totp",
+                Public,
+                "Enrol TOTP (a login without a second factor)",
+            ),
+            "PendingRequest",
+        ),
+        200,
+        "TotpEnrolment",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/sessions/enrol/totp/confirm",
+                Public,
+                "Confirm TOTP enrolment with a first code",
+            ),
+            "CodeRequest",
+        ),
+        200,
+        "SessionToken",
+    ),
+    ok(
+        ep("get", "/api/v1/sessions", Session, "The caller's sessions"),
+        200,
+        "Array",
+    ),
+    ok(
+        ep("delete", "/api/v1/sessions/current", Session, "Log out"),
+        204,
+        "Empty",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/sessions/step-up",
+                Session,
+                "A fresh second factor (step-up)",
+            ),
+            "StepUpRequest",
+        ),
+        204,
+        "Empty",
+    ),
+    body(
+        ep(
+            "post",
+            "/api/v1/sessions/revoke",
+            Guard::Action(Action::RevokeSessions),
+            "Revoke sessions by id, user or host",
+        ),
+        "RevokeRequest",
+    ),
+    ok(
+        query(
+            ep(
+                "get",
+                "/api/v1/patients",
+                Guard::Action(Action::PatientSearch),
+                "Find patients (blind indexes)",
+            ),
+            PATIENT_QUERY,
+        ),
+        200,
+        "Array",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/patients",
+                Guard::Action(Action::PatientCreate),
+                "Create a patient (FHIR Patient)",
+            ),
+            "FhirResource",
+        ),
+        201,
+        "Id",
+    ),
+    ok(
+        ep(
+            "get",
+            "/api/v1/patients/{id}",
+            Guard::Action(Action::PatientRead),
+            "Read a patient (FHIR Patient, masked)",
+        ),
+        200,
+        "FhirResource",
+    ),
+    ok(
+        body(
+            ep(
+                "put",
+                "/api/v1/patients/{id}",
+                Guard::Action(Action::PatientUpdate),
+                "Update a patient",
+            ),
+            "FhirResource",
+        ),
+        200,
+        "Id",
+    ),
+    ep(
+        "get",
+        "/api/v1/patients/{id}/chart",
+        Guard::Action(Action::PatientRead),
+        "A patient's chart as the caller may see it",
+    ),
+    ok(
+        ep(
+            "get",
+            "/api/v1/patients/{id}/coverages",
+            Guard::Action(Action::CoverageRead),
+            "A patient's health plans",
+        ),
+        200,
+        "Array",
+    ),
+    ok(
+        ep(
+            "get",
+            "/api/v1/patients/{id}/prescriptions",
+            Guard::Action(Action::PrescriptionRead),
+            "A patient's prescriptions",
+        ),
+        200,
+        "Array",
+    ),
+    ok(
+        ep(
+            "get",
+            "/api/v1/patients/{id}/fills",
+            Guard::Action(Action::FillRead),
+            "A patient's fills",
+        ),
+        200,
+        "Array",
+    ),
+    ok(
+        ep(
+            "get",
+            "/api/v1/patients/{id}/allergies",
+            Guard::Action(Action::AllergyRead),
+            "A patient's allergies",
+        ),
+        200,
+        "Array",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/coverages",
+                Guard::Action(Action::CoverageWrite),
+                "Create a health plan (FHIR Coverage)",
+            ),
+            "FhirResource",
+        ),
+        201,
+        "Id",
+    ),
+    ok(
+        ep(
+            "get",
+            "/api/v1/coverages/{id}",
+            Guard::Action(Action::CoverageRead),
+            "Read a health plan",
+        ),
+        200,
+        "FhirResource",
+    ),
+    ok(
+        body(
+            ep(
+                "put",
+                "/api/v1/coverages/{id}",
+                Guard::Action(Action::CoverageWrite),
+                "Update a health plan",
+            ),
+            "FhirResource",
+        ),
+        200,
+        "Id",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/prescriptions",
+                Guard::Action(Action::PrescriptionCreate),
+                "Receive an e-prescription (FHIR MedicationRequest)",
+            ),
+            "FhirResource",
+        ),
+        201,
+        "Id",
+    ),
+    ok(
+        ep(
+            "get",
+            "/api/v1/prescriptions/{id}",
+            Guard::Action(Action::PrescriptionRead),
+            "Read a prescription",
+        ),
+        200,
+        "FhirResource",
+    ),
+    ok(
+        body(
+            ep(
+                "put",
+                "/api/v1/prescriptions/{id}",
+                Guard::Action(Action::PrescriptionUpdate),
+                "Update a prescription",
+            ),
+            "FhirResource",
+        ),
+        200,
+        "Id",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/fills",
+                Guard::Action(Action::FillCreate),
+                "Record a fill (FHIR MedicationDispense)",
+            ),
+            "FhirResource",
+        ),
+        201,
+        "Id",
+    ),
+    ok(
+        ep(
+            "get",
+            "/api/v1/fills/{id}",
+            Guard::Action(Action::FillRead),
+            "Read a fill",
+        ),
+        200,
+        "FhirResource",
+    ),
+    ok(
+        body(
+            ep(
+                "put",
+                "/api/v1/fills/{id}",
+                Guard::Action(Action::FillUpdate),
+                "Update a fill (status, carrier, tracking)",
+            ),
+            "FhirResource",
+        ),
+        200,
+        "Id",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/allergies",
+                Guard::Action(Action::AllergyWrite),
+                "Record an allergy (FHIR AllergyIntolerance)",
+            ),
+            "FhirResource",
+        ),
+        201,
+        "Id",
+    ),
+    ok(
+        ep(
+            "get",
+            "/api/v1/allergies/{id}",
+            Guard::Action(Action::AllergyRead),
+            "Read an allergy",
+        ),
+        200,
+        "FhirResource",
+    ),
+    ok(
+        body(
+            ep(
+                "put",
+                "/api/v1/allergies/{id}",
+                Guard::Action(Action::AllergyWrite),
+                "Update an allergy",
+            ),
+            "FhirResource",
+        ),
+        200,
+        "Id",
+    ),
+    ok(
+        query(
+            ep(
+                "get",
+                "/api/v1/shipments",
+                Guard::Action(Action::ShippingManifest),
+                "The day's packages: ship-to only",
+            ),
+            &[("date", false, "YYYY-MM-DD (default today)")],
+        ),
+        200,
+        "Array",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/exports",
+                Guard::Action(Action::BulkExport),
+                "Bulk FHIR export, encrypted to age recipients (step-up)",
+            ),
+            "ExportRequest",
+        ),
+        201,
+        "Object",
+    ),
+    ok(
+        ep(
+            "get",
+            "/api/v1/users",
+            Guard::Action(Action::UserAdmin),
+            "List users (step-up)",
+        ),
+        200,
+        "Array",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/users",
+                Guard::Action(Action::UserAdmin),
+                "Create a user (step-up)",
+            ),
+            "NewUser",
+        ),
+        201,
+        "Object",
+    ),
+    body(
+        ep(
+            "patch",
+            "/api/v1/users/{id}",
+            Guard::Action(Action::UserAdmin),
+            "Change a user's role or disable them (step-up)",
+        ),
+        "UserChange",
+    ),
+    ok(
+        ep(
+            "delete",
+            "/api/v1/users/{id}/mfa",
+            Guard::Action(Action::UserAdmin),
+            "Reset a user's second factors (step-up)",
+        ),
+        204,
+        "Empty",
+    ),
+    ok(
+        body(
+            ep(
+                "post",
+                "/api/v1/break-glass",
+                Guard::Action(Action::BreakGlass),
+                "Emergency access, with a reason (step-up)",
+            ),
+            "BreakGlassRequest",
+        ),
+        201,
+        "Object",
+    ),
+    fhir_ep(ep(
+        "get",
+        "/fhir/metadata",
+        Public,
+        "FHIR CapabilityStatement",
+    )),
+    fhir_ep(ep(
+        "get",
+        "/fhir/Patient/{id}",
+        Guard::Action(Action::PatientRead),
+        "FHIR read Patient",
+    )),
+    fhir_ep(query(
+        ep(
+            "get",
+            "/fhir/Patient",
+            Guard::Action(Action::PatientSearch),
+            "FHIR search Patient",
+        ),
+        FHIR_PATIENT_QUERY,
+    )),
+    fhir_ep(ep(
+        "get",
+        "/fhir/Coverage/{id}",
+        Guard::Action(Action::CoverageRead),
+        "FHIR read Coverage",
+    )),
+    fhir_ep(query(
+        ep(
+            "get",
+            "/fhir/Coverage",
+            Guard::Action(Action::CoverageRead),
+            "FHIR search Coverage",
+        ),
+        FHIR_RECORD_QUERY,
+    )),
+    fhir_ep(ep(
+        "get",
+        "/fhir/MedicationRequest/{id}",
+        Guard::Action(Action::PrescriptionRead),
+        "FHIR read MedicationRequest",
+    )),
+    fhir_ep(query(
+        ep(
+            "get",
+            "/fhir/MedicationRequest",
+            Guard::Action(Action::PrescriptionRead),
+            "FHIR search MedicationRequest",
+        ),
+        FHIR_RECORD_QUERY,
+    )),
+    fhir_ep(ep(
+        "get",
+        "/fhir/MedicationDispense/{id}",
+        Guard::Action(Action::FillRead),
+        "FHIR read MedicationDispense",
+    )),
+    fhir_ep(query(
+        ep(
+            "get",
+            "/fhir/MedicationDispense",
+            Guard::Action(Action::FillRead),
+            "FHIR search MedicationDispense",
+        ),
+        FHIR_RECORD_QUERY,
+    )),
+    fhir_ep(ep(
+        "get",
+        "/fhir/AllergyIntolerance/{id}",
+        Guard::Action(Action::AllergyRead),
+        "FHIR read AllergyIntolerance",
+    )),
+    fhir_ep(query(
+        ep(
+            "get",
+            "/fhir/AllergyIntolerance",
+            Guard::Action(Action::AllergyRead),
+            "FHIR search AllergyIntolerance",
+        ),
+        FHIR_RECORD_QUERY,
+    )),
+];
+
+fn handler(e: &Endpoint) -> MethodRouter<AppState> {
+    macro_rules! m {
+        ($h:expr) => {
+            match e.method {
+                "get" => get($h),
+                "post" => post($h),
+                "put" => put($h),
+                "patch" => patch($h),
+                _ => delete($h),
+            }
+        };
+    }
+    match (e.method, e.path) {
+        ("get", "/api/v1/health") => m!(api::health),
+        ("get", "/api/v1/openapi.json") => m!(openapi_json),
+        ("post", "/api/v1/sessions") => m!(api::login),
+        ("post", "/api/v1/sessions/totp") => m!(api::login_totp),
+        ("post", "/api/v1/sessions/recovery-code") => m!(api::login_recovery),
+        ("post", "/api/v1/sessions/enrol/totp") => m!(api::enrol_totp_start),
+        ("post", "/api/v1/sessions/passkey/challenge") => m!(api::passkey_challenge),
+        ("post", "/api/v1/sessions/passkey") => m!(api::passkey_login),
+        ("post", "/api/v1/sessions/enrol/passkey") => m!(api::enrol_passkey_start),
+        ("post", "/api/v1/sessions/enrol/passkey/confirm") => m!(api::enrol_passkey_confirm),
+        ("post", "/api/v1/sessions/enrol/totp/confirm") => m!(api::enrol_totp_confirm),
+        ("get", "/api/v1/sessions") => m!(api::own_sessions),
+        ("delete", "/api/v1/sessions/current") => m!(api::logout),
+        ("post", "/api/v1/sessions/step-up") => m!(api::step_up),
+        ("post", "/api/v1/sessions/revoke") => m!(api::revoke),
+        ("get", "/api/v1/patients") => m!(api::search_patients),
+        ("post", "/api/v1/patients") => m!(api::create_patient),
+        ("get", "/api/v1/patients/{id}") => m!(api::read_patient),
+        ("put", "/api/v1/patients/{id}") => m!(api::update_patient),
+        ("get", "/api/v1/patients/{id}/chart") => m!(api::chart),
+        ("get", "/api/v1/patients/{id}/coverages") => m!(api::coverages_of_patient),
+        ("get", "/api/v1/patients/{id}/prescriptions") => m!(api::prescriptions_of_patient),
+        ("get", "/api/v1/patients/{id}/fills") => m!(api::fills_of_patient),
+        ("get", "/api/v1/patients/{id}/allergies") => m!(api::allergies_of_patient),
+        ("post", "/api/v1/coverages") => m!(api::create_coverage),
+        ("get", "/api/v1/coverages/{id}") => m!(api::read_coverage),
+        ("put", "/api/v1/coverages/{id}") => m!(api::update_coverage),
+        ("post", "/api/v1/prescriptions") => m!(api::create_prescription),
+        ("get", "/api/v1/prescriptions/{id}") => m!(api::read_prescription),
+        ("put", "/api/v1/prescriptions/{id}") => m!(api::update_prescription),
+        ("post", "/api/v1/fills") => m!(api::create_fill),
+        ("get", "/api/v1/fills/{id}") => m!(api::read_fill),
+        ("put", "/api/v1/fills/{id}") => m!(api::update_fill),
+        ("post", "/api/v1/allergies") => m!(api::create_allergy),
+        ("get", "/api/v1/allergies/{id}") => m!(api::read_allergy),
+        ("put", "/api/v1/allergies/{id}") => m!(api::update_allergy),
+        ("get", "/api/v1/shipments") => m!(api::shipments),
+        ("post", "/api/v1/exports") => m!(api::export),
+        ("get", "/api/v1/users") => m!(api::users),
+        ("post", "/api/v1/users") => m!(api::create_user),
+        ("patch", "/api/v1/users/{id}") => m!(api::change_user),
+        ("delete", "/api/v1/users/{id}/mfa") => m!(api::reset_mfa),
+        ("post", "/api/v1/break-glass") => m!(api::break_glass),
+        ("get", "/fhir/metadata") => m!(fhir::metadata),
+        (_, p) if p.starts_with("/fhir/") && p.ends_with("/{id}") => m!(fhir::read),
+        (_, p) if p.starts_with("/fhir/") => m!(fhir::search),
+        (method, path) => unreachable!("no handler for {method} {path}"),
+    }
+}
+
+/// The router: every endpoint of [`ENDPOINTS`].
+pub fn router(state: AppState) -> Router {
+    let mut router: Router<AppState> = Router::new();
+    let mut fhir_read = false;
+    let mut fhir_search = false;
+    for e in ENDPOINTS {
+        // FHIR reads and searches share one parameterised route each.
+        let path = if e.path.starts_with("/fhir/") && e.path != "/fhir/metadata" {
+            if e.path.ends_with("/{id}") {
+                if std::mem::replace(&mut fhir_read, true) {
+                    continue;
+                }
+                "/fhir/{resource_type}/{id}"
+            } else {
+                if std::mem::replace(&mut fhir_search, true) {
+                    continue;
+                }
+                "/fhir/{resource_type}"
+            }
+        } else {
+            e.path
+        };
+        router = router.route(path, handler(e));
+    }
+    router.with_state(state)
+}
+
+async fn openapi_json() -> axum::Json<Value> {
+    axum::Json(openapi())
+}
+
+fn schema(name: &str) -> Value {
+    match name {
+        "Array" => json!({"type": "array", "items": {"type": "object"}}),
+        "Object" => json!({"type": "object"}),
+        "Empty" => json!({}),
+        other => json!({"$ref": format!("#/components/schemas/{other}")}),
+    }
+}
+
+fn string() -> Value {
+    json!({"type": "string"})
+}
+
+fn object(required: &[&str], properties: &[(&str, Value)]) -> Value {
+    let props: Map<String, Value> = properties
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let mut schema = json!({"type": "object", "properties": props});
+    if !required.is_empty() {
+        schema["required"] = json!(required);
+    }
+    schema
+}
+
+/// The OpenAPI 3.0 document, built from [`ENDPOINTS`].
+pub fn openapi() -> Value {
+    let mut paths = Map::new();
+    for e in ENDPOINTS {
+        let mut op = Map::new();
+        op.insert("summary".into(), json!(e.summary));
+        op.insert(
+            "operationId".into(),
+            json!(format!(
+                "{}{}",
+                e.method,
+                e.path.replace(['/', '{', '}', '.', '-'], "_")
+            )),
+        );
+        op.insert(
+            "tags".into(),
+            json!([if e.fhir {
+                "fhir"
+            } else {
+                e.path.split('/').nth(3).unwrap_or("api")
+            }]),
+        );
+        let mut params: Vec<Value> = Vec::new();
+        if e.path.contains("{id}") {
+            params.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"}}));
+        }
+        for (name, required, description) in e.query {
+            params.push(json!({"name": name, "in": "query", "required": required, "description": description, "schema": string()}));
+        }
+        if !params.is_empty() {
+            op.insert("parameters".into(), json!(params));
+        }
+        if let Some(b) = e.body {
+            op.insert(
+                "requestBody".into(),
+                json!({"required": true, "content": {"application/json": {"schema": schema(b)}}}),
+            );
+        }
+        let media = if e.fhir {
+            "application/fhir+json"
+        } else {
+            "application/json"
+        };
+        let error = if e.fhir {
+            schema("OperationOutcome")
+        } else {
+            schema("Error")
+        };
+        let mut responses = Map::new();
+        let (status, body) = e.ok;
+        responses.insert(
+            status.to_string(),
+            if body == "Empty" {
+                json!({"description": "done"})
+            } else {
+                json!({"description": "success", "content": {media: {"schema": schema(body)}}})
+            },
+        );
+        let mut codes = vec![400, 500];
+        if e.guard != Guard::Public || e.path.starts_with("/api/v1/sessions") {
+            codes.extend([401, 403, 404, 409, 413, 422, 423, 429, 503]);
+        }
+        if e.path.contains("{id}") || e.path.starts_with("/fhir/") {
+            codes.push(404);
+        }
+        codes.sort_unstable();
+        codes.dedup();
+        for c in codes {
+            responses.insert(
+                c.to_string(),
+                json!({"description": "error", "content": {media: {"schema": error.clone()}}}),
+            );
+        }
+        op.insert("responses".into(), Value::Object(responses));
+        if e.guard != Guard::Public {
+            op.insert("security".into(), json!([{"bearer": []}]));
+        }
+        let path = paths.entry(e.path.to_string()).or_insert_with(|| json!({}));
+        path[e.method] = Value::Object(op);
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "rxvault",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Encrypted pharmacy vault. Every request but login, health and metadata needs a bearer token: a session token (password + second factor) or a service API key. Responses contain only the field categories the caller's role may see; every PHI access is audited before the response is sent."
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": object(&["error"], &[("error", object(&["code", "message"], &[("code", string()), ("message", string())]))]),
+                "OperationOutcome": object(&["resourceType", "issue"], &[("resourceType", string()), ("issue", json!({"type": "array", "items": {"type": "object"}}))]),
+                "FhirResource": {"type": "object", "required": ["resourceType"], "properties": {"resourceType": string(), "id": {"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"}}, "additionalProperties": true},
+                "Id": object(&["id"], &[("id", string())]),
+                "LoginRequest": object(&["username", "password"], &[("username", string()), ("password", string())]),
+                "LoginStep": object(&["stage", "pending_token", "methods"], &[("stage", json!({"type": "string", "enum": ["second-factor", "enrol"]})), ("pending_token", string()), ("methods", json!({"type": "array", "items": string()}))]),
+                "CodeRequest": object(&["pending_token", "code"], &[("pending_token", string()), ("code", string())]),
+                "PendingRequest": object(&["pending_token"], &[("pending_token", string())]),
+                "PasskeyRequest": object(&["pending_token", "credential"], &[("pending_token", string()), ("credential", json!({"type": "object"})), ("name", string())]),
+                "SessionToken": object(&["token", "session_id", "expires_at"], &[("token", string()), ("session_id", string()), ("expires_at", json!({"type": "integer"})), ("recovery_codes", json!({"type": "array", "items": string()}))]),
+                "TotpEnrolment": object(&["otpauth_uri", "secret"], &[("otpauth_uri", string()), ("secret", string())]),
+                "StepUpRequest": object(&["code"], &[("code", string())]),
+                "RevokeRequest": object(&[], &[("session", string()), ("user", string()), ("host", string())]),
+                "ExportRequest": object(&["recipients"], &[("recipients", json!({"type": "array", "items": string(), "minItems": 1}))]),
+                "NewUser": object(&["username", "role", "password"], &[("username", string()), ("role", json!({"type": "string", "enum": ["pharmacist", "technician", "shipping-clerk", "billing", "privacy-officer", "administrator"]})), ("password", string())]),
+                "UserChange": object(&[], &[("role", string()), ("disabled", json!({"type": "boolean"}))]),
+                "BreakGlassRequest": object(&["reason"], &[("reason", string())]),
+            }
+        }
+    })
+}

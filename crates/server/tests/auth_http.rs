@@ -1,0 +1,329 @@
+//! Authentication over real HTTPS: passkeys (WebAuthn, with a software
+//! authenticator) and TOTP codes from `oathtool`, replay, lockout and
+//! backoff without user enumeration, idle and absolute session timeouts on
+//! an injected clock.
+
+mod common;
+
+use common::{Harness, PASSWORD, username};
+use rxvault_auth::{AuthConfig, Role, WebauthnConfig};
+use rxvault_crypto::Password;
+use rxvault_model::Clock;
+use serde_json::{Value, json};
+use std::time::Duration;
+use webauthn_authenticator_rs::WebauthnAuthenticator;
+use webauthn_authenticator_rs::prelude::Url;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+
+const ORIGIN: &str = "https://localhost:8443";
+
+async fn post(h: &Harness, path: &str, body: Value) -> (u16, Value) {
+    let r = h.client.post(h.url(path)).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(h: &Harness, path: &str, token: &str) -> u16 {
+    h.client
+        .get(h.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkey_enrolment_and_login_over_https_and_a_tampered_assertion_is_rejected() {
+    let config = AuthConfig {
+        webauthn: Some(WebauthnConfig {
+            rp_id: "localhost".into(),
+            origin: ORIGIN.into(),
+            rp_name: "rxvault".into(),
+        }),
+        ..AuthConfig::default()
+    };
+    let h = Harness::start_with(config).await;
+    h.auth
+        .key_holder()
+        .create_user("pat", Role::Pharmacist, &Password::new(PASSWORD.into()))
+        .unwrap();
+    let origin = Url::parse(ORIGIN).unwrap();
+    let mut authenticator = SoftPasskey::new(true);
+
+    // No second factor yet: the login can only enrol one.
+    let (status, step) = post(
+        &h,
+        "/api/v1/sessions",
+        json!({"username": "pat", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!((status, step["stage"].as_str()), (200, Some("enrol")));
+    let pending = step["pending_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        get(&h, "/api/v1/sessions", &pending).await,
+        401,
+        "a pending login is not a session"
+    );
+    let (status, options) = post(
+        &h,
+        "/api/v1/sessions/enrol/passkey",
+        json!({"pending_token": pending}),
+    )
+    .await;
+    assert_eq!(status, 200, "{options}");
+    let options = serde_json::from_value(options).unwrap();
+    let registration = authenticator
+        .do_registration(origin.clone(), options)
+        .unwrap();
+    let (status, issued) = post(
+        &h,
+        "/api/v1/sessions/enrol/passkey/confirm",
+        json!({"pending_token": pending, "name": "soft", "credential": registration}),
+    )
+    .await;
+    assert_eq!(status, 200, "{issued}");
+    assert_eq!(issued["recovery_codes"].as_array().unwrap().len(), 10);
+    assert_eq!(
+        get(&h, "/api/v1/sessions", issued["token"].as_str().unwrap()).await,
+        200
+    );
+
+    // Log in with the passkey.
+    let pending = passkey_pending(&h).await;
+    let (status, challenge) = post(
+        &h,
+        "/api/v1/sessions/passkey/challenge",
+        json!({"pending_token": pending}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let assertion = authenticator
+        .do_authentication(origin.clone(), serde_json::from_value(challenge).unwrap())
+        .unwrap();
+    let (status, issued) = post(
+        &h,
+        "/api/v1/sessions/passkey",
+        json!({"pending_token": pending, "credential": assertion}),
+    )
+    .await;
+    assert_eq!(status, 200, "{issued}");
+    assert_eq!(
+        get(&h, "/api/v1/sessions", issued["token"].as_str().unwrap()).await,
+        200
+    );
+
+    // A tampered assertion (one bit of the signature) is refused.
+    let pending = passkey_pending(&h).await;
+    let (_, challenge) = post(
+        &h,
+        "/api/v1/sessions/passkey/challenge",
+        json!({"pending_token": pending}),
+    )
+    .await;
+    let assertion = authenticator
+        .do_authentication(origin.clone(), serde_json::from_value(challenge).unwrap())
+        .unwrap();
+    let mut tampered = serde_json::to_value(&assertion).unwrap();
+    let sig = tampered["response"]["signature"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Change the first base64url character (A and B differ in one bit).
+    let flipped = match sig.strip_prefix('A') {
+        Some(rest) => format!("B{rest}"),
+        None => format!("A{}", &sig[1..]),
+    };
+    tampered["response"]["signature"] = json!(flipped);
+    let (status, body) = post(
+        &h,
+        "/api/v1/sessions/passkey",
+        json!({"pending_token": pending, "credential": tampered}),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "invalid-credentials");
+}
+
+async fn passkey_pending(h: &Harness) -> String {
+    let (status, step) = post(
+        h,
+        "/api/v1/sessions",
+        json!({"username": "pat", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(
+        (status, step["stage"].as_str()),
+        (200, Some("second-factor"))
+    );
+    assert!(
+        step["methods"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("passkey"))
+    );
+    step["pending_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totp_codes_from_oathtool_are_accepted_once() {
+    let h = Harness::start().await;
+    let user = username(Role::Technician);
+    let secret = h.secrets[&user].to_base32();
+    h.clock.advance(Duration::from_secs(45));
+    let when = h
+        .clock
+        .now()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let out = std::process::Command::new("oathtool")
+        .args(["--totp", "-b", "--now", &when, secret.as_str()])
+        .output()
+        .expect("oathtool (Debian package oathtool) is needed for this test");
+    assert!(out.status.success());
+    let code = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let pending = h.password_step(&user).await;
+    let (status, issued) = post(
+        &h,
+        "/api/v1/sessions/totp",
+        json!({"pending_token": pending, "code": code}),
+    )
+    .await;
+    assert_eq!(status, 200, "{issued}");
+    // The same code again, in a new login within the same 30 s: a replay.
+    let pending = h.password_step(&user).await;
+    let (status, body) = post(
+        &h,
+        "/api/v1/sessions/totp",
+        json!({"pending_token": pending, "code": code}),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_back_off_then_lock_and_never_reveal_whether_a_user_exists() {
+    let h = Harness::start().await;
+    let user = username(Role::Pharmacist);
+    let (s1, b1) = post(
+        &h,
+        "/api/v1/sessions",
+        json!({"username": "no-such-user", "password": "wrong password here"}),
+    )
+    .await;
+    let (s2, b2) = post(
+        &h,
+        "/api/v1/sessions",
+        json!({"username": user, "password": "wrong password here"}),
+    )
+    .await;
+    assert_eq!(
+        (s1, &b1),
+        (s2, &b2),
+        "unknown user and wrong password look the same"
+    );
+    assert_eq!(s1, 401);
+
+    // Keep failing (waiting out each backoff on the clock) until locked.
+    let mut attempts = 1;
+    let mut saw_backoff = false;
+    let locked = loop {
+        let r = h
+            .client
+            .post(h.url("/api/v1/sessions"))
+            .json(&json!({"username": user, "password": "wrong password here"}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        match status {
+            401 => attempts += 1,
+            429 => {
+                saw_backoff = true;
+                let wait: u64 = r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                h.clock.advance(Duration::from_secs(wait));
+            }
+            423 => break attempts,
+            other => panic!("unexpected {other}"),
+        }
+        assert!(attempts < 100, "locked well under 100 failures");
+    };
+    assert!(saw_backoff, "exponential backoff before the lock");
+    assert!(locked < 100);
+    // The right password does not get in while locked, and says only "locked".
+    let (status, _) = post(
+        &h,
+        "/api/v1/sessions",
+        json!({"username": user, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 423);
+    // An unknown name locks the same way.
+    let mut unknown = 0;
+    loop {
+        let r = h
+            .client
+            .post(h.url("/api/v1/sessions"))
+            .json(&json!({"username": "ghost", "password": "wrong password here"}))
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            401 => unknown += 1,
+            429 => h.clock.advance(Duration::from_secs(
+                r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+            )),
+            423 => break,
+            other => panic!("unexpected {other}"),
+        }
+        assert!(unknown < 100);
+    }
+    assert_eq!(
+        unknown, locked,
+        "unknown names lock after the same number of failures"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_after_30_idle_minutes_and_after_12_hours_in_any_case() {
+    let h = Harness::start().await;
+    let user = username(Role::Pharmacist);
+    let token = h.login(&user).await;
+    h.clock.advance(Duration::from_secs(29 * 60));
+    assert_eq!(
+        get(&h, "/api/v1/sessions", &token).await,
+        200,
+        "29 idle minutes"
+    );
+    h.clock.advance(Duration::from_secs(31 * 60));
+    assert_eq!(
+        get(&h, "/api/v1/sessions", &token).await,
+        401,
+        "31 idle minutes"
+    );
+
+    let token = h.login(&user).await;
+    for _ in 0..(12 * 60 / 20 - 1) {
+        h.clock.advance(Duration::from_secs(20 * 60));
+        assert_eq!(
+            get(&h, "/api/v1/sessions", &token).await,
+            200,
+            "active, under 12 h"
+        );
+    }
+    h.clock.advance(Duration::from_secs(21 * 60));
+    assert_eq!(
+        get(&h, "/api/v1/sessions", &token).await,
+        401,
+        "past the 12-hour absolute lifetime"
+    );
+}

@@ -1,0 +1,232 @@
+//! A real server for tests: a vault on SQLite with synthetic patients (and
+//! fills dated today), one user per role with TOTP, a service account, the
+//! HTTPS server on an ephemeral port, and a client that trusts its
+//! certificate. The vault runs on a `ManualClock` the test drives.
+
+#![allow(dead_code)]
+
+use rxvault_auth::{Auth, AuthConfig, Role, Scope};
+use rxvault_crypto::otp::TotpSecret;
+use rxvault_crypto::{Password, Token};
+use rxvault_model::{Clock, ManualClock, RecordKind};
+use rxvault_server::tls::TlsSource;
+use rxvault_server::{ServeOptions, Server};
+use rxvault_vault::import::ImportOptions;
+use rxvault_vault::keys::InitKey;
+use rxvault_vault::{KeySource, StoreConfig, Vault};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const TODAY: time::Date = time::macros::date!(2026 - 11 - 28);
+
+pub struct Harness {
+    pub tmp: tempfile::TempDir,
+    pub vault: Arc<Vault>,
+    pub auth: Arc<Auth>,
+    pub clock: Arc<ManualClock>,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub secrets: HashMap<String, TotpSecret>,
+    pub service_key: String,
+    /// Ids of records to use in requests.
+    pub ids: HashMap<RecordKind, String>,
+    /// A fill dated today, and one that is not.
+    pub fill_today: String,
+    pub fill_other_day: String,
+    pub input: std::path::PathBuf,
+}
+
+pub fn username(role: Role) -> String {
+    format!("u-{}", role.name())
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Self::start_with(AuthConfig::default()).await
+    }
+
+    pub async fn start_with(auth_config: AuthConfig) -> Harness {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(
+            time::macros::datetime!(2026-11-28 15:00 UTC),
+        ));
+        let dyn_clock: Arc<dyn Clock> = clock.clone();
+        let data = tmp.path().join("data");
+        let key = tmp.path().join("keys/vault.key");
+        Vault::init(
+            &data,
+            StoreConfig::Sqlite,
+            InitKey::File(Some(key.clone())),
+            dyn_clock.clone(),
+        )
+        .unwrap();
+        let vault = Arc::new(Vault::open(&data, Some(KeySource::File(key)), dyn_clock).unwrap());
+        let input = tmp.path().join("synth");
+        let config = rxvault_synth::Config {
+            patients: 150,
+            seed: 21,
+            as_of: TODAY,
+        };
+        rxvault_synth::write_ndjson(&config, &input, &mut |_| {}).unwrap();
+        vault
+            .import(
+                std::slice::from_ref(&input),
+                &ImportOptions::default(),
+                &mut (),
+            )
+            .unwrap();
+
+        // One record id of each kind, from one patient with all of them.
+        let mut ids = HashMap::new();
+        let mut fill_today = String::new();
+        let mut fill_other_day = String::new();
+        for i in 0..config.patients {
+            let r = rxvault_synth::patient_records(&config, i);
+            if fill_today.is_empty()
+                && let Some(f) = r.fills.iter().find(|f| {
+                    f.fill_date
+                        .as_deref()
+                        .is_some_and(|d| d.starts_with("2026-11-28"))
+                })
+            {
+                fill_today = f.id.clone();
+            }
+            if ids.is_empty()
+                && !r.coverages.is_empty()
+                && !r.allergies.is_empty()
+                && let Some(f) = r.fills.iter().find(|f| {
+                    f.fill_date
+                        .as_deref()
+                        .is_some_and(|d| !d.starts_with("2026-11-28"))
+                })
+            {
+                fill_other_day = f.id.clone();
+                ids.insert(RecordKind::Patient, r.patient.id.clone());
+                ids.insert(RecordKind::Coverage, r.coverages[0].id.clone());
+                ids.insert(RecordKind::Prescription, r.prescriptions[0].id.clone());
+                ids.insert(RecordKind::Fill, f.id.clone());
+                ids.insert(RecordKind::Allergy, r.allergies[0].id.clone());
+            }
+        }
+        assert!(
+            !ids.is_empty() && !fill_today.is_empty(),
+            "the synthetic data has what the tests need"
+        );
+
+        let auth = Arc::new(Auth::open(vault.clone(), auth_config).unwrap());
+        let holder = auth.key_holder();
+        let mut secrets = HashMap::new();
+        for role in Role::ALL {
+            let name = username(role);
+            holder
+                .create_user(&name, role, &Password::new(PASSWORD.into()))
+                .unwrap();
+            let enrolment = holder.enrol_totp(&name).unwrap();
+            secrets.insert(
+                name,
+                TotpSecret::from_base32(&enrolment.secret_base32()).unwrap(),
+            );
+        }
+        holder
+            .create_user("victim", Role::Technician, &Password::new(PASSWORD.into()))
+            .unwrap();
+        holder.create_service_account("pms").unwrap();
+        let issued = holder
+            .issue_api_key(
+                "pms",
+                &[Scope::PatientsRead, Scope::PrescriptionsRead],
+                &[],
+                None,
+            )
+            .unwrap();
+        let service_key = issued.key.expose().to_string();
+        drop(holder);
+
+        let options = ServeOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls: TlsSource::SelfSigned,
+            limits: Default::default(),
+            base_url: None,
+        };
+        let server = Server::bind(vault.clone(), auth.clone(), &options).unwrap();
+        let port = server.local_addr.port();
+        let tls = rxvault_crypto::tls::client_config_trusting(&server.cert_pem).unwrap();
+        tokio::spawn(server.run(std::future::pending()));
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        Harness {
+            tmp,
+            vault,
+            auth,
+            clock,
+            base: format!("https://localhost:{port}"),
+            client,
+            secrets,
+            service_key,
+            ids,
+            fill_today,
+            fill_other_day,
+            input,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Password step only: the pending token.
+    pub async fn password_step(&self, user: &str) -> String {
+        let r = self
+            .client
+            .post(self.url("/api/v1/sessions"))
+            .json(&json!({"username": user, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "password step for {user}");
+        r.json::<Value>().await.unwrap()["pending_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// A full login (password + TOTP). Moves the clock one TOTP step first,
+    /// so a code is never a replay of the previous login's.
+    pub async fn login(&self, user: &str) -> String {
+        self.clock.advance(Duration::from_secs(30));
+        let pending = self.password_step(user).await;
+        let code = self.secrets[user].code_at(self.clock.now().unix_timestamp());
+        let r = self
+            .client
+            .post(self.url("/api/v1/sessions/totp"))
+            .json(&json!({"pending_token": pending, "code": code.as_str()}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "TOTP step for {user}");
+        r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn audit_size(&self) -> u64 {
+        self.vault.audit().unwrap().reader().size().unwrap()
+    }
+
+    pub fn last_entries(&self, n: u64) -> Vec<rxvault_audit::LoggedEntry> {
+        let reader = self.vault.audit().unwrap().reader().clone();
+        let size = reader.size().unwrap();
+        reader.entries(size.saturating_sub(n), size).unwrap()
+    }
+
+    pub fn token_of(text: &str) -> Token {
+        Token::from_presented(text)
+    }
+}

@@ -1,0 +1,1398 @@
+//! Storage of the tamper-evident audit log, apart from the PHI tables.
+//!
+//! The log is append-only: entries (opaque canonical bytes the audit crate
+//! encodes and hashes), the lookup keys that index them (keyed hashes of
+//! actor, session, host and address; patient record keys; action codes),
+//! the stored Merkle tree nodes and the signed checkpoints. A batch of all
+//! of these is committed in one transaction ([`AuditStore::append`]), so a
+//! crash keeps either all of a group commit or none of it.
+//!
+//! Two backends, one behaviour (`tests/audit_conformance.rs`):
+//! - [`SqliteAuditStore`]: its own database file, `DIR/audit.db`
+//!   ([`AUDIT_DB_FILE`]), with its own WAL and `synchronous=FULL`, so the
+//!   audit write load never takes the PHI database's write lock.
+//! - [`PgAuditStore`]: tables `audit_*` in the vault's PostgreSQL schema.
+//!
+//! Each has its own schema version (`audit_meta.schema_version`,
+//! [`AUDIT_SCHEMA_VERSION`]); a newer one is refused ([`Error::TooNew`]).
+//!
+//! ```text
+//! audit_entries     (idx PK, time_ms, entry)          the log, in order
+//! audit_postings    (key, first_idx) PK, min/max time, idxs   lookups: key → entries
+//! audit_nodes       (level, idx) PK, hash             complete-subtree hashes
+//! audit_checkpoints (size PK, time_ms, root, note)    signed checkpoints
+//! audit_deks        (dek PK, first_idx)               data keys entry bodies use
+//! audit_meta        (key PK, value)                   schema version
+//! ```
+//!
+//! **Nothing here is trusted by verification.** The store is a dumb
+//! container: the audit crate recomputes every hash from `audit_entries`
+//! and checks signatures against keys it gets elsewhere. This module does
+//! not validate what it is given beyond keeping the log contiguous.
+
+use crate::{Backend, Error, Result};
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Statement};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rxvault_model::Rid;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The audit schema version this build writes.
+pub const AUDIT_SCHEMA_VERSION: u32 = 1;
+
+/// The audit database's file name in a vault's data directory.
+pub const AUDIT_DB_FILE: &str = "audit.db";
+
+/// A key entries are looked up by. The 16-byte values are keyed hashes
+/// (computed by the audit crate with the vault's index key), never
+/// identifiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AuditKey {
+    /// The actor (user or service account) id's keyed hash.
+    Actor([u8; 16]),
+    /// The session id's keyed hash.
+    Session([u8; 16]),
+    /// The host or agent id's keyed hash.
+    Host([u8; 16]),
+    /// The source address's keyed hash.
+    Ip([u8; 16]),
+    /// A patient's record key.
+    Patient(Rid),
+    /// An action code.
+    Action(u16),
+}
+
+impl AuditKey {
+    /// The bytes stored in `audit_postings.key`: a kind byte, then the value.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let (kind, value): (u8, &[u8]) = match self {
+            AuditKey::Actor(v) => (1, v),
+            AuditKey::Session(v) => (2, v),
+            AuditKey::Host(v) => (3, v),
+            AuditKey::Ip(v) => (4, v),
+            AuditKey::Patient(r) => (5, &r.0),
+            AuditKey::Action(code) => return vec![6, (code >> 8) as u8, *code as u8],
+        };
+        let mut out = Vec::with_capacity(1 + value.len());
+        out.push(kind);
+        out.extend_from_slice(value);
+        out
+    }
+}
+
+/// One entry to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntryWrite {
+    /// Its position in the log (0-based).
+    pub index: u64,
+    /// When it happened (Unix milliseconds).
+    pub time_ms: i64,
+    /// The data key that sealed its body (so key retirement can see it).
+    pub dek: u32,
+    /// The canonical encoding (what the Merkle leaf hashes).
+    pub bytes: Vec<u8>,
+    /// Lookup keys (duplicates are ignored).
+    pub keys: Vec<AuditKey>,
+}
+
+/// A stored Merkle tree node: the hash of the complete subtree of `2^level`
+/// leaves starting at leaf `index << level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditNode {
+    /// Height (0: a leaf).
+    pub level: u8,
+    /// Position within the level.
+    pub index: u64,
+    /// The subtree hash.
+    pub hash: [u8; 32],
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCheckpoint {
+    /// Tree size it commits to.
+    pub size: u64,
+    /// When it was signed (Unix milliseconds).
+    pub time_ms: i64,
+    /// The root hash it commits to.
+    pub root: [u8; 32],
+    /// The signed note text (what verification parses and checks).
+    pub note: String,
+}
+
+/// What one group commit writes, atomically.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditBatch {
+    /// Entries with consecutive indexes, the first equal to the log's size.
+    pub entries: Vec<AuditEntryWrite>,
+    /// Tree nodes completed by these entries.
+    pub nodes: Vec<AuditNode>,
+    /// A checkpoint signed over the log including these entries.
+    pub checkpoint: Option<AuditCheckpoint>,
+}
+
+/// The result of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Appended {
+    /// Durably committed.
+    Committed,
+    /// Nothing was written: the batch did not start at the log's end
+    /// (another process appended meanwhile). The log's size is `size`.
+    Conflict {
+        /// The log's actual size.
+        size: u64,
+    },
+}
+
+/// An indexed lookup: entries carrying **every** key, in a time range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditLookup {
+    /// Keys an entry must all carry (none: every entry in the time range).
+    pub keys: Vec<AuditKey>,
+    /// From this time (Unix ms, inclusive).
+    pub from_ms: Option<i64>,
+    /// Until this time (Unix ms, exclusive).
+    pub to_ms: Option<i64>,
+    /// Only entries with an index above this (for paging).
+    pub after: Option<u64>,
+    /// At most this many entries (0: no limit).
+    pub limit: usize,
+}
+
+/// A stored entry: its index and canonical bytes.
+pub type RawEntry = (u64, Vec<u8>);
+
+/// The audit log's storage interface. Blocking, shareable between threads.
+pub trait AuditStore: Send + Sync + std::fmt::Debug {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+
+    /// The audit schema version of the database.
+    fn schema_version(&self) -> Result<u32>;
+
+    /// How many entries the log holds: the highest stored index plus one.
+    fn size(&self) -> Result<u64>;
+
+    /// Appends a batch atomically and durably, if its first entry's index is
+    /// the log's size (else writes nothing and says so).
+    fn append(&self, batch: &AuditBatch) -> Result<Appended>;
+
+    /// Appends the batch `build` makes for the log's current size, with
+    /// every other appender (in any process) held off from before the size
+    /// is read until the commit: no conflict is possible. `build` returning
+    /// `None` writes nothing. Returns whether a batch was committed. The
+    /// batch's first entry must have index `size`.
+    fn append_with(&self, build: &mut dyn FnMut(u64) -> Option<AuditBatch>) -> Result<bool>;
+
+    /// The stored entries with `from <= index < to`, in index order (gaps,
+    /// if rows were deleted, show as missing indexes).
+    fn entries(&self, from: u64, to: u64) -> Result<Vec<RawEntry>>;
+
+    /// The stored entries at these indexes (missing ones are left out), in
+    /// index order.
+    fn entries_at(&self, indexes: &[u64]) -> Result<Vec<RawEntry>>;
+
+    /// Entries found through the index (see [`AuditLookup`]), in index
+    /// order.
+    fn lookup(&self, lookup: &AuditLookup) -> Result<Vec<RawEntry>>;
+
+    /// Stored nodes of `level` with `from <= index < to`, in index order.
+    fn nodes(&self, level: u8, from: u64, to: u64) -> Result<Vec<(u64, [u8; 32])>>;
+
+    /// The levels that have stored nodes.
+    fn node_levels(&self) -> Result<Vec<u8>>;
+
+    /// Every stored checkpoint, by size.
+    fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>>;
+
+    /// The checkpoint with the largest size.
+    fn latest_checkpoint(&self) -> Result<Option<AuditCheckpoint>>;
+
+    /// The data keys that sealed entry bodies.
+    fn deks(&self) -> Result<Vec<u32>>;
+}
+
+const MIGRATION_1: &[&str] = &[
+    "CREATE TABLE audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE audit_entries (idx INTEGER PRIMARY KEY, time_ms BIGINT NOT NULL, entry BLOB NOT NULL)",
+    "CREATE INDEX audit_entries_time ON audit_entries (time_ms)",
+    // One row per key per group commit: the entries of that commit that
+    // carry the key (varint deltas). Under load a commit holds thousands of
+    // entries sharing a few hundred users, sessions, hosts and addresses,
+    // so this is several times fewer B-tree inserts than a row per key per
+    // entry, at the same lookup cost.
+    "CREATE TABLE audit_postings (key BLOB NOT NULL, first_idx BIGINT NOT NULL, \
+     min_time BIGINT NOT NULL, max_time BIGINT NOT NULL, idxs BLOB NOT NULL, \
+     PRIMARY KEY (key, first_idx)) WITHOUT ROWID",
+    "CREATE TABLE audit_nodes (level BIGINT NOT NULL, idx BIGINT NOT NULL, hash BLOB NOT NULL, \
+     PRIMARY KEY (level, idx)) WITHOUT ROWID",
+    "CREATE TABLE audit_checkpoints (size INTEGER PRIMARY KEY, time_ms BIGINT NOT NULL, \
+     root BLOB NOT NULL, note TEXT NOT NULL)",
+    "CREATE TABLE audit_deks (dek INTEGER PRIMARY KEY, first_idx BIGINT NOT NULL)",
+];
+
+fn migration(version: u32) -> &'static [&'static str] {
+    match version {
+        1 => MIGRATION_1,
+        _ => &[],
+    }
+}
+
+fn pg_ddl(sql: &str) -> String {
+    sql.replace("INTEGER PRIMARY KEY", "BIGINT PRIMARY KEY")
+        .replace("BLOB", "BYTEA")
+        .replace(" WITHOUT ROWID", "")
+}
+
+/// The DML, written once with `?` placeholders.
+struct AuditSql {
+    max_idx: String,
+    entry_insert: String,
+    key_insert: String,
+    postings: String,
+    entry_time_at: String,
+    time_range: String,
+    node_insert: String,
+    checkpoint_insert: String,
+    dek_insert: String,
+    entries_range: String,
+    entry_at: String,
+    nodes_range: String,
+    node_levels: String,
+    checkpoints: String,
+    latest_checkpoint: String,
+    deks: String,
+    meta_get: String,
+}
+
+impl AuditSql {
+    fn new(dialect: fn(&str) -> String) -> Self {
+        Self {
+            max_idx: "SELECT MAX(idx) FROM audit_entries".into(),
+            entry_insert: dialect(
+                "INSERT INTO audit_entries (idx, time_ms, entry) VALUES (?, ?, ?)",
+            ),
+            key_insert: dialect(
+                "INSERT INTO audit_postings (key, first_idx, min_time, max_time, idxs) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (key, first_idx) DO UPDATE SET \
+                 min_time = excluded.min_time, max_time = excluded.max_time, idxs = excluded.idxs",
+            ),
+            postings: dialect(
+                "SELECT first_idx, idxs FROM audit_postings \
+                 WHERE key = ? AND max_time >= ? AND min_time < ? ORDER BY first_idx",
+            ),
+            entry_time_at: dialect("SELECT idx, time_ms, entry FROM audit_entries WHERE idx = ?"),
+            time_range: dialect(
+                "SELECT idx, entry FROM audit_entries WHERE idx IN \
+                 (SELECT idx FROM audit_entries WHERE time_ms >= ? AND time_ms < ?) \
+                 AND idx > ? ORDER BY idx LIMIT ?",
+            ),
+            node_insert: dialect("INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)"),
+            checkpoint_insert: dialect(
+                "INSERT INTO audit_checkpoints (size, time_ms, root, note) VALUES (?, ?, ?, ?)",
+            ),
+            dek_insert: dialect(
+                "INSERT INTO audit_deks (dek, first_idx) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            ),
+            entries_range: dialect(
+                "SELECT idx, entry FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            ),
+            entry_at: dialect("SELECT idx, entry FROM audit_entries WHERE idx = ?"),
+            nodes_range: dialect(
+                "SELECT idx, hash FROM audit_nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            ),
+            node_levels: "SELECT DISTINCT level FROM audit_nodes ORDER BY level".into(),
+            checkpoints: "SELECT size, time_ms, root, note FROM audit_checkpoints ORDER BY size"
+                .into(),
+            latest_checkpoint:
+                "SELECT size, time_ms, root, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
+                    .into(),
+            deks: "SELECT dek FROM audit_deks ORDER BY dek".into(),
+            meta_get: dialect("SELECT value FROM audit_meta WHERE key = ?"),
+        }
+    }
+}
+
+/// One posting row: the entries of one batch that carry `key`.
+struct Posting {
+    key: Vec<u8>,
+    first: i64,
+    min_time: i64,
+    max_time: i64,
+    /// The other indexes, as LEB128 deltas from the previous one.
+    rest: Vec<u8>,
+}
+
+/// The posting rows of a batch, sorted by key (a key repeated within an
+/// entry counts once).
+fn postings(batch: &AuditBatch) -> Result<Vec<Posting>> {
+    let mut all: Vec<(AuditKey, i64, i64)> = Vec::with_capacity(batch.entries.len() * 6);
+    for e in &batch.entries {
+        let idx = to_i64(e.index)?;
+        all.extend(e.keys.iter().map(|k| (*k, idx, e.time_ms)));
+    }
+    all.sort_unstable_by_key(|(k, i, _)| (*k, *i));
+    let mut out: Vec<Posting> = Vec::new();
+    let mut current: Option<(AuditKey, i64)> = None;
+    for (key, idx, time) in all {
+        match current {
+            Some((k, prev)) if k == key => {
+                if idx == prev {
+                    continue;
+                }
+                let p = out.last_mut().expect("a posting per key");
+                push_varint(&mut p.rest, (idx - prev) as u64);
+                p.min_time = p.min_time.min(time);
+                p.max_time = p.max_time.max(time);
+            }
+            _ => out.push(Posting {
+                key: key.to_bytes(),
+                first: idx,
+                min_time: time,
+                max_time: time,
+                rest: Vec::new(),
+            }),
+        }
+        current = Some((key, idx));
+    }
+    Ok(out)
+}
+
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// The indexes of a posting row.
+fn decode_posting(first: i64, rest: &[u8], out: &mut Vec<u64>) -> Result<()> {
+    let bad = || Error::Corrupt("audit posting list".into());
+    let mut idx = u64::try_from(first).map_err(|_| bad())?;
+    out.push(idx);
+    let (mut v, mut shift) = (0u64, 0u32);
+    for b in rest {
+        if shift > 63 {
+            return Err(bad());
+        }
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            idx = idx.checked_add(v).ok_or_else(bad)?;
+            out.push(idx);
+            v = 0;
+            shift = 0;
+        } else {
+            shift += 7;
+        }
+    }
+    if shift != 0 {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// Reads a key's posting rows in a time range: (first index, deltas).
+type PostingRows<'a> = dyn Fn(&[u8], i64, i64) -> Result<Vec<(i64, Vec<u8>)>> + 'a;
+/// Fetches entries with their times.
+type FetchTimed<'a> = dyn Fn(&[u64]) -> Result<Vec<(u64, i64, Vec<u8>)>> + 'a;
+
+/// Entries carrying every key of `l`, from the posting lists: read each
+/// key's rows in the time range, intersect, then fetch the entries (in
+/// index order, in chunks, until `limit`) and keep those in the range.
+fn lookup_postings(
+    l: &AuditLookup,
+    rows: &PostingRows<'_>,
+    fetch: &FetchTimed<'_>,
+) -> Result<Vec<RawEntry>> {
+    let (from, to, after, limit) = bounds(l)?;
+    let mut set: Option<Vec<u64>> = None;
+    for key in &l.keys {
+        let mut idxs = Vec::new();
+        for (first, rest) in rows(&key.to_bytes(), from, to)? {
+            decode_posting(first, &rest, &mut idxs)?;
+        }
+        idxs.sort_unstable();
+        idxs.dedup();
+        set = Some(match set {
+            None => idxs,
+            Some(prev) => {
+                let mut out = Vec::with_capacity(prev.len().min(idxs.len()));
+                let (mut i, mut j) = (0, 0);
+                while i < prev.len() && j < idxs.len() {
+                    match prev[i].cmp(&idxs[j]) {
+                        std::cmp::Ordering::Less => i += 1,
+                        std::cmp::Ordering::Greater => j += 1,
+                        std::cmp::Ordering::Equal => {
+                            out.push(prev[i]);
+                            i += 1;
+                            j += 1;
+                        }
+                    }
+                }
+                out
+            }
+        });
+    }
+    let candidates: Vec<u64> = set
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| i64::try_from(*i).is_ok_and(|i| i > after))
+        .collect();
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    for chunk in candidates.chunks(512) {
+        for (i, t, e) in fetch(chunk)? {
+            if t >= from && t < to {
+                out.push((i, e));
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| Error::Corrupt(format!("audit {what} {v}")))
+}
+
+fn to_i64(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::Corrupt(format!("audit index {v} out of range")))
+}
+
+fn to_hash(v: Vec<u8>, what: &str) -> Result<[u8; 32]> {
+    v.try_into()
+        .map_err(|v: Vec<u8>| Error::Corrupt(format!("audit {what} of {} bytes", v.len())))
+}
+
+fn check_contiguous(batch: &AuditBatch) -> Result<()> {
+    for w in batch.entries.windows(2) {
+        if w[1].index != w[0].index + 1 {
+            return Err(Error::Corrupt(format!(
+                "audit batch is not contiguous: {} follows {}",
+                w[1].index, w[0].index
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Time bounds and paging as bound parameters.
+fn bounds(l: &AuditLookup) -> Result<(i64, i64, i64, i64)> {
+    let after = match l.after {
+        Some(a) => to_i64(a)?,
+        None => -1,
+    };
+    let limit = if l.limit == 0 {
+        i64::MAX
+    } else {
+        i64::try_from(l.limit).unwrap_or(i64::MAX)
+    };
+    Ok((
+        l.from_ms.unwrap_or(i64::MIN),
+        l.to_ms.unwrap_or(i64::MAX),
+        after,
+        limit,
+    ))
+}
+
+// ---------------------------------------------------------------- SQLite
+
+const MAX_IDLE_READERS: usize = 8;
+
+/// The audit log in its own SQLite file (`DIR/audit.db`).
+pub struct SqliteAuditStore {
+    path: PathBuf,
+    /// Wakes the checkpointer thread; dropping it stops the thread.
+    checkpointer: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    /// The one writer connection; group commit means one transaction at a
+    /// time anyway, and queueing on this mutex beats `SQLITE_BUSY`.
+    writer: Mutex<Connection>,
+    /// Idle reader connections (WAL lets them read beside the writer).
+    readers: Mutex<Vec<Connection>>,
+    sql: AuditSql,
+}
+
+impl std::fmt::Debug for SqliteAuditStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteAuditStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn sqlite_err(e: rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => Error::DiskFull,
+        _ => Error::Sqlite(e),
+    }
+}
+
+impl SqliteAuditStore {
+    /// Opens the audit database at `path`, creating it (and its schema) if
+    /// `create` and it does not exist.
+    pub fn open(path: &Path, create: bool) -> Result<Self> {
+        if !create && !path.exists() {
+            return Err(Error::NotAVault(format!(
+                "{} (no such audit database)",
+                path.display()
+            )));
+        }
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let mut conn = Self::connect(path, flags)?;
+        sqlite_migrate(&mut conn, path)?;
+        // The writer never checkpoints: copying the WAL back into the
+        // database would stall group commits. A thread with its own
+        // connection does it beside the writer (PASSIVE: never blocks it).
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(sqlite_err)?;
+        let checkpointer = Self::start_checkpointer(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            checkpointer: Mutex::new(Some(checkpointer)),
+            writer: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+            sql: AuditSql::new(|s| s.to_string()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn start_checkpointer(path: &Path) -> Result<std::sync::mpsc::Sender<()>> {
+        let conn = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("rxvault-audit-wal".into())
+            .spawn(move || {
+                use std::sync::mpsc::RecvTimeoutError;
+                loop {
+                    match rx.recv_timeout(std::time::Duration::from_millis(500)) {
+                        Ok(()) => {
+                            // Coalesce wake-ups.
+                            while rx.try_recv().is_ok() {}
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => {
+                            let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
+                            return;
+                        }
+                    }
+                    // A failure (busy, disk full) is retried on the next
+                    // round; the WAL only grows meanwhile.
+                    let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
+                }
+            })
+            .map_err(|e| Error::Corrupt(format!("starting the audit WAL checkpointer: {e}")))?;
+        Ok(tx)
+    }
+
+    fn nudge_checkpointer(&self) {
+        if let Some(tx) = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            let _ = tx.send(());
+        }
+    }
+
+    fn connect(path: &Path, flags: OpenFlags) -> Result<Connection> {
+        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(sqlite_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sqlite_err)?;
+        // synchronous=FULL: a commit is on disk before `append` returns, which
+        // is what "no audit, no access" rests on.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; \
+             PRAGMA cache_size = -65536;",
+        )
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) => Error::NotAVault(path.display().to_string()),
+            _ => sqlite_err(e),
+        })?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+
+    fn size_in(&self, tx: &rusqlite::Transaction<'_>) -> Result<u64> {
+        let max: Option<i64> = tx
+            .prepare_cached(&self.sql.max_idx)?
+            .query_row([], |r| r.get(0))
+            .map_err(sqlite_err)?;
+        match max {
+            Some(m) => Ok(to_u64(m, "entry index")? + 1),
+            None => Ok(0),
+        }
+    }
+
+    fn insert(&self, tx: &rusqlite::Transaction<'_>, batch: &AuditBatch) -> Result<()> {
+        let mut entry = tx.prepare_cached(&self.sql.entry_insert)?;
+        let mut dek = tx.prepare_cached(&self.sql.dek_insert)?;
+        let mut last_dek = None;
+        let mut key = tx.prepare_cached(&self.sql.key_insert)?;
+        for p in postings(batch)? {
+            key.execute(params![p.key, p.first, p.min_time, p.max_time, p.rest])
+                .map_err(sqlite_err)?;
+        }
+        for e in &batch.entries {
+            let idx = to_i64(e.index)?;
+            entry
+                .execute(params![idx, e.time_ms, &e.bytes])
+                .map_err(sqlite_err)?;
+            if last_dek != Some(e.dek) {
+                dek.execute(params![i64::from(e.dek), idx])
+                    .map_err(sqlite_err)?;
+                last_dek = Some(e.dek);
+            }
+        }
+        let mut node = tx.prepare_cached(&self.sql.node_insert)?;
+        for n in &batch.nodes {
+            node.execute(params![i64::from(n.level), to_i64(n.index)?, &n.hash[..]])
+                .map_err(sqlite_err)?;
+        }
+        if let Some(c) = &batch.checkpoint {
+            tx.prepare_cached(&self.sql.checkpoint_insert)?
+                .execute(params![to_i64(c.size)?, c.time_ms, &c.root[..], &c.note])
+                .map_err(sqlite_err)?;
+        }
+        Ok(())
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => Self::connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?,
+        };
+        let result = f(&conn).map_err(sqlite_err);
+        let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+fn sqlite_migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) => Error::NotAVault(path.display().to_string()),
+            _ => sqlite_err(e),
+        })?;
+    let has_meta: i64 = tx
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_meta'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sqlite_err)?;
+    let mut version = if has_meta > 0 {
+        let v: Option<String> = tx
+            .query_row(
+                "SELECT value FROM audit_meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sqlite_err)?;
+        v.and_then(|v| v.parse::<u32>().ok()).ok_or_else(|| {
+            Error::NotAVault(format!("{} (no audit schema version)", path.display()))
+        })?
+    } else {
+        0
+    };
+    if version > AUDIT_SCHEMA_VERSION {
+        return Err(Error::TooNew {
+            found: version,
+            supported: AUDIT_SCHEMA_VERSION,
+        });
+    }
+    while version < AUDIT_SCHEMA_VERSION {
+        version += 1;
+        for stmt in migration(version) {
+            tx.execute(stmt, []).map_err(sqlite_err)?;
+        }
+        tx.execute(
+            "INSERT INTO audit_meta (key, value) VALUES ('schema_version', ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![version.to_string()],
+        )
+        .map_err(sqlite_err)?;
+    }
+    tx.commit().map_err(sqlite_err)
+}
+
+/// An entry's bytes whatever SQLite type they were stored as (a tampered
+/// row may hold text or a number): verification must see and report it,
+/// not fail to read it.
+fn sqlite_bytes(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Vec<u8>> {
+    use rusqlite::types::ValueRef;
+    Ok(match row.get_ref(i)? {
+        ValueRef::Blob(b) | ValueRef::Text(b) => b.to_vec(),
+        ValueRef::Integer(n) => n.to_be_bytes().to_vec(),
+        ValueRef::Real(f) => f.to_be_bytes().to_vec(),
+        ValueRef::Null => Vec::new(),
+    })
+}
+
+fn sqlite_entries(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<(i64, Vec<u8>)>> {
+    stmt.query_map(params, |r| Ok((r.get(0)?, sqlite_bytes(r, 1)?)))?
+        .collect()
+}
+
+fn raw_entries(rows: Vec<(i64, Vec<u8>)>) -> Result<Vec<RawEntry>> {
+    rows.into_iter()
+        .map(|(i, e)| Ok((to_u64(i, "entry index")?, e)))
+        .collect()
+}
+
+fn raw_checkpoint(size: i64, time_ms: i64, root: Vec<u8>, note: String) -> Result<AuditCheckpoint> {
+    Ok(AuditCheckpoint {
+        size: to_u64(size, "checkpoint size")?,
+        time_ms,
+        root: to_hash(root, "checkpoint root")?,
+        note,
+    })
+}
+
+impl AuditStore for SqliteAuditStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn schema_version(&self) -> Result<u32> {
+        let v: Option<String> = self.read(|c| {
+            c.prepare_cached(&self.sql.meta_get)?
+                .query_row(params!["schema_version"], |r| r.get(0))
+                .optional()
+        })?;
+        v.and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::NotAVault(self.path.display().to_string()))
+    }
+
+    fn size(&self) -> Result<u64> {
+        let max: Option<i64> = self.read(|c| {
+            c.prepare_cached(&self.sql.max_idx)?
+                .query_row([], |r| r.get(0))
+        })?;
+        match max {
+            Some(m) => Ok(to_u64(m, "entry index")? + 1),
+            None => Ok(0),
+        }
+    }
+
+    fn append(&self, batch: &AuditBatch) -> Result<Appended> {
+        check_contiguous(batch)?;
+        let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_err)?;
+        let size = self.size_in(&tx)?;
+        if let Some(first) = batch.entries.first()
+            && first.index != size
+        {
+            return Ok(Appended::Conflict { size });
+        }
+        self.insert(&tx, batch)?;
+        tx.commit().map_err(sqlite_err)?;
+        self.nudge_checkpointer();
+        Ok(Appended::Committed)
+    }
+
+    fn append_with(&self, build: &mut dyn FnMut(u64) -> Option<AuditBatch>) -> Result<bool> {
+        let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        // IMMEDIATE takes the database's write lock now: other processes'
+        // appenders wait (busy timeout) until this commits.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_err)?;
+        let size = self.size_in(&tx)?;
+        let Some(batch) = build(size) else {
+            return Ok(false);
+        };
+        check_contiguous(&batch)?;
+        if let Some(first) = batch.entries.first()
+            && first.index != size
+        {
+            return Err(Error::Corrupt(format!(
+                "audit batch starts at {} but the log holds {size}",
+                first.index
+            )));
+        }
+        self.insert(&tx, &batch)?;
+        tx.commit().map_err(sqlite_err)?;
+        self.nudge_checkpointer();
+        Ok(true)
+    }
+
+    fn entries(&self, from: u64, to: u64) -> Result<Vec<RawEntry>> {
+        let (from, to) = (to_i64(from)?, to_i64(to.min(i64::MAX as u64))?);
+        let rows = self.read(|c| {
+            sqlite_entries(
+                &mut c.prepare_cached(&self.sql.entries_range)?,
+                params![from, to],
+            )
+        })?;
+        raw_entries(rows)
+    }
+
+    fn entries_at(&self, indexes: &[u64]) -> Result<Vec<RawEntry>> {
+        let mut sorted: Vec<i64> = indexes.iter().map(|&i| to_i64(i)).collect::<Result<_>>()?;
+        sorted.sort_unstable();
+        sorted.dedup();
+        let rows = self.read(|c| {
+            let mut stmt = c.prepare_cached(&self.sql.entry_at)?;
+            let mut out = Vec::with_capacity(sorted.len());
+            for i in &sorted {
+                if let Some(row) = stmt
+                    .query_row(params![i], |r| Ok((r.get(0)?, sqlite_bytes(r, 1)?)))
+                    .optional()?
+                {
+                    out.push(row);
+                }
+            }
+            Ok(out)
+        })?;
+        raw_entries(rows)
+    }
+
+    fn lookup(&self, lookup: &AuditLookup) -> Result<Vec<RawEntry>> {
+        if lookup.keys.is_empty() {
+            let (from, to, after, limit) = bounds(lookup)?;
+            let rows = self.read(|c| {
+                sqlite_entries(
+                    &mut c.prepare_cached(&self.sql.time_range)?,
+                    params![from, to, after, limit],
+                )
+            })?;
+            return raw_entries(rows);
+        }
+        let rows = |key: &[u8], from: i64, to: i64| -> Result<Vec<(i64, Vec<u8>)>> {
+            self.read(|c| {
+                c.prepare_cached(&self.sql.postings)?
+                    .query_map(params![key, from, to], |r| {
+                        Ok((r.get(0)?, sqlite_bytes(r, 1)?))
+                    })?
+                    .collect()
+            })
+        };
+        let fetch = |idxs: &[u64]| -> Result<Vec<(u64, i64, Vec<u8>)>> {
+            let rows: Vec<(i64, i64, Vec<u8>)> = self.read(|c| {
+                let mut stmt = c.prepare_cached(&self.sql.entry_time_at)?;
+                let mut out = Vec::with_capacity(idxs.len());
+                for i in idxs {
+                    let i = i64::try_from(*i).unwrap_or(i64::MAX);
+                    if let Some(row) = stmt
+                        .query_row(params![i], |r| {
+                            Ok((r.get(0)?, r.get(1)?, sqlite_bytes(r, 2)?))
+                        })
+                        .optional()?
+                    {
+                        out.push(row);
+                    }
+                }
+                Ok(out)
+            })?;
+            rows.into_iter()
+                .map(|(i, t, e)| Ok((to_u64(i, "entry index")?, t, e)))
+                .collect()
+        };
+        lookup_postings(lookup, &rows, &fetch)
+    }
+
+    fn nodes(&self, level: u8, from: u64, to: u64) -> Result<Vec<(u64, [u8; 32])>> {
+        let (from, to) = (to_i64(from)?, to_i64(to.min(i64::MAX as u64))?);
+        let rows: Vec<(i64, Vec<u8>)> = self.read(|c| {
+            c.prepare_cached(&self.sql.nodes_range)?
+                .query_map(params![i64::from(level), from, to], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect()
+        })?;
+        rows.into_iter()
+            .map(|(i, h)| Ok((to_u64(i, "node index")?, to_hash(h, "node hash")?)))
+            .collect()
+    }
+
+    fn node_levels(&self) -> Result<Vec<u8>> {
+        let rows: Vec<i64> = self.read(|c| {
+            c.prepare_cached(&self.sql.node_levels)?
+                .query_map([], |r| r.get(0))?
+                .collect()
+        })?;
+        rows.into_iter()
+            .map(|l| u8::try_from(l).map_err(|_| Error::Corrupt(format!("audit node level {l}"))))
+            .collect()
+    }
+
+    fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>> {
+        let rows: Vec<(i64, i64, Vec<u8>, String)> = self.read(|c| {
+            c.prepare_cached(&self.sql.checkpoints)?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect()
+        })?;
+        rows.into_iter()
+            .map(|(s, t, r, n)| raw_checkpoint(s, t, r, n))
+            .collect()
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<AuditCheckpoint>> {
+        let row: Option<(i64, i64, Vec<u8>, String)> = self.read(|c| {
+            c.prepare_cached(&self.sql.latest_checkpoint)?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()
+        })?;
+        row.map(|(s, t, r, n)| raw_checkpoint(s, t, r, n))
+            .transpose()
+    }
+
+    fn deks(&self) -> Result<Vec<u32>> {
+        let rows: Vec<i64> = self.read(|c| {
+            c.prepare_cached(&self.sql.deks)?
+                .query_map([], |r| r.get(0))?
+                .collect()
+        })?;
+        rows.into_iter()
+            .map(|d| u32::try_from(d).map_err(|_| Error::Corrupt(format!("audit data key {d}"))))
+            .collect()
+    }
+}
+
+// ------------------------------------------------------------ PostgreSQL
+
+const PG_MAX_IDLE: usize = 8;
+
+/// The audit log in tables `audit_*` of the vault's PostgreSQL schema.
+pub struct PgAuditStore {
+    url: String,
+    schema: String,
+    pool: Mutex<Vec<PgConn>>,
+    sql: AuditSql,
+}
+
+impl std::fmt::Debug for PgAuditStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: never print it.
+        f.debug_struct("PgAuditStore")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+struct PgConn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+fn pg_err(e: postgres::Error) -> Error {
+    if e.code() == Some(&SqlState::DISK_FULL) {
+        Error::DiskFull
+    } else {
+        Error::Postgres(e)
+    }
+}
+
+fn pg_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Bulk statements (arrays + unnest): one round trip per table per batch.
+const PG_BULK_ENTRIES: &str = "INSERT INTO audit_entries (idx, time_ms, entry) \
+     SELECT * FROM unnest($1::int8[], $2::int8[], $3::bytea[])";
+// Index rows are not evidence (lookups re-check every entry): a stale row
+// left by a removed entry is replaced rather than blocking the log.
+const PG_BULK_KEYS: &str = "INSERT INTO audit_postings (key, first_idx, min_time, max_time, idxs) \
+     SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::int8[], $5::bytea[]) \
+     ON CONFLICT (key, first_idx) DO UPDATE SET min_time = excluded.min_time, \
+     max_time = excluded.max_time, idxs = excluded.idxs";
+const PG_ENTRIES_TIME_AT: &str =
+    "SELECT idx, time_ms, entry FROM audit_entries WHERE idx = ANY($1::int8[]) ORDER BY idx";
+const PG_BULK_NODES: &str = "INSERT INTO audit_nodes (level, idx, hash) \
+     SELECT * FROM unnest($1::int8[], $2::int8[], $3::bytea[])";
+const PG_BULK_DEKS: &str = "INSERT INTO audit_deks (dek, first_idx) \
+     SELECT * FROM unnest($1::int8[], $2::int8[]) ON CONFLICT DO NOTHING";
+const PG_ENTRIES_AT: &str =
+    "SELECT idx, entry FROM audit_entries WHERE idx = ANY($1::int8[]) ORDER BY idx";
+
+impl PgAuditStore {
+    /// Opens the audit tables in `schema` (the vault's), creating the
+    /// schema and the tables if they are missing.
+    pub fn open(url: &str, schema: &str) -> Result<Self> {
+        if schema.is_empty() || schema.len() > 63 {
+            return Err(Error::NotAVault(format!("schema name {schema:?}")));
+        }
+        let store = Self {
+            url: url.to_string(),
+            schema: schema.to_string(),
+            pool: Mutex::new(Vec::new()),
+            sql: AuditSql::new(crate::sql::numbered),
+        };
+        let mut conn = store.connect(true)?;
+        pg_migrate(&mut conn.client, schema)?;
+        store.release(conn);
+        Ok(store)
+    }
+
+    /// The schema the tables live in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    fn connect(&self, create_schema: bool) -> Result<PgConn> {
+        let mut client = Client::connect(&self.url, NoTls).map_err(pg_err)?;
+        let schema = pg_ident(&self.schema);
+        if create_schema {
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .map_err(pg_err)?;
+        }
+        client
+            .batch_execute(&format!("SET search_path TO {schema}"))
+            .map_err(pg_err)?;
+        Ok(PgConn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn release(&self, conn: PgConn) {
+        if conn.client.is_closed() {
+            return;
+        }
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < PG_MAX_IDLE {
+            pool.push(conn);
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut PgConn) -> Result<T>) -> Result<T> {
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) if !c.client.is_closed() => c,
+            _ => self.connect(false)?,
+        };
+        let out = f(&mut conn);
+        self.release(conn);
+        out
+    }
+
+    /// One append transaction: take the appenders' lock, read the size,
+    /// let `build` make the batch, write it. Returns (committed, the batch's
+    /// first index, the size read).
+    fn pg_append(
+        &self,
+        build: &mut dyn FnMut(u64) -> Option<AuditBatch>,
+    ) -> Result<(bool, Option<u64>, u64)> {
+        let lock_key = format!("{}/audit-append", self.schema);
+        self.with(|c| {
+            let PgConn { client, statements } = c;
+            let mut tx = client.transaction().map_err(pg_err)?;
+            let mut stmt = |tx: &mut postgres::Transaction<'_>, sql: &str| -> Result<Statement> {
+                if let Some(s) = statements.get(sql) {
+                    return Ok(s.clone());
+                }
+                let s = tx.prepare(sql).map_err(pg_err)?;
+                statements.insert(sql.to_string(), s.clone());
+                Ok(s)
+            };
+            // Appenders in every process queue here until this commits.
+            let s = stmt(&mut tx, "SELECT pg_advisory_xact_lock(hashtext($1))")?;
+            tx.execute(&s, &[&lock_key]).map_err(pg_err)?;
+            let s = stmt(&mut tx, &self.sql.max_idx)?;
+            let max: Option<i64> = tx.query_one(&s, &[]).map_err(pg_err)?.get(0);
+            let size = match max {
+                Some(m) => to_u64(m, "entry index")? + 1,
+                None => 0,
+            };
+            let Some(batch) = build(size) else {
+                return Ok((false, None, size));
+            };
+            check_contiguous(&batch)?;
+            let first = batch.entries.first().map(|e| e.index);
+            if first.is_some_and(|f| f != size) {
+                return Ok((false, first, size));
+            }
+            if !batch.entries.is_empty() {
+                let n = batch.entries.len();
+                let mut idx = Vec::with_capacity(n);
+                let mut times = Vec::with_capacity(n);
+                let mut bytes: Vec<&[u8]> = Vec::with_capacity(n);
+                let mut deks: Vec<i64> = Vec::new();
+                let mut dek_first: Vec<i64> = Vec::new();
+                let posts = postings(&batch)?;
+                let keys: Vec<&[u8]> = posts.iter().map(|p| &p.key[..]).collect();
+                let firsts: Vec<i64> = posts.iter().map(|p| p.first).collect();
+                let mins: Vec<i64> = posts.iter().map(|p| p.min_time).collect();
+                let maxs: Vec<i64> = posts.iter().map(|p| p.max_time).collect();
+                let rests: Vec<&[u8]> = posts.iter().map(|p| &p.rest[..]).collect();
+                for e in &batch.entries {
+                    let i = to_i64(e.index)?;
+                    idx.push(i);
+                    times.push(e.time_ms);
+                    bytes.push(&e.bytes);
+                    if !deks.contains(&i64::from(e.dek)) {
+                        deks.push(i64::from(e.dek));
+                        dek_first.push(i);
+                    }
+                }
+                let s = stmt(&mut tx, PG_BULK_ENTRIES)?;
+                tx.execute(&s, &[&idx, &times, &bytes]).map_err(pg_err)?;
+                if !keys.is_empty() {
+                    let s = stmt(&mut tx, PG_BULK_KEYS)?;
+                    tx.execute(&s, &[&keys, &firsts, &mins, &maxs, &rests])
+                        .map_err(pg_err)?;
+                }
+                let s = stmt(&mut tx, PG_BULK_DEKS)?;
+                tx.execute(&s, &[&deks, &dek_first]).map_err(pg_err)?;
+            }
+            if !batch.nodes.is_empty() {
+                let levels: Vec<i64> = batch.nodes.iter().map(|n| i64::from(n.level)).collect();
+                let idx: Vec<i64> = batch
+                    .nodes
+                    .iter()
+                    .map(|n| to_i64(n.index))
+                    .collect::<Result<_>>()?;
+                let hashes: Vec<&[u8]> = batch.nodes.iter().map(|n| &n.hash[..]).collect();
+                let s = stmt(&mut tx, PG_BULK_NODES)?;
+                tx.execute(&s, &[&levels, &idx, &hashes]).map_err(pg_err)?;
+            }
+            if let Some(cp) = &batch.checkpoint {
+                let s = stmt(&mut tx, &self.sql.checkpoint_insert)?;
+                tx.execute(
+                    &s,
+                    &[&to_i64(cp.size)?, &cp.time_ms, &&cp.root[..], &cp.note],
+                )
+                .map_err(pg_err)?;
+            }
+            tx.commit().map_err(pg_err)?;
+            Ok((true, first, size))
+        })
+    }
+
+    fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
+        self.with(|c| {
+            let s = c.statement(sql)?;
+            c.client.query(&s, params).map_err(pg_err)
+        })
+    }
+}
+
+impl PgConn {
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).map_err(pg_err)?;
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+}
+
+fn pg_migrate(client: &mut Client, schema: &str) -> Result<()> {
+    let mut tx = client.transaction().map_err(pg_err)?;
+    // One migrator per schema at a time (a key apart from the vault's own).
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&format!("{schema}/audit")],
+    )
+    .map_err(pg_err)?;
+    let has_meta: i64 = tx
+        .query_one(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'audit_meta'",
+            &[&schema],
+        )
+        .map_err(pg_err)?
+        .get(0);
+    let mut version = if has_meta > 0 {
+        let row = tx
+            .query_opt(
+                "SELECT value FROM audit_meta WHERE key = 'schema_version'",
+                &[],
+            )
+            .map_err(pg_err)?;
+        row.and_then(|r| r.get::<_, String>(0).parse::<u32>().ok())
+            .ok_or_else(|| Error::NotAVault(format!("PostgreSQL schema {schema} (audit)")))?
+    } else {
+        0
+    };
+    if version > AUDIT_SCHEMA_VERSION {
+        return Err(Error::TooNew {
+            found: version,
+            supported: AUDIT_SCHEMA_VERSION,
+        });
+    }
+    while version < AUDIT_SCHEMA_VERSION {
+        version += 1;
+        for stmt in migration(version) {
+            tx.batch_execute(&pg_ddl(stmt)).map_err(pg_err)?;
+        }
+        tx.execute(
+            "INSERT INTO audit_meta (key, value) VALUES ('schema_version', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&version.to_string()],
+        )
+        .map_err(pg_err)?;
+    }
+    tx.commit().map_err(pg_err)
+}
+
+fn pg_entries(rows: Vec<postgres::Row>) -> Result<Vec<RawEntry>> {
+    rows.iter()
+        .map(|r| Ok((to_u64(r.get(0), "entry index")?, r.get(1))))
+        .collect()
+}
+
+fn pg_checkpoint(r: &postgres::Row) -> Result<AuditCheckpoint> {
+    raw_checkpoint(r.get(0), r.get(1), r.get(2), r.get(3))
+}
+
+impl AuditStore for PgAuditStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn schema_version(&self) -> Result<u32> {
+        self.query(&self.sql.meta_get, &[&"schema_version"])?
+            .first()
+            .and_then(|r| r.get::<_, String>(0).parse().ok())
+            .ok_or_else(|| Error::NotAVault(format!("PostgreSQL schema {} (audit)", self.schema)))
+    }
+
+    fn size(&self) -> Result<u64> {
+        let rows = self.query(&self.sql.max_idx, &[])?;
+        match rows.first().and_then(|r| r.get::<_, Option<i64>>(0)) {
+            Some(m) => Ok(to_u64(m, "entry index")? + 1),
+            None => Ok(0),
+        }
+    }
+
+    fn append(&self, batch: &AuditBatch) -> Result<Appended> {
+        check_contiguous(batch)?;
+        let mut batch = Some(batch);
+        let mut conflict = None;
+        self.pg_append(&mut |size| {
+            let b = batch.take()?;
+            match b.entries.first() {
+                Some(first) if first.index != size => {
+                    conflict = Some(size);
+                    None
+                }
+                _ => Some(b.clone()),
+            }
+        })?;
+        Ok(match conflict {
+            Some(size) => Appended::Conflict { size },
+            None => Appended::Committed,
+        })
+    }
+
+    fn append_with(&self, build: &mut dyn FnMut(u64) -> Option<AuditBatch>) -> Result<bool> {
+        self.pg_append(&mut |size| {
+            let b = build(size)?;
+            Some(b)
+        })
+        .and_then(|(committed, batch_start, size)| match batch_start {
+            Some(first) if first != size => Err(Error::Corrupt(format!(
+                "audit batch starts at {first} but the log holds {size}"
+            ))),
+            _ => Ok(committed),
+        })
+    }
+
+    fn entries(&self, from: u64, to: u64) -> Result<Vec<RawEntry>> {
+        let (from, to) = (to_i64(from)?, to_i64(to.min(i64::MAX as u64))?);
+        pg_entries(self.query(&self.sql.entries_range, &[&from, &to])?)
+    }
+
+    fn entries_at(&self, indexes: &[u64]) -> Result<Vec<RawEntry>> {
+        let idx: Vec<i64> = indexes.iter().map(|&i| to_i64(i)).collect::<Result<_>>()?;
+        pg_entries(self.query(PG_ENTRIES_AT, &[&idx])?)
+    }
+
+    fn lookup(&self, lookup: &AuditLookup) -> Result<Vec<RawEntry>> {
+        if lookup.keys.is_empty() {
+            let (from, to, after, limit) = bounds(lookup)?;
+            return pg_entries(self.query(&self.sql.time_range, &[&from, &to, &after, &limit])?);
+        }
+        let rows = |key: &[u8], from: i64, to: i64| -> Result<Vec<(i64, Vec<u8>)>> {
+            Ok(self
+                .query(&self.sql.postings, &[&key, &from, &to])?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect())
+        };
+        let fetch = |idxs: &[u64]| -> Result<Vec<(u64, i64, Vec<u8>)>> {
+            let idx: Vec<i64> = idxs.iter().map(|&i| to_i64(i)).collect::<Result<_>>()?;
+            self.query(PG_ENTRIES_TIME_AT, &[&idx])?
+                .iter()
+                .map(|r| Ok((to_u64(r.get(0), "entry index")?, r.get(1), r.get(2))))
+                .collect()
+        };
+        lookup_postings(lookup, &rows, &fetch)
+    }
+
+    fn nodes(&self, level: u8, from: u64, to: u64) -> Result<Vec<(u64, [u8; 32])>> {
+        let (from, to) = (to_i64(from)?, to_i64(to.min(i64::MAX as u64))?);
+        self.query(&self.sql.nodes_range, &[&i64::from(level), &from, &to])?
+            .iter()
+            .map(|r| {
+                Ok((
+                    to_u64(r.get(0), "node index")?,
+                    to_hash(r.get(1), "node hash")?,
+                ))
+            })
+            .collect()
+    }
+
+    fn node_levels(&self) -> Result<Vec<u8>> {
+        self.query(&self.sql.node_levels, &[])?
+            .iter()
+            .map(|r| {
+                let l: i64 = r.get(0);
+                u8::try_from(l).map_err(|_| Error::Corrupt(format!("audit node level {l}")))
+            })
+            .collect()
+    }
+
+    fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>> {
+        self.query(&self.sql.checkpoints, &[])?
+            .iter()
+            .map(pg_checkpoint)
+            .collect()
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<AuditCheckpoint>> {
+        self.query(&self.sql.latest_checkpoint, &[])?
+            .first()
+            .map(pg_checkpoint)
+            .transpose()
+    }
+
+    fn deks(&self) -> Result<Vec<u32>> {
+        self.query(&self.sql.deks, &[])?
+            .iter()
+            .map(|r| {
+                let d: i64 = r.get(0);
+                u32::try_from(d).map_err(|_| Error::Corrupt(format!("audit data key {d}")))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,530 @@
+//! Audited access: reading, searching, writing and exporting PHI on
+//! someone's behalf. This is what the HTTP server and the CLI call.
+//!
+//! **No audit, no access.** Every function here appends an entry to the
+//! vault's tamper-evident audit log and waits until it is durably committed
+//! before it returns any PHI (reads, searches) or makes a write visible to
+//! the caller. If the audit log cannot record, the request fails.
+//!
+//! What a caller may see is a [`View`]: a [`CategorySet`] per record kind.
+//! The vault decrypts only those categories, and the audit entry records
+//! exactly which categories were decrypted for which patients.
+
+use crate::export::{ExportReport, Shipment, ShippingReport, Target};
+use crate::keys::Progress;
+use crate::query::{Chart, Find};
+use crate::records::SealError;
+use crate::{Result, Vault};
+use rxvault_audit::entry::WriteOp;
+use rxvault_audit::{Action, Actor, AuditConfig, AuditLog, Entry, Outcome, StoreLocation};
+use rxvault_fhir::{FieldError, Resource, split};
+use rxvault_model::{CategorySet, FieldCategory, RecordKind, Rid};
+use rxvault_store::{Op, WriteBatch};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Who is asking, as the audit log records it.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    /// The user, service account or local operator.
+    pub actor: Actor,
+    /// Their session, if any.
+    pub session: Option<String>,
+    /// Where the request came from.
+    pub source: Option<IpAddr>,
+    /// The workstation or agent, if known.
+    pub host: Option<String>,
+}
+
+impl Requester {
+    /// Someone at this machine's command line (holding the vault's key):
+    /// recorded as the local operating-system user.
+    pub fn local() -> Self {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(uid)
+            .unwrap_or_else(|| "unknown".into());
+        Self {
+            actor: Actor::local(user),
+            session: None,
+            source: None,
+            host: None,
+        }
+    }
+
+    /// An audit entry for `action` by this requester.
+    pub fn entry(&self, action: Action) -> Entry {
+        let mut e = Entry::new(self.actor.clone(), action);
+        if let Some(s) = &self.session {
+            e = e.session(s.clone());
+        }
+        if let Some(ip) = self.source {
+            e = e.source(ip);
+        }
+        if let Some(h) = &self.host {
+            e = e.host(h.clone());
+        }
+        e
+    }
+}
+
+/// `uid:<n>` of this process (Linux), when no user name is in the
+/// environment.
+fn uid() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?;
+    Some(format!("uid:{uid}"))
+}
+
+/// The field categories a caller may see, per record kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View([CategorySet; 5]);
+
+impl View {
+    /// Everything (the local operator; break-glass).
+    pub const ALL: View = View([CategorySet::ALL; 5]);
+
+    /// The same categories of every kind.
+    pub fn uniform(categories: CategorySet) -> Self {
+        View([categories; 5])
+    }
+
+    /// A view from a function of the record kind (a role's permission
+    /// table).
+    pub fn from_fn(f: impl Fn(RecordKind) -> CategorySet) -> Self {
+        View(RecordKind::ALL.map(f))
+    }
+
+    /// What may be seen of records of `kind`.
+    pub fn of(&self, kind: RecordKind) -> CategorySet {
+        self.0[usize::from(kind.code() - 1)]
+    }
+
+    fn union(&self, kinds: &[RecordKind]) -> CategorySet {
+        kinds.iter().flat_map(|k| self.of(*k).iter()).collect()
+    }
+}
+
+impl Vault {
+    /// The vault's audit log, opened on first use (creating its storage and
+    /// the vault's checkpoint signing key if needed).
+    pub fn audit(&self) -> Result<&Arc<AuditLog>> {
+        if let Some(log) = self.audit.get() {
+            return Ok(log);
+        }
+        let _guard = self.audit_open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(log) = self.audit.get() {
+            return Ok(log);
+        }
+        self.ensure_dek()?;
+        self.ensure_signer()?;
+        let location = match &self.config.store {
+            crate::StoreConfig::Sqlite => StoreLocation::Sqlite {
+                dir: self.config.dir.clone(),
+            },
+            crate::StoreConfig::Postgres { url, schema } => StoreLocation::Postgres {
+                url: std::env::var("RXVAULT_PG_URL").unwrap_or_else(|_| url.clone()),
+                schema: schema.clone(),
+            },
+        };
+        let log = AuditLog::open_for(
+            &location,
+            &self.config.vault_id,
+            self.keys.clone(),
+            self.clock.clone(),
+            AuditConfig::for_vault(&self.config.vault_id),
+        )?;
+        Ok(self.audit.get_or_init(|| Arc::new(log)))
+    }
+
+    /// Appends an entry and waits until it is durable.
+    pub fn record(&self, entry: Entry) -> Result<rxvault_audit::Receipt> {
+        Ok(self.audit()?.append(entry)?)
+    }
+
+    /// A patient's chart as `who` may see it. Audited: one `Read` entry
+    /// naming the patient and the categories decrypted (also when there is
+    /// no such patient: probing is worth knowing about).
+    pub fn read_chart(
+        &self,
+        who: &Requester,
+        view: &View,
+        patient_id: &str,
+    ) -> Result<Option<Chart>> {
+        let rid = self.rid(RecordKind::Patient, patient_id);
+        let chart = self.chart_with(&rid, view)?;
+        let categories = view.union(&RecordKind::ALL);
+        let entry = who.entry(Action::Read {
+            kind: None,
+            categories,
+        });
+        let entry = match &chart {
+            Some(_) => entry.patients([rid]),
+            None => entry.outcome(Outcome::Error),
+        };
+        self.record(entry)?;
+        Ok(chart)
+    }
+
+    /// One record by FHIR type and id, as `who` may see it. Audited.
+    pub fn read_record(
+        &self,
+        who: &Requester,
+        view: &View,
+        kind: RecordKind,
+        id: &str,
+    ) -> Result<Option<Resource>> {
+        self.read_record_by_key(who, view, kind, &self.rid(kind, id))
+    }
+
+    /// One record by its storage key (from a blind-index lookup), as `who`
+    /// may see it. Audited.
+    pub fn read_record_by_key(
+        &self,
+        who: &Requester,
+        view: &View,
+        kind: RecordKind,
+        rid: &Rid,
+    ) -> Result<Option<Resource>> {
+        let found = match self.store.get(kind, rid)? {
+            Some(record) => Some((
+                self.open_record(&record, view.of(kind))?,
+                record.patient.unwrap_or(*rid),
+            )),
+            None => None,
+        };
+        let entry = who.entry(Action::Read {
+            kind: Some(kind),
+            categories: view.of(kind),
+        });
+        let entry = match &found {
+            Some((_, patient)) => entry.patients([*patient]).resources([*rid]),
+            None => entry.outcome(Outcome::Error),
+        };
+        self.record(entry)?;
+        Ok(found.map(|(r, _)| r))
+    }
+
+    /// A patient's records of one kind, as `who` may see them. Audited.
+    pub fn read_patient_records(
+        &self,
+        who: &Requester,
+        view: &View,
+        kind: RecordKind,
+        patient_id: &str,
+    ) -> Result<Vec<Resource>> {
+        let patient = self.rid(RecordKind::Patient, patient_id);
+        let records = self.store.by_patient(kind, &patient)?;
+        let out: Vec<Resource> = records
+            .iter()
+            .map(|r| self.open_record(r, view.of(kind)))
+            .collect::<Result<_>>()?;
+        self.record(
+            who.entry(Action::Read {
+                kind: Some(kind),
+                categories: view.of(kind),
+            })
+            .patients([patient])
+            .resources(records.iter().map(|r| r.rid)),
+        )?;
+        Ok(out)
+    }
+
+    /// Searches patients through the blind indexes and opens the matches
+    /// with `who`'s patient view. Audited: the kind of query (never its
+    /// values) and every patient returned.
+    pub fn search_patients(
+        &self,
+        who: &Requester,
+        view: &View,
+        query: &Find,
+    ) -> Result<Vec<(Rid, Resource)>> {
+        let found = self.find_resources(query, view.of(RecordKind::Patient))?;
+        self.record(
+            who.entry(Action::Search {
+                query: query.kind_name().to_string(),
+                results: found.len() as u64,
+            })
+            .patients(found.iter().map(|(rid, _)| *rid)),
+        )?;
+        Ok(found)
+    }
+
+    /// Creates a record. Every element must be in a category `view` allows
+    /// for `kind`; a resource without an id gets a new one; an id already in
+    /// use is a conflict. Audited before the write.
+    pub fn create_record(
+        &self,
+        who: &Requester,
+        view: &View,
+        kind: RecordKind,
+        mut resource: Resource,
+    ) -> Result<(String, Rid), WriteError> {
+        let id = match resource.get("id").and_then(serde_json::Value::as_str) {
+            Some(id) => id.to_string(),
+            None => {
+                let id = new_fhir_id()?;
+                resource.insert("id".into(), id.clone().into());
+                id
+            }
+        };
+        check_writable(kind, &resource, view)?;
+        if self.store.get(kind, &self.rid(kind, &id))?.is_some() {
+            return Err(WriteError::Conflict);
+        }
+        let rid = self.write_record(who, kind, resource, WriteOp::Create)?;
+        Ok((id, rid))
+    }
+
+    /// Updates a record. The caller replaces the categories `view` allows;
+    /// the record's other categories are kept as they are (a role cannot
+    /// erase what it cannot see), and an element in a category it may not
+    /// write is refused. Audited before the write.
+    pub fn update_record(
+        &self,
+        who: &Requester,
+        view: &View,
+        kind: RecordKind,
+        id: &str,
+        mut resource: Resource,
+    ) -> Result<Rid, WriteError> {
+        match resource.get("id").and_then(serde_json::Value::as_str) {
+            Some(body_id) if body_id != id => {
+                return Err(WriteError::Invalid(FieldError::new(
+                    format!("{kind}.id"),
+                    "must match the id in the URL",
+                )));
+            }
+            Some(_) => {}
+            None => {
+                resource.insert("id".into(), id.into());
+            }
+        }
+        check_writable(kind, &resource, view)?;
+        let Some(existing) = self.store.get(kind, &self.rid(kind, id))? else {
+            return Err(WriteError::NotFound);
+        };
+        let allowed = view.of(kind);
+        let mut merged = self.open_record(&existing, CategorySet::ALL)?;
+        merged.retain(|element, _| {
+            element == "resourceType" || !allowed.contains(split::category_of(kind, element))
+        });
+        merged.extend(resource);
+        self.write_record(who, kind, merged, WriteOp::Update)
+    }
+
+    /// Seals and writes one record, audited before the write (so no write
+    /// happens unrecorded); a failed write is recorded as such.
+    fn write_record(
+        &self,
+        who: &Requester,
+        kind: RecordKind,
+        resource: Resource,
+        operation: WriteOp,
+    ) -> Result<Rid, WriteError> {
+        let write = self.seal(kind, resource).map_err(|e| match e {
+            SealError::Invalid(f) => WriteError::Invalid(f),
+            SealError::Failed(e) => WriteError::Failed(e),
+        })?;
+        let rid = write.record.rid;
+        let patient = write.record.patient.unwrap_or(rid);
+        let action = Action::Write {
+            kind: Some(kind),
+            operation,
+            records: 1,
+        };
+        self.record(
+            who.entry(action.clone())
+                .patients([patient])
+                .resources([rid]),
+        )?;
+        let result = self.store.write(&WriteBatch {
+            ops: vec![Op::Put(write)],
+            at: self.now_unix(),
+        });
+        if let Err(e) = result {
+            let _ = self.record(
+                who.entry(action)
+                    .patients([patient])
+                    .resources([rid])
+                    .outcome(Outcome::Error),
+            );
+            return Err(WriteError::Failed(e.into()));
+        }
+        Ok(rid)
+    }
+
+    /// The packages of the fills prepared on `date`, audited as a read of
+    /// those fills' shipping data for those patients.
+    pub fn shipments_for(&self, who: &Requester, date: &str) -> Result<Vec<Shipment>> {
+        let shipments = self.shipments(date)?;
+        self.record(
+            who.entry(Action::Read {
+                kind: Some(RecordKind::Fill),
+                categories: CategorySet::of(&[
+                    FieldCategory::Shipping,
+                    FieldCategory::Identifiers,
+                    FieldCategory::Administrative,
+                ]),
+            })
+            .patients(shipments.patients.iter().copied())
+            .resources(shipments.fills.iter().copied()),
+        )?;
+        Ok(shipments.rows)
+    }
+
+    /// [`export_fhir`](Vault::export_fhir), audited: the export's ID, folder,
+    /// record count and every patient in it. If the audit log cannot record
+    /// the export, the files are removed and the call fails.
+    pub fn export_fhir_for(
+        &self,
+        who: &Requester,
+        out: &Path,
+        target: &Target,
+        progress: &mut dyn Progress,
+    ) -> Result<ExportReport> {
+        let report = self.export_fhir(out, target, progress)?;
+        let entry = who
+            .entry(Action::Export {
+                export_id: report.export_id.clone(),
+                file: out.display().to_string(),
+                records: report.files.iter().map(|f| f.count).sum(),
+                patients: report.patients.len() as u64,
+            })
+            .patients(report.patients.iter().copied());
+        if let Err(e) = self.record(entry) {
+            let _ = std::fs::remove_dir_all(out);
+            return Err(e);
+        }
+        Ok(report)
+    }
+
+    /// [`export_shipping`](Vault::export_shipping), audited like
+    /// [`export_fhir_for`](Vault::export_fhir_for).
+    pub fn export_shipping_for(
+        &self,
+        who: &Requester,
+        date: &str,
+        out: &Path,
+        target: &Target,
+    ) -> Result<ShippingReport> {
+        let report = self.export_shipping(date, out, target)?;
+        let entry = who
+            .entry(Action::Export {
+                export_id: report.export_id.clone(),
+                file: report.path.display().to_string(),
+                records: report.rows,
+                patients: report.patients.len() as u64,
+            })
+            .patients(report.patients.iter().copied());
+        if let Err(e) = self.record(entry) {
+            let _ = std::fs::remove_file(&report.path);
+            return Err(e);
+        }
+        Ok(report)
+    }
+}
+
+/// Why a write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The resource is not valid.
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// An element is in a category the caller may not write.
+    #[error("{element}: your role may not write {category} data")]
+    Forbidden {
+        /// The element.
+        element: String,
+        /// Its category.
+        category: FieldCategory,
+    },
+    /// No such record (update).
+    #[error("no such record")]
+    NotFound,
+    /// A record with that id exists (create).
+    #[error("a record with that id already exists")]
+    Conflict,
+    /// The vault failed.
+    #[error(transparent)]
+    Failed(#[from] crate::Error),
+}
+
+impl From<rxvault_store::Error> for WriteError {
+    fn from(e: rxvault_store::Error) -> Self {
+        WriteError::Failed(e.into())
+    }
+}
+
+fn check_writable(kind: RecordKind, resource: &Resource, view: &View) -> Result<(), WriteError> {
+    let allowed = view.of(kind);
+    for element in resource.keys().filter(|e| *e != "resourceType") {
+        let category = split::category_of(kind, element);
+        if !allowed.contains(category) {
+            return Err(WriteError::Forbidden {
+                element: format!("{kind}.{element}"),
+                category,
+            });
+        }
+    }
+    match resource
+        .get("resourceType")
+        .and_then(serde_json::Value::as_str)
+    {
+        Some(t) if t == kind.fhir_type() => Ok(()),
+        _ => Err(WriteError::Invalid(FieldError::new(
+            "resourceType",
+            format!("must be {}", kind.fhir_type()),
+        ))),
+    }
+}
+
+/// A new FHIR id: a random UUID-shaped string.
+fn new_fhir_id() -> Result<String> {
+    let h = rxvault_crypto::random_id()?;
+    Ok(format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    ))
+}
+
+impl Drop for Vault {
+    /// Covers what this process appended with a signed checkpoint, so a
+    /// short-lived process (a CLI command) does not leave an unsigned tail.
+    fn drop(&mut self) {
+        if let Some(log) = self.audit.get() {
+            let reader = log.reader();
+            let covered = reader.latest_checkpoint().ok().flatten().map_or(0, |c| c.checkpoint.size);
+            if reader.size().is_ok_and(|size| size > covered)
+                && let Err(e) = log.checkpoint()
+            {
+                tracing::warn!(error = %e, "could not sign a final audit checkpoint");
+            }
+        }
+    }
+}
+
+impl Find {
+    /// The kind of query, as audited (never the value searched for).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Find::FamilyBirthDate { .. } => "family-birth-date",
+            Find::Phone(_) => "phone",
+            Find::MemberId(_) => "member-id",
+            Find::RxNumber(_) => "rx-number",
+            Find::TransactionId(_) => "transaction-id",
+            Find::PatientIdentifier(_) => "patient-identifier",
+        }
+    }
+}

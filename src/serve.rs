@@ -1,0 +1,110 @@
+//! `rxvault serve`: the HTTPS server.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use rxvault_auth::{Auth, AuthConfig, WebauthnConfig};
+use rxvault_server::tls::TlsSource;
+use rxvault_server::{ServeOptions, Server};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Flags of `rxvault serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    vault: crate::VaultArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443", env = "RXVAULT_LISTEN")]
+    listen: SocketAddr,
+    /// Certificate chain (PEM). Default: the vault's self-signed certificate
+    /// (DIR/tls/cert.pem), generated on first use.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The public base URL clients use (default https://<listen>).
+    #[arg(long)]
+    base_url: Option<String>,
+    /// WebAuthn relying party id: the server's domain name (enables passkeys).
+    #[arg(long, default_value = "localhost")]
+    rp_id: String,
+    /// WebAuthn origin (default https://<rp-id>:<port>).
+    #[arg(long)]
+    rp_origin: Option<String>,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body: usize,
+}
+
+pub fn run(a: ServeArgs) -> Result<ExitCode> {
+    let vault = Arc::new(crate::open(&a.vault)?);
+    let origin = a
+        .rp_origin
+        .clone()
+        .unwrap_or_else(|| format!("https://{}:{}", a.rp_id, a.listen.port()));
+    let config = AuthConfig {
+        webauthn: Some(WebauthnConfig {
+            rp_id: a.rp_id.clone(),
+            origin,
+            rp_name: "rxvault".into(),
+        }),
+        ..AuthConfig::default()
+    };
+    let auth = Arc::new(Auth::open(vault.clone(), config)?);
+    let tls = match (a.tls_cert, a.tls_key) {
+        (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+        _ => TlsSource::SelfSigned,
+    };
+    let options = ServeOptions {
+        listen: a.listen,
+        tls,
+        limits: rxvault_server::http::Limits {
+            body_bytes: a.max_body,
+            ..Default::default()
+        },
+        base_url: a.base_url,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rxvault-http")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = Server::bind(vault.clone(), auth.clone(), &options)?;
+        println!(
+            "rxvault listening on https://{} (certificate: {})",
+            server.local_addr,
+            rxvault_server::tls::cert_path(&vault).display()
+        );
+        // Expired sessions and ceremonies are purged hourly.
+        let purge = auth.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                let auth = purge.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    auth.purge(std::time::Duration::from_secs(7 * 86400))
+                })
+                .await;
+            }
+        });
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("signal handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        server.run(shutdown).await?;
+        // Cover everything served with a signed checkpoint before exiting.
+        vault.audit()?.checkpoint()?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
