@@ -190,6 +190,19 @@ fn open_auth(args: &VaultArgs) -> Result<Auth> {
     Ok(Auth::open(vault, AuthConfig::default())?)
 }
 
+/// Opens identity and access for an administrative change, after recording
+/// it (audit first: no change happens unrecorded).
+fn open_auth_for(args: &VaultArgs, operation: &str, target: &str) -> Result<Auth> {
+    let vault = Arc::new(crate::open(args)?);
+    vault.record(rxvault_vault::access::Requester::local().entry(
+        rxvault_audit::Action::UserAdmin {
+            operation: operation.to_string(),
+            target: target.to_string(),
+        },
+    ))?;
+    Ok(Auth::open(vault, AuthConfig::default())?)
+}
+
 fn role(name: &str) -> Result<Role> {
     Role::from_name(name).with_context(|| {
         format!(
@@ -280,7 +293,12 @@ fn rfc3339(t: rxvault_model::Timestamp) -> String {
 pub fn run_user(command: UserCommand) -> Result<ExitCode> {
     match command {
         UserCommand::Add(a) => {
-            let auth = open_auth(&a.vault)?;
+            let operation = if a.service {
+                "create-service-account".to_string()
+            } else {
+                format!("create ({})", a.role.as_deref().unwrap_or("?"))
+            };
+            let auth = open_auth_for(&a.vault, &operation, &a.username)?;
             let admin = auth.key_holder();
             if a.service {
                 let info = admin.create_service_account(&a.username)?;
@@ -355,12 +373,16 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Disable(n) => {
-            open_auth(&n.vault)?.key_holder().disable(&n.username)?;
+            open_auth_for(&n.vault, "disable", &n.username)?
+                .key_holder()
+                .disable(&n.username)?;
             println!("{} disabled; its sessions are revoked", n.username);
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Enable(n) => {
-            open_auth(&n.vault)?.key_holder().enable(&n.username)?;
+            open_auth_for(&n.vault, "enable", &n.username)?
+                .key_holder()
+                .enable(&n.username)?;
             println!("{} enabled", n.username);
             Ok(ExitCode::SUCCESS)
         }
@@ -370,7 +392,9 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             role: r,
         } => {
             let r = role(&r)?;
-            open_auth(&vault)?.key_holder().set_role(&username, r)?;
+            open_auth_for(&vault, &format!("role {r}"), &username)?
+                .key_holder()
+                .set_role(&username, r)?;
             println!("{username} is now {r}");
             Ok(ExitCode::SUCCESS)
         }
@@ -379,7 +403,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             username,
             totp,
         } => {
-            let auth = open_auth(&vault)?;
+            let auth = open_auth_for(&vault, "reset-mfa", &username)?;
             let admin = auth.key_holder();
             admin.reset_mfa(&username)?;
             println!("second factors of {username} removed; sessions revoked");
@@ -394,7 +418,9 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Unlock(n) => {
-            open_auth(&n.vault)?.key_holder().unlock(&n.username)?;
+            open_auth_for(&n.vault, "unlock", &n.username)?
+                .key_holder()
+                .unlock(&n.username)?;
             println!("{} unlocked", n.username);
             Ok(ExitCode::SUCCESS)
         }
@@ -404,7 +430,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             password_file,
         } => {
             let password = read_password(password_file.as_deref())?;
-            open_auth(&vault)?
+            open_auth_for(&vault, "set-password", &username)?
                 .key_holder()
                 .set_password(&username, &password)?;
             println!("password of {username} changed; sessions revoked");
@@ -433,7 +459,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
                 .iter()
                 .map(|a| a.parse::<Cidr>())
                 .collect::<Result<Vec<_>, _>>()?;
-            let auth = open_auth(&vault)?;
+            let auth = open_auth_for(&vault, "issue-api-key", &service)?;
             let issued = auth.key_holder().issue_api_key(
                 &service,
                 &scopes,
@@ -483,7 +509,9 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::RevokeKey { vault, id } => {
-            open_auth(&vault)?.key_holder().revoke_api_key(&id)?;
+            open_auth_for(&vault, "revoke-api-key", &id)?
+                .key_holder()
+                .revoke_api_key(&id)?;
             println!("API key {id} revoked");
             Ok(ExitCode::SUCCESS)
         }
@@ -554,7 +582,13 @@ pub fn run_session(command: SessionCommand) -> Result<ExitCode> {
             user,
             host,
         } => {
-            let auth = open_auth(&vault)?;
+            let target = format!(
+                "session={} user={} host={}",
+                id.as_deref().unwrap_or("-"),
+                user.as_deref().unwrap_or("-"),
+                host.as_deref().unwrap_or("-")
+            );
+            let auth = open_auth_for(&vault, "revoke-sessions", &target)?;
             let admin = auth.key_holder();
             let n = match (id, user, host) {
                 (Some(id), None, None) => admin.revoke_session(&SessionId::new(&id))?,
