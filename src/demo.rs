@@ -109,6 +109,16 @@ pub fn run(a: DemoArgs, clock: Arc<dyn Clock>) -> Result<ExitCode> {
     );
     println!("  {rxvault} keys rotate --data {d} --reencrypt");
     println!(
+        "  {rxvault} user add --data {d} pat --role pharmacist     # password + TOTP (QR code)"
+    );
+    println!(
+        "  {rxvault} serve --data {d}                              # https://localhost:8443/fhir/metadata"
+    );
+    println!(
+        "  {rxvault} audit query --data {d}                        # everything above, recorded"
+    );
+    println!("  {rxvault} audit verify --data {d}");
+    println!(
         "\nNothing under {d} is readable without the key: try `grep -r '{family}' {d}`: no match.",
     );
     if vault.store().count(RecordKind::Fill)? == 0 {
