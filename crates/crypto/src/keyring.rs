@@ -231,15 +231,9 @@ impl Keyring {
 
     /// Loads the signing key from its stored wrap.
     pub fn load_signer(&self, w: &WrappedKey) -> Result<()> {
-        let seed = self
-            .kek
-            .unwrap(
-                &wrap_aad(&self.vault_id, w.id, w.purpose, w.kek_version),
-                &w.wrapped,
-            )
-            .map_err(|_| Error::Integrity {
-                what: "wrapped signing key".into(),
-            })?;
+        let seed = self.unwrap_stored(w).map_err(|_| Error::Integrity {
+            what: "wrapped signing key".into(),
+        })?;
         let pair =
             Ed25519KeyPair::from_seed_unchecked(seed.expose()).map_err(|_| Error::Integrity {
                 what: "signing key".into(),
@@ -303,16 +297,7 @@ impl Keyring {
     /// Seals an opaque value (an audit entry body, an authenticator secret)
     /// with the active DEK, binding `domain` and `id` as associated data.
     pub fn seal_blob(&self, domain: &str, id: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        let active = self
-            .active
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or(Error::DekExhausted)?;
-        let n = active.counter.fetch_add(1, Ordering::Relaxed);
-        if n >= SEALS_PER_DEK {
-            return Err(Error::DekExhausted);
-        }
+        let (active, n) = self.reserve_nonces(1)?;
         let mut nonce = [0u8; 12];
         nonce[4..].copy_from_slice(&n.to_be_bytes());
         let mut out = Vec::with_capacity(1 + 4 + 12 + plaintext.len() + TAG_LEN);
@@ -367,6 +352,30 @@ impl Keyring {
         Ok(buf)
     }
 
+    /// The active DEK and the first of `n` consecutive nonce counters
+    /// reserved on it (the nonces are never handed out again).
+    fn reserve_nonces(&self, n: u64) -> Result<(Arc<Active>, u64)> {
+        let active = self
+            .active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(Error::DekExhausted)?;
+        let first = active.counter.fetch_add(n, Ordering::Relaxed);
+        if first + n > SEALS_PER_DEK {
+            return Err(Error::DekExhausted);
+        }
+        Ok((active, first))
+    }
+
+    /// Unwraps a stored key with this keyring's KEK.
+    fn unwrap_stored(&self, w: &WrappedKey) -> Result<SecretKey> {
+        self.kek.unwrap(
+            &wrap_aad(&self.vault_id, w.id, w.purpose, w.kek_version),
+            &w.wrapped,
+        )
+    }
+
     /// The KEK version this keyring unwraps with.
     pub fn kek_version(&self) -> u32 {
         self.kek.version()
@@ -374,15 +383,9 @@ impl Keyring {
 
     /// Loads a DEK another process stored.
     pub fn load(&self, w: &WrappedKey) -> Result<()> {
-        let key = self
-            .kek
-            .unwrap(
-                &wrap_aad(&self.vault_id, w.id, w.purpose, w.kek_version),
-                &w.wrapped,
-            )
-            .map_err(|_| Error::Integrity {
-                what: format!("wrapped data key {}", w.id),
-            })?;
+        let key = self.unwrap_stored(w).map_err(|_| Error::Integrity {
+            what: format!("wrapped data key {}", w.id),
+        })?;
         self.deks
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -448,26 +451,18 @@ impl Keyring {
         }));
     }
 
-    /// Rewraps the index key and every loaded DEK under `new_kek`, for a KEK
-    /// rotation. The caller stores the result, then switches with
-    /// [`replace_kek`](Self::replace_kek).
+    /// Rewraps every stored key of this keyring's KEK version (index key,
+    /// DEKs, signing key) under `new_kek`, for a KEK rotation. The caller
+    /// stores the result and opens a new keyring with the new KEK.
     pub fn rewrap(&self, new_kek: &dyn Kek, stored: &[WrappedKey]) -> Result<Vec<WrappedKey>> {
         stored
             .iter()
             .filter(|w| w.kek_version == self.kek.version())
             .map(|w| {
-                let key = self.kek.unwrap(
-                    &wrap_aad(&self.vault_id, w.id, w.purpose, w.kek_version),
-                    &w.wrapped,
-                )?;
+                let key = self.unwrap_stored(w)?;
                 wrap(&self.vault_id, new_kek, w.id, w.purpose, &key)
             })
             .collect()
-    }
-
-    /// Switches to a new KEK after a rotation.
-    pub fn replace_kek(&mut self, new_kek: Box<dyn Kek>) {
-        self.kek = new_kek;
     }
 
     /// The storage key of the record of `kind` with FHIR id `id`.
@@ -514,18 +509,7 @@ impl Keyring {
         if parts.is_empty() || parts.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err(Error::Envelope(envelope::DecodeError::Order));
         }
-        let active = self
-            .active
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or(Error::DekExhausted)?;
-        let first = active
-            .counter
-            .fetch_add(parts.len() as u64, Ordering::Relaxed);
-        if first + parts.len() as u64 > SEALS_PER_DEK {
-            return Err(Error::DekExhausted);
-        }
+        let (active, first) = self.reserve_nonces(parts.len() as u64)?;
         let bits = envelope::bits(parts.iter().map(|(c, _)| *c));
         let capacity = parts
             .iter()
