@@ -6,7 +6,8 @@
 //!   permission-table action it needs): the router, the OpenAPI document at
 //!   `/api/v1/openapi.json` and the authorization-matrix test are built
 //!   from it.
-//! - [`api`]: JSON handlers; [`fhir`]: FHIR handlers;
+//! - [`api`]: JSON handlers; [`oversight`]: the privacy officer's (audit
+//!   queries, break-glass review); [`fhir`]: FHIR handlers;
 //!   [`fhir_format`]: Bundles, OperationOutcomes, the CapabilityStatement.
 //! - [`state`]: shared state, the blocking pool, the [`state::Caller`]
 //!   extractor (authentication).
@@ -26,6 +27,7 @@ pub mod error;
 pub mod fhir;
 pub mod fhir_format;
 pub mod http;
+pub mod oversight;
 pub mod routes;
 pub mod state;
 pub mod tls;

@@ -3,7 +3,7 @@
 //! test are all built from this one table, so they cannot disagree.
 
 use crate::state::AppState;
-use crate::{api, fhir};
+use crate::{api, fhir, oversight};
 use axum::Router;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use rxvault_auth::Action;
@@ -116,564 +116,81 @@ const FHIR_RECORD_QUERY: &[(&str, bool, &str)] = &[
 ];
 
 /// Every endpoint.
+#[rustfmt::skip]
 pub const ENDPOINTS: &[Endpoint] = &[
     ep("get", "/api/v1/health", Public, "Liveness"),
-    ep(
-        "get",
-        "/api/v1/openapi.json",
-        Public,
-        "This OpenAPI document",
+    ep("get", "/api/v1/openapi.json", Public, "This OpenAPI document"),
+    ok(body(ep("post", "/api/v1/sessions", Public, "Log in: password, then a second factor"), "LoginRequest"), 200, "LoginStep"),
+    ok(body(ep("post", "/api/v1/sessions/totp", Public, "Second factor: a TOTP code"), "CodeRequest"), 200, "SessionToken"),
+    ok(body(ep("post", "/api/v1/sessions/recovery-code", Public, "Second factor: a single-use recovery code"), "CodeRequest"), 200, "SessionToken"),
+    ok(body(ep("post", "/api/v1/sessions/passkey/challenge", Public, "Second factor: WebAuthn request options"), "PendingRequest"), 200, "Object"),
+    ok(body(ep("post", "/api/v1/sessions/passkey", Public, "Second factor: a WebAuthn assertion"), "PasskeyRequest"), 200, "SessionToken"),
+    ok(body(ep("post", "/api/v1/sessions/enrol/passkey", Public, "Enrol a passkey: WebAuthn creation options"), "PendingRequest"), 200, "Object"),
+    ok(body(ep("post", "/api/v1/sessions/enrol/passkey/confirm", Public, "Enrol a passkey: the registration"), "PasskeyRequest"), 200, "SessionToken"),
+    ok(body(ep("post", "/api/v1/sessions/enrol/totp", Public, "Enrol TOTP (a login without a second factor)"), "PendingRequest"), 200, "TotpEnrolment"),
+    ok(body(ep("post", "/api/v1/sessions/enrol/totp/confirm", Public, "Confirm TOTP enrolment with a first code"), "CodeRequest"), 200, "SessionToken"),
+    ok(ep("get", "/api/v1/sessions", Session, "The caller's sessions"), 200, "Array"),
+    ok(ep("delete", "/api/v1/sessions/current", Session, "Log out"), 204, "Empty"),
+    ok(body(ep("post", "/api/v1/sessions/step-up", Session, "A fresh second factor (step-up)"), "StepUpRequest"), 204, "Empty"),
+    body(ep("post", "/api/v1/sessions/revoke", Guard::Action(Action::RevokeSessions), "Revoke sessions by id, user or host"), "RevokeRequest"),
+    ok(query(ep("get", "/api/v1/patients", Guard::Action(Action::PatientSearch), "Find patients (blind indexes)"), PATIENT_QUERY), 200, "Array"),
+    ok(body(ep("post", "/api/v1/patients", Guard::Action(Action::PatientCreate), "Create a patient (FHIR Patient)"), "FhirResource"), 201, "Id"),
+    ok(ep("get", "/api/v1/patients/{id}", Guard::Action(Action::PatientRead), "Read a patient (FHIR Patient, masked)"), 200, "FhirResource"),
+    ok(body(ep("put", "/api/v1/patients/{id}", Guard::Action(Action::PatientUpdate), "Update a patient"), "FhirResource"), 200, "Id"),
+    ep("get", "/api/v1/patients/{id}/chart", Guard::Action(Action::PatientRead), "A patient's chart as the caller may see it"),
+    ok(ep("get", "/api/v1/patients/{id}/coverages", Guard::Action(Action::CoverageRead), "A patient's health plans"), 200, "Array"),
+    ok(ep("get", "/api/v1/patients/{id}/prescriptions", Guard::Action(Action::PrescriptionRead), "A patient's prescriptions"), 200, "Array"),
+    ok(ep("get", "/api/v1/patients/{id}/fills", Guard::Action(Action::FillRead), "A patient's fills"), 200, "Array"),
+    ok(ep("get", "/api/v1/patients/{id}/allergies", Guard::Action(Action::AllergyRead), "A patient's allergies"), 200, "Array"),
+    ok(body(ep("post", "/api/v1/coverages", Guard::Action(Action::CoverageWrite), "Create a health plan (FHIR Coverage)"), "FhirResource"), 201, "Id"),
+    ok(ep("get", "/api/v1/coverages/{id}", Guard::Action(Action::CoverageRead), "Read a health plan"), 200, "FhirResource"),
+    ok(body(ep("put", "/api/v1/coverages/{id}", Guard::Action(Action::CoverageWrite), "Update a health plan"), "FhirResource"), 200, "Id"),
+    ok(body(ep("post", "/api/v1/prescriptions", Guard::Action(Action::PrescriptionCreate), "Receive an e-prescription (FHIR MedicationRequest)"), "FhirResource"), 201, "Id"),
+    ok(ep("get", "/api/v1/prescriptions/{id}", Guard::Action(Action::PrescriptionRead), "Read a prescription"), 200, "FhirResource"),
+    ok(body(ep("put", "/api/v1/prescriptions/{id}", Guard::Action(Action::PrescriptionUpdate), "Update a prescription"), "FhirResource"), 200, "Id"),
+    ok(body(ep("post", "/api/v1/fills", Guard::Action(Action::FillCreate), "Record a fill (FHIR MedicationDispense)"), "FhirResource"), 201, "Id"),
+    ok(ep("get", "/api/v1/fills/{id}", Guard::Action(Action::FillRead), "Read a fill"), 200, "FhirResource"),
+    ok(body(ep("put", "/api/v1/fills/{id}", Guard::Action(Action::FillUpdate), "Update a fill (status, carrier, tracking)"), "FhirResource"), 200, "Id"),
+    ok(body(ep("post", "/api/v1/allergies", Guard::Action(Action::AllergyWrite), "Record an allergy (FHIR AllergyIntolerance)"), "FhirResource"), 201, "Id"),
+    ok(ep("get", "/api/v1/allergies/{id}", Guard::Action(Action::AllergyRead), "Read an allergy"), 200, "FhirResource"),
+    ok(body(ep("put", "/api/v1/allergies/{id}", Guard::Action(Action::AllergyWrite), "Update an allergy"), "FhirResource"), 200, "Id"),
+    ok(query(ep("get", "/api/v1/shipments", Guard::Action(Action::ShippingManifest), "The day's packages: ship-to only"), &[("date", false, "YYYY-MM-DD (default today)")]), 200, "Array"),
+    ok(body(ep("post", "/api/v1/exports", Guard::Action(Action::BulkExport), "Bulk FHIR export, encrypted to age recipients (step-up)"), "ExportRequest"), 201, "Object"),
+    ok(ep("get", "/api/v1/users", Guard::Action(Action::UserAdmin), "List users (step-up)"), 200, "Array"),
+    ok(body(ep("post", "/api/v1/users", Guard::Action(Action::UserAdmin), "Create a user (step-up)"), "NewUser"), 201, "Object"),
+    body(ep("patch", "/api/v1/users/{id}", Guard::Action(Action::UserAdmin), "Change a user's role or disable them (step-up)"), "UserChange"),
+    ok(ep("delete", "/api/v1/users/{id}/mfa", Guard::Action(Action::UserAdmin), "Reset a user's second factors (step-up)"), 204, "Empty"),
+    ok(body(ep("post", "/api/v1/break-glass", Guard::Action(Action::BreakGlass), "Emergency access, with a reason (step-up)"), "BreakGlassRequest"), 201, "Object"),
+    ok(query(ep("get", "/api/v1/break-glass", Guard::Action(Action::AuditRead), "Break-glass grants to review (privacy officer)"), &[("unreviewed", false, "true (default) or false")]), 200, "Array"),
+    ok(ep("post", "/api/v1/break-glass/{id}/review", Guard::Action(Action::AuditRead), "Mark a break-glass grant reviewed (privacy officer)"), 204, "Empty"),
+    ok(query(ep("get", "/api/v1/audit", Guard::Action(Action::AuditRead), "Forensic audit query (privacy officer)"), AUDIT_QUERY), 200, "Array"),
+    fhir_ep(ep("get", "/fhir/metadata", Public, "FHIR CapabilityStatement")),
+    fhir_ep(ep("get", "/fhir/Patient/{id}", Guard::Action(Action::PatientRead), "FHIR read Patient")),
+    fhir_ep(query(ep("get", "/fhir/Patient", Guard::Action(Action::PatientSearch), "FHIR search Patient"), FHIR_PATIENT_QUERY)),
+    fhir_ep(ep("get", "/fhir/Coverage/{id}", Guard::Action(Action::CoverageRead), "FHIR read Coverage")),
+    fhir_ep(query(ep("get", "/fhir/Coverage", Guard::Action(Action::CoverageRead), "FHIR search Coverage"), FHIR_RECORD_QUERY)),
+    fhir_ep(ep("get", "/fhir/MedicationRequest/{id}", Guard::Action(Action::PrescriptionRead), "FHIR read MedicationRequest")),
+    fhir_ep(query(ep("get", "/fhir/MedicationRequest", Guard::Action(Action::PrescriptionRead), "FHIR search MedicationRequest"), FHIR_RECORD_QUERY)),
+    fhir_ep(ep("get", "/fhir/MedicationDispense/{id}", Guard::Action(Action::FillRead), "FHIR read MedicationDispense")),
+    fhir_ep(query(ep("get", "/fhir/MedicationDispense", Guard::Action(Action::FillRead), "FHIR search MedicationDispense"), FHIR_RECORD_QUERY)),
+    fhir_ep(ep("get", "/fhir/AllergyIntolerance/{id}", Guard::Action(Action::AllergyRead), "FHIR read AllergyIntolerance")),
+    fhir_ep(query(ep("get", "/fhir/AllergyIntolerance", Guard::Action(Action::AllergyRead), "FHIR search AllergyIntolerance"), FHIR_RECORD_QUERY)),
+];
+
+const AUDIT_QUERY: &[(&str, bool, &str)] = &[
+    ("user", false, "Actor id"),
+    ("session", false, "Session id"),
+    ("host", false, "Host or agent id"),
+    ("ip", false, "Source address"),
+    ("patient", false, "Patient id"),
+    (
+        "action",
+        false,
+        "Action kind (read, search, export, auth-failure, ...)",
     ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/sessions",
-                Public,
-                "Log in: password, then a second factor",
-            ),
-            "LoginRequest",
-        ),
-        200,
-        "LoginStep",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/sessions/totp",
-                Public,
-                "Second factor: a TOTP code",
-            ),
-            "CodeRequest",
-        ),
-        200,
-        "SessionToken",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/sessions/recovery-code",
-                Public,
-                "Second factor: a single-use recovery code",
-            ),
-            "CodeRequest",
-        ),
-        200,
-        "SessionToken",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/sessions/passkey/challenge",
-                Public,
-                "Second factor: WebAuthn request options",
-            ),
-            "PendingRequest",
-        ),
-        200,
-        "Object",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/sessions/passkey",
-                Public,
-                "Second factor: a WebAuthn assertion",
-            ),
-            "PasskeyRequest",
-        ),
-        200,
-        "SessionToken",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/sessions/enrol/passkey",
-                Public,
-                "Enrol a passkey: WebAuthn creation options",
-            ),
-            "PendingRequest",
-        ),
-        200,
-        "Object",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/sessions/enrol/passkey/confirm",
-                Public,
-                "Enrol a passkey: the registration",
-            ),
-            "PasskeyRequest",
-        ),
-        200,
-        "SessionToken",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/sessions/enrol/totp",
-                Public,
-                "Enrol TOTP (a login without a second factor)",
-            ),
-            "PendingRequest",
-        ),
-        200,
-        "TotpEnrolment",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/sessions/enrol/totp/confirm",
-                Public,
-                "Confirm TOTP enrolment with a first code",
-            ),
-            "CodeRequest",
-        ),
-        200,
-        "SessionToken",
-    ),
-    ok(
-        ep("get", "/api/v1/sessions", Session, "The caller's sessions"),
-        200,
-        "Array",
-    ),
-    ok(
-        ep("delete", "/api/v1/sessions/current", Session, "Log out"),
-        204,
-        "Empty",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/sessions/step-up",
-                Session,
-                "A fresh second factor (step-up)",
-            ),
-            "StepUpRequest",
-        ),
-        204,
-        "Empty",
-    ),
-    body(
-        ep(
-            "post",
-            "/api/v1/sessions/revoke",
-            Guard::Action(Action::RevokeSessions),
-            "Revoke sessions by id, user or host",
-        ),
-        "RevokeRequest",
-    ),
-    ok(
-        query(
-            ep(
-                "get",
-                "/api/v1/patients",
-                Guard::Action(Action::PatientSearch),
-                "Find patients (blind indexes)",
-            ),
-            PATIENT_QUERY,
-        ),
-        200,
-        "Array",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/patients",
-                Guard::Action(Action::PatientCreate),
-                "Create a patient (FHIR Patient)",
-            ),
-            "FhirResource",
-        ),
-        201,
-        "Id",
-    ),
-    ok(
-        ep(
-            "get",
-            "/api/v1/patients/{id}",
-            Guard::Action(Action::PatientRead),
-            "Read a patient (FHIR Patient, masked)",
-        ),
-        200,
-        "FhirResource",
-    ),
-    ok(
-        body(
-            ep(
-                "put",
-                "/api/v1/patients/{id}",
-                Guard::Action(Action::PatientUpdate),
-                "Update a patient",
-            ),
-            "FhirResource",
-        ),
-        200,
-        "Id",
-    ),
-    ep(
-        "get",
-        "/api/v1/patients/{id}/chart",
-        Guard::Action(Action::PatientRead),
-        "A patient's chart as the caller may see it",
-    ),
-    ok(
-        ep(
-            "get",
-            "/api/v1/patients/{id}/coverages",
-            Guard::Action(Action::CoverageRead),
-            "A patient's health plans",
-        ),
-        200,
-        "Array",
-    ),
-    ok(
-        ep(
-            "get",
-            "/api/v1/patients/{id}/prescriptions",
-            Guard::Action(Action::PrescriptionRead),
-            "A patient's prescriptions",
-        ),
-        200,
-        "Array",
-    ),
-    ok(
-        ep(
-            "get",
-            "/api/v1/patients/{id}/fills",
-            Guard::Action(Action::FillRead),
-            "A patient's fills",
-        ),
-        200,
-        "Array",
-    ),
-    ok(
-        ep(
-            "get",
-            "/api/v1/patients/{id}/allergies",
-            Guard::Action(Action::AllergyRead),
-            "A patient's allergies",
-        ),
-        200,
-        "Array",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/coverages",
-                Guard::Action(Action::CoverageWrite),
-                "Create a health plan (FHIR Coverage)",
-            ),
-            "FhirResource",
-        ),
-        201,
-        "Id",
-    ),
-    ok(
-        ep(
-            "get",
-            "/api/v1/coverages/{id}",
-            Guard::Action(Action::CoverageRead),
-            "Read a health plan",
-        ),
-        200,
-        "FhirResource",
-    ),
-    ok(
-        body(
-            ep(
-                "put",
-                "/api/v1/coverages/{id}",
-                Guard::Action(Action::CoverageWrite),
-                "Update a health plan",
-            ),
-            "FhirResource",
-        ),
-        200,
-        "Id",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/prescriptions",
-                Guard::Action(Action::PrescriptionCreate),
-                "Receive an e-prescription (FHIR MedicationRequest)",
-            ),
-            "FhirResource",
-        ),
-        201,
-        "Id",
-    ),
-    ok(
-        ep(
-            "get",
-            "/api/v1/prescriptions/{id}",
-            Guard::Action(Action::PrescriptionRead),
-            "Read a prescription",
-        ),
-        200,
-        "FhirResource",
-    ),
-    ok(
-        body(
-            ep(
-                "put",
-                "/api/v1/prescriptions/{id}",
-                Guard::Action(Action::PrescriptionUpdate),
-                "Update a prescription",
-            ),
-            "FhirResource",
-        ),
-        200,
-        "Id",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/fills",
-                Guard::Action(Action::FillCreate),
-                "Record a fill (FHIR MedicationDispense)",
-            ),
-            "FhirResource",
-        ),
-        201,
-        "Id",
-    ),
-    ok(
-        ep(
-            "get",
-            "/api/v1/fills/{id}",
-            Guard::Action(Action::FillRead),
-            "Read a fill",
-        ),
-        200,
-        "FhirResource",
-    ),
-    ok(
-        body(
-            ep(
-                "put",
-                "/api/v1/fills/{id}",
-                Guard::Action(Action::FillUpdate),
-                "Update a fill (status, carrier, tracking)",
-            ),
-            "FhirResource",
-        ),
-        200,
-        "Id",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/allergies",
-                Guard::Action(Action::AllergyWrite),
-                "Record an allergy (FHIR AllergyIntolerance)",
-            ),
-            "FhirResource",
-        ),
-        201,
-        "Id",
-    ),
-    ok(
-        ep(
-            "get",
-            "/api/v1/allergies/{id}",
-            Guard::Action(Action::AllergyRead),
-            "Read an allergy",
-        ),
-        200,
-        "FhirResource",
-    ),
-    ok(
-        body(
-            ep(
-                "put",
-                "/api/v1/allergies/{id}",
-                Guard::Action(Action::AllergyWrite),
-                "Update an allergy",
-            ),
-            "FhirResource",
-        ),
-        200,
-        "Id",
-    ),
-    ok(
-        query(
-            ep(
-                "get",
-                "/api/v1/shipments",
-                Guard::Action(Action::ShippingManifest),
-                "The day's packages: ship-to only",
-            ),
-            &[("date", false, "YYYY-MM-DD (default today)")],
-        ),
-        200,
-        "Array",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/exports",
-                Guard::Action(Action::BulkExport),
-                "Bulk FHIR export, encrypted to age recipients (step-up)",
-            ),
-            "ExportRequest",
-        ),
-        201,
-        "Object",
-    ),
-    ok(
-        ep(
-            "get",
-            "/api/v1/users",
-            Guard::Action(Action::UserAdmin),
-            "List users (step-up)",
-        ),
-        200,
-        "Array",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/users",
-                Guard::Action(Action::UserAdmin),
-                "Create a user (step-up)",
-            ),
-            "NewUser",
-        ),
-        201,
-        "Object",
-    ),
-    body(
-        ep(
-            "patch",
-            "/api/v1/users/{id}",
-            Guard::Action(Action::UserAdmin),
-            "Change a user's role or disable them (step-up)",
-        ),
-        "UserChange",
-    ),
-    ok(
-        ep(
-            "delete",
-            "/api/v1/users/{id}/mfa",
-            Guard::Action(Action::UserAdmin),
-            "Reset a user's second factors (step-up)",
-        ),
-        204,
-        "Empty",
-    ),
-    ok(
-        body(
-            ep(
-                "post",
-                "/api/v1/break-glass",
-                Guard::Action(Action::BreakGlass),
-                "Emergency access, with a reason (step-up)",
-            ),
-            "BreakGlassRequest",
-        ),
-        201,
-        "Object",
-    ),
-    fhir_ep(ep(
-        "get",
-        "/fhir/metadata",
-        Public,
-        "FHIR CapabilityStatement",
-    )),
-    fhir_ep(ep(
-        "get",
-        "/fhir/Patient/{id}",
-        Guard::Action(Action::PatientRead),
-        "FHIR read Patient",
-    )),
-    fhir_ep(query(
-        ep(
-            "get",
-            "/fhir/Patient",
-            Guard::Action(Action::PatientSearch),
-            "FHIR search Patient",
-        ),
-        FHIR_PATIENT_QUERY,
-    )),
-    fhir_ep(ep(
-        "get",
-        "/fhir/Coverage/{id}",
-        Guard::Action(Action::CoverageRead),
-        "FHIR read Coverage",
-    )),
-    fhir_ep(query(
-        ep(
-            "get",
-            "/fhir/Coverage",
-            Guard::Action(Action::CoverageRead),
-            "FHIR search Coverage",
-        ),
-        FHIR_RECORD_QUERY,
-    )),
-    fhir_ep(ep(
-        "get",
-        "/fhir/MedicationRequest/{id}",
-        Guard::Action(Action::PrescriptionRead),
-        "FHIR read MedicationRequest",
-    )),
-    fhir_ep(query(
-        ep(
-            "get",
-            "/fhir/MedicationRequest",
-            Guard::Action(Action::PrescriptionRead),
-            "FHIR search MedicationRequest",
-        ),
-        FHIR_RECORD_QUERY,
-    )),
-    fhir_ep(ep(
-        "get",
-        "/fhir/MedicationDispense/{id}",
-        Guard::Action(Action::FillRead),
-        "FHIR read MedicationDispense",
-    )),
-    fhir_ep(query(
-        ep(
-            "get",
-            "/fhir/MedicationDispense",
-            Guard::Action(Action::FillRead),
-            "FHIR search MedicationDispense",
-        ),
-        FHIR_RECORD_QUERY,
-    )),
-    fhir_ep(ep(
-        "get",
-        "/fhir/AllergyIntolerance/{id}",
-        Guard::Action(Action::AllergyRead),
-        "FHIR read AllergyIntolerance",
-    )),
-    fhir_ep(query(
-        ep(
-            "get",
-            "/fhir/AllergyIntolerance",
-            Guard::Action(Action::AllergyRead),
-            "FHIR search AllergyIntolerance",
-        ),
-        FHIR_RECORD_QUERY,
-    )),
+    ("from", false, "From (RFC 3339 or YYYY-MM-DD)"),
+    ("to", false, "Until (exclusive)"),
+    ("limit", false, "At most this many (default 1000)"),
 ];
 
 fn handler(e: &Endpoint) -> MethodRouter<AppState> {
@@ -732,6 +249,9 @@ fn handler(e: &Endpoint) -> MethodRouter<AppState> {
         ("patch", "/api/v1/users/{id}") => m!(api::change_user),
         ("delete", "/api/v1/users/{id}/mfa") => m!(api::reset_mfa),
         ("post", "/api/v1/break-glass") => m!(api::break_glass),
+        ("get", "/api/v1/audit") => m!(oversight::audit),
+        ("get", "/api/v1/break-glass") => m!(oversight::grants),
+        ("post", "/api/v1/break-glass/{id}/review") => m!(oversight::review),
         ("get", "/fhir/metadata") => m!(fhir::metadata),
         (_, p) if p.starts_with("/fhir/") && p.ends_with("/{id}") => m!(fhir::read),
         (_, p) if p.starts_with("/fhir/") => m!(fhir::search),
