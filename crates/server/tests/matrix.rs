@@ -69,7 +69,13 @@ fn kind_of_path(path: &str) -> Option<RecordKind> {
 }
 
 /// A request for `e` that a principal allowed to make it would succeed with.
-async fn request(h: &Harness, e: &Endpoint, who: Who, n: usize, grant: &str) -> (Method, String, Option<Value>) {
+async fn request(
+    h: &Harness,
+    e: &Endpoint,
+    who: Who,
+    n: usize,
+    grant: &str,
+) -> (Method, String, Option<Value>) {
     let kind = kind_of_path(e.path);
     let id = match (kind, e.path) {
         (_, p) if p.starts_with("/api/v1/users/") => "victim".to_string(),
@@ -267,7 +273,14 @@ async fn authorization_matrix_every_endpoint_role_and_token_state() {
 
     // A break-glass grant for the privacy officer to review.
     let billing = h.login(&username(Role::Billing)).await;
-    let (status, grant) = send(&h, Method::POST, "/api/v1/break-glass", Some(&billing), &Some(json!({"reason": "walk-in patient, chart needed"}))).await;
+    let (status, grant) = send(
+        &h,
+        Method::POST,
+        "/api/v1/break-glass",
+        Some(&billing),
+        &Some(json!({"reason": "walk-in patient, chart needed"})),
+    )
+    .await;
     assert_eq!(status, 201, "{grant}");
     let grant = grant["grant_id"].as_str().unwrap().to_string();
 
