@@ -41,6 +41,7 @@ use rxvault_store::{PgAuditStore, SqliteAuditStore};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
@@ -355,23 +356,41 @@ impl AuditLog {
         } else {
             CompactRange::new()
         };
-        let mut committer = Committer {
-            store,
+        let ctx = Arc::new(Ctx {
             keyring: keyring.clone(),
             clock: clock.clone(),
             config: config.clone(),
-            tree: state,
             with_tree: tree,
+            opened_ms: unix_ms(clock.now()),
+        });
+        let base = Base {
+            tree: state,
+            size,
             last_cp: latest
                 .as_ref()
                 .map(|c| (c.checkpoint.size, c.checkpoint.time_ms)),
-            size,
-            opened_ms: unix_ms(clock.now()),
+        };
+        let shared = Arc::new(Shared {
+            epoch: AtomicU64::new(0),
+            base: Mutex::new((0, base.clone())),
+        });
+        let writer = Writer {
+            store,
+            ctx: ctx.clone(),
+            base: base.clone(),
+            epoch: 0,
+            shared: shared.clone(),
+        };
+        let builder = Builder {
+            ctx,
+            shared,
+            spec: base,
+            epoch: 0,
         };
         let (sender, receiver) = crossbeam_channel::bounded(config.queue_capacity.max(1));
         let handle = std::thread::Builder::new()
             .name("rxvault-audit".into())
-            .spawn(move || committer.run(&receiver))
+            .spawn(move || builder.run(&receiver, writer))
             .map_err(crate::io_err("starting the audit committer thread"))?;
         Ok(Self {
             keyring,
@@ -482,20 +501,50 @@ fn check_latest(
     }
 }
 
-struct Committer {
-    store: Arc<dyn AuditStore>,
+/// What the committer knows of the log: the tree's right edge (only with
+/// the tree), the size, and the latest checkpoint's size and time.
+#[derive(Debug, Clone)]
+struct Base {
+    tree: CompactRange,
+    size: u64,
+    last_cp: Option<(u64, i64)>,
+}
+
+/// What the builder and the writer share, read-only.
+struct Ctx {
     keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
     config: AuditConfig,
-    /// The tree's right edge (only when `with_tree`).
-    tree: CompactRange,
     with_tree: bool,
-    /// Size and time of the latest checkpoint.
-    last_cp: Option<(u64, i64)>,
-    /// The log's size as this committer knows it.
-    size: u64,
-    /// When this committer started (Unix ms).
+    /// When the log was opened (Unix ms).
     opened_ms: i64,
+}
+
+/// A batch ready to commit on top of the log of `start` entries.
+struct Built {
+    start: u64,
+    batch: AuditBatch,
+    receipts: Vec<Receipt>,
+    signed: Option<SignedCheckpoint>,
+    /// The log once the batch is committed.
+    after: Base,
+}
+
+/// The builder's state as the writer last published it: the writer bumps
+/// the epoch whenever the log did not go the way the builder assumed (a
+/// failed commit, another process's entries, a batch it had to rebuild).
+struct Shared {
+    epoch: AtomicU64,
+    base: Mutex<(u64, Base)>,
+}
+
+/// One group for the writer: the callers, and the batch the builder made
+/// for them (in `epoch`).
+struct Job {
+    epoch: u64,
+    appends: Waiters,
+    requests: Vec<Completer<SignedCheckpoint>>,
+    built: Result<Built>,
 }
 
 type Waiters = Vec<(Box<Prepared>, Completer<Receipt>)>;
@@ -507,41 +556,18 @@ fn sort(m: Msg, appends: &mut Waiters, requests: &mut Vec<Completer<SignedCheckp
     }
 }
 
-impl Committer {
-    fn run(&mut self, rx: &Receiver<Msg>) {
-        let poll = self
-            .config
-            .checkpoint_interval
-            .min(Duration::from_secs(1))
-            .max(Duration::from_millis(10));
-        loop {
-            let first = match rx.recv_timeout(poll) {
-                Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => {
-                    // Idle: a checkpoint may be due by time alone.
-                    self.commit(Vec::new(), Vec::new());
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => return,
-            };
-            let mut appends: Waiters = Vec::new();
-            let mut requests = Vec::new();
-            sort(first, &mut appends, &mut requests);
-            while appends.len() < self.config.max_batch {
-                match rx.try_recv() {
-                    Ok(m) => sort(m, &mut appends, &mut requests),
-                    Err(_) => break,
-                }
-            }
-            self.commit(appends, requests);
-        }
-    }
-
-    fn checkpoint_due(&self, requested: bool, size: u64, now: i64) -> bool {
+impl Ctx {
+    fn checkpoint_due(
+        &self,
+        last_cp: Option<(u64, i64)>,
+        requested: bool,
+        size: u64,
+        now: i64,
+    ) -> bool {
         if !self.with_tree {
             return false;
         }
-        let Some((cp_size, cp_time)) = self.last_cp else {
+        let Some((cp_size, cp_time)) = last_cp else {
             // The first checkpoint: on request (even of the empty log), or
             // as if one had been signed at size 0 when the log was opened.
             return requested
@@ -559,10 +585,14 @@ impl Committer {
             >= i64::try_from(self.config.checkpoint_interval.as_millis()).unwrap_or(i64::MAX)
     }
 
-    fn build(&mut self, appends: &Waiters, batch: &mut AuditBatch) -> Result<Vec<Receipt>> {
+    /// Seals, hashes and places `appends` after the log `base` (and signs a
+    /// checkpoint if one is due): everything but the write.
+    fn build(&self, base: &Base, appends: &Waiters, requested: bool) -> Result<Built> {
+        let mut after = base.clone();
+        let mut batch = AuditBatch::default();
         let mut receipts = Vec::with_capacity(appends.len());
         for (p, _) in appends {
-            let index = self.size + receipts.len() as u64;
+            let index = base.size + receipts.len() as u64;
             let header = Header {
                 index,
                 time_ms: p.time_ms,
@@ -580,7 +610,7 @@ impl Committer {
             bytes.extend_from_slice(&body);
             let leaf_hash = if self.with_tree {
                 let leaf = merkle::leaf_hash(&bytes);
-                self.tree.push(leaf, |level, index, hash| {
+                after.tree.push(leaf, |level, index, hash| {
                     if merkle::is_stored_level(level) {
                         batch.nodes.push(AuditNode {
                             level,
@@ -607,76 +637,278 @@ impl Committer {
                 tree_size: 0,
             });
         }
-        Ok(receipts)
+        after.size = base.size + receipts.len() as u64;
+        let now = unix_ms(self.clock.now());
+        let mut signed = None;
+        if self.checkpoint_due(base.last_cp, requested, after.size, now) {
+            let cp = Checkpoint {
+                origin: self.config.origin.clone(),
+                size: after.size,
+                root: after.tree.root(),
+                time_ms: now,
+            };
+            let s = cp.sign(&self.keyring)?;
+            batch.checkpoint = Some(AuditCheckpoint {
+                size: after.size,
+                time_ms: now,
+                root: s.checkpoint.root,
+                note: s.note().to_string(),
+            });
+            after.last_cp = Some((after.size, now));
+            signed = Some(s);
+        }
+        Ok(Built {
+            start: base.size,
+            batch,
+            receipts,
+            signed,
+            after,
+        })
+    }
+}
+
+/// The committer's first half (the `rxvault-audit` thread): takes groups
+/// off the queue and builds their batches, assuming every batch before
+/// commits, so that the next group is sealed and hashed while the writer
+/// waits for the previous one's fsync.
+struct Builder {
+    ctx: Arc<Ctx>,
+    shared: Arc<Shared>,
+    /// The log as it will be once every job sent so far is committed.
+    spec: Base,
+    epoch: u64,
+}
+
+/// Groups smaller than this are built only once the writer is free, so
+/// that they grow meanwhile: building them costs less than splitting the
+/// callers into more, smaller commits (each an fsync). Larger ones are
+/// built while the writer writes the previous one.
+const PIPELINE_MIN: usize = 256;
+
+impl Builder {
+    fn run(mut self, rx: &Receiver<Msg>, writer: Writer) {
+        // A rendezvous: the builder runs at most one batch ahead of the
+        // writer, and knows when the writer took it.
+        let (jobs, job_rx) = crossbeam_channel::bounded::<Job>(0);
+        // The writer says when it is done with a job.
+        let (idle_tx, idle) = crossbeam_channel::bounded::<()>(1);
+        let mut busy = false;
+        let handle = std::thread::Builder::new()
+            .name("rxvault-audit-write".into())
+            .spawn(move || writer.run(&job_rx, &idle_tx));
+        let handle = match handle {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the audit writer thread");
+                return;
+            }
+        };
+        let poll = self
+            .ctx
+            .config
+            .checkpoint_interval
+            .min(Duration::from_secs(1))
+            .max(Duration::from_millis(10));
+        loop {
+            let mut appends: Waiters = Vec::new();
+            let mut requests = Vec::new();
+            match rx.recv_timeout(poll) {
+                Ok(m) => sort(m, &mut appends, &mut requests),
+                // Idle: a checkpoint may be due by time alone.
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let max = self.ctx.config.max_batch;
+            while appends.len() < max {
+                match rx.try_recv() {
+                    Ok(m) => sort(m, &mut appends, &mut requests),
+                    Err(_) => break,
+                }
+            }
+            // A small group waits for the writer, growing meanwhile.
+            let mut closed = false;
+            while busy && appends.len() < PIPELINE_MIN.min(max) && !closed {
+                crossbeam_channel::select! {
+                    recv(idle) -> _ => busy = false,
+                    recv(rx) -> m => match m {
+                        Ok(m) => sort(m, &mut appends, &mut requests),
+                        Err(_) => closed = true,
+                    },
+                }
+            }
+            if self.shared.epoch.load(Ordering::Acquire) != self.epoch {
+                let guard = self.shared.base.lock().unwrap_or_else(|e| e.into_inner());
+                (self.epoch, self.spec) = guard.clone();
+            }
+            let built = self.ctx.build(&self.spec, &appends, !requests.is_empty());
+            if let Ok(b) = &built {
+                self.spec = b.after.clone();
+            }
+            let job = Job {
+                epoch: self.epoch,
+                appends,
+                requests,
+                built,
+            };
+            // Tokens left are from jobs before this one.
+            while idle.try_recv().is_ok() {}
+            if jobs.send(job).is_err() {
+                // The writer is gone (it panicked): dropped completers
+                // answer Error::Closed.
+                break;
+            }
+            busy = true;
+            if closed {
+                break;
+            }
+        }
+        drop(jobs);
+        if handle.join().is_err() {
+            tracing::error!("the audit writer thread panicked");
+        }
+    }
+}
+
+/// The committer's second half (the `rxvault-audit-write` thread): writes
+/// each job's batch in one transaction, then answers its callers.
+struct Writer {
+    store: Arc<dyn AuditStore>,
+    ctx: Arc<Ctx>,
+    /// The log as committed.
+    base: Base,
+    epoch: u64,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    fn run(mut self, jobs: &Receiver<Job>, idle: &crossbeam_channel::Sender<()>) {
+        for job in jobs {
+            self.handle(job);
+            let _ = idle.try_send(());
+        }
     }
 
+    fn handle(&mut self, job: Job) {
+        let Job {
+            epoch,
+            appends,
+            requests,
+            built,
+        } = job;
+        let built = match built {
+            Ok(b) if epoch == self.epoch && b.start == self.base.size => b,
+            // Built on a log that did not come to be: build again here.
+            _ => {
+                self.commit(appends, requests);
+                self.bump();
+                return;
+            }
+        };
+        if built.batch.entries.is_empty() && built.batch.checkpoint.is_none() {
+            // Nothing to write: checkpoint requests get the latest one.
+            self.answer_requests(requests, None);
+            return;
+        }
+        let Built {
+            start,
+            batch,
+            receipts,
+            signed,
+            after,
+        } = built;
+        let mut batch = Some(batch);
+        let mut moved = false;
+        // The store holds every other appender off from reading the size
+        // to the commit.
+        let result = self.store.append_with(&mut |size| {
+            if size == start {
+                batch.take()
+            } else {
+                moved = true;
+                None
+            }
+        });
+        match result {
+            Ok(true) => {
+                self.base = after;
+                self.deliver(appends, receipts, requests, signed);
+            }
+            Ok(false) if moved => {
+                // Another process appended: continue from its tree.
+                self.commit(appends, requests);
+                self.bump();
+            }
+            Ok(false) => {
+                self.fail(
+                    appends,
+                    requests,
+                    Error::Invalid("the audit batch was not written".into()),
+                );
+                self.bump();
+            }
+            Err(e) => {
+                self.fail(appends, requests, e.into());
+                self.bump();
+            }
+        }
+    }
+
+    /// Publishes the committed log to the builder, whose own view is wrong.
+    fn bump(&mut self) {
+        self.epoch += 1;
+        *self.shared.base.lock().unwrap_or_else(|e| e.into_inner()) =
+            (self.epoch, self.base.clone());
+        self.shared.epoch.store(self.epoch, Ordering::Release);
+    }
+
+    fn deliver(
+        &self,
+        appends: Waiters,
+        receipts: Vec<Receipt>,
+        requests: Vec<Completer<SignedCheckpoint>>,
+        signed: Option<SignedCheckpoint>,
+    ) {
+        let size = self.base.size;
+        for ((_, completer), mut r) in appends.into_iter().zip(receipts) {
+            r.tree_size = size;
+            completer.complete(Ok(r));
+        }
+        self.answer_requests(requests, signed);
+    }
+
+    /// Builds and commits in the store's lock (reloading the tree if
+    /// another process appended).
     fn commit(&mut self, appends: Waiters, requests: Vec<Completer<SignedCheckpoint>>) {
         let store = self.store.clone();
-        let saved = (self.tree.clone(), self.size);
         let mut failure: Option<Error> = None;
-        let mut done: Option<(Vec<Receipt>, Option<SignedCheckpoint>, u64)> = None;
-        // The store holds every other appender off while this runs, so the
-        // size it reports stays true until the commit.
+        let mut done: Option<Built> = None;
         let result = store.append_with(&mut |size| {
-            if size != self.size {
-                // Another process appended: continue from its tree.
+            if size != self.base.size {
                 tracing::info!(size, "audit log grew elsewhere; reloading");
                 if let Err(e) = self.reload(size) {
                     failure = Some(e);
                     return None;
                 }
             }
-            let mut batch = AuditBatch::default();
-            let receipts = match self.build(&appends, &mut batch) {
-                Ok(r) => r,
+            match self.ctx.build(&self.base, &appends, !requests.is_empty()) {
+                Ok(mut b) => {
+                    let empty = b.batch.entries.is_empty() && b.batch.checkpoint.is_none();
+                    let batch = std::mem::take(&mut b.batch);
+                    done = Some(b);
+                    (!empty).then_some(batch)
+                }
                 Err(e) => {
                     failure = Some(e);
-                    return None;
-                }
-            };
-            let new_size = size + receipts.len() as u64;
-            let now = unix_ms(self.clock.now());
-            let mut signed = None;
-            if self.checkpoint_due(!requests.is_empty(), new_size, now) {
-                let cp = Checkpoint {
-                    origin: self.config.origin.clone(),
-                    size: new_size,
-                    root: self.tree.root(),
-                    time_ms: now,
-                };
-                match cp.sign(&self.keyring) {
-                    Ok(s) => {
-                        batch.checkpoint = Some(AuditCheckpoint {
-                            size: new_size,
-                            time_ms: now,
-                            root: s.checkpoint.root,
-                            note: s.note().to_string(),
-                        });
-                        signed = Some(s);
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        return None;
-                    }
+                    None
                 }
             }
-            let empty = batch.entries.is_empty() && batch.checkpoint.is_none();
-            done = Some((receipts, signed, new_size));
-            (!empty).then_some(batch)
         });
         match (result.map_err(Error::from), failure, done) {
-            (Ok(true), _, Some((receipts, signed, size))) => {
-                self.size = size;
-                if let Some(s) = &signed {
-                    self.last_cp = Some((s.checkpoint.size, s.checkpoint.time_ms));
-                }
-                for ((_, completer), mut r) in appends.into_iter().zip(receipts) {
-                    r.tree_size = size;
-                    completer.complete(Ok(r));
-                }
-                self.answer_requests(requests, signed);
+            (Ok(true), _, Some(b)) => {
+                self.base = b.after;
+                self.deliver(appends, b.receipts, requests, b.signed);
             }
-            (Ok(_), Some(e), _) | (Err(e), _, _) => self.fail(saved, appends, requests, e),
+            (Ok(_), Some(e), _) | (Err(e), _, _) => self.fail(appends, requests, e),
             // Nothing to write: checkpoint requests get the latest one.
             (Ok(_), None, _) => self.answer_requests(requests, None),
         }
@@ -684,11 +916,11 @@ impl Committer {
 
     fn reload(&mut self, size: u64) -> Result<()> {
         let reader = AuditReader::new(self.store.clone(), None);
-        if self.with_tree {
-            self.tree = CompactRange::load(&mut reader.subtrees(size), size)?;
+        if self.ctx.with_tree {
+            self.base.tree = CompactRange::load(&mut reader.subtrees(size), size)?;
         }
-        self.size = size;
-        self.last_cp = reader
+        self.base.size = size;
+        self.base.last_cp = reader
             .latest_checkpoint()?
             .map(|c| (c.checkpoint.size, c.checkpoint.time_ms));
         Ok(())
@@ -723,14 +955,7 @@ impl Committer {
         }
     }
 
-    fn fail(
-        &mut self,
-        saved: (CompactRange, u64),
-        appends: Waiters,
-        requests: Vec<Completer<SignedCheckpoint>>,
-        e: Error,
-    ) {
-        (self.tree, self.size) = saved;
+    fn fail(&mut self, appends: Waiters, requests: Vec<Completer<SignedCheckpoint>>, e: Error) {
         tracing::error!(entries = appends.len(), error = %e, "audit commit failed");
         let e = Arc::new(e);
         for (_, c) in appends {

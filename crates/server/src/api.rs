@@ -537,15 +537,19 @@ pub async fn read_record(
     id: String,
 ) -> ApiResult<Option<Resource>> {
     let access = caller.authorize(&state, actions(kind).0).await?;
-    blocking(move || {
+    // The store read and decryption on the blocking pool; the audit commit
+    // is awaited here, so no thread waits for the group commit's fsync.
+    let audited = blocking(move || {
         if access.constraint == Constraint::FillsDatedToday && !fill_is_today(&state, &id)? {
             return Err(denied(&state, &caller, access.action));
         }
+        let rid = state.vault.rid(kind, &id);
         Ok(state
             .vault
-            .read_record(&caller.requester(), &caller.view(), kind, &id)?)
+            .read_record_audited(&caller.requester(), &caller.view(), kind, &rid)?)
     })
-    .await
+    .await?;
+    Ok(audited.released().await?)
 }
 
 /// `POST /api/v1/{kind}`: create (201 with the id).

@@ -116,28 +116,28 @@ impl FromRequestParts<AppState> for Caller {
 
 impl Caller {
     /// Checks the permission table (and step-up) for `action`; a refusal is
-    /// itself audited.
+    /// itself audited. (The check is in memory; only a refusal goes to the
+    /// audit log.)
     pub async fn authorize(
         &self,
         state: &AppState,
         action: Action,
     ) -> Result<rxvault_auth::Access, ApiError> {
-        let auth = state.auth.clone();
-        let vault = state.vault.clone();
-        let principal = self.principal.clone();
-        blocking(move || match auth.authorize(&principal, action) {
-            Ok(access) => Ok(access),
-            Err(e) => {
-                if matches!(e, rxvault_auth::Error::Forbidden { .. }) {
-                    let entry = requester(&principal)
-                        .entry(rxvault_audit::Action::Other(format!("denied {action}")))
-                        .outcome(rxvault_audit::Outcome::Denied);
-                    vault.record(entry).map_err(ApiError::from)?;
-                }
-                Err(e.into())
-            }
-        })
-        .await
+        let e = match state.auth.authorize(&self.principal, action) {
+            Ok(access) => return Ok(access),
+            Err(e) => e,
+        };
+        if matches!(e, rxvault_auth::Error::Forbidden { .. }) {
+            let entry = requester(&self.principal)
+                .entry(rxvault_audit::Action::Other(format!("denied {action}")))
+                .outcome(rxvault_audit::Outcome::Denied);
+            let vault = state.vault.clone();
+            let pending = blocking(move || vault.submit(entry).map_err(ApiError::from)).await?;
+            pending
+                .await
+                .map_err(|e| ApiError::from(rxvault_vault::Error::from(e)))?;
+        }
+        Err(e.into())
     }
 
     /// The caller as the audit log records it.

@@ -18,12 +18,35 @@
 //!
 //! ```text
 //! audit_entries     (idx PK, time_ms, entry)          the log, in order
-//! audit_postings    (key, first_idx) PK, min/max time, idxs   lookups: key → entries
+//! audit_postings    lookups: key → entries (layout per backend, below)
 //! audit_nodes       (level, idx) PK, hash             complete-subtree hashes
 //! audit_checkpoints (size PK, time_ms, root, note)    signed checkpoints
 //! audit_deks        (dek PK, first_idx)               data keys entry bodies use
 //! audit_meta        (key PK, value)                   schema version
 //! ```
+//!
+//! # The lookup index
+//! PostgreSQL: `audit_postings ((key, first_idx) PK, min/max time, idxs)`,
+//! one row per key per group commit.
+//!
+//! SQLite (schema v2) writes the index **in runs**, so that a commit only
+//! ever appends to the end of its B-trees (a row per key per commit in key
+//! order would dirty one random page per distinct key: a hundred pages for
+//! a commit of 25 entries, most of its write volume):
+//!
+//! ```text
+//! audit_pending  (idx PK, time_ms, keys)               keys of the newest entries, not yet in a run
+//! audit_runs     (run PK, end_idx, min/max time)       runs: entries run..end_idx, all indexed
+//! audit_postings ((run, key, first_idx) PK, min/max time, idxs)   a run's rows, in key order
+//! ```
+//!
+//! A commit appends its entries' keys to `audit_pending`; once
+//! [`RUN_ENTRIES`] entries wait there (or a commit is that large by
+//! itself), the commit turns them into one run: the postings rows sorted by
+//! key, appended after the previous run's, and empties `audit_pending`. A
+//! lookup reads, in one snapshot, the key's rows in every run overlapping
+//! its time range and the pending entries carrying the key. Schema v1's
+//! rows (one per key per commit) became run 0 when migrated.
 //!
 //! **Nothing here is trusted by verification.** The store is a dumb
 //! container: the audit crate recomputes every hash from `audit_entries`
@@ -40,8 +63,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// The audit schema version this build writes.
-pub const AUDIT_SCHEMA_VERSION: u32 = 1;
+/// The audit schema version this build writes. v2: SQLite writes the
+/// lookup index in runs (PostgreSQL: unchanged).
+pub const AUDIT_SCHEMA_VERSION: u32 = 2;
+
+/// SQLite: how many entries' keys wait in `audit_pending` before they are
+/// written as one run of postings.
+pub const RUN_ENTRIES: u64 = 4096;
 
 /// The audit database's file name in a vault's data directory.
 pub const AUDIT_DB_FILE: &str = "audit.db";
@@ -81,6 +109,51 @@ impl AuditKey {
         out.extend_from_slice(value);
         out
     }
+
+    /// Appends [`to_bytes`](Self::to_bytes) to `out`.
+    fn write_to(&self, out: &mut Vec<u8>) {
+        push_stored_key(sort_key(self), out);
+    }
+
+    /// The key at the start of `bytes` (as [`to_bytes`](Self::to_bytes)
+    /// writes it) and its length; `None` if `bytes` does not start with one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<(AuditKey, usize)> {
+        let (&kind, rest) = bytes.split_first()?;
+        if kind == 6 {
+            let code = rest.get(..2)?;
+            return Some((AuditKey::Action(u16::from_be_bytes([code[0], code[1]])), 3));
+        }
+        let v: [u8; 16] = rest.get(..16)?.try_into().ok()?;
+        let key = match kind {
+            1 => AuditKey::Actor(v),
+            2 => AuditKey::Session(v),
+            3 => AuditKey::Host(v),
+            4 => AuditKey::Ip(v),
+            5 => AuditKey::Patient(Rid(v)),
+            _ => return None,
+        };
+        Some((key, 17))
+    }
+}
+
+/// The keys of one entry, concatenated (`audit_pending.keys`).
+fn encode_keys(keys: &[AuditKey]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(keys.len() * 17);
+    for k in keys {
+        k.write_to(&mut out);
+    }
+    out
+}
+
+/// The keys [`encode_keys`] wrote.
+fn decode_keys(mut bytes: &[u8], out: &mut Vec<AuditKey>) -> Result<()> {
+    while !bytes.is_empty() {
+        let (key, n) = AuditKey::from_bytes(bytes)
+            .ok_or_else(|| Error::Corrupt("audit pending index keys".into()))?;
+        out.push(key);
+        bytes = &bytes[n..];
+    }
+    Ok(())
 }
 
 /// One entry to append.
@@ -235,9 +308,29 @@ const MIGRATION_1: &[&str] = &[
     "CREATE TABLE audit_deks (dek INTEGER PRIMARY KEY, first_idx BIGINT NOT NULL)",
 ];
 
-fn migration(version: u32) -> &'static [&'static str] {
-    match version {
-        1 => MIGRATION_1,
+/// SQLite v2: the lookup index in runs (see the module docs). The v1 rows
+/// (one per key per commit) become run 0, covering the whole log.
+const SQLITE_MIGRATION_2: &[&str] = &[
+    "CREATE TABLE audit_runs (run INTEGER PRIMARY KEY, end_idx BIGINT NOT NULL, \
+     min_time BIGINT NOT NULL, max_time BIGINT NOT NULL)",
+    "CREATE TABLE audit_pending (idx INTEGER PRIMARY KEY, time_ms BIGINT NOT NULL, keys BLOB NOT NULL)",
+    "ALTER TABLE audit_postings RENAME TO audit_postings_v1",
+    "CREATE TABLE audit_postings (run BIGINT NOT NULL, key BLOB NOT NULL, first_idx BIGINT NOT NULL, \
+     min_time BIGINT NOT NULL, max_time BIGINT NOT NULL, idxs BLOB NOT NULL, \
+     PRIMARY KEY (run, key, first_idx)) WITHOUT ROWID",
+    "INSERT INTO audit_postings (run, key, first_idx, min_time, max_time, idxs) \
+     SELECT 0, key, first_idx, min_time, max_time, idxs FROM audit_postings_v1",
+    "INSERT INTO audit_runs (run, end_idx, min_time, max_time) \
+     SELECT 0, MAX(idx) + 1, MIN(time_ms), MAX(time_ms) FROM audit_entries HAVING COUNT(*) > 0",
+    "DROP TABLE audit_postings_v1",
+];
+
+fn migration(backend: Backend, version: u32) -> &'static [&'static str] {
+    match (backend, version) {
+        (_, 1) => MIGRATION_1,
+        (Backend::Sqlite, 2) => SQLITE_MIGRATION_2,
+        // PostgreSQL v2: no change (its index stays one row per key per
+        // commit).
         _ => &[],
     }
 }
@@ -252,7 +345,6 @@ fn pg_ddl(sql: &str) -> String {
 struct AuditSql {
     max_idx: String,
     entry_insert: String,
-    key_insert: String,
     postings: String,
     entry_time_at: String,
     time_range: String,
@@ -275,11 +367,6 @@ impl AuditSql {
             max_idx: "SELECT MAX(idx) FROM audit_entries".into(),
             entry_insert: dialect(
                 "INSERT INTO audit_entries (idx, time_ms, entry) VALUES (?, ?, ?)",
-            ),
-            key_insert: dialect(
-                "INSERT INTO audit_postings (key, first_idx, min_time, max_time, idxs) \
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (key, first_idx) DO UPDATE SET \
-                 min_time = excluded.min_time, max_time = excluded.max_time, idxs = excluded.idxs",
             ),
             postings: dialect(
                 "SELECT first_idx, idxs FROM audit_postings \
@@ -330,15 +417,44 @@ struct Posting {
 /// The posting rows of a batch, sorted by key (a key repeated within an
 /// entry counts once).
 fn postings(batch: &AuditBatch) -> Result<Vec<Posting>> {
-    let mut all: Vec<(AuditKey, i64, i64)> = Vec::with_capacity(batch.entries.len() * 6);
+    let mut all = Vec::with_capacity(batch.entries.len() * 6);
     for e in &batch.entries {
         let idx = to_i64(e.index)?;
-        all.extend(e.keys.iter().map(|k| (*k, idx, e.time_ms)));
+        all.extend(e.keys.iter().map(|k| (sort_key(k), idx, e.time_ms)));
     }
-    all.sort_unstable_by_key(|(k, i, _)| (*k, *i));
+    Ok(postings_of(all))
+}
+
+/// A key as integers that sort like its `audit_postings.key` bytes: the
+/// kind, then the value (big-endian; action codes in the top two bytes).
+type SortKey = (u8, u128);
+
+fn sort_key(key: &AuditKey) -> SortKey {
+    let (kind, value): (u8, &[u8; 16]) = match key {
+        AuditKey::Actor(v) => (1, v),
+        AuditKey::Session(v) => (2, v),
+        AuditKey::Host(v) => (3, v),
+        AuditKey::Ip(v) => (4, v),
+        AuditKey::Patient(r) => (5, &r.0),
+        AuditKey::Action(code) => return (6, u128::from(*code) << 112),
+    };
+    (kind, u128::from_be_bytes(*value))
+}
+
+/// Appends the stored bytes of a [`SortKey`] to `out`.
+fn push_stored_key(key: SortKey, out: &mut Vec<u8>) {
+    let value = key.1.to_be_bytes();
+    out.push(key.0);
+    out.extend_from_slice(if key.0 == 6 { &value[..2] } else { &value });
+}
+
+/// Posting rows from (key, index, time) triples in any order, sorted by
+/// key (a key repeated within an entry counts once).
+fn postings_of(mut all: Vec<(SortKey, i64, i64)>) -> Vec<Posting> {
+    all.sort_unstable_by_key(|&(k, i, _)| (k, i));
     let mut out: Vec<Posting> = Vec::new();
-    let mut current: Option<(AuditKey, i64)> = None;
-    for (key, idx, time) in all {
+    let mut current: Option<(SortKey, i64)> = None;
+    for &(key, idx, time) in &all {
         match current {
             Some((k, prev)) if k == key => {
                 if idx == prev {
@@ -349,17 +465,21 @@ fn postings(batch: &AuditBatch) -> Result<Vec<Posting>> {
                 p.min_time = p.min_time.min(time);
                 p.max_time = p.max_time.max(time);
             }
-            _ => out.push(Posting {
-                key: key.to_bytes(),
-                first: idx,
-                min_time: time,
-                max_time: time,
-                rest: Vec::new(),
-            }),
+            _ => {
+                let mut stored = Vec::with_capacity(17);
+                push_stored_key(key, &mut stored);
+                out.push(Posting {
+                    key: stored,
+                    first: idx,
+                    min_time: time,
+                    max_time: time,
+                    rest: Vec::new(),
+                });
+            }
         }
         current = Some((key, idx));
     }
-    Ok(out)
+    out
 }
 
 fn push_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -409,7 +529,7 @@ fn lookup_postings(
     rows: &PostingRows<'_>,
     fetch: &FetchTimed<'_>,
 ) -> Result<Vec<RawEntry>> {
-    let (from, to, after, limit) = bounds(l)?;
+    let (from, to, after, _) = bounds(l)?;
     let mut set: Option<Vec<u64>> = None;
     for key in &l.keys {
         let mut idxs = Vec::new();
@@ -420,22 +540,7 @@ fn lookup_postings(
         idxs.dedup();
         set = Some(match set {
             None => idxs,
-            Some(prev) => {
-                let mut out = Vec::with_capacity(prev.len().min(idxs.len()));
-                let (mut i, mut j) = (0, 0);
-                while i < prev.len() && j < idxs.len() {
-                    match prev[i].cmp(&idxs[j]) {
-                        std::cmp::Ordering::Less => i += 1,
-                        std::cmp::Ordering::Greater => j += 1,
-                        std::cmp::Ordering::Equal => {
-                            out.push(prev[i]);
-                            i += 1;
-                            j += 1;
-                        }
-                    }
-                }
-                out
-            }
+            Some(prev) => intersect(&prev, &idxs),
         });
     }
     let candidates: Vec<u64> = set
@@ -443,6 +548,17 @@ fn lookup_postings(
         .into_iter()
         .filter(|i| i64::try_from(*i).is_ok_and(|i| i > after))
         .collect();
+    fetch_in_range(l, &candidates, fetch)
+}
+
+/// Fetches `candidates` (in index order, in chunks, until the lookup's
+/// limit) and keeps those in its time range.
+fn fetch_in_range(
+    l: &AuditLookup,
+    candidates: &[u64],
+    fetch: &FetchTimed<'_>,
+) -> Result<Vec<RawEntry>> {
+    let (from, to, _, limit) = bounds(l)?;
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut out = Vec::new();
     for chunk in candidates.chunks(512) {
@@ -506,11 +622,13 @@ fn bounds(l: &AuditLookup) -> Result<(i64, i64, i64, i64)> {
 
 const MAX_IDLE_READERS: usize = 8;
 
+/// The WAL size (in frames, i.e. pages) from which a commit wakes the
+/// checkpointer; it also runs every half second.
+const CHECKPOINT_FRAMES: i32 = 4096;
+
 /// The audit log in its own SQLite file (`DIR/audit.db`).
 pub struct SqliteAuditStore {
     path: PathBuf,
-    /// Wakes the checkpointer thread; dropping it stops the thread.
-    checkpointer: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// The one writer connection; group commit means one transaction at a
     /// time anyway, and queueing on this mutex beats `SQLITE_BUSY`.
     writer: Mutex<Connection>,
@@ -553,12 +671,24 @@ impl SqliteAuditStore {
         // The writer never checkpoints: copying the WAL back into the
         // database would stall group commits. A thread with its own
         // connection does it beside the writer (PASSIVE: never blocks it).
+        // Waking it after every commit would copy each commit's pages on
+        // their own (two more fsyncs each): it is woken once the WAL holds
+        // CHECKPOINT_FRAMES pages (the writer's WAL hook; the hook's sender
+        // goes with the writer connection, which stops the thread).
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(sqlite_err)?;
         let checkpointer = Self::start_checkpointer(path)?;
+        conn.wal_hook(Some(
+            move |_: &mut rusqlite::hooks::Wal, frames: std::ffi::c_int| {
+                if frames >= CHECKPOINT_FRAMES {
+                    let _ = checkpointer.send(());
+                }
+                Ok(())
+            },
+        ))
+        .map_err(sqlite_err)?;
         Ok(Self {
             path: path.to_path_buf(),
-            checkpointer: Mutex::new(Some(checkpointer)),
             writer: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
             sql: AuditSql::new(|s| s.to_string()),
@@ -598,17 +728,6 @@ impl SqliteAuditStore {
         Ok(tx)
     }
 
-    fn nudge_checkpointer(&self) {
-        if let Some(tx) = self
-            .checkpointer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            let _ = tx.send(());
-        }
-    }
-
     fn connect(path: &Path, flags: OpenFlags) -> Result<Connection> {
         let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(sqlite_err)?;
@@ -643,11 +762,7 @@ impl SqliteAuditStore {
         let mut entry = tx.prepare_cached(&self.sql.entry_insert)?;
         let mut dek = tx.prepare_cached(&self.sql.dek_insert)?;
         let mut last_dek = None;
-        let mut key = tx.prepare_cached(&self.sql.key_insert)?;
-        for p in postings(batch)? {
-            key.execute(params![p.key, p.first, p.min_time, p.max_time, p.rest])
-                .map_err(sqlite_err)?;
-        }
+        index_sqlite(tx, batch)?;
         for e in &batch.entries {
             let idx = to_i64(e.index)?;
             entry
@@ -673,18 +788,186 @@ impl SqliteAuditStore {
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        self.read_with(|c| f(c).map_err(sqlite_err))
+    }
+
+    fn read_with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match pooled {
             Some(c) => c,
             None => Self::connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?,
         };
-        let result = f(&conn).map_err(sqlite_err);
+        let result = f(&conn);
         let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
         if pool.len() < MAX_IDLE_READERS {
             pool.push(conn);
         }
         result
     }
+}
+
+const SQLITE_PENDING_FROM: &str = "SELECT MIN(idx) FROM audit_pending";
+// Index rows are not evidence (lookups re-check every entry): a stale row
+// left by a removed entry is replaced rather than blocking the log.
+const SQLITE_PENDING_INSERT: &str = "INSERT INTO audit_pending (idx, time_ms, keys) \
+     VALUES (?, ?, ?) ON CONFLICT (idx) DO UPDATE SET time_ms = excluded.time_ms, \
+     keys = excluded.keys";
+const SQLITE_PENDING_BEFORE: &str =
+    "SELECT idx, time_ms, keys FROM audit_pending WHERE idx < ? ORDER BY idx";
+const SQLITE_PENDING_CLEAR: &str = "DELETE FROM audit_pending";
+const SQLITE_RUN_INSERT: &str = "INSERT INTO audit_runs (run, end_idx, min_time, max_time) \
+     VALUES (?, ?, ?, ?) ON CONFLICT (run) DO UPDATE SET end_idx = excluded.end_idx, \
+     min_time = excluded.min_time, max_time = excluded.max_time";
+const SQLITE_POSTING_INSERT: &str = "INSERT INTO audit_postings \
+     (run, key, first_idx, min_time, max_time, idxs) VALUES (?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (run, key, first_idx) DO UPDATE SET min_time = excluded.min_time, \
+     max_time = excluded.max_time, idxs = excluded.idxs";
+/// A key's rows in the runs that overlap a time range and end after an
+/// index (runs are contiguous: those from the one holding `?2`).
+const SQLITE_RUN_POSTINGS: &str = "SELECT p.first_idx, p.idxs FROM audit_runs AS r \
+     CROSS JOIN audit_postings AS p \
+     WHERE r.run >= COALESCE((SELECT MAX(run) FROM audit_runs WHERE run <= ?2), 0) \
+     AND r.max_time >= ?3 AND r.min_time < ?4 \
+     AND p.run = r.run AND p.key = ?1 AND p.max_time >= ?3 AND p.min_time < ?4";
+const SQLITE_PENDING_RANGE: &str = "SELECT idx, keys FROM audit_pending \
+     WHERE idx >= ? AND time_ms >= ? AND time_ms < ? ORDER BY idx";
+
+/// Indexes a batch (SQLite, in the append transaction): its keys wait in
+/// `audit_pending`, or, once [`RUN_ENTRIES`] entries would wait there, the
+/// waiting entries and the batch become one run of postings.
+fn index_sqlite(tx: &rusqlite::Transaction<'_>, batch: &AuditBatch) -> Result<()> {
+    let (Some(first), Some(last)) = (batch.entries.first(), batch.entries.last()) else {
+        return Ok(());
+    };
+    let first_idx = to_i64(first.index)?;
+    let pending_from: Option<i64> = tx
+        .prepare_cached(SQLITE_PENDING_FROM)?
+        .query_row([], |r| r.get(0))
+        .map_err(sqlite_err)?;
+    let waiting = pending_from.map_or(0, |p| first_idx.saturating_sub(p).max(0)) as u64;
+    if waiting + batch.entries.len() as u64 >= RUN_ENTRIES {
+        let n = (waiting as usize + batch.entries.len()) * 6;
+        let mut all: Vec<(SortKey, i64, i64)> = Vec::with_capacity(n);
+        let mut keys = Vec::new();
+        if pending_from.is_some() {
+            let mut stmt = tx.prepare_cached(SQLITE_PENDING_BEFORE)?;
+            let mut rows = stmt.query([first_idx]).map_err(sqlite_err)?;
+            while let Some(r) = rows.next().map_err(sqlite_err)? {
+                let (idx, time): (i64, i64) = (r.get(0)?, r.get(1)?);
+                keys.clear();
+                let blob = match r.get_ref(2)? {
+                    rusqlite::types::ValueRef::Blob(b) => b,
+                    _ => return Err(Error::Corrupt("audit pending index keys".into())),
+                };
+                decode_keys(blob, &mut keys)?;
+                all.extend(keys.iter().map(|k| (sort_key(k), idx, time)));
+            }
+        }
+        let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
+        for e in &batch.entries {
+            let idx = to_i64(e.index)?;
+            all.extend(e.keys.iter().map(|k| (sort_key(k), idx, e.time_ms)));
+        }
+        for (_, _, t) in &all {
+            min_time = min_time.min(*t);
+            max_time = max_time.max(*t);
+        }
+        let run = pending_from.map_or(first_idx, |p| p.min(first_idx));
+        let mut insert = tx.prepare_cached(SQLITE_POSTING_INSERT)?;
+        for p in postings_of(all) {
+            insert
+                .execute(params![run, p.key, p.first, p.min_time, p.max_time, p.rest])
+                .map_err(sqlite_err)?;
+        }
+        tx.prepare_cached(SQLITE_RUN_INSERT)?
+            .execute(params![run, to_i64(last.index)? + 1, min_time, max_time])
+            .map_err(sqlite_err)?;
+        if pending_from.is_some() {
+            tx.prepare_cached(SQLITE_PENDING_CLEAR)?
+                .execute([])
+                .map_err(sqlite_err)?;
+        }
+    } else {
+        let mut insert = tx.prepare_cached(SQLITE_PENDING_INSERT)?;
+        for e in &batch.entries {
+            insert
+                .execute(params![to_i64(e.index)?, e.time_ms, encode_keys(&e.keys)])
+                .map_err(sqlite_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Intersects two sorted, deduplicated index lists.
+fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The indexes of the entries carrying every key of `l` (SQLite): from the
+/// runs and the pending entries, read in one snapshot so that no entry is
+/// missed while a commit moves pending entries into a run.
+fn sqlite_candidates(c: &Connection, l: &AuditLookup) -> Result<Vec<u64>> {
+    let (from, to, after, _) = bounds(l)?;
+    let first = after.saturating_add(1);
+    let tx = c.unchecked_transaction().map_err(sqlite_err)?;
+    let mut set: Option<Vec<u64>> = None;
+    for key in &l.keys {
+        let mut idxs = Vec::new();
+        let mut stmt = tx.prepare_cached(SQLITE_RUN_POSTINGS)?;
+        let mut rows = stmt
+            .query(params![key.to_bytes(), first, from, to])
+            .map_err(sqlite_err)?;
+        while let Some(r) = rows.next().map_err(sqlite_err)? {
+            let rest = match r.get_ref(1)? {
+                rusqlite::types::ValueRef::Blob(b) => b,
+                _ => return Err(Error::Corrupt("audit posting list".into())),
+            };
+            decode_posting(r.get(0)?, rest, &mut idxs)?;
+        }
+        idxs.sort_unstable();
+        idxs.dedup();
+        set = Some(match set {
+            None => idxs,
+            Some(prev) => intersect(&prev, &idxs),
+        });
+    }
+    let mut out = set.unwrap_or_default();
+    {
+        let mut stmt = tx.prepare_cached(SQLITE_PENDING_RANGE)?;
+        let mut rows = stmt
+            .query(params![first.max(0), from, to])
+            .map_err(sqlite_err)?;
+        let mut keys = Vec::new();
+        while let Some(r) = rows.next().map_err(sqlite_err)? {
+            keys.clear();
+            let blob = match r.get_ref(1)? {
+                rusqlite::types::ValueRef::Blob(b) => b,
+                _ => return Err(Error::Corrupt("audit pending index keys".into())),
+            };
+            decode_keys(blob, &mut keys)?;
+            if l.keys.iter().all(|w| keys.contains(w)) {
+                out.push(to_u64(r.get(0)?, "entry index")?);
+            }
+        }
+    }
+    tx.finish().map_err(sqlite_err)?;
+    out.sort_unstable();
+    out.dedup();
+    out.retain(|i| i64::try_from(*i).is_ok_and(|i| i > after));
+    Ok(out)
 }
 
 fn sqlite_migrate(conn: &mut Connection, path: &Path) -> Result<()> {
@@ -724,7 +1007,7 @@ fn sqlite_migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     }
     while version < AUDIT_SCHEMA_VERSION {
         version += 1;
-        for stmt in migration(version) {
+        for stmt in migration(Backend::Sqlite, version) {
             tx.execute(stmt, []).map_err(sqlite_err)?;
         }
         tx.execute(
@@ -813,7 +1096,6 @@ impl AuditStore for SqliteAuditStore {
         }
         self.insert(&tx, batch)?;
         tx.commit().map_err(sqlite_err)?;
-        self.nudge_checkpointer();
         Ok(Appended::Committed)
     }
 
@@ -839,7 +1121,6 @@ impl AuditStore for SqliteAuditStore {
         }
         self.insert(&tx, &batch)?;
         tx.commit().map_err(sqlite_err)?;
-        self.nudge_checkpointer();
         Ok(true)
     }
 
@@ -885,15 +1166,7 @@ impl AuditStore for SqliteAuditStore {
             })?;
             return raw_entries(rows);
         }
-        let rows = |key: &[u8], from: i64, to: i64| -> Result<Vec<(i64, Vec<u8>)>> {
-            self.read(|c| {
-                c.prepare_cached(&self.sql.postings)?
-                    .query_map(params![key, from, to], |r| {
-                        Ok((r.get(0)?, sqlite_bytes(r, 1)?))
-                    })?
-                    .collect()
-            })
-        };
+        let candidates = self.read_with(|c| sqlite_candidates(c, lookup))?;
         let fetch = |idxs: &[u64]| -> Result<Vec<(u64, i64, Vec<u8>)>> {
             let rows: Vec<(i64, i64, Vec<u8>)> = self.read(|c| {
                 let mut stmt = c.prepare_cached(&self.sql.entry_time_at)?;
@@ -915,7 +1188,7 @@ impl AuditStore for SqliteAuditStore {
                 .map(|(i, t, e)| Ok((to_u64(i, "entry index")?, t, e)))
                 .collect()
         };
-        lookup_postings(lookup, &rows, &fetch)
+        fetch_in_range(lookup, &candidates, &fetch)
     }
 
     fn nodes(&self, level: u8, from: u64, to: u64) -> Result<Vec<(u64, [u8; 32])>> {
@@ -1241,7 +1514,7 @@ fn pg_migrate(client: &mut Client, schema: &str) -> Result<()> {
     }
     while version < AUDIT_SCHEMA_VERSION {
         version += 1;
-        for stmt in migration(version) {
+        for stmt in migration(Backend::Postgres, version) {
             tx.batch_execute(&pg_ddl(stmt)).map_err(pg_err)?;
         }
         tx.execute(

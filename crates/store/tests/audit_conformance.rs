@@ -5,7 +5,7 @@
 use rxvault_model::Rid;
 use rxvault_store::audit::{
     AUDIT_SCHEMA_VERSION, Appended, AuditBatch, AuditCheckpoint, AuditEntryWrite, AuditKey,
-    AuditLookup, AuditNode, AuditStore,
+    AuditLookup, AuditNode, AuditStore, RUN_ENTRIES,
 };
 use rxvault_store::{Backend, Error, PgAuditStore, SqliteAuditStore};
 use rxvault_testkit::pg::Schema;
@@ -228,6 +228,218 @@ fn lookups_intersect_keys_within_a_time_range() {
         assert_eq!(indexes(&page), vec![10, 15]);
         assert_eq!(page[0].1, b"entry-10");
     });
+}
+
+/// Entry `i` of the large log below: user i%7, session i/50, patient
+/// (i*31)%1000, action 10 or 11, at time 10*i.
+fn keys_of(i: u64) -> Vec<AuditKey> {
+    vec![
+        user((i % 7) as u8),
+        AuditKey::Session([
+            (i / 50 % 256) as u8,
+            (i / 50 / 256) as u8,
+            1,
+            1,
+            1,
+            1,
+            1,
+            1,
+            1,
+            1,
+            1,
+            1,
+            1,
+            1,
+            1,
+            1,
+        ]),
+        AuditKey::Patient(Rid([
+            ((i * 31) % 1000 % 256) as u8,
+            ((i * 31) % 1000 / 256) as u8,
+            2,
+            2,
+            2,
+            2,
+            2,
+            2,
+            2,
+            2,
+            2,
+            2,
+            2,
+            2,
+            2,
+            2,
+        ])),
+        AuditKey::Action(if i.is_multiple_of(3) { 10 } else { 11 }),
+    ]
+}
+
+#[test]
+fn lookups_find_every_entry_however_it_was_batched() {
+    each_backend(|s, reopen| {
+        // Small commits, one larger than a run by itself, small ones again:
+        // entries end up in runs of postings and waiting to form one
+        // (SQLite), or one row per key per commit (PostgreSQL).
+        let total = 2 * RUN_ENTRIES + RUN_ENTRIES / 2 + 37;
+        let mut sizes = Vec::new();
+        let mut next = 0u64;
+        while next < total {
+            let n = match sizes.len() {
+                60 => RUN_ENTRIES + 5,
+                k => 1 + (k as u64 * 37) % 97,
+            }
+            .min(total - next);
+            sizes.push(n);
+            let entries = (next..next + n)
+                .map(|i| entry(i, 10 * i as i64, keys_of(i)))
+                .collect();
+            let r = s.append(&AuditBatch {
+                entries,
+                ..Default::default()
+            });
+            assert_eq!(r.unwrap(), Appended::Committed);
+            next += n;
+        }
+        let s2 = reopen().unwrap();
+        for store in [s, &*s2] {
+            let expect = |keys: &[AuditKey], from: i64, to: i64| -> Vec<u64> {
+                (0..total)
+                    .filter(|&i| {
+                        let t = 10 * i as i64;
+                        t >= from && t < to && keys.iter().all(|k| keys_of(i).contains(k))
+                    })
+                    .collect()
+            };
+            let find = |keys: Vec<AuditKey>, from: i64, to: i64| {
+                indexes(
+                    &store
+                        .lookup(&AuditLookup {
+                            keys,
+                            from_ms: Some(from),
+                            to_ms: Some(to),
+                            ..Default::default()
+                        })
+                        .unwrap(),
+                )
+            };
+            let everything = (0, 10 * total as i64);
+            for keys in [
+                vec![user(3)],
+                vec![keys_of(4321)[1]],
+                vec![keys_of(RUN_ENTRIES)[1]],
+                vec![keys_of(17)[2]],
+                vec![user(2), AuditKey::Action(10)],
+                vec![keys_of(total - 1)[2], user(((total - 1) % 7) as u8)],
+            ] {
+                for (from, to) in [
+                    everything,
+                    (
+                        10 * (RUN_ENTRIES as i64 - 300),
+                        10 * (RUN_ENTRIES as i64 + 300),
+                    ),
+                    (10 * (total as i64 - 500), everything.1),
+                    (5, 15),
+                ] {
+                    assert_eq!(
+                        find(keys.clone(), from, to),
+                        expect(&keys, from, to),
+                        "{keys:?} {from}..{to}"
+                    );
+                }
+            }
+            // Paging across runs and the entries waiting for one.
+            let mut after = None;
+            let mut paged = Vec::new();
+            loop {
+                let page = store
+                    .lookup(&AuditLookup {
+                        keys: vec![user(5)],
+                        after,
+                        limit: 700,
+                        ..Default::default()
+                    })
+                    .unwrap();
+                let Some(last) = page.last() else { break };
+                after = Some(last.0);
+                paged.extend(indexes(&page));
+            }
+            assert_eq!(paged, expect(&[user(5)], everything.0, everything.1));
+        }
+    });
+}
+
+#[test]
+fn a_version_1_log_is_migrated_and_its_index_kept() {
+    // Schema v1 as an older build wrote it: one postings row per key per
+    // commit, (key, first_idx) ordered.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE audit_entries (idx INTEGER PRIMARY KEY, time_ms BIGINT NOT NULL, entry BLOB NOT NULL);
+             CREATE INDEX audit_entries_time ON audit_entries (time_ms);
+             CREATE TABLE audit_postings (key BLOB NOT NULL, first_idx BIGINT NOT NULL,
+               min_time BIGINT NOT NULL, max_time BIGINT NOT NULL, idxs BLOB NOT NULL,
+               PRIMARY KEY (key, first_idx)) WITHOUT ROWID;
+             CREATE TABLE audit_nodes (level BIGINT NOT NULL, idx BIGINT NOT NULL, hash BLOB NOT NULL,
+               PRIMARY KEY (level, idx)) WITHOUT ROWID;
+             CREATE TABLE audit_checkpoints (size INTEGER PRIMARY KEY, time_ms BIGINT NOT NULL,
+               root BLOB NOT NULL, note TEXT NOT NULL);
+             CREATE TABLE audit_deks (dek INTEGER PRIMARY KEY, first_idx BIGINT NOT NULL);
+             INSERT INTO audit_meta VALUES ('schema_version', '1');
+             PRAGMA journal_mode = WAL;",
+        )
+        .unwrap();
+        // Two commits: entries 0..3 (user 1; user 2 on 1 and 2), 3..5
+        // (user 1).
+        for i in 0..5i64 {
+            c.execute(
+                "INSERT INTO audit_entries VALUES (?, ?, ?)",
+                rusqlite::params![i, 100 * i, format!("entry-{i}").into_bytes()],
+            )
+            .unwrap();
+        }
+        let rows: [(&AuditKey, i64, i64, i64, &[u8]); 3] = [
+            (&user(1), 0, 0, 200, &[1, 1]),
+            (&user(2), 1, 100, 200, &[1]),
+            (&user(1), 3, 300, 400, &[1]),
+        ];
+        for (k, first, min, max, rest) in rows {
+            c.execute(
+                "INSERT INTO audit_postings VALUES (?, ?, ?, ?, ?)",
+                rusqlite::params![k.to_bytes(), first, min, max, rest],
+            )
+            .unwrap();
+        }
+    }
+    let s = SqliteAuditStore::open(&path, false).unwrap();
+    assert_eq!(s.schema_version().unwrap(), AUDIT_SCHEMA_VERSION);
+    let find = |s: &SqliteAuditStore, keys: Vec<AuditKey>, from: Option<i64>| {
+        indexes(
+            &s.lookup(&AuditLookup {
+                keys,
+                from_ms: from,
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+    };
+    assert_eq!(find(&s, vec![user(1)], None), vec![0, 1, 2, 3, 4]);
+    assert_eq!(find(&s, vec![user(2)], None), vec![1, 2]);
+    assert_eq!(find(&s, vec![user(1)], Some(250)), vec![3, 4]);
+    // The log carries on.
+    let r = s.append(&AuditBatch {
+        entries: vec![entry(5, 500, vec![user(2)])],
+        ..Default::default()
+    });
+    assert_eq!(r.unwrap(), Appended::Committed);
+    assert_eq!(find(&s, vec![user(2)], None), vec![1, 2, 5]);
+    drop(s);
+    let s = SqliteAuditStore::open(&path, false).unwrap();
+    assert_eq!(find(&s, vec![user(2)], Some(150)), vec![2, 5]);
 }
 
 #[test]

@@ -112,6 +112,40 @@ impl View {
     }
 }
 
+/// PHI read on someone's behalf whose audit entry is submitted but not yet
+/// known to be durable. The value is released only once it is
+/// ([`wait`](Audited::wait) on a thread that may block,
+/// [`released`](Audited::released) in async code): no audit, no access.
+#[must_use = "the value is released only once its audit entry is durable"]
+pub struct Audited<T> {
+    value: T,
+    pending: rxvault_audit::Pending<rxvault_audit::Receipt>,
+}
+
+impl<T> std::fmt::Debug for Audited<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the value: it is PHI.
+        f.debug_struct("Audited")
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Audited<T> {
+    /// Blocks until the audit entry is durable, then releases the value.
+    pub fn wait(self) -> Result<T> {
+        self.pending.wait()?;
+        Ok(self.value)
+    }
+
+    /// Waits (without blocking a thread) until the audit entry is durable,
+    /// then releases the value.
+    pub async fn released(self) -> Result<T> {
+        self.pending.await?;
+        Ok(self.value)
+    }
+}
+
 impl Vault {
     /// The vault's audit log, opened on first use (creating its storage and
     /// the vault's checkpoint signing key if needed).
@@ -147,6 +181,12 @@ impl Vault {
     /// Appends an entry and waits until it is durable.
     pub fn record(&self, entry: Entry) -> Result<rxvault_audit::Receipt> {
         Ok(self.audit()?.append(entry)?)
+    }
+
+    /// Submits an entry; it is durable once the returned
+    /// [`Pending`](rxvault_audit::Pending) resolves.
+    pub fn submit(&self, entry: Entry) -> Result<rxvault_audit::Pending<rxvault_audit::Receipt>> {
+        Ok(self.audit()?.submit(entry)?)
     }
 
     /// A patient's chart as `who` may see it. Audited: one `Read` entry
@@ -193,6 +233,20 @@ impl Vault {
         kind: RecordKind,
         rid: &Rid,
     ) -> Result<Option<Resource>> {
+        self.read_record_audited(who, view, kind, rid)?.wait()
+    }
+
+    /// [`read_record_by_key`](Vault::read_record_by_key) without waiting
+    /// for the audit commit: the record is released by the [`Audited`]
+    /// once its entry is durable (so an async caller does not hold a
+    /// thread while the group commit runs).
+    pub fn read_record_audited(
+        &self,
+        who: &Requester,
+        view: &View,
+        kind: RecordKind,
+        rid: &Rid,
+    ) -> Result<Audited<Option<Resource>>> {
         let found = match self.store.get(kind, rid)? {
             Some(record) => Some((
                 self.open_record(&record, view.of(kind))?,
@@ -208,8 +262,11 @@ impl Vault {
             Some((_, patient)) => entry.patients([*patient]).resources([*rid]),
             None => entry.outcome(Outcome::Error),
         };
-        self.record(entry)?;
-        Ok(found.map(|(r, _)| r))
+        let pending = self.submit(entry)?;
+        Ok(Audited {
+            value: found.map(|(r, _)| r),
+            pending,
+        })
     }
 
     /// A patient's records of one kind, as `who` may see them. Audited.
@@ -505,7 +562,11 @@ impl Drop for Vault {
     fn drop(&mut self) {
         if let Some(log) = self.audit.get() {
             let reader = log.reader();
-            let covered = reader.latest_checkpoint().ok().flatten().map_or(0, |c| c.checkpoint.size);
+            let covered = reader
+                .latest_checkpoint()
+                .ok()
+                .flatten()
+                .map_or(0, |c| c.checkpoint.size);
             if reader.size().is_ok_and(|size| size > covered)
                 && let Err(e) = log.checkpoint()
             {
