@@ -33,10 +33,9 @@
 //!
 //! # Example
 //! ```no_run
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # fn example(vault: std::sync::Arc<rxvault_vault::Vault>) -> Result<(), Box<dyn std::error::Error>> {
 //! use rxvault_auth::{Action, Auth, AuthConfig, Login};
 //! use rxvault_crypto::Password;
-//! # let vault: std::sync::Arc<rxvault_vault::Vault> = unimplemented!();
 //! let auth = Auth::open(vault, AuthConfig::default())?;
 //! let source = "192.0.2.10".parse()?;
 //! let Login::SecondFactor(pending) =

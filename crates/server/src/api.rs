@@ -13,7 +13,9 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rxvault_audit::{Action as AuditAction, Actor as AuditActor, Outcome};
-use rxvault_auth::{Action, Constraint, Login, Role};
+use rxvault_auth::{
+    Action, Authenticated, Constraint, Enrolling, Login, PendingMfa, Role, Session,
+};
 use rxvault_crypto::{Password, Token};
 use rxvault_fhir::Resource;
 use rxvault_model::{IndexKind, RecordKind};
@@ -126,7 +128,7 @@ pub async fn login(
     .await
 }
 
-fn issued(session: &rxvault_auth::Session<rxvault_auth::Authenticated>) -> Value {
+fn issued(session: &Session<Authenticated>) -> Value {
     json!({
         "token": session.token().expose(),
         "session_id": session.id().as_str(),
@@ -152,6 +154,81 @@ pub async fn login_recovery(
     second_factor(state, addr, body, "recovery-code").await
 }
 
+/// The pending login `token` names, if it is waiting for a second factor.
+fn awaiting_second_factor(
+    state: &AppState,
+    token: &str,
+    source: std::net::IpAddr,
+) -> ApiResult<Session<PendingMfa>> {
+    match state.auth.resume(&Token::from_presented(token), source)? {
+        Login::SecondFactor(s) => Ok(s),
+        Login::Enrol(_) => Err(ApiError::unauthenticated()),
+    }
+}
+
+/// The pending login `token` names, if it must enrol a second factor.
+fn awaiting_enrolment(
+    state: &AppState,
+    token: &str,
+    source: std::net::IpAddr,
+) -> ApiResult<Session<Enrolling>> {
+    match state.auth.resume(&Token::from_presented(token), source)? {
+        Login::Enrol(s) => Ok(s),
+        Login::SecondFactor(_) => Err(ApiError::unauthenticated()),
+    }
+}
+
+/// Audits a second-factor attempt by `username` and answers it: the
+/// session, or the failure.
+fn mfa_answer(
+    state: &AppState,
+    username: &str,
+    source: std::net::IpAddr,
+    method: &str,
+    result: rxvault_auth::Result<Session<Authenticated>>,
+) -> ApiResult {
+    match result {
+        Ok(session) => {
+            let who = requester(session.principal());
+            state.vault.record(who.entry(AuditAction::MfaSuccess {
+                method: method.into(),
+            }))?;
+            Ok(Json(issued(&session)).into_response())
+        }
+        Err(e) => {
+            audit_login(
+                state,
+                username,
+                source,
+                AuditAction::MfaFailure {
+                    method: method.into(),
+                },
+                Outcome::Denied,
+            )?;
+            Err(e.into())
+        }
+    }
+}
+
+/// Audits a completed enrolment and answers with the session and the
+/// recovery codes (shown once).
+fn enrolled(
+    state: &AppState,
+    session: &Session<Authenticated>,
+    codes: &rxvault_auth::RecoveryCodes,
+    operation: &str,
+) -> ApiResult {
+    state.vault.record(
+        requester(session.principal()).entry(AuditAction::UserAdmin {
+            operation: operation.into(),
+            target: "self".into(),
+        }),
+    )?;
+    let mut out = issued(session);
+    out["recovery_codes"] = json!(codes.codes());
+    Ok(Json(out).into_response())
+}
+
 async fn second_factor(
     state: AppState,
     addr: SocketAddr,
@@ -159,36 +236,13 @@ async fn second_factor(
     method: &'static str,
 ) -> ApiResult {
     blocking(move || {
-        let pending = Token::from_presented(&body.pending_token);
-        let Login::SecondFactor(s) = state.auth.resume(&pending, addr.ip())? else {
-            return Err(ApiError::unauthenticated());
-        };
+        let s = awaiting_second_factor(&state, &body.pending_token, addr.ip())?;
         let username = s.username().to_string();
         let result = match method {
             "totp" => state.auth.verify_totp(s, &body.code),
             _ => state.auth.verify_recovery_code(s, &body.code),
         };
-        match result {
-            Ok(session) => {
-                let who = requester(session.principal());
-                state.vault.record(who.entry(AuditAction::MfaSuccess {
-                    method: method.into(),
-                }))?;
-                Ok(Json(issued(&session)).into_response())
-            }
-            Err(e) => {
-                audit_login(
-                    &state,
-                    &username,
-                    addr.ip(),
-                    AuditAction::MfaFailure {
-                        method: method.into(),
-                    },
-                    Outcome::Denied,
-                )?;
-                Err(e.into())
-            }
-        }
+        mfa_answer(&state, &username, addr.ip(), method, result)
     })
     .await
 }
@@ -201,12 +255,7 @@ pub async fn enrol_totp_start(
     Json(body): Json<PendingRequest>,
 ) -> ApiResult {
     blocking(move || {
-        let Login::Enrol(s) = state
-            .auth
-            .resume(&Token::from_presented(&body.pending_token), addr.ip())?
-        else {
-            return Err(ApiError::unauthenticated());
-        };
+        let s = awaiting_enrolment(&state, &body.pending_token, addr.ip())?;
         let enrolment = state.auth.start_totp_enrolment(&s)?;
         Ok(Json(
             json!({"otpauth_uri": enrolment.uri(), "secret": enrolment.secret_base32().as_str()}),
@@ -224,21 +273,9 @@ pub async fn enrol_totp_confirm(
     Json(body): Json<CodeRequest>,
 ) -> ApiResult {
     blocking(move || {
-        let Login::Enrol(s) = state
-            .auth
-            .resume(&Token::from_presented(&body.pending_token), addr.ip())?
-        else {
-            return Err(ApiError::unauthenticated());
-        };
+        let s = awaiting_enrolment(&state, &body.pending_token, addr.ip())?;
         let (session, codes) = state.auth.finish_totp_enrolment(s, &body.code)?;
-        let who = requester(session.principal());
-        state.vault.record(who.entry(AuditAction::UserAdmin {
-            operation: "enrol-totp".into(),
-            target: "self".into(),
-        }))?;
-        let mut out = issued(&session);
-        out["recovery_codes"] = json!(codes.codes());
-        Ok(Json(out).into_response())
+        enrolled(&state, &session, &codes, "enrol-totp")
     })
     .await
 }
@@ -261,12 +298,7 @@ pub async fn passkey_challenge(
     Json(body): Json<PendingRequest>,
 ) -> ApiResult {
     blocking(move || {
-        let Login::SecondFactor(s) = state
-            .auth
-            .resume(&Token::from_presented(&body.pending_token), addr.ip())?
-        else {
-            return Err(ApiError::unauthenticated());
-        };
+        let s = awaiting_second_factor(&state, &body.pending_token, addr.ip())?;
         Ok(Json(state.auth.start_passkey_login(&s)?).into_response())
     })
     .await
@@ -279,38 +311,13 @@ pub async fn passkey_login(
     Json(body): Json<PasskeyRequest>,
 ) -> ApiResult {
     blocking(move || {
-        let Login::SecondFactor(s) = state
-            .auth
-            .resume(&Token::from_presented(&body.pending_token), addr.ip())?
-        else {
-            return Err(ApiError::unauthenticated());
-        };
+        let s = awaiting_second_factor(&state, &body.pending_token, addr.ip())?;
         let username = s.username().to_string();
         let credential: rxvault_auth::passkey::PublicKeyCredential =
             serde_json::from_value(body.credential)
                 .map_err(|_| ApiError::bad_request("credential: not a WebAuthn assertion"))?;
-        match state.auth.finish_passkey_login(s, &credential) {
-            Ok(session) => {
-                state.vault.record(requester(session.principal()).entry(
-                    AuditAction::MfaSuccess {
-                        method: "webauthn".into(),
-                    },
-                ))?;
-                Ok(Json(issued(&session)).into_response())
-            }
-            Err(e) => {
-                audit_login(
-                    &state,
-                    &username,
-                    addr.ip(),
-                    AuditAction::MfaFailure {
-                        method: "webauthn".into(),
-                    },
-                    Outcome::Denied,
-                )?;
-                Err(e.into())
-            }
-        }
+        let result = state.auth.finish_passkey_login(s, &credential);
+        mfa_answer(&state, &username, addr.ip(), "webauthn", result)
     })
     .await
 }
@@ -323,12 +330,7 @@ pub async fn enrol_passkey_start(
     Json(body): Json<PendingRequest>,
 ) -> ApiResult {
     blocking(move || {
-        let Login::Enrol(s) = state
-            .auth
-            .resume(&Token::from_presented(&body.pending_token), addr.ip())?
-        else {
-            return Err(ApiError::unauthenticated());
-        };
+        let s = awaiting_enrolment(&state, &body.pending_token, addr.ip())?;
         Ok(Json(state.auth.start_passkey_enrolment(&s)?).into_response())
     })
     .await
@@ -342,26 +344,13 @@ pub async fn enrol_passkey_confirm(
     Json(body): Json<PasskeyRequest>,
 ) -> ApiResult {
     blocking(move || {
-        let Login::Enrol(s) = state
-            .auth
-            .resume(&Token::from_presented(&body.pending_token), addr.ip())?
-        else {
-            return Err(ApiError::unauthenticated());
-        };
+        let s = awaiting_enrolment(&state, &body.pending_token, addr.ip())?;
         let credential: rxvault_auth::passkey::RegisterPublicKeyCredential =
             serde_json::from_value(body.credential)
                 .map_err(|_| ApiError::bad_request("credential: not a WebAuthn registration"))?;
         let name = body.name.unwrap_or_else(|| "passkey".into());
         let (session, codes) = state.auth.finish_passkey_enrolment(s, &name, &credential)?;
-        state.vault.record(
-            requester(session.principal()).entry(AuditAction::UserAdmin {
-                operation: "enrol-passkey".into(),
-                target: "self".into(),
-            }),
-        )?;
-        let mut out = issued(&session);
-        out["recovery_codes"] = json!(codes.codes());
-        Ok(Json(out).into_response())
+        enrolled(&state, &session, &codes, "enrol-passkey")
     })
     .await
 }
