@@ -945,7 +945,9 @@ mod tests {
             &mut |l| lines.push(l.to_string()),
         )
         .unwrap();
-        assert_eq!(figures.append.unwrap().entries, 2000);
+        // Two runs with the tree, two without.
+        assert_eq!(figures.append.unwrap().entries, 2 * 2000);
+        assert_eq!(figures.append_without_tree.unwrap().entries, 2 * 2000);
         assert_eq!(figures.queries.len(), 3);
         // The session query finds that session's entries (64 per session).
         assert!(

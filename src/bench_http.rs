@@ -59,6 +59,15 @@ impl std::fmt::Display for Figures {
     }
 }
 
+/// Whether a request succeeded, its whole body read (as a real client
+/// would, so the connection is reused as it would be).
+async fn ok(response: reqwest::Result<reqwest::Response>) -> bool {
+    match response {
+        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+        _ => false,
+    }
+}
+
 /// Runs `connections` loops of `request` for `seconds`.
 async fn load<F, Fut>(connections: usize, seconds: u64, request: F) -> Figures
 where
@@ -211,7 +220,7 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
             let (client, base) = (client.clone(), base.clone());
             load(a.connections, 2, move |_, _| {
                 let (client, base) = (client.clone(), base.clone());
-                async move { client.get(format!("{base}/api/v1/health")).send().await.is_ok_and(|r| r.status().is_success()) }
+                async move { ok(client.get(format!("{base}/api/v1/health")).send().await).await }
             })
             .await
         };
@@ -220,7 +229,7 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
             let (client, base) = (client.clone(), base.clone());
             load(a.connections, a.seconds, move |_, _| {
                 let (client, base) = (client.clone(), base.clone());
-                async move { client.get(format!("{base}/api/v1/health")).send().await.is_ok_and(|r| r.status().is_success()) }
+                async move { ok(client.get(format!("{base}/api/v1/health")).send().await).await }
             })
             .await
         };
@@ -232,12 +241,12 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
                 let (client, base, token) = (client.clone(), base.clone(), token.clone());
                 let id = ids[((c as u64 * 7919 + n * 31) % ids.len() as u64) as usize].clone();
                 async move {
-                    client
+                    ok(client
                         .get(format!("{base}/fhir/Patient/{id}"))
                         .bearer_auth(&*token)
                         .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success())
+                        .await)
+                    .await
                 }
             })
             .await
@@ -250,12 +259,12 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
             load(a.connections.min(8), a.seconds, move |c, _| {
                 let (client, base) = (client.clone(), base.clone());
                 async move {
-                    client
+                    ok(client
                         .post(format!("{base}/api/v1/sessions"))
                         .json(&json!({"username": format!("login{c}"), "password": PASSWORD}))
                         .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success())
+                        .await)
+                    .await
                 }
             })
             .await

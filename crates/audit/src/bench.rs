@@ -4,10 +4,11 @@
 //! 1. **append**: producer threads keep a window of submitted entries in
 //!    flight each (as a server's concurrent requests would), through the
 //!    real pipeline: keyed hashes, sealing, durable group commit
-//!    (`synchronous=FULL`), with the Merkle tree and checkpoints; then the
+//!    (`synchronous=FULL`), with the Merkle tree and checkpoints; and the
 //!    same entries, same pipeline and durability, **without the tree** (no
-//!    leaf or node hashing, no node rows, no checkpoints) into another
-//!    database, in the same run.
+//!    leaf or node hashing, no node rows, no checkpoints), in the same run:
+//!    twice each, in the order with, without, without, with, each into a new
+//!    database (whichever ran second was measured slower, tree or not).
 //! 2. **verify**: a full [`verify`](crate::verify::verify) of the log
 //!    written in 1, keyless (recompute the tree) and with the keyring
 //!    (also open every body).
@@ -73,9 +74,9 @@ pub type QueryFigure = (String, u64, u64, Duration);
 /// Everything measured.
 #[derive(Debug, Clone, Default)]
 pub struct Figures {
-    /// With the tree.
+    /// With the tree (both runs together).
     pub append: Option<AppendFigures>,
-    /// Without the tree (same run).
+    /// Without the tree (both runs together).
     pub append_without_tree: Option<AppendFigures>,
     /// Keyless verification: entries and time.
     pub verify_keyless: Option<(u64, Duration)>,
@@ -222,40 +223,59 @@ pub fn run(config: &BenchConfig, say: &mut dyn FnMut(&str)) -> Result<Figures> {
     let mut figures = Figures::default();
     let keyring = bench_keyring()?;
     let with = config.dir.join("with-tree");
-    let without = config.dir.join("without-tree");
     if config.entries > 0 {
         say(&format!(
-            "append: {} entries, {} producers x {} in flight, synchronous=FULL",
+            "append: {} entries, {} producers x {} in flight, synchronous=FULL; \
+             with and without the tree in the order with, without, without, with \
+             (each into a new database), so neither gains from going first",
             config.entries, config.producers, config.window
         ));
-        let a = append(
-            &with,
-            keyring.clone(),
-            config.entries,
-            config.producers,
-            config.window,
-            true,
-        )?;
+        let mut runs = Vec::new();
+        for (round, tree) in [true, false, false, true].into_iter().enumerate() {
+            let dir = if round == 0 {
+                with.clone()
+            } else {
+                config.dir.join(format!("round-{round}"))
+            };
+            let f = append(
+                &dir,
+                keyring.clone(),
+                config.entries,
+                config.producers,
+                config.window,
+                tree,
+            )?;
+            say(&format!(
+                "  {}: {:.0} entries/s ({:.2} s, {} commits, {:.0} entries/commit)",
+                if tree { "with tree   " } else { "without tree" },
+                f.rate(),
+                f.elapsed.as_secs_f64(),
+                f.commits,
+                f.entries as f64 / f.commits.max(1) as f64
+            ));
+            if round > 0 {
+                std::fs::remove_dir_all(&dir).map_err(io_err(dir.display().to_string()))?;
+            }
+            runs.push((tree, f));
+        }
+        let total = |tree: bool| {
+            let mut sum = AppendFigures {
+                entries: 0,
+                elapsed: Duration::ZERO,
+                commits: 0,
+            };
+            for (_, f) in runs.iter().filter(|(t, _)| *t == tree) {
+                sum.entries += f.entries;
+                sum.elapsed += f.elapsed;
+                sum.commits += f.commits;
+            }
+            sum
+        };
+        let (a, b) = (total(true), total(false));
         say(&format!(
-            "  with tree    : {:.0} entries/s ({:.2} s, {} commits, {:.0} entries/commit)",
+            "  with tree {:.0} entries/s, without {:.0} (both runs of each); the tree costs {:.0}%",
             a.rate(),
-            a.elapsed.as_secs_f64(),
-            a.commits,
-            a.entries as f64 / a.commits.max(1) as f64
-        ));
-        let b = append(
-            &without,
-            keyring.clone(),
-            config.entries,
-            config.producers,
-            config.window,
-            false,
-        )?;
-        say(&format!(
-            "  without tree : {:.0} entries/s ({:.2} s, {} commits); the tree costs {:.0}%",
             b.rate(),
-            b.elapsed.as_secs_f64(),
-            b.commits,
             100.0 * (1.0 - a.rate() / b.rate())
         ));
         figures.append = Some(a);

@@ -7,7 +7,7 @@
 //! response leaves only after its audit entry is durable.
 
 use crate::error::ApiError;
-use crate::state::{AppState, Caller, blocking, host, requester};
+use crate::state::{AppState, Caller, Credentials, Who, blocking, host, requester};
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -492,11 +492,7 @@ pub fn actions(kind: RecordKind) -> (Action, Action, Action) {
 /// A refusal beyond the permission table (a constraint not met): audited
 /// like any other denial, then 403.
 fn denied(state: &AppState, caller: &Caller, action: Action) -> ApiError {
-    let entry = caller
-        .requester()
-        .entry(AuditAction::Other(format!("denied {action}")))
-        .outcome(Outcome::Denied);
-    match state.vault.record(entry) {
+    match state.vault.record(caller.denial(action)) {
         Ok(_) => ApiError::forbidden(),
         Err(e) => e.into(),
     }
@@ -521,14 +517,17 @@ fn fill_is_today(state: &AppState, id: &str) -> ApiResult<bool> {
 /// `GET /api/v1/{kind}/{id}`.
 pub async fn read_record(
     state: AppState,
-    caller: Caller,
+    who: impl Into<Who>,
     kind: RecordKind,
     id: String,
 ) -> ApiResult<Option<Resource>> {
-    let access = caller.authorize(&state, actions(kind).0).await?;
-    // The store read and decryption on the blocking pool; the audit commit
-    // is awaited here, so no thread waits for the group commit's fsync.
+    let who = who.into();
+    // Authentication, the store read and decryption in one hop to the
+    // blocking pool; the audit commit is awaited here, so no thread waits
+    // for the group commit's fsync.
     let audited = blocking(move || {
+        let caller = who.caller(&state.auth)?;
+        let access = caller.authorize_blocking(&state, actions(kind).0)?;
         if access.constraint == Constraint::FillsDatedToday && !fill_is_today(&state, &id)? {
             return Err(denied(&state, &caller, access.action));
         }
@@ -615,8 +614,8 @@ pub async fn patient_records(
 macro_rules! kind_handlers {
     ($kind:expr, $read:ident, $create:ident, $update:ident, $of_patient:ident) => {
         /// Read one record of this kind.
-        pub async fn $read(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
-            match read_record(state, caller, $kind, id).await? {
+        pub async fn $read(State(state): State<AppState>, credentials: Credentials, Path(id): Path<String>) -> ApiResult {
+            match read_record(state, credentials, $kind, id).await? {
                 Some(r) => Ok(Json(r).into_response()),
                 None => Err(ApiError::not_found()),
             }

@@ -7,7 +7,7 @@
 use crate::api::actions;
 use crate::error::ApiError;
 use crate::fhir_format::{FHIR_JSON, capability_statement, searchset};
-use crate::state::{AppState, Caller, blocking};
+use crate::state::{AppState, Caller, Credentials, blocking};
 use axum::Json;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderValue, header};
@@ -64,12 +64,20 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
 /// `GET /fhir/{type}/{id}`.
 pub async fn read(
     State(state): State<AppState>,
-    caller: Caller,
+    credentials: Credentials,
     Path((resource_type, id)): Path<(String, String)>,
 ) -> Response {
     let result = async {
-        let kind = kind_of(&resource_type)?;
-        crate::api::read_record(state, caller, kind, id)
+        let kind = match kind_of(&resource_type) {
+            Ok(kind) => kind,
+            // Authenticated first, as every other refusal.
+            Err(e) => {
+                let auth = state.auth.clone();
+                blocking(move || credentials.authenticate(&auth)).await?;
+                return Err(e);
+            }
+        };
+        crate::api::read_record(state, credentials, kind, id)
             .await?
             .ok_or_else(ApiError::not_found)
     };

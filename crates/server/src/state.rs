@@ -73,6 +73,60 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// A request's credentials, not checked yet: the bearer token (a session
+/// token or an API key), the source address and the host the client names.
+/// A missing token is refused here; everything else is checked by
+/// [`Credentials::authenticate`], which needs the store. [`Caller`] runs it
+/// on the blocking pool; a handler whose work goes to the blocking pool
+/// anyway takes these and authenticates in the same hop ([`Who`]).
+pub struct Credentials {
+    token: Token,
+    source: IpAddr,
+    host: Option<HostId>,
+    fhir: bool,
+}
+
+impl FromRequestParts<AppState> for Credentials {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let fhir = parts.uri.path().starts_with("/fhir");
+        let flavor = |e: ApiError| if fhir { e.fhir() } else { e };
+        let token = bearer(&parts.headers)
+            .map(Token::from_presented)
+            .ok_or_else(|| flavor(ApiError::unauthenticated()))?;
+        Ok(Credentials {
+            token,
+            source: source(parts),
+            host: host(&parts.headers).map_err(flavor)?,
+            fhir,
+        })
+    }
+}
+
+impl Credentials {
+    /// The principal these credentials stand for (store lookups: call it on
+    /// a blocking thread).
+    pub fn authenticate(&self, auth: &Auth) -> Result<Caller, ApiError> {
+        let result = if self.token.expose().starts_with("rxk_") {
+            auth.authenticate_api_key(&self.token, self.source)
+        } else {
+            auth.authenticate(&self.token, self.source, self.host.as_ref())
+        };
+        let error = match result {
+            Ok(principal) => return Ok(Caller { principal }),
+            // A bad API key is a session problem to the client, not a login
+            // failure.
+            Err(rxvault_auth::Error::InvalidCredentials) => ApiError::unauthenticated(),
+            Err(e) => e.into(),
+        };
+        Err(if self.fhir { error.fhir() } else { error })
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -87,30 +141,40 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let fhir = parts.uri.path().starts_with("/fhir");
-        let flavor = |e: ApiError| if fhir { e.fhir() } else { e };
-        let token = bearer(&parts.headers)
-            .map(Token::from_presented)
-            .ok_or_else(|| flavor(ApiError::unauthenticated()))?;
-        let source = source(parts);
-        let host = host(&parts.headers).map_err(flavor)?;
+        let credentials = Credentials::from_request_parts(parts, state).await?;
         let auth = state.auth.clone();
-        let principal = blocking(move || {
-            let result = if token.expose().starts_with("rxk_") {
-                auth.authenticate_api_key(&token, source)
-            } else {
-                auth.authenticate(&token, source, host.as_ref())
-            };
-            result.map_err(|e| match e {
-                // A bad API key is a session problem to the client, not a
-                // login failure.
-                rxvault_auth::Error::InvalidCredentials => ApiError::unauthenticated(),
-                e => e.into(),
-            })
-        })
-        .await
-        .map_err(flavor)?;
-        Ok(Caller { principal })
+        blocking(move || credentials.authenticate(&auth)).await
+    }
+}
+
+/// Who asks: a caller already authenticated, or credentials to authenticate
+/// on the blocking thread that does the work.
+pub enum Who {
+    /// Authenticated.
+    Caller(Caller),
+    /// Not yet.
+    Credentials(Credentials),
+}
+
+impl Who {
+    /// The authenticated caller (on a blocking thread).
+    pub fn caller(self, auth: &Auth) -> Result<Caller, ApiError> {
+        match self {
+            Who::Caller(c) => Ok(c),
+            Who::Credentials(c) => c.authenticate(auth),
+        }
+    }
+}
+
+impl From<Caller> for Who {
+    fn from(c: Caller) -> Self {
+        Who::Caller(c)
+    }
+}
+
+impl From<Credentials> for Who {
+    fn from(c: Credentials) -> Self {
+        Who::Credentials(c)
     }
 }
 
@@ -128,9 +192,7 @@ impl Caller {
             Err(e) => e,
         };
         if matches!(e, rxvault_auth::Error::Forbidden { .. }) {
-            let entry = requester(&self.principal)
-                .entry(rxvault_audit::Action::Other(format!("denied {action}")))
-                .outcome(rxvault_audit::Outcome::Denied);
+            let entry = self.denial(action);
             let vault = state.vault.clone();
             let pending = blocking(move || vault.submit(entry).map_err(ApiError::from)).await?;
             pending
@@ -138,6 +200,29 @@ impl Caller {
                 .map_err(|e| ApiError::from(rxvault_vault::Error::from(e)))?;
         }
         Err(e.into())
+    }
+
+    /// [`Caller::authorize`] on a blocking thread.
+    pub fn authorize_blocking(
+        &self,
+        state: &AppState,
+        action: Action,
+    ) -> Result<rxvault_auth::Access, ApiError> {
+        let e = match state.auth.authorize(&self.principal, action) {
+            Ok(access) => return Ok(access),
+            Err(e) => e,
+        };
+        if matches!(e, rxvault_auth::Error::Forbidden { .. }) {
+            state.vault.record(self.denial(action))?;
+        }
+        Err(e.into())
+    }
+
+    /// The audit entry of a refused `action`.
+    pub fn denial(&self, action: Action) -> rxvault_audit::Entry {
+        self.requester()
+            .entry(rxvault_audit::Action::Other(format!("denied {action}")))
+            .outcome(rxvault_audit::Outcome::Denied)
     }
 
     /// The caller as the audit log records it.

@@ -53,6 +53,7 @@
 //! and checks signatures against keys it gets elsewhere. This module does
 //! not validate what it is given beyond keeping the log contiguous.
 
+use crate::pool::Pool;
 use crate::{Backend, Error, Result};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
@@ -620,8 +621,6 @@ fn bounds(l: &AuditLookup) -> Result<(i64, i64, i64, i64)> {
 
 // ---------------------------------------------------------------- SQLite
 
-const MAX_IDLE_READERS: usize = 8;
-
 /// The WAL size (in frames, i.e. pages) from which a commit wakes the
 /// checkpointer; it also runs every half second.
 const CHECKPOINT_FRAMES: i32 = 4096;
@@ -633,7 +632,7 @@ pub struct SqliteAuditStore {
     /// time anyway, and queueing on this mutex beats `SQLITE_BUSY`.
     writer: Mutex<Connection>,
     /// Idle reader connections (WAL lets them read beside the writer).
-    readers: Mutex<Vec<Connection>>,
+    readers: Pool<Connection>,
     sql: AuditSql,
 }
 
@@ -690,7 +689,7 @@ impl SqliteAuditStore {
         Ok(Self {
             path: path.to_path_buf(),
             writer: Mutex::new(conn),
-            readers: Mutex::new(Vec::new()),
+            readers: Pool::new(),
             sql: AuditSql::new(|s| s.to_string()),
         })
     }
@@ -792,16 +791,12 @@ impl SqliteAuditStore {
     }
 
     fn read_with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match pooled {
+        let conn = match self.readers.take() {
             Some(c) => c,
             None => Self::connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?,
         };
         let result = f(&conn);
-        let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < MAX_IDLE_READERS {
-            pool.push(conn);
-        }
+        self.readers.put(conn);
         result
     }
 }
@@ -1251,13 +1246,11 @@ impl AuditStore for SqliteAuditStore {
 
 // ------------------------------------------------------------ PostgreSQL
 
-const PG_MAX_IDLE: usize = 8;
-
 /// The audit log in tables `audit_*` of the vault's PostgreSQL schema.
 pub struct PgAuditStore {
     url: String,
     schema: String,
-    pool: Mutex<Vec<PgConn>>,
+    pool: Pool<PgConn>,
     sql: AuditSql,
 }
 
@@ -1315,7 +1308,7 @@ impl PgAuditStore {
         let store = Self {
             url: url.to_string(),
             schema: schema.to_string(),
-            pool: Mutex::new(Vec::new()),
+            pool: Pool::new(),
             sql: AuditSql::new(crate::sql::numbered),
         };
         let mut conn = store.connect(true)?;
@@ -1350,15 +1343,11 @@ impl PgAuditStore {
         if conn.client.is_closed() {
             return;
         }
-        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < PG_MAX_IDLE {
-            pool.push(conn);
-        }
+        self.pool.put(conn);
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut PgConn) -> Result<T>) -> Result<T> {
-        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut conn = match pooled {
+        let mut conn = match self.pool.take() {
             Some(c) if !c.client.is_closed() => c,
             _ => self.connect(false)?,
         };

@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod auth;
 mod pg;
+mod pool;
 pub mod schema;
 mod sql;
 mod sqlite;

@@ -6,6 +6,7 @@
 //! Migrations take a transaction-scoped advisory lock so two processes
 //! opening the same vault never migrate it twice.
 
+use crate::pool::Pool;
 use crate::schema::{self, CURRENT};
 use crate::sql::{self, RawRecord, Sql, rid_from, to_record};
 use crate::{
@@ -16,15 +17,12 @@ use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
 use rxvault_model::{DekId, IndexKind, IndexToken, RecordKind, Rid};
 use std::collections::HashMap;
-use std::sync::Mutex;
-
-const MAX_IDLE: usize = 16;
 
 /// A vault stored in a PostgreSQL schema.
 pub struct PgStore {
     url: String,
     schema: String,
-    pool: Mutex<Vec<Conn>>,
+    pool: Pool<Conn>,
     sql: Sql,
     /// Array-based upserts per table, in `RecordKind::ALL` order.
     bulk: Vec<BulkSql>,
@@ -131,7 +129,7 @@ impl PgStore {
         Ok(Self {
             url: url.to_string(),
             schema: schema.to_string(),
-            pool: Mutex::new(Vec::new()),
+            pool: Pool::new(),
             sql: Sql::new(dialect),
             bulk: RecordKind::ALL.into_iter().map(BulkSql::new).collect(),
             bulk_tokens_delete: "DELETE FROM blind_index WHERE record_kind = $1 AND rid = ANY($2::bytea[])".into(),
@@ -165,8 +163,7 @@ impl PgStore {
     }
 
     fn take(&self) -> Result<Conn> {
-        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        match pooled {
+        match self.pool.take() {
             Some(c) if !c.client.is_closed() => Ok(c),
             _ => self.connect(false),
         }
@@ -176,10 +173,7 @@ impl PgStore {
         if conn.client.is_closed() {
             return;
         }
-        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < MAX_IDLE {
-            pool.push(conn);
-        }
+        self.pool.put(conn);
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {

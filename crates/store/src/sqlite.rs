@@ -6,6 +6,7 @@
 //! run beside the writer. `synchronous=FULL` makes a commit durable before it
 //! returns; temporary tables and indices stay in memory.
 
+use crate::pool::Pool;
 use crate::schema::{self, CURRENT};
 use crate::sql::{self, RawRecord, Sql, rid_from, to_record};
 use crate::{
@@ -18,13 +19,11 @@ use rxvault_model::{DekId, IndexKind, IndexToken, RecordKind, Rid};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-const MAX_IDLE_READERS: usize = 16;
-
 /// A vault stored in one SQLite file.
 pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Pool<Connection>,
     sql: Sql,
 }
 
@@ -93,7 +92,7 @@ impl SqliteStore {
         Ok(Self {
             path: path.to_path_buf(),
             writer: Mutex::new(conn),
-            readers: Mutex::new(Vec::new()),
+            readers: Pool::new(),
             sql: Sql::new(sql::sqlite),
         })
     }
@@ -104,16 +103,12 @@ impl SqliteStore {
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match pooled {
+        let conn = match self.readers.take() {
             Some(c) => c,
             None => Self::connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?,
         };
         let result = f(&conn).map_err(map_err);
-        let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < MAX_IDLE_READERS {
-            pool.push(conn);
-        }
+        self.readers.put(conn);
         result
     }
 
