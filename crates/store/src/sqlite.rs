@@ -105,7 +105,14 @@ impl SqliteStore {
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = match self.readers.take() {
             Some(c) => c,
-            None => Self::connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?,
+            None => {
+                let c = Self::connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+                // Readers keep a smaller page cache than the writer (up to
+                // `pool::MAX_IDLE` of them stay open; the OS caches the file).
+                c.pragma_update(None, "cache_size", -8192)
+                    .map_err(map_err)?;
+                c
+            }
         };
         let result = f(&conn).map_err(map_err);
         self.readers.put(conn);
