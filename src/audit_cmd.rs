@@ -437,7 +437,7 @@ fn row(e: &LoggedEntry) -> String {
         [first, rest @ ..] => format!("{first} +{}", rest.len()),
     };
     format!(
-        "{:>8}  {}  {:<7} {:<16} {:<14} {:<15} {:<12} {:<12} {:<8} {}",
+        "{:>8}  {}  {:<7} {:<16} {:<14} {:<15} {:<12} {:<12} {:<8} {}{}",
         e.index,
         rfc3339_ms(e.time_ms),
         x.actor.kind.name(),
@@ -449,7 +449,11 @@ fn row(e: &LoggedEntry) -> String {
         x.host.as_deref().unwrap_or("-"),
         x.action.kind().name(),
         x.outcome.name(),
-        patients
+        patients,
+        x.break_glass
+            .as_deref()
+            .map(|g| format!("  (under break-glass grant {g})"))
+            .unwrap_or_default()
     )
 }
 

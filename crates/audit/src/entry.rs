@@ -530,6 +530,10 @@ pub struct Entry {
     pub resources: Vec<Rid>,
     /// How it ended.
     pub outcome: Outcome,
+    /// The break-glass grant active for the actor's session when this was
+    /// done, if any (every such entry is for the privacy officer's review;
+    /// kept in the sealed body).
+    pub break_glass: Option<String>,
 }
 
 impl Entry {
@@ -544,6 +548,7 @@ impl Entry {
             patients: Vec::new(),
             resources: Vec::new(),
             outcome: Outcome::Success,
+            break_glass: None,
         }
     }
 
@@ -586,6 +591,13 @@ impl Entry {
     #[must_use]
     pub fn outcome(mut self, outcome: Outcome) -> Self {
         self.outcome = outcome;
+        self
+    }
+
+    /// Done while break-glass grant `grant` was active.
+    #[must_use]
+    pub fn break_glass(mut self, grant: impl Into<String>) -> Self {
+        self.break_glass = Some(grant.into());
         self
     }
 }
@@ -967,6 +979,8 @@ pub(crate) struct Body {
     pub host: Option<String>,
     #[serde(rename = "x")]
     pub action: Action,
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<String>,
 }
 
 /// The seal id of entry `index` (the AEAD's associated data binds it).
@@ -982,6 +996,7 @@ pub(crate) fn body_json(entry: &Entry) -> Result<Vec<u8>> {
         source: entry.source,
         host: entry.host.clone(),
         action: entry.action.clone(),
+        break_glass: entry.break_glass.clone(),
     })
     .map_err(|e| Error::Invalid(format!("entry body: {e}")))
 }
@@ -1076,6 +1091,7 @@ pub fn open(keyring: &Keyring, stored: &StoredEntry) -> Result<LoggedEntry> {
             patients: h.patients.clone(),
             resources: h.resources.clone(),
             outcome: h.outcome,
+            break_glass: body.break_glass,
         },
     })
 }
@@ -1150,6 +1166,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn bodies_from_before_break_glass_marks_still_read() {
+        let old: Body = serde_json::from_slice(br#"{"a":"alice","x":{"type":"logout"}}"#).unwrap();
+        assert_eq!((old.actor.as_str(), old.break_glass), ("alice", None));
+        let marked = Entry::new(Actor::user("bob"), Action::Logout).break_glass("g-1");
+        let json = body_json(&marked).unwrap();
+        assert!(
+            json.ends_with(br#","b":"g-1"}"#),
+            "{}",
+            String::from_utf8_lossy(&json)
+        );
+        assert!(
+            !body_json(&Entry::new(Actor::user("bob"), Action::Logout))
+                .unwrap()
+                .windows(4)
+                .any(|w| w == br#""b":"#)
+        );
     }
 
     #[test]

@@ -61,6 +61,7 @@ fn audit_login(
         session: None,
         source: Some(source),
         host: None,
+        break_glass: None,
     };
     state.vault.record(who.entry(action).outcome(outcome))?;
     Ok(())

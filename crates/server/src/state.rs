@@ -249,5 +249,6 @@ pub fn requester(p: &Principal) -> Requester {
         session: p.session_id().map(|s| s.as_str().to_string()),
         source: Some(p.source()),
         host: p.host().map(|h| h.as_str().to_string()),
+        break_glass: p.break_glass().map(|g| g.id.clone()),
     }
 }

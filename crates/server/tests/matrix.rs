@@ -568,3 +568,63 @@ async fn writes_keep_what_the_writer_cannot_see() {
     .await;
     assert_eq!(status, 403, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_under_break_glass_are_marked_in_the_audit_and_its_exports() {
+    use rxvault_audit::export::{fhir, jsonl, syslog};
+    let h = Harness::start().await;
+    let token = h.login(&username(Role::Billing)).await;
+    let path = format!("/fhir/AllergyIntolerance/{}", h.ids[&RecordKind::Allergy]);
+    let (status, _) = send(&h, Method::GET, &path, Some(&token), &None).await;
+    assert_eq!(status, 403, "billing does not read allergies");
+    let denial = h.last_entries(1).remove(0);
+    assert_eq!(denial.entry.outcome, rxvault_audit::Outcome::Denied);
+    assert_eq!(denial.entry.break_glass, None);
+
+    let (status, grant) = send(
+        &h,
+        Method::POST,
+        "/api/v1/break-glass",
+        Some(&token),
+        &Some(json!({"reason": "anaphylaxis at the counter, allergy list needed"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{grant}");
+    let grant = grant["grant_id"].as_str().unwrap().to_string();
+    let (status, allergy) = send(&h, Method::GET, &path, Some(&token), &None).await;
+    assert_eq!(status, 200, "{allergy}");
+
+    let read = h.last_entries(1).remove(0);
+    assert!(
+        matches!(read.entry.action, rxvault_audit::Action::Read { .. }),
+        "{read:?}"
+    );
+    assert_eq!(read.entry.break_glass.as_deref(), Some(grant.as_str()));
+    // The mark is in the sealed body, and every export carries it.
+    let event = fhir::audit_event(
+        &read,
+        &fhir::FhirContext {
+            vault_id: "v".into(),
+        },
+    );
+    assert_eq!(event["purposeOfEvent"][0]["coding"][0]["code"], "ETREAT");
+    assert!(
+        event["purposeOfEvent"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains(&grant)
+    );
+    assert_eq!(jsonl::to_json(&read)["break_glass"], grant.as_str());
+    assert_eq!(syslog::severity(&read), 4, "a warning for the SIEM");
+    assert_eq!(jsonl::to_json(&denial)["break_glass"], Value::Null);
+    assert_eq!(
+        fhir::audit_event(
+            &denial,
+            &fhir::FhirContext {
+                vault_id: "v".into()
+            }
+        )
+        .get("purposeOfEvent"),
+        None
+    );
+}

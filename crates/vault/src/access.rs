@@ -35,6 +35,8 @@ pub struct Requester {
     pub source: Option<IpAddr>,
     /// The workstation or agent, if known.
     pub host: Option<String>,
+    /// The break-glass grant active for their session, if any.
+    pub break_glass: Option<String>,
 }
 
 impl Requester {
@@ -52,6 +54,7 @@ impl Requester {
             session: None,
             source: None,
             host: None,
+            break_glass: None,
         }
     }
 
@@ -66,6 +69,9 @@ impl Requester {
         }
         if let Some(h) = &self.host {
             e = e.host(h.clone());
+        }
+        if let Some(g) = &self.break_glass {
+            e = e.break_glass(g.clone());
         }
         e
     }

@@ -9,6 +9,7 @@
 //! | sign-in, MFA, lockout | 110114 User Authentication | DICOM 110122 Login | E |
 //! | sign-out | 110114 User Authentication | DICOM 110123 Logout | E |
 //! | break-glass | 110113 Security Alert | DICOM 110127 Emergency Override Started; `purposeOfEvent` v3-ActReason `ETREAT` | E |
+//! | anything done under a break-glass grant | as its action | as its action; `purposeOfEvent` `ETREAT`, the text naming the grant | as its action |
 //! | user / role / key administration | 110113 Security Alert | DICOM 110137 / 110136 / 110129 | E |
 //! | alert | 110113 Security Alert | (rxvault code) | E |
 //! | backup, other | 110100 Application Activity | (rxvault code) | E |
@@ -287,6 +288,14 @@ pub fn audit_event(e: &LoggedEntry, ctx: &FhirContext) -> Value {
     });
     if let Some(s) = subtype {
         ev["subtype"] = json!([s]);
+    }
+    // Anything done while a break-glass grant was active: emergency
+    // treatment, naming the grant.
+    if let (None, Some(grant)) = (&purpose, &x.break_glass) {
+        purpose = Some(json!([{
+            "coding": [ coding(ACT_REASON, "ETREAT", "Emergency Treatment") ],
+            "text": format!("break-glass grant {grant}"),
+        }]));
     }
     if let Some(p) = purpose {
         ev["purposeOfEvent"] = p;

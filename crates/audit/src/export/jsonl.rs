@@ -5,7 +5,7 @@
 //!  "actor":{"kind":"user","id":"alice"},"session":"s-1","source":"10.0.0.7",
 //!  "host":"ws-12","action":{"type":"read","details":{"kind":"Patient",
 //!  "categories":["demographics"]}},"patients":["9f3c..."],"resources":[],
-//!  "outcome":"success"}
+//!  "outcome":"success","break_glass":null}
 //! ```
 
 use crate::entry::LoggedEntry;
@@ -28,6 +28,7 @@ pub fn to_json(e: &LoggedEntry) -> Value {
         "patients": x.patients.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "resources": x.resources.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "outcome": x.outcome.name(),
+        "break_glass": x.break_glass,
     })
 }
 

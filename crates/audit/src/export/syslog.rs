@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Severity follows the outcome and the action: informational for
-//! successes, warning for denials, lockouts and break-glass, error for
+//! successes, warning for denials, lockouts, break-glass and anything done
+//! under it (`breakGlass` names the grant), error for
 //! failures, critical for alerts. Values are escaped per RFC 5424 §6.3.3
 //! and free text is cut at 1,024 characters, so a message always fits a
 //! UDP datagram when at most `max_patients` patients are listed.
@@ -61,6 +62,7 @@ pub fn severity(e: &LoggedEntry) -> u8 {
         (_, Outcome::Error) => 3,
         (_, Outcome::Denied) | (Action::Lockout { .. } | Action::BreakGlass { .. }, _) => 4,
         (Action::AuthFailure { .. } | Action::MfaFailure { .. }, _) => 4,
+        _ if e.entry.break_glass.is_some() => 4,
         _ => 6,
     }
 }
@@ -114,6 +116,9 @@ pub fn format(e: &LoggedEntry, config: &SyslogConfig) -> String {
         params.push(("host", h.clone()));
     }
     params.push(("outcome", x.outcome.name().into()));
+    if let Some(grant) = &x.break_glass {
+        params.push(("breakGlass", grant.clone()));
+    }
     match &x.action {
         Action::Read { kind, categories } => {
             if let Some(k) = kind {

@@ -52,8 +52,14 @@ pub fn entry(i: u64) -> Entry {
     } else {
         vec![patient(i % 7)]
     };
-    Entry::new(Actor::user(format!("u{}", i % 5)), action)
-        .session(format!("s{}", i / 10))
+    let e = Entry::new(Actor::user(format!("u{}", i % 5)), action);
+    // Some under a break-glass grant (kept in the sealed body).
+    let e = if i % 10 == 3 {
+        e.break_glass(format!("bg-{}", i / 10))
+    } else {
+        e
+    };
+    e.session(format!("s{}", i / 10))
         .host(if i.is_multiple_of(2) {
             "WS-Even"
         } else {

@@ -55,7 +55,7 @@ fn appended_entries_read_back_exactly_and_are_durable_before_the_receipt() {
         }
         // Identifiers are not in the stored bytes.
         for (_, bytes) in log.reader().store().entries(0, 30).unwrap() {
-            for needle in [&b"WS-Even"[..], b"ws-odd", b"10.0.0.", b"\"u1\""] {
+            for needle in [&b"WS-Even"[..], b"ws-odd", b"10.0.0.", b"\"u1\"", b"bg-"] {
                 assert!(!bytes.windows(needle.len()).any(|w| w == needle));
             }
         }
