@@ -181,25 +181,19 @@ impl From<Credentials> for Who {
 impl Caller {
     /// Checks the permission table (and step-up) for `action`; a refusal is
     /// itself audited. (The check is in memory; only a refusal goes to the
-    /// audit log.)
+    /// audit log, from the blocking pool.)
     pub async fn authorize(
         &self,
         state: &AppState,
         action: Action,
     ) -> Result<rxvault_auth::Access, ApiError> {
-        let e = match state.auth.authorize(&self.principal, action) {
-            Ok(access) => return Ok(access),
-            Err(e) => e,
-        };
-        if matches!(e, rxvault_auth::Error::Forbidden { .. }) {
-            let entry = self.denial(action);
-            let vault = state.vault.clone();
-            let pending = blocking(move || vault.submit(entry).map_err(ApiError::from)).await?;
-            pending
-                .await
-                .map_err(|e| ApiError::from(rxvault_vault::Error::from(e)))?;
+        match state.auth.authorize(&self.principal, action) {
+            Ok(access) => Ok(access),
+            Err(_) => {
+                let (caller, state) = (self.clone(), state.clone());
+                blocking(move || caller.authorize_blocking(&state, action)).await
+            }
         }
-        Err(e.into())
     }
 
     /// [`Caller::authorize`] on a blocking thread.
