@@ -53,7 +53,7 @@
 //! and checks signatures against keys it gets elsewhere. This module does
 //! not validate what it is given beyond keeping the log contiguous.
 
-use crate::pool::Pool;
+use crate::pool::{self, Pool};
 use crate::{Backend, Error, Result};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
@@ -689,7 +689,7 @@ impl SqliteAuditStore {
         Ok(Self {
             path: path.to_path_buf(),
             writer: Mutex::new(conn),
-            readers: Pool::new(),
+            readers: Pool::new(pool::SQLITE_IDLE),
             sql: AuditSql::new(|s| s.to_string()),
         })
     }
@@ -1308,7 +1308,7 @@ impl PgAuditStore {
         let store = Self {
             url: url.to_string(),
             schema: schema.to_string(),
-            pool: Pool::new(),
+            pool: Pool::new(pool::PG_IDLE),
             sql: AuditSql::new(crate::sql::numbered),
         };
         let mut conn = store.connect(true)?;

@@ -25,7 +25,7 @@
 //!
 //! All times are Unix seconds, supplied by the caller's clock.
 
-use crate::pool::Pool;
+use crate::pool::{self, Pool};
 use crate::{Error, PgStore, Result, SqliteStore};
 use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -1025,7 +1025,7 @@ impl SqlAuthStore {
             db: Db::Sqlite(SqliteDb {
                 path: path.to_path_buf(),
                 writer: Mutex::new(writer),
-                readers: Pool::new(),
+                readers: Pool::new(pool::SQLITE_IDLE),
             }),
         })
     }
@@ -1037,7 +1037,7 @@ impl SqlAuthStore {
         let db = PgDb {
             url: url.to_string(),
             schema: schema.to_string(),
-            pool: Pool::new(),
+            pool: Pool::new(pool::PG_IDLE),
         };
         let first = pg_connect(url, schema)?;
         db.release(first);

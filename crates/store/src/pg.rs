@@ -6,7 +6,7 @@
 //! Migrations take a transaction-scoped advisory lock so two processes
 //! opening the same vault never migrate it twice.
 
-use crate::pool::Pool;
+use crate::pool::{self, Pool};
 use crate::schema::{self, CURRENT};
 use crate::sql::{self, RawRecord, Sql, rid_from, to_record};
 use crate::{
@@ -129,7 +129,7 @@ impl PgStore {
         Ok(Self {
             url: url.to_string(),
             schema: schema.to_string(),
-            pool: Pool::new(),
+            pool: Pool::new(pool::PG_IDLE),
             sql: Sql::new(dialect),
             bulk: RecordKind::ALL.into_iter().map(BulkSql::new).collect(),
             bulk_tokens_delete: "DELETE FROM blind_index WHERE record_kind = $1 AND rid = ANY($2::bytea[])".into(),

@@ -6,7 +6,7 @@
 //! run beside the writer. `synchronous=FULL` makes a commit durable before it
 //! returns; temporary tables and indices stay in memory.
 
-use crate::pool::Pool;
+use crate::pool::{self, Pool};
 use crate::schema::{self, CURRENT};
 use crate::sql::{self, RawRecord, Sql, rid_from, to_record};
 use crate::{
@@ -92,7 +92,7 @@ impl SqliteStore {
         Ok(Self {
             path: path.to_path_buf(),
             writer: Mutex::new(conn),
-            readers: Pool::new(),
+            readers: Pool::new(pool::SQLITE_IDLE),
             sql: Sql::new(sql::sqlite),
         })
     }
@@ -108,7 +108,7 @@ impl SqliteStore {
             None => {
                 let c = Self::connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
                 // Readers keep a smaller page cache than the writer (up to
-                // `pool::MAX_IDLE` of them stay open; the OS caches the file).
+                // `pool::SQLITE_IDLE` of them stay open; the OS caches the file).
                 c.pragma_update(None, "cache_size", -8192)
                     .map_err(map_err)?;
                 c
