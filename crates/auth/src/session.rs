@@ -223,10 +223,12 @@ impl Auth {
         host: Option<&HostId>,
     ) -> Result<Principal> {
         let hash = token.hash(TokenKind::Session);
-        let Some(s) = self.store.session_by_token(&hash.0)? else {
+        let now = self.now_unix();
+        // Session, account and break-glass grant in one query.
+        let Some(context) = self.store.request_context(&hash.0, now)? else {
             return Err(Error::Unauthenticated);
         };
-        let now = self.now_unix();
+        let s = context.session;
         let idle = secs(self.config.idle_timeout);
         let host_ok = match (&s.host, host) {
             (Some(bound), Some(given)) => bound == given.as_str(),
@@ -242,7 +244,7 @@ impl Auth {
         {
             return Err(Error::Unauthenticated);
         }
-        let account = match self.store.account(&s.account_id)? {
+        let account = match context.account {
             Some(a) if a.kind == AccountKind::Human && !a.disabled => a,
             _ => return Err(Error::Unauthenticated),
         };
@@ -254,13 +256,10 @@ impl Auth {
         if now.saturating_sub(s.last_seen_at) >= touch {
             self.store.touch_session(&s.id, now, now - touch)?;
         }
-        let break_glass = self
-            .store
-            .active_break_glass(&s.id, now)?
-            .map(|g| ActiveBreakGlass {
-                id: g.id,
-                expires_at: ts(g.expires_at),
-            });
+        let break_glass = context.break_glass.map(|g| ActiveBreakGlass {
+            id: g.id,
+            expires_at: ts(g.expires_at),
+        });
         Ok(Principal {
             actor: Actor::User {
                 id: UserId(account.id),

@@ -320,6 +320,17 @@ impl std::fmt::Debug for StoredBreakGlass {
     }
 }
 
+/// What authenticating one request needs ([`AuthStore::request_context`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    /// The session.
+    pub session: StoredSession,
+    /// Its account, unless it was deleted.
+    pub account: Option<StoredAccount>,
+    /// The session's break-glass grant in force, if any.
+    pub break_glass: Option<StoredBreakGlass>,
+}
+
 /// The identity-and-access storage interface. Blocking, shareable between
 /// threads; both backends pass `tests/auth_conformance.rs`.
 pub trait AuthStore: Send + Sync + std::fmt::Debug {
@@ -387,6 +398,10 @@ pub trait AuthStore: Send + Sync + std::fmt::Debug {
     fn insert_session(&self, session: &StoredSession) -> Result<()>;
     /// A session by its token's hash.
     fn session_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<StoredSession>>;
+    /// What authenticating a request needs, in one query: the session with
+    /// this token hash, its account (if it still exists) and the session's
+    /// break-glass grant in force at `now` (as [`AuthStore::active_break_glass`]).
+    fn request_context(&self, token_hash: &[u8; 32], now: i64) -> Result<Option<RequestContext>>;
     /// A session by id.
     fn session(&self, id: &str) -> Result<Option<StoredSession>>;
     /// Atomically deletes the unrevoked session `old_id` and stores `new`;
@@ -824,7 +839,7 @@ impl PgDb {
 // ---------------------------------------------------------------------------
 // Reading rows.
 
-fn int(row: &Row, i: usize) -> Result<i64> {
+fn int(row: &[Val], i: usize) -> Result<i64> {
     match row.get(i) {
         Some(Val::Int(v)) => Ok(*v),
         other => Err(Error::Corrupt(format!(
@@ -833,48 +848,48 @@ fn int(row: &Row, i: usize) -> Result<i64> {
     }
 }
 
-fn opt_int(row: &Row, i: usize) -> Result<Option<i64>> {
+fn opt_int(row: &[Val], i: usize) -> Result<Option<i64>> {
     match row.get(i) {
         Some(Val::Null) => Ok(None),
         _ => int(row, i).map(Some),
     }
 }
 
-fn text(row: &Row, i: usize) -> Result<String> {
+fn text(row: &[Val], i: usize) -> Result<String> {
     match row.get(i) {
         Some(Val::Text(v)) => Ok(v.clone()),
         _ => Err(Error::Corrupt(format!("column {i}: expected text"))),
     }
 }
 
-fn opt_text(row: &Row, i: usize) -> Result<Option<String>> {
+fn opt_text(row: &[Val], i: usize) -> Result<Option<String>> {
     match row.get(i) {
         Some(Val::Null) => Ok(None),
         _ => text(row, i).map(Some),
     }
 }
 
-fn blob(row: &Row, i: usize) -> Result<Vec<u8>> {
+fn blob(row: &[Val], i: usize) -> Result<Vec<u8>> {
     match row.get(i) {
         Some(Val::Blob(v)) => Ok(v.clone()),
         _ => Err(Error::Corrupt(format!("column {i}: expected bytes"))),
     }
 }
 
-fn hash32(row: &Row, i: usize) -> Result<[u8; 32]> {
+fn hash32(row: &[Val], i: usize) -> Result<[u8; 32]> {
     blob(row, i)?
         .try_into()
         .map_err(|_| Error::Corrupt(format!("column {i}: a hash is 32 bytes")))
 }
 
-fn dek(row: &Row, i: usize) -> Result<DekId> {
+fn dek(row: &[Val], i: usize) -> Result<DekId> {
     let v = int(row, i)?;
     u32::try_from(v)
         .map(DekId)
         .map_err(|_| Error::Corrupt(format!("data key id {v}")))
 }
 
-fn step(row: &Row, i: usize) -> Result<Option<u64>> {
+fn step(row: &[Val], i: usize) -> Result<Option<u64>> {
     opt_int(row, i)?
         .map(|v| u64::try_from(v).map_err(|_| Error::Corrupt(format!("TOTP step {v}"))))
         .transpose()
@@ -883,7 +898,7 @@ fn step(row: &Row, i: usize) -> Result<Option<u64>> {
 const ACCOUNT_COLUMNS: &str =
     "id, username, kind, role, disabled, password_hash, created_at, updated_at";
 
-fn account_row(r: &Row) -> Result<StoredAccount> {
+fn account_row(r: &[Val]) -> Result<StoredAccount> {
     Ok(StoredAccount {
         id: text(r, 0)?,
         username: text(r, 1)?,
@@ -898,7 +913,7 @@ fn account_row(r: &Row) -> Result<StoredAccount> {
 
 const PASSKEY_COLUMNS: &str = "credential_id, account_id, name, passkey, created_at, last_used_at";
 
-fn passkey_row(r: &Row) -> Result<StoredPasskey> {
+fn passkey_row(r: &[Val]) -> Result<StoredPasskey> {
     Ok(StoredPasskey {
         credential_id: blob(r, 0)?,
         account_id: text(r, 1)?,
@@ -912,7 +927,7 @@ fn passkey_row(r: &Row) -> Result<StoredPasskey> {
 const SESSION_COLUMNS: &str = "id, token_hash, account_id, stage, host, source, created_at, \
      last_seen_at, expires_at, mfa_at, revoked_at";
 
-fn session_row(r: &Row) -> Result<StoredSession> {
+fn session_row(r: &[Val]) -> Result<StoredSession> {
     Ok(StoredSession {
         id: text(r, 0)?,
         token_hash: hash32(r, 1)?,
@@ -951,7 +966,7 @@ const INSERT_SESSION: &str = "INSERT INTO auth_sessions (id, token_hash, account
 const API_KEY_COLUMNS: &str = "id, key_hash, account_id, scopes, allowed_sources, created_at, \
      expires_at, revoked_at, last_used_at";
 
-fn api_key_row(r: &Row) -> Result<StoredApiKey> {
+fn api_key_row(r: &[Val]) -> Result<StoredApiKey> {
     Ok(StoredApiKey {
         id: text(r, 0)?,
         key_hash: hash32(r, 1)?,
@@ -968,7 +983,7 @@ fn api_key_row(r: &Row) -> Result<StoredApiKey> {
 const BREAK_GLASS_COLUMNS: &str = "id, account_id, session_id, sealed_reason, dek_id, started_at, \
      expires_at, ended_at, reviewed_at, reviewed_by";
 
-fn break_glass_row(r: &Row) -> Result<StoredBreakGlass> {
+fn break_glass_row(r: &[Val]) -> Result<StoredBreakGlass> {
     Ok(StoredBreakGlass {
         id: text(r, 0)?,
         account_id: text(r, 1)?,
@@ -983,12 +998,12 @@ fn break_glass_row(r: &Row) -> Result<StoredBreakGlass> {
     })
 }
 
-fn one<T>(rows: Vec<Row>, f: impl Fn(&Row) -> Result<T>) -> Result<Option<T>> {
-    rows.first().map(f).transpose()
+fn one<T>(rows: Vec<Row>, f: impl Fn(&[Val]) -> Result<T>) -> Result<Option<T>> {
+    rows.first().map(|r| f(r)).transpose()
 }
 
-fn all<T>(rows: Vec<Row>, f: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
-    rows.iter().map(f).collect()
+fn all<T>(rows: Vec<Row>, f: impl Fn(&[Val]) -> Result<T>) -> Result<Vec<T>> {
+    rows.iter().map(|r| f(r)).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -1344,6 +1359,41 @@ impl AuthStore for SqlAuthStore {
         )
     }
 
+    fn request_context(&self, token_hash: &[u8; 32], now: i64) -> Result<Option<RequestContext>> {
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let cols = |alias: &str, columns: &str| {
+                columns
+                    .split(',')
+                    .map(|c| format!("{alias}.{}", c.trim()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(
+                "SELECT {}, {}, {} FROM auth_sessions s \
+                 LEFT JOIN auth_accounts a ON a.id = s.account_id \
+                 LEFT JOIN auth_break_glass g ON g.id = (SELECT id FROM auth_break_glass \
+                   WHERE session_id = s.id AND ended_at IS NULL AND expires_at > ? \
+                   ORDER BY started_at DESC, id LIMIT 1) \
+                 WHERE s.token_hash = ?",
+                cols("s", SESSION_COLUMNS),
+                cols("a", ACCOUNT_COLUMNS),
+                cols("g", BREAK_GLASS_COLUMNS)
+            )
+        });
+        let rows = self.query(&SQL, &[now.into(), token_hash.into()])?;
+        one(rows, |r| {
+            let (s, rest) = r.split_at(SESSION_COLUMNS.split(',').count());
+            let (a, g) = rest.split_at(ACCOUNT_COLUMNS.split(',').count());
+            // A LEFT JOIN that found nothing gives NULL ids.
+            let present = |part: &[Val]| !matches!(part.first(), Some(Val::Null) | None);
+            Ok(RequestContext {
+                session: session_row(s)?,
+                account: present(a).then(|| account_row(a)).transpose()?,
+                break_glass: present(g).then(|| break_glass_row(g)).transpose()?,
+            })
+        })
+    }
+
     fn session(&self, id: &str) -> Result<Option<StoredSession>> {
         one(
             self.query(
@@ -1637,7 +1687,7 @@ impl AuthStore for SqlAuthStore {
     }
 }
 
-fn throttle_row(r: &Row) -> Result<ThrottleState> {
+fn throttle_row(r: &[Val]) -> Result<ThrottleState> {
     let n = int(r, 0)?;
     Ok(ThrottleState {
         failures: u32::try_from(n).unwrap_or(u32::MAX),

@@ -4,9 +4,9 @@
 
 use rxvault_model::DekId;
 use rxvault_store::auth::{
-    AccountKind, AccountUpdate, AuthStore, Revocation, SessionFilter, SessionStage, SqlAuthStore,
-    StoredAccount, StoredApiKey, StoredBreakGlass, StoredCeremony, StoredPasskey, StoredSession,
-    StoredTotp, ThrottleScope,
+    AccountKind, AccountUpdate, AuthStore, RequestContext, Revocation, SessionFilter, SessionStage,
+    SqlAuthStore, StoredAccount, StoredApiKey, StoredBreakGlass, StoredCeremony, StoredPasskey,
+    StoredSession, StoredTotp, ThrottleScope,
 };
 use rxvault_store::{Backend, PgStore, SqliteStore, Store};
 use rxvault_testkit::pg::Schema;
@@ -598,5 +598,72 @@ fn break_glass_grants_are_active_until_expiry_or_end_and_reviewed_once() {
         assert_eq!(s.sealed_dek_usage().unwrap(), vec![(DekId(20), 2)]);
         // Debug never shows the sealed reason's bytes.
         assert!(!format!("{g:?}").contains("sealed_reason"));
+    });
+}
+
+#[test]
+fn a_request_context_is_the_session_its_account_and_its_grant_in_force() {
+    each_backend(|s, _| {
+        let alice = account("a1", "alice");
+        s.create_account(&alice).unwrap();
+        let s1 = session("s1", "a1", 1, Some("ws-1"));
+        let orphan = session("s2", "gone", 2, None);
+        s.insert_session(&s1).unwrap();
+        s.insert_session(&orphan).unwrap();
+        let grant = |id: &str, started_at: i64, expires_at: i64| StoredBreakGlass {
+            id: id.into(),
+            account_id: "a1".into(),
+            session_id: "s1".into(),
+            sealed_reason: vec![1, 2, 3],
+            dek: DekId(1),
+            started_at,
+            expires_at,
+            ended_at: None,
+            reviewed_at: None,
+            reviewed_by: None,
+        };
+        let context = |token: u8, now: i64| s.request_context(&[token; 32], now).unwrap();
+        assert_eq!(context(9, 1000), None, "unknown token");
+        assert_eq!(
+            context(1, 1000),
+            Some(RequestContext {
+                session: s1.clone(),
+                account: Some(alice.clone()),
+                break_glass: None,
+            })
+        );
+        assert_eq!(
+            context(2, 1000),
+            Some(RequestContext {
+                session: orphan.clone(),
+                account: None,
+                break_glass: None,
+            }),
+            "a session whose account is gone"
+        );
+        let (early, late) = (grant("g1", 100, 4000), grant("g2", 200, 3000));
+        s.insert_break_glass(&early).unwrap();
+        s.insert_break_glass(&late).unwrap();
+        // The same grant as the lookup of its own, at every time.
+        for now in [150, 250, 2999, 3000, 3999, 4000] {
+            let got = context(1, now).unwrap();
+            assert_eq!(got.session, s1);
+            assert_eq!(got.account.as_ref(), Some(&alice));
+            assert_eq!(
+                got.break_glass,
+                s.active_break_glass("s1", now).unwrap(),
+                "at {now}"
+            );
+        }
+        assert_eq!(context(1, 250).unwrap().break_glass, Some(late.clone()));
+        assert_eq!(context(1, 3500).unwrap().break_glass, Some(early.clone()));
+        assert_eq!(context(1, 4000).unwrap().break_glass, None, "expired");
+        assert_eq!(
+            context(2, 250).unwrap().break_glass,
+            None,
+            "another session's"
+        );
+        s.end_break_glass("s1", 300).unwrap();
+        assert_eq!(context(1, 350).unwrap().break_glass, None, "ended");
     });
 }
