@@ -173,7 +173,7 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
     let config = rxvault_synth::Config {
         patients: a.patients,
         seed: 5,
-        as_of: clock.today(),
+        as_of: vault.today(),
     };
     let input = tmp.path().join("input");
     rxvault_synth::write_ndjson(&config, &input, &mut |_| {})?;

@@ -50,7 +50,7 @@ pub fn run(a: DemoArgs, clock: Arc<dyn Clock>) -> Result<ExitCode> {
     let config = rxvault_synth::Config {
         patients: a.patients,
         seed: a.seed,
-        as_of: clock.today(),
+        as_of: vault.today(),
     };
     let input = tempfile::Builder::new()
         .prefix("rxvault-demo-input")
@@ -101,8 +101,8 @@ pub fn run(a: DemoArgs, clock: Arc<dyn Clock>) -> Result<ExitCode> {
     println!("  {rxvault} patient show --data {d} {}", p.id);
     println!(
         "  {rxvault} export shipping --data {d} --date {} --out shipping-{}.csv --plaintext",
-        clock.today(),
-        clock.today()
+        vault.today(),
+        vault.today()
     );
     println!(
         "  age-keygen -o export.key && {rxvault} export fhir --data {d} --out export --recipient $(age-keygen -y export.key)"

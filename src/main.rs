@@ -565,7 +565,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Synth(a) => {
             let as_of = match &a.as_of {
                 Some(d) => ui::parse_date(d)?,
-                None => clock().today(),
+                None => rxvault_vault::local_today(&*clock()),
             };
             let config = rxvault_synth::Config {
                 patients: a.patients,

@@ -502,7 +502,7 @@ fn denied(state: &AppState, caller: &Caller, action: Action) -> ApiError {
 /// Under a "fills dated today" constraint, whether fill `id` is one.
 fn fill_is_today(state: &AppState, id: &str) -> ApiResult<bool> {
     let vault = &state.vault;
-    let today = vault.clock().today().to_string();
+    let today = vault.today().to_string();
     let Some(token) = vault.token(IndexKind::FillDate, &today) else {
         return Ok(false);
     };
@@ -795,7 +795,7 @@ pub async fn shipments(
 ) -> ApiResult {
     let access = caller.authorize(&state, Action::ShippingManifest).await?;
     blocking(move || {
-        let today = state.vault.clock().today().to_string();
+        let today = state.vault.today().to_string();
         let date = q.date.unwrap_or_else(|| today.clone());
         if access.constraint == Constraint::FillsDatedToday
             && rxvault_model::normalize::day(&date).as_deref() != Some(today.as_str())

@@ -40,7 +40,7 @@ fn kind_of(resource_type: &str) -> Result<RecordKind, ApiError> {
 
 /// `GET /fhir/metadata`: the CapabilityStatement (no authentication).
 pub async fn metadata(State(state): State<AppState>) -> Response {
-    let date = state.vault.clock().today().to_string();
+    let date = state.vault.today().to_string();
     // Resource types and search parameters as the route table has them.
     let types: Vec<(&str, Vec<(&str, &str)>)> = crate::routes::ENDPOINTS
         .iter()
@@ -219,7 +219,7 @@ async fn search_inner(
                     return Ok(Vec::new());
                 };
                 let today = if access.constraint == Constraint::FillsDatedToday {
-                    let day = vault.clock().today().to_string();
+                    let day = vault.today().to_string();
                     let t = vault
                         .token(IndexKind::FillDate, &day)
                         .expect("a date normalises");

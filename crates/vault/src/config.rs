@@ -58,6 +58,12 @@ pub struct VaultConfig {
     /// The key file chosen at init, if not the default location.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
+    /// The pharmacy's time zone (an IANA name such as `America/Chicago`):
+    /// what "today" means (the day's shipments). Set at init from the
+    /// system's (`TZ`, else `/etc/localtime`); absent in vaults made before
+    /// it was recorded, which use UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
     /// The data directory (not stored; set when loaded).
     #[serde(skip)]
     pub dir: PathBuf,
@@ -93,6 +99,17 @@ impl VaultConfig {
             message: e.to_string(),
         })?);
         write_atomic(&path, text.as_bytes(), 0o600)
+    }
+
+    /// The time zone named in the configuration (UTC if none).
+    pub fn zone(&self) -> Result<jiff::tz::TimeZone> {
+        match &self.time_zone {
+            None => Ok(jiff::tz::TimeZone::UTC),
+            Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| Error::Config {
+                path: self.dir.join(CONFIG_FILE),
+                message: format!("time_zone {name:?} is not a known time zone ({e})"),
+            }),
+        }
     }
 
     /// The SQLite file of an embedded vault.
@@ -210,6 +227,7 @@ mod tests {
             },
             key: KeyKind::Passphrase,
             key_file: None,
+            time_zone: Some("America/Chicago".into()),
             dir: dir.path().to_path_buf(),
         };
         c.save().unwrap();

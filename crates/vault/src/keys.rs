@@ -167,6 +167,12 @@ impl Vault {
             store,
             key: KeyKind::File,
             key_file: None,
+            time_zone: Some(
+                jiff::tz::TimeZone::system()
+                    .iana_name()
+                    .unwrap_or("UTC")
+                    .to_string(),
+            ),
             dir: dir.to_path_buf(),
         };
         let mut meta_ops = vec![
@@ -242,6 +248,7 @@ impl Vault {
     /// the configuration (or the default location) is used.
     pub fn open(dir: &Path, source: Option<KeySource>, clock: Arc<dyn Clock>) -> Result<Vault> {
         let config = VaultConfig::load(dir)?;
+        let zone = config.zone()?;
         let store = open_store(&config, false)?;
         let stored_id = store.meta(meta::VAULT_ID)?.unwrap_or_default();
         if stored_id != config.vault_id {
@@ -266,6 +273,7 @@ impl Vault {
             store,
             keys: Arc::new(keys),
             clock,
+            zone,
             dek_lock: std::sync::Mutex::new(()),
             audit: std::sync::OnceLock::new(),
             audit_open: std::sync::Mutex::new(()),

@@ -102,6 +102,8 @@ pub struct Vault {
     store: Box<dyn Store>,
     keys: Arc<Keyring>,
     clock: Arc<dyn Clock>,
+    /// The pharmacy's time zone ([`Vault::today`]).
+    zone: jiff::tz::TimeZone,
     /// Serialises the creation of this process's data key, so concurrent
     /// first writers create one, not several.
     dek_lock: std::sync::Mutex<()>,
@@ -109,6 +111,26 @@ pub struct Vault {
     audit: std::sync::OnceLock<Arc<rxvault_audit::AuditLog>>,
     /// Serialises opening the audit log.
     audit_open: std::sync::Mutex<()>,
+}
+
+/// The date at `at` in `zone`.
+pub fn date_in(zone: &jiff::tz::TimeZone, at: rxvault_model::Timestamp) -> time::Date {
+    let local = jiff::Timestamp::from_second(at.unix_timestamp())
+        .map(|t| zone.to_datetime(t).date())
+        .ok()
+        .and_then(|d| {
+            let month = time::Month::try_from(u8::try_from(d.month()).ok()?).ok()?;
+            time::Date::from_calendar_date(i32::from(d.year()), month, u8::try_from(d.day()).ok()?)
+                .ok()
+        });
+    // Outside either library's range (not a real clock): UTC's date.
+    local.unwrap_or(at.date())
+}
+
+/// Today's date in this machine's time zone (`TZ`, else `/etc/localtime`),
+/// for commands that work without a vault.
+pub fn local_today(clock: &dyn Clock) -> time::Date {
+    date_in(&jiff::tz::TimeZone::system(), clock.now())
 }
 
 impl std::fmt::Debug for Vault {
@@ -134,6 +156,12 @@ impl Vault {
     /// The clock the vault reads time from.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// Today's date where the pharmacy is (its configured time zone), by
+    /// the vault's clock: the day whose shipments a shipping clerk sees.
+    pub fn today(&self) -> time::Date {
+        date_in(&self.zone, self.clock.now())
     }
 
     /// The keyring (for crates that seal their own data with the vault's

@@ -838,3 +838,51 @@ fn masked_reads_decrypt_only_the_allowed_categories() {
             .all(|r| r.get("medicationCodeableConcept").is_none())
     );
 }
+
+#[test]
+fn today_is_the_pharmacys_date_in_its_time_zone() {
+    let (_, fx) = fixtures().into_iter().next().unwrap();
+    let config_path = fx.data.join(rxvault_vault::config::CONFIG_FILE);
+    // init recorded this machine's zone.
+    let mut config = rxvault_vault::config::VaultConfig::load(&fx.data).unwrap();
+    assert!(config.time_zone.is_some(), "{config:?}");
+    let at = |zone: Option<&str>, utc: time::OffsetDateTime| {
+        let mut c = config.clone();
+        c.time_zone = zone.map(str::to_string);
+        c.save().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(utc));
+        Vault::open(&fx.data, Some(KeySource::File(fx.key.clone())), clock).map(|v| v.today())
+    };
+    use time::macros::{date, datetime};
+    // 9:30 pm in Chicago on the 27th is already the 28th in UTC.
+    let evening = datetime!(2026-11-28 03:30 UTC);
+    assert_eq!(
+        at(Some("America/Chicago"), evening).unwrap(),
+        date!(2026 - 11 - 27)
+    );
+    assert_eq!(at(Some("UTC"), evening).unwrap(), date!(2026 - 11 - 28));
+    assert_eq!(
+        at(None, evening).unwrap(),
+        date!(2026 - 11 - 28),
+        "older vaults: UTC"
+    );
+    // Daylight saving time: 11:30 pm in New York on July 4th is 03:30 UTC on the 5th.
+    assert_eq!(
+        at(Some("America/New_York"), datetime!(2026-07-05 03:30 UTC)).unwrap(),
+        date!(2026 - 07 - 04)
+    );
+    assert_eq!(
+        at(Some("Pacific/Honolulu"), datetime!(2026-11-28 09:59 UTC)).unwrap(),
+        date!(2026 - 11 - 27)
+    );
+    // A zone that does not exist is a clear error naming the file.
+    let bad = at(Some("America/Springfield"), evening)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.contains("America/Springfield") && bad.contains(&config_path.display().to_string()),
+        "{bad}"
+    );
+    config.time_zone = Some("UTC".into());
+    config.save().unwrap();
+}
