@@ -341,6 +341,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "key: derived from your passphrase (Argon2id); without it the vault cannot be opened."
                 ),
             }
+            println!(
+                "time zone: {} (what \"today\" means for the day's shipments; `time_zone` in {})",
+                created.config.time_zone.as_deref().unwrap_or("UTC"),
+                a.data.join(rxvault_vault::config::CONFIG_FILE).display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Import(a) => {
