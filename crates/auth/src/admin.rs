@@ -267,7 +267,7 @@ impl Admin<'_> {
     pub fn create_user(&self, username: &str, role: Role, password: &Password) -> Result<UserInfo> {
         let name = validate_username(username)?;
         let password = policy::check(&name, password).map_err(Error::WeakPassword)?;
-        let hash = hash_password(&password)?;
+        let hash = hash_password(&password, &self.auth.pepper)?;
         let now = self.now();
         let account = StoredAccount {
             id: rxvault_crypto::random_id()?,
@@ -371,7 +371,7 @@ impl Admin<'_> {
     pub fn set_password(&self, username: &str, password: &Password) -> Result<()> {
         let a = self.person(username)?;
         let password = policy::check(&a.username, password).map_err(Error::WeakPassword)?;
-        let hash = hash_password(&password)?;
+        let hash = hash_password(&password, &self.auth.pepper)?;
         self.auth.store.update_account(
             &a.id,
             &AccountUpdate::PasswordHash(hash.as_str().into()),

@@ -193,6 +193,8 @@ pub struct Auth {
     clock: Arc<dyn Clock>,
     config: AuthConfig,
     webauthn: Option<webauthn_rs::Webauthn>,
+    /// Mixed into every password hash (from the vault's keys).
+    pepper: rxvault_crypto::Pepper,
 }
 
 impl std::fmt::Debug for Auth {
@@ -234,6 +236,7 @@ impl Auth {
         // pay for creating it (a timing difference).
         let _ = rxvault_crypto::password::dummy_hash();
         Ok(Auth {
+            pepper: vault.keyring().password_pepper(),
             clock: vault.clock().clone(),
             vault,
             store,

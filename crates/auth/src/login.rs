@@ -123,9 +123,9 @@ impl Auth {
             .and_then(|a| a.password_hash.as_deref())
             .and_then(|h| PasswordHash::parse(h).ok());
         let verified = match &hash {
-            Some(h) => password::verify_password(&password, h),
+            Some(h) => password::verify_password(&password, h, &self.pepper),
             None => {
-                let _ = password::verify_password(&password, password::dummy_hash());
+                let _ = password::verify_password(&password, password::dummy_hash(), &self.pepper);
                 false
             }
         };
@@ -136,8 +136,9 @@ impl Auth {
         if let Some(h) = &hash
             && !h.is_current()
         {
-            // Parameters were raised since this hash was made.
-            let new = password::hash_password(&password)?;
+            // Parameters were raised (or the pepper added) since this hash
+            // was made.
+            let new = password::hash_password(&password, &self.pepper)?;
             self.store.update_account(
                 &account.id,
                 &AccountUpdate::PasswordHash(new.as_str().to_string()),

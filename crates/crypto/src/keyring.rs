@@ -485,6 +485,16 @@ impl Keyring {
         IndexToken(truncate(ctx.sign().as_ref()))
     }
 
+    /// The secret mixed into password hashes, derived from the index key
+    /// (which lives as long as the vault: rotating the KEK re-wraps it, so
+    /// stored hashes stay valid).
+    pub fn password_pepper(&self) -> crate::password::Pepper {
+        let tag = hmac::sign(&self.index, b"rxvault/password-pepper/v1");
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(tag.as_ref());
+        crate::password::Pepper::from_bytes(bytes)
+    }
+
     /// A keyed hash (16 bytes) of `value` in `domain`, for blind indexes
     /// outside the PHI record tables (audit entries: actor, session, host,
     /// address). Domains are separate from each other and from

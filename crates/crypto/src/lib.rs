@@ -62,7 +62,7 @@ pub mod token;
 pub use kek::Kek;
 pub use keyring::{KeyPurpose, Keyring, NewDek, NewSigner, WrappedKey, sha256, verify_signature};
 pub use otp::TotpSecret;
-pub use password::{Password, PasswordHash};
+pub use password::{Password, PasswordHash, Pepper};
 pub use secret::{Passphrase, SecretKey};
 pub use token::{Token, TokenHash, TokenKind};
 

@@ -13,7 +13,7 @@
 //! (no user enumeration by timing).
 
 use crate::{Error, Result};
-use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use argon2::{Algorithm, Argon2, KeyId, ParamsBuilder, PasswordHasher, PasswordVerifier, Version};
 use std::fmt;
 use std::sync::OnceLock;
 use zeroize::Zeroizing;
@@ -87,12 +87,22 @@ impl PasswordHash {
         &self.0
     }
 
-    /// Whether the hash uses this build's parameters (if not, rehash the
-    /// password at the next successful login).
+    /// Whether the hash uses this build's parameters and the pepper (if
+    /// not, rehash the password at the next successful login).
     pub fn is_current(&self) -> bool {
         self.0.starts_with(&format!(
-            "$argon2id$v=19$m={M_COST_KIB},t={T_COST},p={P_COST}$"
+            "$argon2id$v=19$m={M_COST_KIB},t={T_COST},p={P_COST},keyid={PEPPER_KEYID_B64}$"
         ))
+    }
+
+    fn peppered(&self) -> Option<bool> {
+        let parsed = argon2::PasswordHash::new(&self.0).ok()?;
+        match parsed.params.get_str("keyid") {
+            None => Some(false),
+            Some(k) if k == PEPPER_KEYID_B64 => Some(true),
+            // Another pepper than this build knows: nothing verifies.
+            Some(_) => None,
+        }
     }
 }
 
@@ -102,42 +112,89 @@ impl fmt::Debug for PasswordHash {
     }
 }
 
-fn hasher() -> Argon2<'static> {
-    Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(M_COST_KIB, T_COST, P_COST, None).expect("valid Argon2id parameters"),
-    )
+/// A secret mixed into every password hash: Argon2's secret input, NIST SP
+/// 800-63B §5.1.1.2's "secret salt known only to the verifier". It is
+/// derived from the vault's keys ([`crate::Keyring::password_pepper`]), so
+/// hashes copied with the database cannot even be tested against a guess
+/// without the key.
+pub struct Pepper(Zeroizing<[u8; 32]>);
+
+impl Pepper {
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
 }
 
-/// Hashes a password with a fresh random salt.
-pub fn hash_password(password: &Password) -> Result<PasswordHash> {
+impl fmt::Debug for Pepper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pepper(<redacted>)")
+    }
+}
+
+/// Names the pepper in a hash's PHC string (`keyid`): "rxv1", base64.
+const PEPPER_KEYID: &[u8] = b"rxv1";
+const PEPPER_KEYID_B64: &str = "cnh2MQ";
+
+fn hasher(pepper: Option<&Pepper>) -> Argon2<'_> {
+    let mut params = ParamsBuilder::new();
+    params.m_cost(M_COST_KIB).t_cost(T_COST).p_cost(P_COST);
+    match pepper {
+        None => Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            params.build().expect("valid Argon2id parameters"),
+        ),
+        Some(p) => {
+            params.keyid(KeyId::new(PEPPER_KEYID).expect("a short key id"));
+            Argon2::new_with_secret(
+                &p.0[..],
+                Algorithm::Argon2id,
+                Version::V0x13,
+                params.build().expect("valid Argon2id parameters"),
+            )
+            .expect("a 32-byte secret")
+        }
+    }
+}
+
+/// Hashes a password with a fresh random salt and the pepper.
+pub fn hash_password(password: &Password, pepper: &Pepper) -> Result<PasswordHash> {
+    hash_with(password, Some(pepper))
+}
+
+fn hash_with(password: &Password, pepper: Option<&Pepper>) -> Result<PasswordHash> {
     if password.0.len() > MAX_PASSWORD_BYTES {
         return Err(Error::Kdf("password too long to hash".into()));
     }
     let mut salt = [0u8; SALT_LEN];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
         .map_err(|_| Error::Random)?;
-    let hash = hasher()
+    let hash = hasher(pepper)
         .hash_password_with_salt(password.0.as_bytes(), &salt)
         .map_err(|e| Error::Kdf(format!("Argon2id: {e}")))?;
     Ok(PasswordHash(hash.to_string()))
 }
 
-/// Whether `password` matches `hash`. The comparison of the Argon2id outputs
-/// is constant-time; any malformed input is a mismatch.
-pub fn verify_password(password: &Password, hash: &PasswordHash) -> bool {
+/// Whether `password` matches `hash` (with the pepper if the hash names it;
+/// hashes from before the pepper verify without). The comparison of the
+/// Argon2id outputs is constant-time; any malformed input is a mismatch.
+pub fn verify_password(password: &Password, hash: &PasswordHash, pepper: &Pepper) -> bool {
     if password.0.len() > MAX_PASSWORD_BYTES {
         // Still spend the same work, so length never shortcuts timing.
-        let _ = verify_inner(b"", dummy_hash());
+        let _ = verify_inner(b"", dummy_hash(), pepper);
         return false;
     }
-    verify_inner(password.0.as_bytes(), hash)
+    verify_inner(password.0.as_bytes(), hash, pepper)
 }
 
-fn verify_inner(password: &[u8], hash: &PasswordHash) -> bool {
+fn verify_inner(password: &[u8], hash: &PasswordHash, pepper: &Pepper) -> bool {
+    let Some(peppered) = hash.peppered() else {
+        return false;
+    };
     match argon2::PasswordHash::new(&hash.0) {
-        Ok(parsed) => hasher().verify_password(password, &parsed).is_ok(),
+        Ok(parsed) => hasher(peppered.then_some(pepper))
+            .verify_password(password, &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -154,7 +211,7 @@ pub fn dummy_hash() -> &'static PasswordHash {
         // because callers never accept its result.
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random[..]);
         let text: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        hash_password(&Password::new(text)).expect("hashing a short password cannot fail")
+        hash_with(&Password::new(text), None).expect("hashing a short password cannot fail")
     })
 }
 
@@ -167,36 +224,72 @@ mod tests {
     /// `echo -n "correct horse battery staple" | argon2 rxvaultsaltsalt1 -id -t 2 -k 19456 -p 1 -e`
     const REFERENCE: &str = "$argon2id$v=19$m=19456,t=2,p=1$cnh2YXVsdHNhbHRzYWx0MQ$ITMHIxwLRijQcncKKwxh3ezbEStaSEL1Y/r1KJrRhIk";
 
-    #[test]
-    fn verifies_a_hash_made_by_the_reference_implementation() {
-        let hash = PasswordHash::parse(REFERENCE).unwrap();
-        assert!(hash.is_current());
-        assert!(verify_password(
-            &Password::new("correct horse battery staple".into()),
-            &hash
-        ));
-        assert!(!verify_password(
-            &Password::new("correct horse battery stapl".into()),
-            &hash
-        ));
-        assert!(!verify_password(
-            &Password::new("correct horse battery staple ".into()),
-            &hash
-        ));
+    fn pepper(b: u8) -> Pepper {
+        Pepper::from_bytes([b; 32])
     }
 
     #[test]
-    fn hashes_are_salted_argon2id_with_current_parameters() {
+    fn verifies_a_hash_made_by_the_reference_implementation() {
+        // Without a pepper (as hashes made before it were): it verifies
+        // with or without one, and is rehashed at the next login.
+        let hash = PasswordHash::parse(REFERENCE).unwrap();
+        assert!(!hash.is_current());
+        for p in [pepper(1), pepper(2)] {
+            assert!(verify_password(
+                &Password::new("correct horse battery staple".into()),
+                &hash,
+                &p
+            ));
+            assert!(!verify_password(
+                &Password::new("correct horse battery stapl".into()),
+                &hash,
+                &p
+            ));
+            assert!(!verify_password(
+                &Password::new("correct horse battery staple ".into()),
+                &hash,
+                &p
+            ));
+        }
+    }
+
+    #[test]
+    fn hashes_are_salted_peppered_argon2id_with_current_parameters() {
         let p = Password::new("über-sicher pässwort".into());
-        let a = hash_password(&p).unwrap();
-        let b = hash_password(&p).unwrap();
+        let a = hash_password(&p, &pepper(1)).unwrap();
+        let b = hash_password(&p, &pepper(1)).unwrap();
         assert_ne!(a, b, "a fresh salt per hash");
-        assert!(a.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(
+            a.as_str()
+                .starts_with("$argon2id$v=19$m=19456,t=2,p=1,keyid=cnh2MQ$"),
+            "{}",
+            a.as_str()
+        );
         assert!(a.is_current());
-        assert!(verify_password(&p, &a) && verify_password(&p, &b));
-        assert!(!verify_password(&Password::new("über-sicher".into()), &a));
+        assert!(verify_password(&p, &a, &pepper(1)) && verify_password(&p, &b, &pepper(1)));
+        assert!(!verify_password(
+            &Password::new("über-sicher".into()),
+            &a,
+            &pepper(1)
+        ));
         let reparsed = PasswordHash::parse(a.as_str()).unwrap();
         assert_eq!(reparsed, a);
+        // Another vault's pepper, or none (a stolen database without the
+        // key): the right password does not verify.
+        assert!(!verify_password(&p, &a, &pepper(2)));
+        let parsed = argon2::PasswordHash::new(a.as_str()).unwrap();
+        assert!(
+            hasher(None)
+                .verify_password(p.expose().as_bytes(), &parsed)
+                .is_err()
+        );
+        // A pepper this build does not know verifies nothing.
+        let other = a.as_str().replace("keyid=cnh2MQ", "keyid=cnh2Mg");
+        assert!(!verify_password(
+            &p,
+            &PasswordHash::parse(&other).unwrap(),
+            &pepper(1)
+        ));
     }
 
     #[test]
@@ -211,7 +304,7 @@ mod tests {
             assert!(PasswordHash::parse(bad).is_err(), "{bad}");
         }
         let old = PasswordHash::parse(
-            "$argon2id$v=19$m=4096,t=3,p=1$cnh2YXVsdHNhbHRzYWx0MQ$ITMHIxwLRijQcncKKwxh3ezbEStaSEL1Y/r1KJrRhIk",
+            "$argon2id$v=19$m=4096,t=3,p=1,keyid=cnh2MQ$cnh2YXVsdHNhbHRzYWx0MQ$ITMHIxwLRijQcncKKwxh3ezbEStaSEL1Y/r1KJrRhIk",
         )
         .unwrap();
         assert!(!old.is_current());
@@ -220,16 +313,26 @@ mod tests {
     #[test]
     fn the_dummy_hash_matches_nothing_and_nothing_is_shown() {
         let d = dummy_hash();
-        assert!(d.is_current());
-        assert!(!verify_password(&Password::new(String::new()), d));
-        assert!(!verify_password(&Password::new("password".into()), d));
+        // The cost of a real hash.
+        assert!(d.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(!verify_password(
+            &Password::new(String::new()),
+            d,
+            &pepper(1)
+        ));
+        assert!(!verify_password(
+            &Password::new("password".into()),
+            d,
+            &pepper(1)
+        ));
         assert_eq!(
             format!("{:?}", Password::new("hunter22".into())),
             "Password(<redacted>)"
         );
+        assert_eq!(format!("{:?}", pepper(1)), "Pepper(<redacted>)");
         assert!(!format!("{d:?}").contains('$'));
         let long = Password::new("x".repeat(MAX_PASSWORD_BYTES + 1));
-        assert!(hash_password(&long).is_err());
-        assert!(!verify_password(&long, d));
+        assert!(hash_password(&long, &pepper(1)).is_err());
+        assert!(!verify_password(&long, d, &pepper(1)));
     }
 }

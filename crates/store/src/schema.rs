@@ -43,7 +43,8 @@ pub(crate) fn migration(version: u32) -> Vec<String> {
         }
         // Identity and access (`crate::auth`): accounts, second factors,
         // sessions, API keys, throttling, break-glass grants. Secrets are
-        // stored as hashes (passwords: Argon2id PHC strings; tokens, keys,
+        // stored as hashes (passwords: Argon2id PHC strings keyed with the
+        // vault's pepper, which is not in the database; tokens, keys,
         // recovery codes: SHA-256) or sealed by the keyring (TOTP secrets,
         // break-glass reasons, with the sealing data key's id beside them).
         2 => [

@@ -456,3 +456,47 @@ fn a_server_running_before_the_cli_enrolled_a_user_still_opens_their_secret() {
         assert_eq!(usage.iter().map(|(_, n)| n).sum::<u64>(), 1);
     });
 }
+
+#[test]
+fn password_hashes_from_before_the_pepper_still_log_in_and_are_upgraded() {
+    use rxvault_crypto::PasswordHash;
+    use rxvault_store::auth::{AccountUpdate, AuthStore};
+    let fx = Fx::sqlite(AuthConfig::default());
+    let mut u = fx.user("pharm1", Role::Pharmacist);
+    let store = rxvault_store::SqlAuthStore::open_sqlite(&fx.data.join("vault.db")).unwrap();
+    let stored = |store: &rxvault_store::SqlAuthStore| {
+        store
+            .account_by_username("pharm1")
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .unwrap()
+    };
+    // New hashes carry the pepper (derived from the vault's keys).
+    let made = stored(&store);
+    assert!(PasswordHash::parse(&made).unwrap().is_current(), "{made}");
+    assert!(made.contains(",keyid="), "{made}");
+    // A vault from before the pepper: an Argon2id hash without it (made by
+    // the reference implementation, see rxvault-crypto's password tests).
+    let id = store.account_by_username("pharm1").unwrap().unwrap().id;
+    store
+        .update_account(
+            &id,
+            &AccountUpdate::PasswordHash(
+                "$argon2id$v=19$m=19456,t=2,p=1$cnh2YXVsdHNhbHRzYWx0MQ$ITMHIxwLRijQcncKKwxh3ezbEStaSEL1Y/r1KJrRhIk"
+                    .into(),
+            ),
+            fx.now(),
+        )
+        .unwrap();
+    u.password = Password::new("correct horse battery staple".into());
+    let (token, _) = fx.login(&u);
+    assert!(fx.auth.authenticate(&token, here(), None).is_ok());
+    let upgraded = stored(&store);
+    assert!(
+        upgraded.contains(",keyid=") && PasswordHash::parse(&upgraded).unwrap().is_current(),
+        "rehashed with the pepper at login: {upgraded}"
+    );
+    // And the upgraded hash works for the next login.
+    fx.login(&u);
+}
