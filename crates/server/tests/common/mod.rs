@@ -63,6 +63,11 @@ impl Harness {
             dyn_clock.clone(),
         )
         .unwrap();
+        // The pharmacy in Chicago, whatever zone this machine is in: at
+        // 15:00 UTC it is 09:00 on TODAY there.
+        let mut vault_config = rxvault_vault::config::VaultConfig::load(&data).unwrap();
+        vault_config.time_zone = Some("America/Chicago".into());
+        vault_config.save().unwrap();
         let vault = Arc::new(Vault::open(&data, Some(KeySource::File(key)), dyn_clock).unwrap());
         let input = tmp.path().join("synth");
         let config = rxvault_synth::Config {
