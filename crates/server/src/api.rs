@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::state::{AppState, Caller, Credentials, Who, blocking, host, requester};
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rxvault_audit::{Action as AuditAction, Actor as AuditActor, Outcome};
 use rxvault_auth::{
@@ -18,8 +18,9 @@ use rxvault_auth::{
 };
 use rxvault_crypto::{Password, Token};
 use rxvault_fhir::Resource;
-use rxvault_model::{IndexKind, RecordKind};
-use rxvault_vault::access::Requester;
+use rxvault_model::{IndexKind, RecordKind, Rid};
+use rxvault_vault::Vault;
+use rxvault_vault::access::{Audited, Requester, View};
 use rxvault_vault::query::Find;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -522,6 +523,27 @@ pub async fn read_record(
     kind: RecordKind,
     id: String,
 ) -> ApiResult<Option<Resource>> {
+    read_record_as(state, who, kind, id, Vault::read_record_audited).await
+}
+
+/// What reads a record for [`read_record_as`]: as a resource, or as JSON
+/// text to serve as is.
+type ReadAs<T> = fn(
+    &Vault,
+    &Requester,
+    &View,
+    RecordKind,
+    &Rid,
+) -> Result<Audited<Option<T>>, rxvault_vault::Error>;
+
+/// [`read_record`], the record read by `read`.
+pub async fn read_record_as<T: Send + 'static>(
+    state: AppState,
+    who: impl Into<Who>,
+    kind: RecordKind,
+    id: String,
+    read: ReadAs<T>,
+) -> ApiResult<Option<T>> {
     let who = who.into();
     // Authentication, the store read and decryption in one hop to the
     // blocking pool; the audit commit is awaited here, so no thread waits
@@ -533,9 +555,13 @@ pub async fn read_record(
             return Err(denied(&state, &caller, access.action));
         }
         let rid = state.vault.rid(kind, &id);
-        Ok(state
-            .vault
-            .read_record_audited(&caller.requester(), &caller.view(), kind, &rid)?)
+        Ok(read(
+            &state.vault,
+            &caller.requester(),
+            &caller.view(),
+            kind,
+            &rid,
+        )?)
     })
     .await?;
     Ok(audited.released().await?)
@@ -616,8 +642,8 @@ macro_rules! kind_handlers {
     ($kind:expr, $read:ident, $create:ident, $update:ident, $of_patient:ident) => {
         /// Read one record of this kind.
         pub async fn $read(State(state): State<AppState>, credentials: Credentials, Path(id): Path<String>) -> ApiResult {
-            match read_record(state, credentials, $kind, id).await? {
-                Some(r) => Ok(Json(r).into_response()),
+            match read_record_as(state, credentials, $kind, id, Vault::read_record_json_audited).await? {
+                Some(r) => Ok(([(header::CONTENT_TYPE, "application/json")], r.into_bytes()).into_response()),
                 None => Err(ApiError::not_found()),
             }
         }

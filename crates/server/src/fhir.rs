@@ -16,6 +16,7 @@ use rxvault_auth::{Action, Constraint};
 use rxvault_fhir::Resource;
 use rxvault_fhir::map::reference_id;
 use rxvault_model::{IndexKind, RecordKind, normalize};
+use rxvault_vault::Vault;
 use rxvault_vault::query::Find;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -77,12 +78,18 @@ pub async fn read(
                 return Err(e);
             }
         };
-        crate::api::read_record(state, credentials, kind, id)
-            .await?
-            .ok_or_else(ApiError::not_found)
+        crate::api::read_record_as(
+            state,
+            credentials,
+            kind,
+            id,
+            Vault::read_record_json_audited,
+        )
+        .await?
+        .ok_or_else(ApiError::not_found)
     };
     match result.await {
-        Ok(r) => fhir_json(Value::Object(r)),
+        Ok(r) => ([(header::CONTENT_TYPE, FHIR_JSON)], r.into_bytes()).into_response(),
         Err(e) => e.fhir().into_response(),
     }
 }

@@ -13,7 +13,7 @@
 use crate::export::{ExportReport, Shipment, ShippingReport, Target};
 use crate::keys::Progress;
 use crate::query::{Chart, Find};
-use crate::records::SealError;
+use crate::records::{ResourceJson, SealError};
 use crate::{Result, Vault};
 use rxvault_audit::entry::WriteOp;
 use rxvault_audit::{Action, Actor, AuditConfig, AuditLog, Entry, Outcome, StoreLocation};
@@ -253,9 +253,33 @@ impl Vault {
         kind: RecordKind,
         rid: &Rid,
     ) -> Result<Audited<Option<Resource>>> {
+        self.read_audited(who, view, kind, rid, Vault::open_record)
+    }
+
+    /// [`read_record_audited`](Vault::read_record_audited) as JSON text
+    /// ([`open_record_json`](Vault::open_record_json)), for a response
+    /// that serves the record as is.
+    pub fn read_record_json_audited(
+        &self,
+        who: &Requester,
+        view: &View,
+        kind: RecordKind,
+        rid: &Rid,
+    ) -> Result<Audited<Option<ResourceJson>>> {
+        self.read_audited(who, view, kind, rid, Vault::open_record_json)
+    }
+
+    fn read_audited<T>(
+        &self,
+        who: &Requester,
+        view: &View,
+        kind: RecordKind,
+        rid: &Rid,
+        open: fn(&Vault, &rxvault_store::StoredRecord, CategorySet) -> Result<T>,
+    ) -> Result<Audited<Option<T>>> {
         let found = match self.store.get(kind, rid)? {
             Some(record) => Some((
-                self.open_record(&record, view.of(kind))?,
+                open(self, &record, view.of(kind))?,
                 record.patient.unwrap_or(*rid),
             )),
             None => None,

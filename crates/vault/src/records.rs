@@ -199,43 +199,126 @@ impl Vault {
     /// Opens the categories `want` of a stored record and merges them into
     /// a (possibly partial) FHIR resource.
     pub fn open_record(&self, record: &StoredRecord, want: CategorySet) -> Result<Resource> {
+        let parts = self.open_parts(record, want)?;
+        let mut maps = Vec::with_capacity(parts.len());
+        for (category, bytes) in parts {
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(Value::Object(m)) => maps.push(m),
+                _ => return Err(not_an_object(record, category)),
+            }
+        }
+        let resource = split::merge(record.kind, maps);
+        self.check_id(record, want, resource.get("id").and_then(Value::as_str))?;
+        Ok(resource)
+    }
+
+    /// [`open_record`](Self::open_record) as JSON text, without building a
+    /// tree of values: the parts' members are joined as they were sealed
+    /// (categories hold disjoint top-level elements), after each part is
+    /// checked to be one well-formed JSON object. What a read serves as is.
+    pub fn open_record_json(
+        &self,
+        record: &StoredRecord,
+        want: CategorySet,
+    ) -> Result<ResourceJson> {
+        /// A part's `id`, if it has one; parsing it checks the whole part.
+        #[derive(serde::Deserialize)]
+        struct Id<'a> {
+            #[serde(borrow, default)]
+            id: Option<std::borrow::Cow<'a, str>>,
+        }
+        let parts = self.open_parts(record, want)?;
+        let mut out = Vec::with_capacity(64 + parts.iter().map(|(_, b)| b.len()).sum::<usize>());
+        out.extend_from_slice(b"{\"resourceType\":");
+        serde_json::to_writer(&mut out, record.kind.fhir_type()).expect("writing to a Vec");
+        let mut id = None;
+        for (category, bytes) in &parts {
+            // An object (serde would also read a struct from an array).
+            let text = bytes.trim_ascii();
+            if text.first() != Some(&b'{') {
+                return Err(not_an_object(record, *category));
+            }
+            let part: Id<'_> =
+                serde_json::from_slice(text).map_err(|_| not_an_object(record, *category))?;
+            if part.id.is_some() {
+                id = part.id.map(std::borrow::Cow::into_owned);
+            }
+            // Between the braces of a well-formed object.
+            let members = text[1..text.len() - 1].trim_ascii();
+            if !members.is_empty() {
+                out.push(b',');
+                out.extend_from_slice(members);
+            }
+        }
+        out.push(b'}');
+        self.check_id(record, want, id.as_deref())?;
+        Ok(ResourceJson(out))
+    }
+
+    /// The categories `want` of a record, decrypted (reloading the keys once
+    /// if another process added a data key since they were loaded).
+    fn open_parts(
+        &self,
+        record: &StoredRecord,
+        want: CategorySet,
+    ) -> Result<Vec<(FieldCategory, Zeroizing<Vec<u8>>)>> {
         let open = || {
             self.keys
                 .open_record(record.kind, &record.rid, &record.envelope, want)
         };
-        let parts = match open() {
+        Ok(match open() {
             Err(rxvault_crypto::Error::UnknownDek(_)) => {
                 self.reload_keys()?;
                 open()?
             }
             other => other?,
-        };
-        let what = || format!("{} record {}", record.kind.table(), record.rid);
-        let mut maps = Vec::with_capacity(parts.len());
-        for (category, bytes) in parts {
-            match serde_json::from_slice::<Value>(&bytes) {
-                Ok(Value::Object(m)) => maps.push(m),
-                _ => {
-                    return Err(Error::Corrupt {
-                        what: what(),
-                        message: format!("{category} part is not a JSON object"),
-                    });
-                }
-            }
+        })
+    }
+
+    /// A record read with its identifiers must carry the id its storage key
+    /// was made from.
+    fn check_id(&self, record: &StoredRecord, want: CategorySet, id: Option<&str>) -> Result<()> {
+        if want.contains(FieldCategory::Identifiers)
+            && self.keys.rid(record.kind, id.unwrap_or_default()) != record.rid
+        {
+            return Err(Error::Corrupt {
+                what: what(record),
+                message: "its id does not match its storage key".into(),
+            });
         }
-        let resource = split::merge(record.kind, maps);
-        if want.contains(FieldCategory::Identifiers) {
-            let id = resource
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if self.keys.rid(record.kind, id) != record.rid {
-                return Err(Error::Corrupt {
-                    what: what(),
-                    message: "its id does not match its storage key".into(),
-                });
-            }
-        }
-        Ok(resource)
+        Ok(())
+    }
+}
+
+fn what(record: &StoredRecord) -> String {
+    format!("{} record {}", record.kind.table(), record.rid)
+}
+
+fn not_an_object(record: &StoredRecord, category: FieldCategory) -> Error {
+    Error::Corrupt {
+        what: what(record),
+        message: format!("{category} part is not a JSON object"),
+    }
+}
+
+/// A resource as JSON text ([`Vault::open_record_json`]). PHI: never
+/// logged (`Debug` shows only the length).
+pub struct ResourceJson(Vec<u8>);
+
+impl ResourceJson {
+    /// The text's bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The text's bytes, borrowed.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ResourceJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ResourceJson({} bytes)", self.0.len())
     }
 }

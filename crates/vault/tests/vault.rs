@@ -886,3 +886,45 @@ fn today_is_the_pharmacys_date_in_its_time_zone() {
     config.time_zone = Some("UTC".into());
     config.save().unwrap();
 }
+
+#[test]
+fn records_served_as_json_text_are_the_records_opened_as_resources() {
+    use rxvault_model::{CategorySet, FieldCategory};
+    let (_, fx) = fixtures().into_iter().next().unwrap();
+    let vault = fx.open();
+    vault
+        .import(
+            &[shared_data("synthea-10")],
+            &ImportOptions::default(),
+            &mut (),
+        )
+        .unwrap();
+    // Every subset of the categories (128), on every record of every kind.
+    let subsets: Vec<CategorySet> = (0u32..1 << FieldCategory::ALL.len())
+        .map(|bits| {
+            FieldCategory::ALL
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| bits & (1 << i) != 0)
+                .fold(CategorySet::NONE, |set, (_, c)| set.with(*c))
+        })
+        .collect();
+    let mut compared = 0;
+    for kind in RecordKind::ALL {
+        for record in vault.store().scan(kind, None, 20).unwrap() {
+            for want in &subsets {
+                let tree = vault.open_record(&record, *want).unwrap();
+                let text = vault.open_record_json(&record, *want).unwrap();
+                let parsed: Value = serde_json::from_slice(text.as_bytes()).unwrap();
+                assert_eq!(parsed, Value::Object(tree), "{kind:?} {want:?}");
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 5 * 128, "{compared}");
+    // The debug form never shows the content.
+    let record = &vault.store().scan(RecordKind::Patient, None, 1).unwrap()[0];
+    let text = vault.open_record_json(record, CategorySet::ALL).unwrap();
+    assert!(format!("{text:?}").starts_with("ResourceJson("));
+    assert!(!format!("{text:?}").contains("resourceType"));
+}
