@@ -34,6 +34,15 @@ impl Fixture {
     fn open(&self) -> Vault {
         Vault::open(&self.data, Some(KeySource::File(self.key.clone())), clock()).unwrap()
     }
+
+    /// Opened, with the shared sample `dataset` imported.
+    fn imported(&self, dataset: &str) -> Vault {
+        let vault = self.open();
+        vault
+            .import(&[shared_data(dataset)], &ImportOptions::default(), &mut ())
+            .unwrap();
+        vault
+    }
 }
 
 fn fixtures() -> Vec<(&'static str, Fixture)> {
@@ -67,6 +76,13 @@ fn fixtures() -> Vec<(&'static str, Fixture)> {
         ));
     }
     out
+}
+
+/// The SQLite fixture, opened, with synthea-10 imported.
+fn imported() -> (Fixture, Vault) {
+    let (_, fx) = fixtures().into_iter().next().unwrap();
+    let vault = fx.imported("synthea-10");
+    (fx, vault)
 }
 
 fn read_ndjson(path: &Path) -> Vec<Resource> {
@@ -159,15 +175,7 @@ fn import_then_export_round_trips_semantically() {
 
 #[test]
 fn encrypted_export_needs_the_identity() {
-    let (_, fx) = fixtures().into_iter().next().unwrap();
-    let vault = fx.open();
-    vault
-        .import(
-            &[shared_data("synthea-10")],
-            &ImportOptions::default(),
-            &mut (),
-        )
-        .unwrap();
+    let (fx, vault) = imported();
     let identity = age_identity();
     let recipients =
         rxvault_crypto::export::Recipients::parse(std::slice::from_ref(&identity.1)).unwrap();
@@ -219,14 +227,7 @@ fn sqlite_exec(fx: &Fixture, f: impl FnOnce(&rusqlite::Connection)) {
 #[test]
 fn flipped_or_swapped_ciphertexts_are_errors_never_wrong_data() {
     for (backend, fx) in fixtures() {
-        let vault = fx.open();
-        vault
-            .import(
-                &[shared_data("synthea-10")],
-                &ImportOptions::default(),
-                &mut (),
-            )
-            .unwrap();
+        let vault = fx.imported("synthea-10");
         let patients = read_ndjson(&shared_data("synthea-10").join("Patient.ndjson"));
         let (a, b) = (
             patients[0]["id"].as_str().unwrap(),
@@ -334,14 +335,7 @@ fn pg_exec(fx: &Fixture, f: impl FnOnce(&mut postgres::Client)) {
 #[test]
 fn bad_input_is_reported_with_locations_and_valid_records_still_import() {
     for (backend, fx) in fixtures() {
-        let vault = fx.open();
-        vault
-            .import(
-                &[shared_data("synthea-10")],
-                &ImportOptions::default(),
-                &mut (),
-            )
-            .unwrap();
+        let vault = fx.imported("synthea-10");
         let before = vault.counts().unwrap();
         let dir = fx._tmp.path().join("bad");
         std::fs::create_dir_all(&dir).unwrap();
@@ -505,14 +499,7 @@ fn missing_wrong_and_misplaced_keys_get_clear_errors() {
 #[test]
 fn blind_index_searches_find_the_right_patients() {
     for (backend, fx) in fixtures() {
-        let vault = fx.open();
-        vault
-            .import(
-                &[shared_data("synthea-100")],
-                &ImportOptions::default(),
-                &mut (),
-            )
-            .unwrap();
+        let vault = fx.imported("synthea-100");
         let patients = read_ndjson(&shared_data("synthea-100").join("Patient.ndjson"));
         for p in patients.iter().take(20) {
             let id = p["id"].as_str().unwrap();
@@ -633,14 +620,7 @@ fn shipping_manifest_holds_only_shipping_data() {
 #[test]
 fn key_rotation_rewraps_reencrypts_and_retires_the_old_kek() {
     for (backend, fx) in fixtures() {
-        let vault = fx.open();
-        vault
-            .import(
-                &[shared_data("synthea-10")],
-                &ImportOptions::default(),
-                &mut (),
-            )
-            .unwrap();
+        let vault = fx.imported("synthea-10");
         let before = fx._tmp.path().join("before");
         vault
             .export_fhir(&before, &Target::Plaintext, &mut Quiet)
@@ -812,15 +792,7 @@ fn claims_yield_a_coverage_only_where_none_exists() {
 
 #[test]
 fn masked_reads_decrypt_only_the_allowed_categories() {
-    let (_, fx) = fixtures().into_iter().next().unwrap();
-    let vault = fx.open();
-    vault
-        .import(
-            &[shared_data("synthea-10")],
-            &ImportOptions::default(),
-            &mut (),
-        )
-        .unwrap();
+    let (_fx, vault) = imported();
     let p = read_ndjson(&shared_data("synthea-10").join("Patient.ndjson"));
     let id = p[0]["id"].as_str().unwrap();
     let contact_only = rxvault_model::CategorySet::of(&[rxvault_model::FieldCategory::Contact]);
@@ -890,15 +862,7 @@ fn today_is_the_pharmacys_date_in_its_time_zone() {
 #[test]
 fn records_served_as_json_text_are_the_records_opened_as_resources() {
     use rxvault_model::{CategorySet, FieldCategory};
-    let (_, fx) = fixtures().into_iter().next().unwrap();
-    let vault = fx.open();
-    vault
-        .import(
-            &[shared_data("synthea-10")],
-            &ImportOptions::default(),
-            &mut (),
-        )
-        .unwrap();
+    let (_fx, vault) = imported();
     // Every subset of the categories (128), on every record of every kind.
     let subsets: Vec<CategorySet> = (0u32..1 << FieldCategory::ALL.len())
         .map(|bits| {
