@@ -13,13 +13,9 @@ pub type Timestamp = time::OffsetDateTime;
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// The current time.
+    /// The current time. (A calendar day is the pharmacy's, in its time
+    /// zone: `rxvault_vault::Vault::today`.)
     fn now(&self) -> Timestamp;
-
-    /// Today's date in UTC.
-    fn today(&self) -> time::Date {
-        self.now().date()
-    }
 }
 
 /// The system's wall clock.
@@ -76,6 +72,5 @@ mod tests {
         assert_eq!(clock.now(), start);
         clock.advance(Duration::from_secs(90));
         assert_eq!(clock.now(), start + Duration::from_secs(90));
-        assert_eq!(clock.today(), time::macros::date!(2020 - 09 - 27));
     }
 }

@@ -97,17 +97,8 @@ pub enum AuditKey {
 impl AuditKey {
     /// The bytes stored in `audit_postings.key`: a kind byte, then the value.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let (kind, value): (u8, &[u8]) = match self {
-            AuditKey::Actor(v) => (1, v),
-            AuditKey::Session(v) => (2, v),
-            AuditKey::Host(v) => (3, v),
-            AuditKey::Ip(v) => (4, v),
-            AuditKey::Patient(r) => (5, &r.0),
-            AuditKey::Action(code) => return vec![6, (code >> 8) as u8, *code as u8],
-        };
-        let mut out = Vec::with_capacity(1 + value.len());
-        out.push(kind);
-        out.extend_from_slice(value);
+        let mut out = Vec::with_capacity(17);
+        self.write_to(&mut out);
         out
     }
 
@@ -850,10 +841,7 @@ fn index_sqlite(tx: &rusqlite::Transaction<'_>, batch: &AuditBatch) -> Result<()
             while let Some(r) = rows.next().map_err(sqlite_err)? {
                 let (idx, time): (i64, i64) = (r.get(0)?, r.get(1)?);
                 keys.clear();
-                let blob = match r.get_ref(2)? {
-                    rusqlite::types::ValueRef::Blob(b) => b,
-                    _ => return Err(Error::Corrupt("audit pending index keys".into())),
-                };
+                let blob = sqlite_blob(r, 2, "audit pending index keys")?;
                 decode_keys(blob, &mut keys)?;
                 all.extend(keys.iter().map(|k| (sort_key(k), idx, time)));
             }
@@ -926,10 +914,7 @@ fn sqlite_candidates(c: &Connection, l: &AuditLookup) -> Result<Vec<u64>> {
             .query(params![key.to_bytes(), first, from, to])
             .map_err(sqlite_err)?;
         while let Some(r) = rows.next().map_err(sqlite_err)? {
-            let rest = match r.get_ref(1)? {
-                rusqlite::types::ValueRef::Blob(b) => b,
-                _ => return Err(Error::Corrupt("audit posting list".into())),
-            };
+            let rest = sqlite_blob(r, 1, "audit posting list")?;
             decode_posting(r.get(0)?, rest, &mut idxs)?;
         }
         idxs.sort_unstable();
@@ -948,10 +933,7 @@ fn sqlite_candidates(c: &Connection, l: &AuditLookup) -> Result<Vec<u64>> {
         let mut keys = Vec::new();
         while let Some(r) = rows.next().map_err(sqlite_err)? {
             keys.clear();
-            let blob = match r.get_ref(1)? {
-                rusqlite::types::ValueRef::Blob(b) => b,
-                _ => return Err(Error::Corrupt("audit pending index keys".into())),
-            };
+            let blob = sqlite_blob(r, 1, "audit pending index keys")?;
             decode_keys(blob, &mut keys)?;
             if l.keys.iter().all(|w| keys.contains(w)) {
                 out.push(to_u64(r.get(0)?, "entry index")?);
@@ -1018,6 +1000,14 @@ fn sqlite_migrate(conn: &mut Connection, path: &Path) -> Result<()> {
 /// An entry's bytes whatever SQLite type they were stored as (a tampered
 /// row may hold text or a number): verification must see and report it,
 /// not fail to read it.
+/// Column `i` of `row`, which must be a blob (what `what` holds).
+fn sqlite_blob<'r>(row: &'r rusqlite::Row<'_>, i: usize, what: &str) -> Result<&'r [u8]> {
+    match row.get_ref(i)? {
+        rusqlite::types::ValueRef::Blob(b) => Ok(b),
+        _ => Err(Error::Corrupt(what.into())),
+    }
+}
+
 fn sqlite_bytes(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Vec<u8>> {
     use rusqlite::types::ValueRef;
     Ok(match row.get_ref(i)? {

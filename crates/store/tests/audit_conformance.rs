@@ -233,44 +233,16 @@ fn lookups_intersect_keys_within_a_time_range() {
 /// Entry `i` of the large log below: user i%7, session i/50, patient
 /// (i*31)%1000, action 10 or 11, at time 10*i.
 fn keys_of(i: u64) -> Vec<AuditKey> {
+    // 16 bytes: `n` in the first two (little-endian), then `fill`.
+    let id = |n: u64, fill: u8| {
+        let mut b = [fill; 16];
+        b[..2].copy_from_slice(&(n as u16).to_le_bytes());
+        b
+    };
     vec![
         user((i % 7) as u8),
-        AuditKey::Session([
-            (i / 50 % 256) as u8,
-            (i / 50 / 256) as u8,
-            1,
-            1,
-            1,
-            1,
-            1,
-            1,
-            1,
-            1,
-            1,
-            1,
-            1,
-            1,
-            1,
-            1,
-        ]),
-        AuditKey::Patient(Rid([
-            ((i * 31) % 1000 % 256) as u8,
-            ((i * 31) % 1000 / 256) as u8,
-            2,
-            2,
-            2,
-            2,
-            2,
-            2,
-            2,
-            2,
-            2,
-            2,
-            2,
-            2,
-            2,
-            2,
-        ])),
+        AuditKey::Session(id(i / 50, 1)),
+        AuditKey::Patient(Rid(id((i * 31) % 1000, 2))),
         AuditKey::Action(if i.is_multiple_of(3) { 10 } else { 11 }),
     ]
 }

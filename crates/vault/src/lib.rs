@@ -114,7 +114,7 @@ pub struct Vault {
 }
 
 /// The date at `at` in `zone`.
-pub fn date_in(zone: &jiff::tz::TimeZone, at: rxvault_model::Timestamp) -> time::Date {
+fn date_in(zone: &jiff::tz::TimeZone, at: rxvault_model::Timestamp) -> time::Date {
     let local = jiff::Timestamp::from_second(at.unix_timestamp())
         .map(|t| zone.to_datetime(t).date())
         .ok()
