@@ -279,6 +279,13 @@ pub trait AuditStore: Send + Sync + std::fmt::Debug {
 
     /// The data keys that sealed entry bodies.
     fn deks(&self) -> Result<Vec<u32>>;
+
+    /// A read-only view of the log as it is now: every read through it
+    /// sees one snapshot (one read transaction), whatever is appended
+    /// meanwhile. Appending through it is refused. For whole-log checks
+    /// (`audit verify`) that read entries, nodes and checkpoints in many
+    /// queries and must not mistake a concurrent append for tampering.
+    fn snapshot(&self) -> Result<Box<dyn AuditStore>>;
 }
 
 const MIGRATION_1: &[&str] = &[
@@ -620,10 +627,14 @@ const CHECKPOINT_FRAMES: i32 = 4096;
 pub struct SqliteAuditStore {
     path: PathBuf,
     /// The one writer connection; group commit means one transaction at a
-    /// time anyway, and queueing on this mutex beats `SQLITE_BUSY`.
-    writer: Mutex<Connection>,
+    /// time anyway, and queueing on this mutex beats `SQLITE_BUSY`. `None`
+    /// in a snapshot.
+    writer: Option<Mutex<Connection>>,
     /// Idle reader connections (WAL lets them read beside the writer).
     readers: Pool<Connection>,
+    /// A snapshot's one connection, inside its read transaction: every
+    /// read goes to it.
+    pinned: Option<Mutex<Connection>>,
     sql: AuditSql,
 }
 
@@ -679,10 +690,18 @@ impl SqliteAuditStore {
         .map_err(sqlite_err)?;
         Ok(Self {
             path: path.to_path_buf(),
-            writer: Mutex::new(conn),
+            writer: Some(Mutex::new(conn)),
             readers: Pool::new(pool::SQLITE_IDLE),
+            pinned: None,
             sql: AuditSql::new(|s| s.to_string()),
         })
+    }
+
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
+        match &self.writer {
+            Some(w) => Ok(w.lock().unwrap_or_else(|e| e.into_inner())),
+            None => Err(Error::ReadOnly),
+        }
     }
 
     /// The database file.
@@ -782,6 +801,9 @@ impl SqliteAuditStore {
     }
 
     fn read_with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if let Some(pinned) = &self.pinned {
+            return f(&pinned.lock().unwrap_or_else(|e| e.into_inner()));
+        }
         let conn = match self.readers.take() {
             Some(c) => c,
             None => Self::connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?,
@@ -905,11 +927,16 @@ fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
 fn sqlite_candidates(c: &Connection, l: &AuditLookup) -> Result<Vec<u64>> {
     let (from, to, after, _) = bounds(l)?;
     let first = after.saturating_add(1);
-    let tx = c.unchecked_transaction().map_err(sqlite_err)?;
+    // A snapshot's connection is in its read transaction already.
+    let tx = if c.is_autocommit() {
+        Some(c.unchecked_transaction().map_err(sqlite_err)?)
+    } else {
+        None
+    };
     let mut set: Option<Vec<u64>> = None;
     for key in &l.keys {
         let mut idxs = Vec::new();
-        let mut stmt = tx.prepare_cached(SQLITE_RUN_POSTINGS)?;
+        let mut stmt = c.prepare_cached(SQLITE_RUN_POSTINGS)?;
         let mut rows = stmt
             .query(params![key.to_bytes(), first, from, to])
             .map_err(sqlite_err)?;
@@ -926,7 +953,7 @@ fn sqlite_candidates(c: &Connection, l: &AuditLookup) -> Result<Vec<u64>> {
     }
     let mut out = set.unwrap_or_default();
     {
-        let mut stmt = tx.prepare_cached(SQLITE_PENDING_RANGE)?;
+        let mut stmt = c.prepare_cached(SQLITE_PENDING_RANGE)?;
         let mut rows = stmt
             .query(params![first.max(0), from, to])
             .map_err(sqlite_err)?;
@@ -940,7 +967,9 @@ fn sqlite_candidates(c: &Connection, l: &AuditLookup) -> Result<Vec<u64>> {
             }
         }
     }
-    tx.finish().map_err(sqlite_err)?;
+    if let Some(tx) = tx {
+        tx.finish().map_err(sqlite_err)?;
+    }
     out.sort_unstable();
     out.dedup();
     out.retain(|i| i64::try_from(*i).is_ok_and(|i| i > after));
@@ -1069,7 +1098,7 @@ impl AuditStore for SqliteAuditStore {
 
     fn append(&self, batch: &AuditBatch) -> Result<Appended> {
         check_contiguous(batch)?;
-        let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conn = self.writer()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite_err)?;
@@ -1085,7 +1114,7 @@ impl AuditStore for SqliteAuditStore {
     }
 
     fn append_with(&self, build: &mut dyn FnMut(u64) -> Option<AuditBatch>) -> Result<bool> {
-        let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conn = self.writer()?;
         // IMMEDIATE takes the database's write lock now: other processes'
         // appenders wait (busy timeout) until this commits.
         let tx = conn
@@ -1232,6 +1261,24 @@ impl AuditStore for SqliteAuditStore {
             .map(|d| u32::try_from(d).map_err(|_| Error::Corrupt(format!("audit data key {d}"))))
             .collect()
     }
+
+    fn snapshot(&self) -> Result<Box<dyn AuditStore>> {
+        let conn = Self::connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        // A deferred transaction's snapshot begins at its first read; WAL
+        // keeps it while writers go on.
+        conn.execute_batch("BEGIN DEFERRED").map_err(sqlite_err)?;
+        conn.query_row("SELECT COUNT(*) FROM audit_meta", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(sqlite_err)?;
+        Ok(Box::new(Self {
+            path: self.path.clone(),
+            writer: None,
+            readers: Pool::new(0),
+            pinned: Some(Mutex::new(conn)),
+            sql: AuditSql::new(|s| s.to_string()),
+        }))
+    }
 }
 
 // ------------------------------------------------------------ PostgreSQL
@@ -1241,6 +1288,9 @@ pub struct PgAuditStore {
     url: String,
     schema: String,
     pool: Pool<PgConn>,
+    /// A snapshot's one connection, inside its read-only REPEATABLE READ
+    /// transaction: every query goes to it.
+    pinned: Option<Mutex<PgConn>>,
     sql: AuditSql,
 }
 
@@ -1299,6 +1349,7 @@ impl PgAuditStore {
             url: url.to_string(),
             schema: schema.to_string(),
             pool: Pool::new(pool::PG_IDLE),
+            pinned: None,
             sql: AuditSql::new(crate::sql::numbered),
         };
         let mut conn = store.connect(true)?;
@@ -1337,6 +1388,9 @@ impl PgAuditStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut PgConn) -> Result<T>) -> Result<T> {
+        if let Some(pinned) = &self.pinned {
+            return f(&mut pinned.lock().unwrap_or_else(|e| e.into_inner()));
+        }
         let mut conn = match self.pool.take() {
             Some(c) if !c.client.is_closed() => c,
             _ => self.connect(false)?,
@@ -1353,6 +1407,9 @@ impl PgAuditStore {
         &self,
         build: &mut dyn FnMut(u64) -> Option<AuditBatch>,
     ) -> Result<(bool, Option<u64>, u64)> {
+        if self.pinned.is_some() {
+            return Err(Error::ReadOnly);
+        }
         let lock_key = format!("{}/audit-append", self.schema);
         self.with(|c| {
             let PgConn { client, statements } = c;
@@ -1646,5 +1703,21 @@ impl AuditStore for PgAuditStore {
                 u32::try_from(d).map_err(|_| Error::Corrupt(format!("audit data key {d}")))
             })
             .collect()
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn AuditStore>> {
+        let mut conn = self.connect(false)?;
+        // REPEATABLE READ: every statement of the transaction sees the
+        // snapshot its first query (`SELECT 1`) took.
+        conn.client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1")
+            .map_err(pg_err)?;
+        Ok(Box::new(Self {
+            url: self.url.clone(),
+            schema: self.schema.clone(),
+            pool: Pool::new(0),
+            pinned: Some(Mutex::new(conn)),
+            sql: AuditSql::new(crate::sql::numbered),
+        }))
     }
 }

@@ -64,6 +64,9 @@ pub enum Error {
     /// A stored value that cannot be right (corruption or tampering).
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// A write through a read-only snapshot.
+    #[error("this is a read-only snapshot of the store")]
+    ReadOnly,
 }
 
 /// This crate's result type.

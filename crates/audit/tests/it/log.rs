@@ -275,6 +275,62 @@ fn a_reopened_log_continues_the_same_tree() {
     }
 }
 
+/// Regression (issue 9, item 7): `audit verify` counted entries and read
+/// tree nodes in separate snapshots, so entries appended meanwhile looked
+/// like nodes past the end: a false truncation.
+#[test]
+fn verify_while_entries_are_appended_sees_one_consistent_log() {
+    for db in backends("auditlog7") {
+        let k = keyring();
+        let log = filled(&db, &k, 2000, 100);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let reports = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut i = 10_000;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    // Batches, so tree nodes above the leaves complete too.
+                    let pending: Vec<_> =
+                        (0..64).map(|j| log.submit(entry(i + j)).unwrap()).collect();
+                    for p in pending {
+                        p.wait().unwrap();
+                    }
+                    i += 64;
+                }
+            });
+            let reports: Vec<_> = (0..8)
+                .map(|_| {
+                    rxvault_audit::verify::verify(
+                        log.reader().store(),
+                        &rxvault_audit::VerifyOptions {
+                            keyring: Some(k.clone()),
+                            chunk: 64,
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap()
+                })
+                .collect();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            reports
+        });
+        let size = log.reader().store().size().unwrap();
+        assert!(
+            size > 2000 + 64,
+            "{}: appends ran during verification",
+            db.name()
+        );
+        for r in &reports {
+            assert!(r.ok(), "{}: {:?}", db.name(), r.problems);
+            assert!(r.entries >= 2000, "{}", db.name());
+        }
+        assert!(
+            reports.windows(2).any(|w| w[0].entries != w[1].entries),
+            "{}: the log grew between verifications",
+            db.name()
+        );
+    }
+}
+
 #[test]
 fn two_writers_on_one_log_interleave_without_losing_or_forking() {
     for db in backends("auditlog5") {
