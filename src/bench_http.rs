@@ -211,7 +211,7 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
             limits: Default::default(),
             base_url: None,
         };
-        let server = Server::bind(vault.clone(), auth.clone(), &options)?;
+        let server = Server::bind(vault.clone(), auth.clone(), &options).await?;
         let base = format!("https://localhost:{}", server.local_addr.port());
         let tls = rxvault_crypto::tls::client_config_trusting(&server.cert_pem)?;
         tokio::spawn(server.run(std::future::pending()));

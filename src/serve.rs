@@ -73,7 +73,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let server = Server::bind(vault.clone(), auth.clone(), &options)?;
+        let server = Server::bind(vault.clone(), auth.clone(), &options).await?;
         println!(
             "rxvault listening on https://{} (certificate: {})",
             server.local_addr,
@@ -102,8 +102,15 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             }
         };
         server.run(shutdown).await?;
-        // Cover everything served with a signed checkpoint before exiting.
-        vault.audit()?.checkpoint()?;
+        // Cover everything served with a signed checkpoint before exiting
+        // (store work: on the blocking pool).
+        let v = vault.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            v.audit()?.checkpoint()?;
+            Ok(())
+        })
+        .await
+        .context("signing the closing checkpoint")??;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

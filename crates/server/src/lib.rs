@@ -90,15 +90,25 @@ pub struct Server {
 
 impl Server {
     /// Binds and prepares everything (TLS material, routes), without
-    /// accepting connections yet.
-    pub fn bind(
+    /// accepting connections yet. The store work (the certificate, opening
+    /// the audit log) runs on the blocking pool: the PostgreSQL client
+    /// blocks, and blocking a runtime thread aborts the process.
+    pub async fn bind(
         vault: Arc<rxvault_vault::Vault>,
         auth: Arc<rxvault_auth::Auth>,
         options: &ServeOptions,
     ) -> Result<Server> {
-        let (tls, cert_pem) = tls::load(&vault, &options.tls)?;
-        // Open the audit log now: a server that cannot audit must not start.
-        vault.audit()?;
+        let source = options.tls.clone();
+        let v = vault.clone();
+        let (tls, cert_pem) = tokio::task::spawn_blocking(move || {
+            let loaded = tls::load(&v, &source)?;
+            // Open the audit log now: a server that cannot audit must not
+            // start.
+            v.audit()?;
+            Ok::<_, Error>(loaded)
+        })
+        .await
+        .map_err(|e| Error::Config(format!("starting the server: {e}")))??;
         let listener = std::net::TcpListener::bind(options.listen)?;
         let local_addr = listener.local_addr()?;
         let base_url = options

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Harness, PASSWORD, username};
+use common::{Backend, Harness, PASSWORD, username};
 use rxvault_auth::{AuthConfig, Role, WebauthnConfig};
 use rxvault_crypto::Password;
 use rxvault_model::Clock;
@@ -34,8 +34,9 @@ async fn get(h: &Harness, path: &str, token: &str) -> u16 {
         .as_u16()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn passkey_enrolment_and_login_over_https_and_a_tampered_assertion_is_rejected() {
+async fn passkey_enrolment_and_login_over_https_and_a_tampered_assertion_is_rejected(
+    backend: Backend,
+) {
     let config = AuthConfig {
         webauthn: Some(WebauthnConfig {
             rp_id: "localhost".into(),
@@ -44,11 +45,15 @@ async fn passkey_enrolment_and_login_over_https_and_a_tampered_assertion_is_reje
         }),
         ..AuthConfig::default()
     };
-    let h = Harness::start_with(config).await;
-    h.auth
-        .key_holder()
-        .create_user("pat", Role::Pharmacist, &Password::new(PASSWORD.into()))
-        .unwrap();
+    let Some(h) = Harness::start_on(backend, config).await else {
+        return;
+    };
+    h.blocking(|| {
+        h.auth
+            .key_holder()
+            .create_user("pat", Role::Pharmacist, &Password::new(PASSWORD.into()))
+            .unwrap()
+    });
     let origin = Url::parse(ORIGIN).unwrap();
     let mut authenticator = SoftPasskey::new(true);
 
@@ -144,6 +149,7 @@ async fn passkey_enrolment_and_login_over_https_and_a_tampered_assertion_is_reje
     .await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "invalid-credentials");
+    h.finish().await;
 }
 
 async fn passkey_pending(h: &Harness) -> String {
@@ -166,9 +172,10 @@ async fn passkey_pending(h: &Harness) -> String {
     step["pending_token"].as_str().unwrap().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn totp_codes_from_oathtool_are_accepted_once() {
-    let h = Harness::start().await;
+async fn totp_codes_from_oathtool_are_accepted_once(backend: Backend) {
+    let Some(h) = Harness::start_on(backend, AuthConfig::default()).await else {
+        return;
+    };
     let user = username(Role::Technician);
     let secret = h.secrets[&user].to_base32();
     h.clock.advance(Duration::from_secs(45));
@@ -200,11 +207,13 @@ async fn totp_codes_from_oathtool_are_accepted_once() {
     )
     .await;
     assert_eq!(status, 401, "{body}");
+    h.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failures_back_off_then_lock_and_never_reveal_whether_a_user_exists() {
-    let h = Harness::start().await;
+async fn failures_back_off_then_lock_and_never_reveal_whether_a_user_exists(backend: Backend) {
+    let Some(h) = Harness::start_on(backend, AuthConfig::default()).await else {
+        return;
+    };
     let user = username(Role::Pharmacist);
     let (s1, b1) = post(
         &h,
@@ -291,11 +300,13 @@ async fn failures_back_off_then_lock_and_never_reveal_whether_a_user_exists() {
         unknown, locked,
         "unknown names lock after the same number of failures"
     );
+    h.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_end_after_30_idle_minutes_and_after_12_hours_in_any_case() {
-    let h = Harness::start().await;
+async fn sessions_end_after_30_idle_minutes_and_after_12_hours_in_any_case(backend: Backend) {
+    let Some(h) = Harness::start_on(backend, AuthConfig::default()).await else {
+        return;
+    };
     let user = username(Role::Pharmacist);
     let token = h.login(&user).await;
     h.clock.advance(Duration::from_secs(29 * 60));
@@ -326,4 +337,12 @@ async fn sessions_end_after_30_idle_minutes_and_after_12_hours_in_any_case() {
         401,
         "past the 12-hour absolute lifetime"
     );
+    h.finish().await;
 }
+
+both_backends!(
+    passkey_enrolment_and_login_over_https_and_a_tampered_assertion_is_rejected,
+    totp_codes_from_oathtool_are_accepted_once,
+    failures_back_off_then_lock_and_never_reveal_whether_a_user_exists,
+    sessions_end_after_30_idle_minutes_and_after_12_hours_in_any_case,
+);

@@ -7,8 +7,9 @@
 
 mod common;
 
-use common::{Harness, PASSWORD, username};
+use common::{Backend, Harness, PASSWORD, username};
 use reqwest::Method;
+use rxvault_auth::AuthConfig;
 use rxvault_auth::permissions::{self, Constraint};
 use rxvault_auth::{Action, Role, Scope};
 use rxvault_fhir::split::category_of;
@@ -135,15 +136,17 @@ async fn request(
         ("put", _) => {
             // The record as this principal sees it, sent back unchanged.
             let k = kind.unwrap();
-            let record = h
-                .vault
-                .store()
-                .get(k, &h.vault.rid(k, &id))
-                .unwrap()
-                .unwrap();
-            Some(Value::Object(
-                h.vault.open_record(&record, who.categories(k)).unwrap(),
-            ))
+            h.blocking(|| {
+                let record = h
+                    .vault
+                    .store()
+                    .get(k, &h.vault.rid(k, &id))
+                    .unwrap()
+                    .unwrap();
+                Some(Value::Object(
+                    h.vault.open_record(&record, who.categories(k)).unwrap(),
+                ))
+            })
         }
         _ => None,
     };
@@ -161,11 +164,12 @@ impl NowUnix for rxvault_model::ManualClock {
 }
 
 fn patient_mrn(h: &Harness) -> String {
-    let record = h
-        .vault
-        .chart(&h.ids[&RecordKind::Patient], CategorySet::ALL)
-        .unwrap()
-        .unwrap();
+    let record = h.blocking(|| {
+        h.vault
+            .chart(&h.ids[&RecordKind::Patient], CategorySet::ALL)
+            .unwrap()
+            .unwrap()
+    });
     record.patient["identifier"][0]["value"]
         .as_str()
         .unwrap()
@@ -173,19 +177,21 @@ fn patient_mrn(h: &Harness) -> String {
 }
 
 fn transaction_id(h: &Harness) -> String {
-    let record = h
-        .vault
-        .store()
-        .get(
-            RecordKind::Fill,
-            &h.vault.rid(RecordKind::Fill, &h.fill_today),
-        )
-        .unwrap()
-        .unwrap();
-    h.vault.open_record(&record, CategorySet::ALL).unwrap()["identifier"][0]["value"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    h.blocking(|| {
+        let record = h
+            .vault
+            .store()
+            .get(
+                RecordKind::Fill,
+                &h.vault.rid(RecordKind::Fill, &h.fill_today),
+            )
+            .unwrap()
+            .unwrap();
+        h.vault.open_record(&record, CategorySet::ALL).unwrap()["identifier"][0]["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    })
 }
 
 fn new_resource(kind: RecordKind, n: usize, patient: &str) -> Value {
@@ -243,9 +249,10 @@ fn resources(v: &Value, out: &mut Vec<Value>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn authorization_matrix_every_endpoint_role_and_token_state() {
-    let h = Harness::start().await;
+async fn authorization_matrix_every_endpoint_role_and_token_state(backend: Backend) {
+    let Some(h) = Harness::start_on(backend, AuthConfig::default()).await else {
+        return;
+    };
     let mut whos: Vec<Who> = Role::ALL.into_iter().map(Who::Role).collect();
     whos.push(Who::Service);
 
@@ -259,14 +266,16 @@ async fn authorization_matrix_every_endpoint_role_and_token_state() {
     let mut pending = Vec::new();
     for role in Role::ALL {
         let t = h.login(&username(role)).await;
-        let principal = h
-            .auth
-            .authenticate(&Harness::token_of(&t), "127.0.0.1".parse().unwrap(), None)
-            .unwrap();
-        h.auth
-            .key_holder()
-            .revoke_session(principal.session_id().unwrap())
-            .unwrap();
+        h.blocking(|| {
+            let principal = h
+                .auth
+                .authenticate(&Harness::token_of(&t), "127.0.0.1".parse().unwrap(), None)
+                .unwrap();
+            h.auth
+                .key_holder()
+                .revoke_session(principal.session_id().unwrap())
+                .unwrap();
+        });
         revoked.push(t);
         pending.push(h.password_step(&username(role)).await);
     }
@@ -422,17 +431,18 @@ async fn authorization_matrix_every_endpoint_role_and_token_state() {
                 let patient = h
                     .vault
                     .rid(RecordKind::Patient, &h.ids[&RecordKind::Patient]);
-                let fill_patient = h
-                    .vault
-                    .store()
-                    .get(
-                        RecordKind::Fill,
-                        &h.vault.rid(RecordKind::Fill, &h.fill_today),
-                    )
-                    .unwrap()
-                    .unwrap()
-                    .patient
-                    .unwrap();
+                let fill_patient = h.blocking(|| {
+                    h.vault
+                        .store()
+                        .get(
+                            RecordKind::Fill,
+                            &h.vault.rid(RecordKind::Fill, &h.fill_today),
+                        )
+                        .unwrap()
+                        .unwrap()
+                        .patient
+                        .unwrap()
+                });
                 let expected = if kind == RecordKind::Fill {
                     fill_patient
                 } else {
@@ -444,11 +454,13 @@ async fn authorization_matrix_every_endpoint_role_and_token_state() {
     }
     assert!(checked > 1000, "{checked} combinations checked");
     assert!(successes > 60, "{successes} permitted calls succeeded");
+    h.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shipping_clerk_sees_only_todays_ship_to() {
-    let h = Harness::start().await;
+async fn shipping_clerk_sees_only_todays_ship_to(backend: Backend) {
+    let Some(h) = Harness::start_on(backend, AuthConfig::default()).await else {
+        return;
+    };
     let token = h.login(&username(Role::ShippingClerk)).await;
     let (status, rows) = send(&h, Method::GET, "/api/v1/shipments", Some(&token), &None).await;
     assert_eq!(status, 200);
@@ -517,11 +529,13 @@ async fn shipping_clerk_sees_only_todays_ship_to() {
     )
     .await;
     assert_eq!(status, 403);
+    h.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_keep_what_the_writer_cannot_see() {
-    let h = Harness::start().await;
+async fn writes_keep_what_the_writer_cannot_see(backend: Backend) {
+    let Some(h) = Harness::start_on(backend, AuthConfig::default()).await else {
+        return;
+    };
     let patient = &h.ids[&RecordKind::Patient];
     let token = h.login(&username(Role::Billing)).await;
     let (status, seen) = send(
@@ -545,12 +559,13 @@ async fn writes_keep_what_the_writer_cannot_see() {
     )
     .await;
     assert_eq!(status, 200);
-    let full = h
-        .vault
-        .chart(patient, CategorySet::ALL)
-        .unwrap()
-        .unwrap()
-        .patient;
+    let full = h.blocking(|| {
+        h.vault
+            .chart(patient, CategorySet::ALL)
+            .unwrap()
+            .unwrap()
+            .patient
+    });
     assert_eq!(full["telecom"][0]["value"], "555-010-9999");
     assert!(
         full.get("extension").is_some(),
@@ -567,12 +582,31 @@ async fn writes_keep_what_the_writer_cannot_see() {
     )
     .await;
     assert_eq!(status, 403, "{body}");
+    // Regression (issue 9, item 4): the refused write is audited as such.
+    let refused = h.last_entries(1).remove(0);
+    assert_eq!(refused.entry.outcome, rxvault_audit::Outcome::Denied);
+    assert!(
+        matches!(
+            refused.entry.action,
+            rxvault_audit::Action::Write {
+                kind: Some(RecordKind::Patient),
+                operation: rxvault_audit::entry::WriteOp::Update,
+                ..
+            }
+        ),
+        "{:?}",
+        refused.entry.action
+    );
+    let patient_rid = h.vault.rid(RecordKind::Patient, patient);
+    assert_eq!(refused.entry.patients, vec![patient_rid]);
+    h.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_under_break_glass_are_marked_in_the_audit_and_its_exports() {
+async fn reads_under_break_glass_are_marked_in_the_audit_and_its_exports(backend: Backend) {
     use rxvault_audit::export::{fhir, jsonl, syslog};
-    let h = Harness::start().await;
+    let Some(h) = Harness::start_on(backend, AuthConfig::default()).await else {
+        return;
+    };
     let token = h.login(&username(Role::Billing)).await;
     let path = format!("/fhir/AllergyIntolerance/{}", h.ids[&RecordKind::Allergy]);
     let (status, _) = send(&h, Method::GET, &path, Some(&token), &None).await;
@@ -627,4 +661,12 @@ async fn reads_under_break_glass_are_marked_in_the_audit_and_its_exports() {
         .get("purposeOfEvent"),
         None
     );
+    h.finish().await;
 }
+
+both_backends!(
+    authorization_matrix_every_endpoint_role_and_token_state,
+    shipping_clerk_sees_only_todays_ship_to,
+    writes_keep_what_the_writer_cannot_see,
+    reads_under_break_glass_are_marked_in_the_audit_and_its_exports,
+);

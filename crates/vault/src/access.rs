@@ -362,8 +362,12 @@ impl Vault {
                 id
             }
         };
-        check_writable(kind, &resource, view)?;
-        if self.store.get(kind, &self.rid(kind, &id))?.is_some() {
+        let rid = self.rid(kind, &id);
+        // A new patient record is its own patient; for other kinds the
+        // patient is named inside the refused resource, which is not read.
+        let patient = (kind == RecordKind::Patient).then_some(rid);
+        self.check_writable_audited(who, view, kind, &resource, WriteOp::Create, rid, patient)?;
+        if self.store.get(kind, &rid)?.is_some() {
             return Err(WriteError::Conflict);
         }
         let rid = self.write_record(who, kind, resource, WriteOp::Create)?;
@@ -394,10 +398,15 @@ impl Vault {
                 resource.insert("id".into(), id.into());
             }
         }
-        check_writable(kind, &resource, view)?;
-        let Some(existing) = self.store.get(kind, &self.rid(kind, id))? else {
+        let rid = self.rid(kind, id);
+        let Some(existing) = self.store.get(kind, &rid)? else {
+            check_writable(kind, &resource, view)?;
             return Err(WriteError::NotFound);
         };
+        let patient = existing
+            .patient
+            .or((kind == RecordKind::Patient).then_some(rid));
+        self.check_writable_audited(who, view, kind, &resource, WriteOp::Update, rid, patient)?;
         let allowed = view.of(kind);
         let mut merged = self.open_record(&existing, CategorySet::ALL)?;
         merged.retain(|element, _| {
@@ -405,6 +414,35 @@ impl Vault {
         });
         merged.extend(resource);
         self.write_record(who, kind, merged, WriteOp::Update)
+    }
+
+    /// [`check_writable`], with a refusal (an element the role may not
+    /// write) audited as a denied write of that record.
+    #[allow(clippy::too_many_arguments)]
+    fn check_writable_audited(
+        &self,
+        who: &Requester,
+        view: &View,
+        kind: RecordKind,
+        resource: &Resource,
+        operation: WriteOp,
+        rid: Rid,
+        patient: Option<Rid>,
+    ) -> Result<(), WriteError> {
+        let result = check_writable(kind, resource, view);
+        if matches!(result, Err(WriteError::Forbidden { .. })) {
+            let entry = who
+                .entry(Action::Write {
+                    kind: Some(kind),
+                    operation,
+                    records: 1,
+                })
+                .outcome(Outcome::Denied)
+                .patients(patient)
+                .resources([rid]);
+            self.record(entry)?;
+        }
+        result
     }
 
     /// Seals and writes one record, audited before the write (so no write
