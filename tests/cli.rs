@@ -698,9 +698,25 @@ fn cli_contract_and_clear_errors() {
 /// has its audit entry ("no audit, no access").
 #[test]
 fn sigkill_server_under_load_every_answered_read_is_audited() {
+    sigkill_server_under_load(None);
+}
+
+/// The same on PostgreSQL: the chain deployment (issue 9, item 6: `serve`
+/// aborted at startup on a PostgreSQL vault).
+#[test]
+fn sigkill_server_under_load_every_answered_read_is_audited_on_postgres() {
+    if let Some(schema) = Schema::new("serve") {
+        sigkill_server_under_load(Some(&schema));
+    }
+}
+
+fn sigkill_server_under_load(pg: Option<&Schema>) {
     use rxvault_vault::{KeySource, Vault};
     let s = Scratch::new();
-    s.init(&[]);
+    match pg {
+        None => s.init(&[]),
+        Some(schema) => s.init(&["--postgres", &schema.url, "--pg-schema", &schema.name]),
+    }
     let input = s.synth("synth", 200, 17);
     let mut args = s.vault(&["import"]);
     args.push(input.display().to_string());
@@ -720,7 +736,7 @@ fn sigkill_server_under_load_every_answered_read_is_audited() {
         totp.to_str().unwrap(),
     ]);
 
-    let port = 21000 + (std::process::id() % 20000) as u16;
+    let port = 21000 + (std::process::id() % 20000) as u16 + u16::from(pg.is_some());
     let listen = format!("127.0.0.1:{port}");
     let serve = |s: &Scratch| {
         let v = s.vault(&["serve", "--listen", &listen]);
