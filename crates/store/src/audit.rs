@@ -57,7 +57,7 @@ use crate::pool::{self, Pool};
 use crate::{Backend, Error, Result};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use rxvault_model::Rid;
 use std::collections::HashMap;
@@ -1285,7 +1285,7 @@ impl AuditStore for SqliteAuditStore {
 
 /// The audit log in tables `audit_*` of the vault's PostgreSQL schema.
 pub struct PgAuditStore {
-    url: String,
+    connector: crate::pgconn::Connector,
     schema: String,
     pool: Pool<PgConn>,
     /// A snapshot's one connection, inside its read-only REPEATABLE READ
@@ -1346,7 +1346,7 @@ impl PgAuditStore {
             return Err(Error::NotAVault(format!("schema name {schema:?}")));
         }
         let store = Self {
-            url: url.to_string(),
+            connector: crate::pgconn::Connector::new(url)?,
             schema: schema.to_string(),
             pool: Pool::new(pool::PG_IDLE),
             pinned: None,
@@ -1364,7 +1364,7 @@ impl PgAuditStore {
     }
 
     fn connect(&self, create_schema: bool) -> Result<PgConn> {
-        let mut client = Client::connect(&self.url, NoTls).map_err(pg_err)?;
+        let mut client = self.connector.connect().map_err(pg_err)?;
         let schema = pg_ident(&self.schema);
         if create_schema {
             client
@@ -1713,7 +1713,7 @@ impl AuditStore for PgAuditStore {
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1")
             .map_err(pg_err)?;
         Ok(Box::new(Self {
-            url: self.url.clone(),
+            connector: self.connector.clone(),
             schema: self.schema.clone(),
             pool: Pool::new(0),
             pinned: Some(Mutex::new(conn)),

@@ -714,7 +714,7 @@ struct PgConnection {
 }
 
 struct PgDb {
-    url: String,
+    connector: crate::pgconn::Connector,
     schema: String,
     pool: Pool<PgConnection>,
 }
@@ -749,8 +749,8 @@ fn sqlite_connect(path: &Path) -> Result<rusqlite::Connection> {
     Ok(conn)
 }
 
-fn pg_connect(url: &str, schema: &str) -> Result<PgConnection> {
-    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(pg_err)?;
+fn pg_connect(connector: &crate::pgconn::Connector, schema: &str) -> Result<PgConnection> {
+    let mut client = connector.connect().map_err(pg_err)?;
     client
         .batch_execute(&format!(
             "SET search_path TO \"{}\"",
@@ -824,7 +824,7 @@ impl PgDb {
     fn take(&self) -> Result<PgConnection> {
         match self.pool.take() {
             Some(c) if !c.client.is_closed() => Ok(c),
-            _ => pg_connect(&self.url, &self.schema),
+            _ => pg_connect(&self.connector, &self.schema),
         }
     }
 
@@ -1050,11 +1050,11 @@ impl SqlAuthStore {
     pub fn open_postgres(url: &str, schema: &str) -> Result<Self> {
         drop(PgStore::open(url, schema)?);
         let db = PgDb {
-            url: url.to_string(),
+            connector: crate::pgconn::Connector::new(url)?,
             schema: schema.to_string(),
             pool: Pool::new(pool::PG_IDLE),
         };
-        let first = pg_connect(url, schema)?;
+        let first = pg_connect(&db.connector, schema)?;
         db.release(first);
         Ok(Self {
             db: Db::Postgres(db),

@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod auth;
 mod pg;
+mod pgconn;
 mod pool;
 pub mod schema;
 mod sql;
@@ -41,7 +42,7 @@ pub enum Error {
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// A PostgreSQL failure.
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", describe_pg(.0))]
     Postgres(#[from] postgres::Error),
     /// The disk is full: nothing of the failed write was kept.
     #[error(
@@ -64,9 +65,26 @@ pub enum Error {
     /// A stored value that cannot be right (corruption or tampering).
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// A configuration that cannot work (the PostgreSQL connection string,
+    /// its TLS settings).
+    #[error("{0}")]
+    Config(String),
     /// A write through a read-only snapshot.
     #[error("this is a read-only snapshot of the store")]
     ReadOnly,
+}
+
+/// A PostgreSQL error with what its `Display` leaves out: the server's
+/// message ("db error" alone says nothing) or the cause (a TLS handshake's
+/// certificate problem).
+fn describe_pg(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 /// This crate's result type.

@@ -14,13 +14,13 @@ use crate::{
 };
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, GenericClient, NoTls, Row, Statement};
+use postgres::{Client, GenericClient, Row, Statement};
 use rxvault_model::{DekId, IndexKind, IndexToken, RecordKind, Rid};
 use std::collections::HashMap;
 
 /// A vault stored in a PostgreSQL schema.
 pub struct PgStore {
-    url: String,
+    connector: crate::pgconn::Connector,
     schema: String,
     pool: Pool<Conn>,
     sql: Sql,
@@ -127,7 +127,7 @@ impl PgStore {
             return Err(Error::NotAVault(format!("schema name {schema:?}")));
         }
         Ok(Self {
-            url: url.to_string(),
+            connector: crate::pgconn::Connector::new(url)?,
             schema: schema.to_string(),
             pool: Pool::new(pool::PG_IDLE),
             sql: Sql::new(dialect),
@@ -146,7 +146,7 @@ impl PgStore {
     }
 
     fn connect(&self, create_schema: bool) -> Result<Conn> {
-        let mut client = Client::connect(&self.url, NoTls).map_err(map_err)?;
+        let mut client = self.connector.connect().map_err(map_err)?;
         let schema = ident(&self.schema);
         if create_schema {
             client
