@@ -239,14 +239,14 @@ fn checkpoint(args: &VaultArgs, out: &Path) -> Result<ExitCode> {
     let cp = vault.audit()?.checkpoint()?;
     write_atomic(out, cp.note().as_bytes(), 0o644)?;
     let c = &cp.checkpoint;
-    println!(
+    outln!(
         "checkpoint of {} entries signed at {} -> {}",
         c.size,
         rfc3339_ms(c.time_ms),
         out.display()
     );
-    println!("  origin {}\n  key    {}", c.origin, cp.key);
-    println!(
+    outln!("  origin {}\n  key    {}", c.origin, cp.key);
+    outln!(
         "Keep this file away from the vault: `rxvault audit verify --data {} --checkpoint {}` \
          proves the log still holds what it held now.",
         args.data.display(),
@@ -286,9 +286,9 @@ fn verify(a: &VerifyArgs) -> Result<ExitCode> {
             .map(|c| c.checkpoint.size)
             .max()
             .unwrap_or(0);
-        println!("no audit log in {}", dir.display());
+        outln!("no audit log in {}", dir.display());
         if witnessed > 0 {
-            println!(
+            outln!(
                 "FAILED: an external checkpoint proves {witnessed} entries existed: the log was removed"
             );
             return Ok(ExitCode::from(1));
@@ -308,7 +308,7 @@ fn verify(a: &VerifyArgs) -> Result<ExitCode> {
         },
     )?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
+        outln!("{}", serde_json::to_string_pretty(&report_json(&report))?);
     } else {
         print_report(&report, a.without_key);
     }
@@ -342,7 +342,7 @@ fn report_json(r: &Report) -> serde_json::Value {
 }
 
 fn print_report(r: &Report, keyless: bool) {
-    println!(
+    outln!(
         "{} entries; {} stored and {} external checkpoints; {} tree nodes checked; {} bodies opened{}",
         r.entries,
         r.stored_checkpoints,
@@ -356,13 +356,13 @@ fn print_report(r: &Report, keyless: bool) {
         }
     );
     if r.bodies_unchecked > 0 {
-        println!(
+        outln!(
             "{} bodies are sealed with data keys this process does not hold (not opened)",
             r.bodies_unchecked
         );
     }
     if r.ok() {
-        println!(
+        outln!(
             "OK: {} entries are covered by signed checkpoints{}",
             r.covered,
             if r.entries > r.covered {
@@ -376,7 +376,7 @@ fn print_report(r: &Report, keyless: bool) {
         );
         return;
     }
-    println!(
+    outln!(
         "FAILED: {} problem(s){}",
         r.problems.len(),
         r.first_bad_index()
@@ -384,7 +384,7 @@ fn print_report(r: &Report, keyless: bool) {
             .unwrap_or_default()
     );
     for p in &r.problems {
-        println!("  {p}");
+        outln!("  {p}");
     }
 }
 
@@ -619,22 +619,22 @@ fn export(a: &ExportArgs) -> Result<ExitCode> {
 fn status(args: &VaultArgs) -> Result<ExitCode> {
     let vault = crate::open(args)?;
     let reader = reader(&vault)?;
-    println!(
+    outln!(
         "audit log of vault {} ({:?})",
         vault.config().vault_id,
         reader.store().backend()
     );
-    println!("  entries: {}", reader.size()?);
+    outln!("  entries: {}", reader.size()?);
     match reader.latest_checkpoint()? {
         Some(cp) => {
-            println!(
+            outln!(
                 "  latest checkpoint: {} entries, signed {}",
                 cp.checkpoint.size,
                 rfc3339_ms(cp.checkpoint.time_ms)
             );
-            println!("  key: {}", cp.key);
+            outln!("  key: {}", cp.key);
         }
-        None => println!("  no checkpoint yet"),
+        None => outln!("  no checkpoint yet"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -656,7 +656,7 @@ fn bench(a: &BenchArgs) -> Result<ExitCode> {
             tmp.path().to_path_buf()
         }
     };
-    println!(
+    outln!(
         "rxvault audit bench: {} cores, SQLite in {}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         dir.display()
@@ -670,7 +670,7 @@ fn bench(a: &BenchArgs) -> Result<ExitCode> {
             query_entries: a.query_entries,
             queries: a.queries,
         },
-        &mut |line| println!("{line}"),
+        &mut |line| outln!("{line}"),
     )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -75,7 +75,7 @@ fn ingest(a: IngestArgs) -> Result<ExitCode> {
     };
     let root = work.path();
     let as_of = time::macros::date!(2026 - 11 - 28);
-    println!(
+    outln!(
         "rxvault bench ingest: {} patients, {} cores",
         a.patients,
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -116,7 +116,7 @@ fn ingest(a: IngestArgs) -> Result<ExitCode> {
     )?;
     let encrypted = start.elapsed();
     let records = report.stored_total();
-    println!(
+    outln!(
         "encrypted import : {records} records ({:.1} MB FHIR NDJSON) in {:.2} s = {:.0} records/s, {:.0} patients/s",
         input_bytes as f64 / 1e6,
         encrypted.as_secs_f64(),
@@ -128,14 +128,14 @@ fn ingest(a: IngestArgs) -> Result<ExitCode> {
     let shape = Shape::of(&vault_dir.join("vault.db"))?;
     drop(vault);
     let plain = baseline(&root.join("plain.db"), &shape, options.batch_records)?;
-    println!(
+    outln!(
         "plain SQLite     : {} rows + {} index entries (same sizes, schema, pragmas, batches) in {:.2} s = {:.0} rows/s",
         shape.rows(),
         shape.tokens(),
         plain.as_secs_f64(),
         shape.rows() as f64 / plain.as_secs_f64()
     );
-    println!(
+    outln!(
         "ratio            : encrypted import runs at {:.2}x the speed of plain inserts (goal >= 0.8)",
         plain.as_secs_f64() / encrypted.as_secs_f64()
     );
@@ -149,7 +149,7 @@ fn ingest(a: IngestArgs) -> Result<ExitCode> {
     if !a.no_rss {
         for n in [a.patients / 4, a.patients] {
             let (kib, secs) = child_import_rss(root, n.max(1), as_of)?;
-            println!(
+            outln!(
                 "import peak RSS  : {n:>8} patients -> {:.1} MiB ({secs:.1} s)",
                 kib as f64 / 1024.0
             );
@@ -356,7 +356,7 @@ fn lookups(root: &Path, patients: u64, count: u64) -> Result<()> {
         &ImportOptions::default(),
         &mut (),
     )?;
-    println!(
+    outln!(
         "lookup vault     : {patients} patients imported in {:.1} s",
         start.elapsed().as_secs_f64()
     );
@@ -392,7 +392,7 @@ fn lookups(root: &Path, patients: u64, count: u64) -> Result<()> {
             times.push(t.elapsed());
         }
         times.sort();
-        println!(
+        outln!(
             "lookup {label:<16}: {} queries over {patients} patients, p50 {:.1} us, p99 {:.1} us, max {:.1} us ({found} matches)",
             times.len(),
             percentile(&times, 0.50).as_secs_f64() * 1e6,

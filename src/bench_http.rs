@@ -238,7 +238,7 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
             .await?;
         let token: Arc<str> = session["token"].as_str().context("no session token")?.into();
 
-        println!(
+        outln!(
             "rxvault bench http: {} patients, {} connections, {} s per figure, {} cores, server and client in one process",
             a.patients,
             a.connections,
@@ -263,7 +263,7 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
             })
             .await
         };
-        println!("baseline  GET /api/v1/health (no auth, no data):     {health}");
+        outln!("baseline  GET /api/v1/health (no auth, no data):     {health}");
         let audit_before = vault.audit()?.reader().size()?;
         let reads = {
             let (client, base, token, ids) = (client.clone(), base.clone(), token.clone(), ids.clone());
@@ -282,8 +282,8 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
             .await
         };
         let audited = vault.audit()?.reader().size()? - audit_before;
-        println!("reads     GET /fhir/Patient/{{id}} (session, decrypt, audit): {reads}");
-        println!("          {audited} audit entries committed for {} reads", reads.requests);
+        outln!("reads     GET /fhir/Patient/{{id}} (session, decrypt, audit): {reads}");
+        outln!("          {audited} audit entries committed for {} reads", reads.requests);
         let logins = {
             let (client, base) = (client.clone(), base.clone());
             load(a.connections.min(8), a.seconds, move |c, _| {
@@ -299,7 +299,7 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
             })
             .await
         };
-        println!("logins    POST /api/v1/sessions (Argon2id password step):   {logins}");
+        outln!("logins    POST /api/v1/sessions (Argon2id password step):   {logins}");
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -31,19 +31,19 @@ pub fn run(a: DemoArgs, clock: Arc<dyn Clock>) -> Result<ExitCode> {
     let fresh = VaultConfig::load(dir).is_err();
     if fresh {
         let created = Vault::init(dir, StoreConfig::Sqlite, InitKey::File(None), clock.clone())?;
-        println!(
+        outln!(
             "created vault {} in {}",
             created.config.vault_id,
             dir.display()
         );
         if let Some(k) = &created.key_file {
-            println!(
+            outln!(
                 "its key file is {} (outside the data directory, mode 0600)",
                 k.display()
             );
         }
     } else {
-        println!("refreshing the demo vault in {}", dir.display());
+        outln!("refreshing the demo vault in {}", dir.display());
     }
     let vault = Vault::open(dir, None, clock.clone())?;
 
@@ -68,9 +68,9 @@ pub fn run(a: DemoArgs, clock: Arc<dyn Clock>) -> Result<ExitCode> {
     drop(input); // the synthetic plaintext is deleted once imported
     crate::ui::print_import(&report);
 
-    println!("\nThe vault now holds:");
+    outln!("\nThe vault now holds:");
     for (kind, n) in vault.counts()? {
-        println!("{n:>9}  {kind}");
+        outln!("{n:>9}  {kind}");
     }
 
     // Real values to try, from the first synthetic patient.
@@ -83,46 +83,44 @@ pub fn run(a: DemoArgs, clock: Arc<dyn Clock>) -> Result<ExitCode> {
         .and_then(|n| n.family.clone())
         .unwrap_or_default();
     let birth = p.birth_date.clone().unwrap_or_default();
-    println!("\nTry next:");
-    println!("  {rxvault} status --data {d}");
-    println!("  {rxvault} patient find --data {d} --family '{family}' --birth-date {birth}");
+    outln!("\nTry next:");
+    outln!("  {rxvault} status --data {d}");
+    outln!("  {rxvault} patient find --data {d} --family '{family}' --birth-date {birth}");
     if let Some(phone) = p.phones().next() {
-        println!("  {rxvault} patient find --data {d} --phone '{phone}'");
+        outln!("  {rxvault} patient find --data {d} --phone '{phone}'");
     }
     if let Some(m) = sample.coverages.iter().find_map(|c| c.member_id.clone()) {
-        println!("  {rxvault} patient find --data {d} --member-id {m}");
+        outln!("  {rxvault} patient find --data {d} --member-id {m}");
     }
     if let Some(rx) = sample.prescriptions.first() {
-        println!(
+        outln!(
             "  {rxvault} patient find --data {d} --rx-number {}",
             rx.rx_number
         );
     }
-    println!("  {rxvault} patient show --data {d} {}", p.id);
-    println!(
+    outln!("  {rxvault} patient show --data {d} {}", p.id);
+    outln!(
         "  {rxvault} export shipping --data {d} --date {} --out shipping-{}.csv --plaintext",
         vault.today(),
         vault.today()
     );
-    println!(
+    outln!(
         "  age-keygen -o export.key && {rxvault} export fhir --data {d} --out export --recipient $(age-keygen -y export.key)"
     );
-    println!("  {rxvault} keys rotate --data {d} --reencrypt");
-    println!(
-        "  {rxvault} user add --data {d} pat --role pharmacist     # password + TOTP (QR code)"
-    );
-    println!(
+    outln!("  {rxvault} keys rotate --data {d} --reencrypt");
+    outln!("  {rxvault} user add --data {d} pat --role pharmacist     # password + TOTP (QR code)");
+    outln!(
         "  {rxvault} serve --data {d}                              # https://localhost:8443/fhir/metadata"
     );
-    println!(
+    outln!(
         "  {rxvault} audit query --data {d}                        # everything above, recorded"
     );
-    println!("  {rxvault} audit verify --data {d}");
-    println!(
+    outln!("  {rxvault} audit verify --data {d}");
+    outln!(
         "\nNothing under {d} is readable without the key: try `grep -r '{family}' {d}`: no match.",
     );
     if vault.store().count(RecordKind::Fill)? == 0 {
-        println!("(no fills were generated; the shipping manifest will be empty)");
+        outln!("(no fills were generated; the shipping manifest will be empty)");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,13 +4,17 @@
 //! resolve the key, call the library, print. Exit codes: 0 success, 1
 //! failure, 2 usage error, 3 finished but some input records were rejected.
 
+// Output goes through `outln!`/`out!` (a closed pipe ends it quietly).
+#![warn(clippy::print_stdout)]
+
+#[macro_use]
+mod ui;
 mod audit_cmd;
 mod bench;
 mod bench_http;
 mod demo;
 mod keysource;
 mod serve;
-mod ui;
 mod user_cmd;
 
 use anyhow::{Context, Result, bail};
@@ -294,10 +298,27 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            if e.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }
+
+/// A usage error clap cannot see (flags that only make sense together):
+/// exit code 2, as for clap's own.
+#[derive(Debug)]
+struct Usage(&'static str);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
 
 fn clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
@@ -327,21 +348,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => InitKey::File(a.key_file.clone()),
             };
             let created = Vault::init(&a.data, store, key, clock())?;
-            println!(
+            outln!(
                 "created vault {} in {}",
                 created.config.vault_id,
                 a.data.display()
             );
             match &created.key_file {
-                Some(k) => println!(
+                Some(k) => outln!(
                     "key file: {} (mode 0600)\n  Keep a copy somewhere safe and apart from the data: without it the vault cannot be opened.",
                     k.display()
                 ),
-                None => println!(
+                None => outln!(
                     "key: derived from your passphrase (Argon2id); without it the vault cannot be opened."
                 ),
             }
-            println!(
+            outln!(
                 "time zone: {} (what \"today\" means for the day's shipments; `time_zone` in {})",
                 created.config.time_zone.as_deref().unwrap_or("UTC"),
                 a.data.join(rxvault_vault::config::CONFIG_FILE).display()
@@ -361,12 +382,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 vault.import_for(&Requester::local(), &a.paths, &options, &mut observer)?;
             observer.finish();
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 ui::print_import(&report);
             }
             if a.stats {
-                println!("peak RSS: {} KiB", ui::peak_rss_kib().unwrap_or(0));
+                outln!("peak RSS: {} KiB", ui::peak_rss_kib().unwrap_or(0));
             }
             Ok(if report.errors > 0 {
                 ExitCode::from(3)
@@ -382,9 +403,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 vault.export_fhir_for(&Requester::local(), &out, &target, &mut progress)?;
             progress.finish();
             for f in &report.files {
-                println!("{:>9}  {}", f.count, out.join(&f.url).display());
+                outln!("{:>9}  {}", f.count, out.join(&f.url).display());
             }
-            println!(
+            outln!(
                 "export {} ({}): {} patients",
                 report.export_id,
                 if report.encrypted {
@@ -405,14 +426,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let target = target.target()?;
             let vault = open(&vault)?;
             let report = vault.export_shipping_for(&Requester::local(), &date, &out, &target)?;
-            println!(
+            outln!(
                 "{} packages for {date} -> {} (export {})",
                 report.rows,
                 report.path.display(),
                 report.export_id
             );
             if report.skipped > 0 {
-                println!(
+                outln!(
                     "{} fills of that day have no ship-to or are not shipping",
                     report.skipped
                 );
@@ -432,7 +453,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "fills": chart.fills,
                     "allergies": chart.allergies,
                 });
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                outln!("{}", serde_json::to_string_pretty(&all)?);
             } else {
                 ui::print_chart(&chart.view()?);
             }
@@ -463,10 +484,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             .flatten()
             .collect();
             let (Some(query), None) = (queries.pop(), queries.pop()) else {
-                bail!(
-                    "give exactly one search: --family with --birth-date, --phone, --member-id, --rx-number, \
-                     --transaction-id or --identifier"
-                );
+                return Err(Usage(
+                    "give exactly one search: --family with --birth-date, --phone, --member-id, \
+                     --rx-number, --transaction-id or --identifier",
+                )
+                .into());
             };
             let vault = open(&vault)?;
             let found = vault.search_patients(&Requester::local(), &View::ALL, &query)?;
@@ -476,9 +498,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .collect::<Result<_, _>>()?;
             for p in &found {
                 if json {
-                    println!("{}", serde_json::to_string(p)?);
+                    outln!("{}", serde_json::to_string(p)?);
                 } else {
-                    println!("{}", ui::patient_line(p));
+                    outln!("{}", ui::patient_line(p));
                 }
             }
             if !json {
@@ -524,7 +546,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     if reencrypt { " with re-encryption" } else { "" }
                 ),
             }))?;
-            println!(
+            outln!(
                 "KEK rotated from version {} to {}{}: {} keys rewrapped, {} records resealed ({} older data keys now seal no record)",
                 report.from,
                 report.to,
@@ -538,28 +560,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(KeysCommand::Status(args)) => {
             let vault = open(&args)?;
             let s = vault.key_status()?;
-            println!("KEK: version {} ({})", s.kek_version, s.kek_kind);
+            outln!("KEK: version {} ({})", s.kek_version, s.kek_kind);
             for (id, n) in &s.data_keys {
-                println!("data key {id:>10}: {n} records");
+                outln!("data key {id:>10}: {n} records");
             }
             if let Some(r) = &s.rotation {
-                println!("rotation in progress: {r} (run `rxvault keys rotate` to finish it)");
+                outln!("rotation in progress: {r} (run `rxvault keys rotate` to finish it)");
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(args) => {
             let vault = open(&args)?;
-            println!(
+            outln!(
                 "vault {} ({:?})",
                 vault.config().vault_id,
                 vault.store().backend()
             );
-            println!("schema version {}", vault.store().schema_version()?);
+            outln!("schema version {}", vault.store().schema_version()?);
             for (kind, n) in vault.counts()? {
-                println!("{:>9}  {kind}", n);
+                outln!("{:>9}  {kind}", n);
             }
             let s = vault.key_status()?;
-            println!(
+            outln!(
                 "KEK version {} ({}), {} data keys",
                 s.kek_version,
                 s.kek_kind,
@@ -589,8 +611,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 last = n;
             })?;
             bar.finish();
-            println!("{summary:?}");
-            println!("wrote {} patients to {}", a.patients, a.out.display());
+            outln!("{summary:?}");
+            outln!("wrote {} patients to {}", a.patients, a.out.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(a) => demo::run(a, clock()),

@@ -74,7 +74,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let server = Server::bind(vault.clone(), auth.clone(), &options).await?;
-        println!(
+        outln!(
             "rxvault listening on https://{} (certificate: {})",
             server.local_addr,
             rxvault_server::tls::cert_path(&vault).display()

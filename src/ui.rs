@@ -11,6 +11,47 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Set once a write to stdout found the reader gone (`rxvault … | head`).
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes to stdout. A closed pipe ends the output quietly: later output is
+/// dropped and the command finishes as usual (its audit entries and closing
+/// checkpoint included) instead of panicking as `println!` does. Use the
+/// [`outln!`](crate::outln) and [`out!`](crate::out) macros.
+pub fn write_stdout(args: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout.write_fmt(args).and_then(|()| {
+        if newline {
+            stdout.write_all(b"\n")?;
+        }
+        Ok(())
+    });
+    if let Err(e) = written {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: writing to stdout: {e}");
+        }
+    }
+}
+
+/// `println!` that ends quietly on a closed pipe ([`write_stdout`]).
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::ui::write_stdout(format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::ui::write_stdout(format_args!($($arg)*), true) };
+}
+
+/// `print!` that ends quietly on a closed pipe ([`write_stdout`]).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::ui::write_stdout(format_args!($($arg)*), false) };
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum LogFormat {
@@ -30,8 +71,11 @@ pub fn init_logging(format: LogFormat, verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RXVAULT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour codes only for a person at a terminal, never in a log file or
+    // a pipe to a collector.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -196,24 +240,24 @@ impl ImportObserver for ImportProgress {
 
 /// Prints an import report.
 pub fn print_import(r: &ImportReport) {
-    println!("imported from {} files ({} bytes):", r.files, r.bytes);
+    outln!("imported from {} files ({} bytes):", r.files, r.bytes);
     for (ty, n) in &r.stored {
-        println!("{n:>9}  {ty}");
+        outln!("{n:>9}  {ty}");
     }
     if r.derived_coverages > 0 {
-        println!(
+        outln!(
             "{:>9}  Coverage derived from claims (used only where no Coverage exists)",
             r.derived_coverages
         );
     }
     if r.deleted > 0 {
-        println!("{:>9}  deleted", r.deleted);
+        outln!("{:>9}  deleted", r.deleted);
     }
     for (ty, n) in &r.skipped {
-        println!("{n:>9}  {ty} (not stored by rxvault; skipped)");
+        outln!("{n:>9}  {ty} (not stored by rxvault; skipped)");
     }
     if r.errors > 0 {
-        println!(
+        outln!(
             "{:>9}  rejected records (see messages above); everything else was imported",
             r.errors
         );
@@ -246,24 +290,24 @@ pub fn patient_line(p: &Patient) -> String {
 /// Prints a chart for a person to read.
 pub fn print_chart(c: &ChartView) {
     let p = &c.patient;
-    println!("Patient {}", p.id);
+    outln!("Patient {}", p.id);
     for n in &p.names {
-        println!(
+        outln!(
             "  name      {} ({})",
             n.display(),
             n.use_.as_deref().unwrap_or("-")
         );
     }
-    println!("  born      {}", p.birth_date.as_deref().unwrap_or("?"));
-    println!("  gender    {}", p.gender.as_deref().unwrap_or("?"));
+    outln!("  born      {}", p.birth_date.as_deref().unwrap_or("?"));
+    outln!("  gender    {}", p.gender.as_deref().unwrap_or("?"));
     if let Some(d) = &p.deceased {
-        println!("  deceased  {d:?}");
+        outln!("  deceased  {d:?}");
     }
     if !p.languages.is_empty() {
-        println!("  language  {}", p.languages.join(", "));
+        outln!("  language  {}", p.languages.join(", "));
     }
     for a in &p.addresses {
-        println!(
+        outln!(
             "  address   {}, {} {} {}",
             a.lines.join(", "),
             a.city.as_deref().unwrap_or(""),
@@ -272,14 +316,14 @@ pub fn print_chart(c: &ChartView) {
         );
     }
     for t in &p.telecoms {
-        println!(
+        outln!(
             "  {:<9} {}",
             t.system.as_deref().unwrap_or("contact"),
             t.value
         );
     }
     for c in &c.coverages {
-        println!(
+        outln!(
             "  plan      {} {} member {} group {} ({})",
             c.payer.as_deref().unwrap_or("?"),
             c.plan_name.as_deref().unwrap_or(""),
@@ -294,11 +338,11 @@ pub fn print_chart(c: &ChartView) {
             .iter()
             .filter_map(|a| a.substance.as_deref())
             .collect();
-        println!("  allergies {}", list.join(", "));
+        outln!("  allergies {}", list.join(", "));
     }
-    println!("Medications ({}):", c.medications.len());
+    outln!("Medications ({}):", c.medications.len());
     for m in &c.medications {
-        println!(
+        outln!(
             "  Rx {:<12} {:<50} {:<9} written {} last filled {} ({} fills)",
             m.rx_number,
             m.medication.text.as_deref().unwrap_or("?"),

@@ -255,15 +255,13 @@ fn show_totp(enrolment: &TotpEnrolment, out: Option<&Path>) -> Result<()> {
     match out {
         Some(path) => {
             write_secret(path, &format!("{}\n", enrolment.secret_base32().as_str()))?;
-            println!("TOTP secret written to {} (mode 0600)", path.display());
+            outln!("TOTP secret written to {} (mode 0600)", path.display());
         }
         None => {
-            println!(
-                "Scan this QR code with an authenticator app (or enter the secret by hand):\n"
-            );
-            println!("{}", enrolment.qr_terminal()?);
-            println!("{}", enrolment.uri());
-            println!("secret: {}", enrolment.secret_base32().as_str());
+            outln!("Scan this QR code with an authenticator app (or enter the secret by hand):\n");
+            outln!("{}", enrolment.qr_terminal()?);
+            outln!("{}", enrolment.uri());
+            outln!("secret: {}", enrolment.secret_base32().as_str());
         }
     }
     Ok(())
@@ -274,11 +272,11 @@ fn show_codes(codes: &rxvault_auth::RecoveryCodes, out: Option<&Path>) -> Result
     match out {
         Some(path) => {
             write_secret(path, &text)?;
-            println!("recovery codes written to {} (mode 0600)", path.display());
+            outln!("recovery codes written to {} (mode 0600)", path.display());
         }
         None => {
-            println!("\nRecovery codes (each works once; keep them apart from the phone):");
-            print!("{text}");
+            outln!("\nRecovery codes (each works once; keep them apart from the phone):");
+            out!("{text}");
         }
     }
     Ok(())
@@ -302,18 +300,19 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             let admin = auth.key_holder();
             if a.service {
                 let info = admin.create_service_account(&a.username)?;
-                println!(
+                outln!(
                     "created service account {} ({}); issue keys with `rxvault user issue-key`",
-                    info.username, info.id
+                    info.username,
+                    info.id
                 );
                 return Ok(ExitCode::SUCCESS);
             }
             let role = role(a.role.as_deref().unwrap_or_default())?;
             let password = read_password(a.password_file.as_deref())?;
             let info = admin.create_user(&a.username, role, &password)?;
-            println!("created {} ({}) as {role}", info.username, info.id);
+            outln!("created {} ({}) as {role}", info.username, info.id);
             if a.no_totp {
-                println!(
+                outln!(
                     "no second factor yet: {} must enrol one (TOTP or passkey) at first login",
                     info.username
                 );
@@ -330,7 +329,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             for u in auth.key_holder().users()? {
                 let role = u.role.map_or("service", Role::name);
                 if json {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::json!({
                             "id": u.id.as_str(),
@@ -367,7 +366,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
                             "no second factor yet".into()
                         });
                     }
-                    println!("{:<24} {:<16} {}", u.username, role, flags.join("; "));
+                    outln!("{:<24} {:<16} {}", u.username, role, flags.join("; "));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -376,14 +375,14 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             open_auth_for(&n.vault, "disable", &n.username)?
                 .key_holder()
                 .disable(&n.username)?;
-            println!("{} disabled; its sessions are revoked", n.username);
+            outln!("{} disabled; its sessions are revoked", n.username);
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Enable(n) => {
             open_auth_for(&n.vault, "enable", &n.username)?
                 .key_holder()
                 .enable(&n.username)?;
-            println!("{} enabled", n.username);
+            outln!("{} enabled", n.username);
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Role {
@@ -395,7 +394,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             open_auth_for(&vault, &format!("role {r}"), &username)?
                 .key_holder()
                 .set_role(&username, r)?;
-            println!("{username} is now {r}");
+            outln!("{username} is now {r}");
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::ResetMfa {
@@ -406,14 +405,14 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             let auth = open_auth_for(&vault, "reset-mfa", &username)?;
             let admin = auth.key_holder();
             admin.reset_mfa(&username)?;
-            println!("second factors of {username} removed; sessions revoked");
+            outln!("second factors of {username} removed; sessions revoked");
             if totp.enrol_totp {
                 let enrolment = admin.enrol_totp(&username)?;
                 show_totp(&enrolment, totp.totp_secret_out.as_deref())?;
                 let codes = admin.issue_recovery_codes(&username)?;
                 show_codes(&codes, totp.recovery_codes_out.as_deref())?;
             } else {
-                println!("{username} enrols a new second factor at next login");
+                outln!("{username} enrols a new second factor at next login");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -421,7 +420,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             open_auth_for(&n.vault, "unlock", &n.username)?
                 .key_holder()
                 .unlock(&n.username)?;
-            println!("{} unlocked", n.username);
+            outln!("{} unlocked", n.username);
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Password {
@@ -433,7 +432,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             open_auth_for(&vault, "set-password", &username)?
                 .key_holder()
                 .set_password(&username, &password)?;
-            println!("password of {username} changed; sessions revoked");
+            outln!("password of {username} changed; sessions revoked");
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::IssueKey {
@@ -469,13 +468,13 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             match key_out {
                 Some(path) => {
                     write_secret(&path, &format!("{}\n", issued.key.expose()))?;
-                    println!(
+                    outln!(
                         "API key {} written to {} (mode 0600)",
                         issued.id,
                         path.display()
                     );
                 }
-                None => println!(
+                None => outln!(
                     "API key {} (shown once; only its hash is kept):\n{}",
                     issued.id,
                     issued.key.expose()
@@ -489,7 +488,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
                 let scopes: Vec<&str> = k.scopes.iter().map(|s| s.name()).collect();
                 let allow: Vec<String> =
                     k.allowed_sources.iter().map(ToString::to_string).collect();
-                println!(
+                outln!(
                     "{}  {}  allow: {}  expires: {}  {}",
                     k.id,
                     scopes.join(","),
@@ -512,7 +511,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             open_auth_for(&vault, "revoke-api-key", &id)?
                 .key_holder()
                 .revoke_api_key(&id)?;
-            println!("API key {id} revoked");
+            outln!("API key {id} revoked");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -545,7 +544,7 @@ pub fn run_session(command: SessionCommand) -> Result<ExitCode> {
                     "pending"
                 };
                 if json {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::json!({
                             "id": s.id.as_str(),
@@ -559,7 +558,7 @@ pub fn run_session(command: SessionCommand) -> Result<ExitCode> {
                         })
                     );
                 } else {
-                    println!(
+                    outln!(
                         "{}  {:<20} {:<8} {:<16} {:<15} since {}  expires {}",
                         s.id,
                         who,
@@ -596,7 +595,7 @@ pub fn run_session(command: SessionCommand) -> Result<ExitCode> {
                 (None, None, Some(h)) => admin.revoke_host_sessions(&HostId::new(&h)?)?,
                 _ => bail!("give one of --id, --user or --host"),
             };
-            println!("{n} session(s) revoked");
+            outln!("{n} session(s) revoked");
             Ok(ExitCode::SUCCESS)
         }
     }

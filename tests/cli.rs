@@ -590,8 +590,10 @@ fn cli_contract_and_clear_errors() {
     );
     let missing = s.run(&["patient", "show", "--data", d, "nobody"]);
     assert_eq!(missing.status.code(), Some(1));
+    // No search given: a usage error (exit 2), not a panic or a failure.
     let none = s.run(&["patient", "find", "--data", d]);
-    assert_ne!(none.status.code(), Some(0));
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("give exactly one search"));
 
     // Exports must be encrypted or explicitly plaintext.
     let refused = s.run(&[
@@ -908,4 +910,42 @@ fn sigkill_server_under_load(pg: Option<&Schema>) {
         );
     }
     assert!(reads.len() >= answered.len());
+}
+
+/// Issue 9, item 12: `rxvault keys status | true` panicked on the closed
+/// pipe (exit 101), and logs written to a pipe carried ANSI colour codes.
+#[test]
+fn a_closed_stdout_ends_output_quietly_and_piped_logs_have_no_colour_codes() {
+    let s = Scratch::new();
+    s.init(&[]);
+    for args in [&["keys", "status"][..], &["status"][..]] {
+        let v = s.vault(args);
+        let mut child = s
+            .cmd(&v.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the command prints anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let input = s.synth("synth", 5, 3);
+    let mut args = s.vault(&["import"]);
+    args.push(input.display().to_string());
+    let out = s
+        .cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .env("RXVAULT_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("DEBUG") || stderr.contains("INFO"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "colour codes in piped logs");
 }

@@ -11,13 +11,12 @@
 //!
 //! Every grant is stored for the privacy officer's review
 //! ([`Auth::break_glass_grants`], [`Auth::review_break_glass`]), and every
-//! access it allows is marked ([`Access::via_break_glass`]) so the audit can
-//! flag it. The reason may name a patient, so it is stored sealed by the
+//! audit entry made while a session holds a grant carries the grant's id
+//! ([`Principal::break_glass`](crate::Principal::break_glass)), so the
+//! audit can flag it. The reason may name a patient, so it is stored sealed by the
 //! vault keyring and never logged. The audit event carries the codes in
 //! [`BreakGlassGrant::EVENT`] (DICOM 110127 "Emergency Override Started")
 //! and [`BreakGlassGrant::PURPOSE`] (v3-ActReason ETREAT).
-//!
-//! [`Access::via_break_glass`]: crate::Access::via_break_glass
 
 use crate::principal::{SessionId, UserId};
 use crate::{Action, Auth, Error, Principal, Result, secs, ts};

@@ -453,14 +453,6 @@ impl Auth {
         }
     }
 
-    /// Replaces the principal's recovery codes with fresh ones (needs a
-    /// recent step-up).
-    pub fn regenerate_recovery_codes(&self, principal: &Principal) -> Result<RecoveryCodes> {
-        self.step_up_subject(principal)?;
-        self.require_step_up(principal)?;
-        self.new_recovery_codes(principal.user_id())
-    }
-
     // ---- internals ----
 
     /// A person's live account row.

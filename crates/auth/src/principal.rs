@@ -137,22 +137,9 @@ pub struct Principal {
 pub struct Access {
     /// The action.
     pub action: Action,
-    /// Its limit (e.g. only fills dated today).
+    /// Its limit (e.g. only fills dated today: the server checks a fill
+    /// against the vault's fill-date index for `Vault::today`).
     pub constraint: Constraint,
-    /// Granted only because of an active break-glass grant: the audit flags
-    /// such accesses for review.
-    pub via_break_glass: bool,
-}
-
-impl Access {
-    /// Whether a fill dated `fill_date` may be touched under this access,
-    /// `today` being the clock's date.
-    pub fn permits_fill_date(&self, fill_date: time::Date, today: time::Date) -> bool {
-        match self.constraint {
-            Constraint::Unrestricted => true,
-            Constraint::FillsDatedToday => fill_date == today,
-        }
-    }
 }
 
 impl Principal {
@@ -220,15 +207,10 @@ impl Principal {
             Actor::Service { .. } => permissions::scopes_allow(&self.scopes, action),
         };
         match own {
-            Some(constraint) => Some(Access {
-                action,
-                constraint,
-                via_break_glass: false,
-            }),
+            Some(constraint) => Some(Access { action, constraint }),
             None if self.break_glass.is_some() && action.break_glass_read() => Some(Access {
                 action,
                 constraint: Constraint::Unrestricted,
-                via_break_glass: true,
             }),
             None => None,
         }
@@ -261,22 +243,5 @@ mod tests {
         for bad in ["", "a b", "ws/1", &"x".repeat(129), "é"] {
             assert!(HostId::new(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn fill_date_constraint() {
-        let today = time::macros::date!(2026 - 11 - 28);
-        let a = Access {
-            action: Action::FillRead,
-            constraint: Constraint::FillsDatedToday,
-            via_break_glass: false,
-        };
-        assert!(a.permits_fill_date(today, today));
-        assert!(!a.permits_fill_date(today.previous_day().unwrap(), today));
-        let b = Access {
-            constraint: Constraint::Unrestricted,
-            ..a
-        };
-        assert!(b.permits_fill_date(today.previous_day().unwrap(), today));
     }
 }

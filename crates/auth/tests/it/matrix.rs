@@ -83,7 +83,6 @@ fn every_role_action_and_token_state() {
                 match (state, allowed, &got) {
                     (TokenState::Valid, Some(constraint), Ok((p, access))) => {
                         assert_eq!(access.constraint, constraint);
-                        assert!(!access.via_break_glass);
                         for kind in RecordKind::ALL {
                             assert_eq!(
                                 p.categories(kind),
