@@ -1,81 +1,221 @@
-//! Architecture invariants a tool can check: which crate may depend on what.
+//! Architecture invariants a tool can check: which crate may depend on what,
+//! read from the graph Cargo resolved (`cargo metadata`: the dependencies
+//! actually built for this platform, features included), not from what a
+//! manifest happens to spell: a dependency renamed, reached through another
+//! crate or switched on by a feature counts.
 
-use std::path::Path;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 
-fn dependencies(krate: &str) -> Vec<String> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("crates")
-        .join(krate)
-        .join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest)
-        .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
-    let mut deps = Vec::new();
-    let mut in_deps = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_deps = line == "[dependencies]";
-            continue;
-        }
-        if in_deps && let Some((name, _)) = line.split_once(['=', '.']) {
-            deps.push(name.trim().to_string());
-        }
-    }
-    deps
+/// The resolved graph: package id → (name, direct dependency ids, enabled
+/// features), and the workspace members.
+struct Graph {
+    names: BTreeMap<String, String>,
+    deps: BTreeMap<String, Vec<String>>,
+    features: BTreeMap<String, Vec<String>>,
+    members: Vec<String>,
 }
 
-fn crates() -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("crates"))
+fn graph() -> Graph {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let host = String::from_utf8(
+        std::process::Command::new("rustc")
+            .args(["--print", "host-tuple"])
+            .output()
             .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .stdout,
+    )
+    .unwrap();
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .args(["--filter-platform", host.trim()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_string(),
+                p["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut deps = BTreeMap::new();
+    let mut features = BTreeMap::new();
+    for node in meta["resolve"]["nodes"].as_array().unwrap() {
+        let id = node["id"].as_str().unwrap().to_string();
+        // Normal (non-dev, non-build) edges: what the crate's code links.
+        let normal: Vec<String> = node["deps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| {
+                d["dep_kinds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|k| k["kind"].is_null())
+            })
+            .map(|d| d["pkg"].as_str().unwrap().to_string())
             .collect();
-    names.sort();
-    names
+        deps.insert(id.clone(), normal);
+        features.insert(
+            id,
+            node["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap().to_string())
+                .collect(),
+        );
+    }
+    let members = meta["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    Graph {
+        names,
+        deps,
+        features,
+        members,
+    }
+}
+
+impl Graph {
+    fn id(&self, name: &str) -> String {
+        self.members
+            .iter()
+            .find(|m| self.names[*m] == name)
+            .unwrap_or_else(|| panic!("no workspace crate {name}"))
+            .clone()
+    }
+
+    fn direct(&self, name: &str) -> BTreeSet<String> {
+        self.deps[&self.id(name)]
+            .iter()
+            .map(|d| self.names[d].clone())
+            .collect()
+    }
+
+    /// Every crate `name` links, however indirectly.
+    fn transitive(&self, name: &str) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![self.id(name)];
+        while let Some(id) = todo.pop() {
+            for d in &self.deps[&id] {
+                if seen.insert(self.names[d].clone()) {
+                    todo.push(d.clone());
+                }
+            }
+        }
+        seen
+    }
+
+    fn library_crates(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| self.names[m].clone())
+            .filter(|n| n.starts_with("rxvault-"))
+            .collect()
+    }
 }
 
 #[test]
 fn only_the_crypto_crate_touches_cryptographic_primitives() {
-    for krate in crates() {
-        for dep in dependencies(&krate) {
-            if [
-                "ring",
-                "argon2",
-                "age",
-                "aes-gcm",
-                "hmac",
-                "sha2",
-                "chacha20poly1305",
-                "ed25519-dalek",
-            ]
-            .contains(&dep.as_str())
-            {
+    let g = graph();
+    let primitives = [
+        "ring",
+        "argon2",
+        "age",
+        "aes-gcm",
+        "hmac",
+        "sha2",
+        "chacha20poly1305",
+        "ed25519-dalek",
+        "aws-lc-rs",
+    ];
+    for krate in g.library_crates() {
+        for dep in g.direct(&krate) {
+            if primitives.contains(&dep.as_str()) {
                 assert_eq!(
-                    krate, "crypto",
-                    "crates/{krate} depends on {dep}: key material and primitives belong to rxvault-crypto"
+                    krate, "rxvault-crypto",
+                    "{krate} depends on {dep}: key material and primitives belong to rxvault-crypto"
                 );
             }
         }
     }
+    // TLS is transport, not vault keys: rustls (with ring's provider, the
+    // one provider in the build) in the crates that speak TLS.
+    let tls: BTreeSet<String> = g
+        .library_crates()
+        .into_iter()
+        .filter(|k| g.direct(k).contains("rustls"))
+        .collect();
+    let allowed: BTreeSet<String> = [
+        "rxvault-crypto",
+        "rxvault-server",
+        "rxvault-audit",
+        "rxvault-store",
+    ]
+    .map(String::from)
+    .into();
+    assert!(tls.is_subset(&allowed), "TLS in {tls:?}");
+    let rustls = g
+        .names
+        .iter()
+        .find(|(_, n)| *n == "rustls")
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    assert!(
+        !g.features[&rustls].iter().any(|f| f == "aws_lc_rs"),
+        "one crypto provider only (two make rustls panic at start-up)"
+    );
 }
 
 #[test]
 fn the_store_cannot_decrypt_and_the_model_is_a_leaf() {
-    let store = dependencies("store");
+    let g = graph();
     assert!(
-        !store.contains(&"rxvault-crypto".to_string()),
-        "rxvault-store must not depend on rxvault-crypto"
+        !g.transitive("rxvault-store").contains("rxvault-crypto"),
+        "rxvault-store must not reach rxvault-crypto"
     );
     assert!(
-        dependencies("model")
+        g.transitive("rxvault-model")
             .iter()
             .all(|d| !d.starts_with("rxvault-")),
         "rxvault-model depends on no other rxvault crate"
     );
+    let fhir = g.transitive("rxvault-fhir");
     assert!(
-        dependencies("fhir")
-            .iter()
-            .all(|d| d != "rxvault-store" && d != "rxvault-crypto"),
+        !fhir.contains("rxvault-store") && !fhir.contains("rxvault-crypto"),
         "rxvault-fhir does no storage or crypto"
     );
+}
+
+#[test]
+fn only_the_server_crate_knows_http() {
+    let g = graph();
+    for krate in g.library_crates() {
+        if krate == "rxvault-server" {
+            continue;
+        }
+        let reach = g.transitive(&krate);
+        for http in ["axum", "hyper", "axum-server", "tower-http", "reqwest"] {
+            assert!(
+                !reach.contains(http),
+                "{krate} reaches {http}: HTTP belongs to rxvault-server"
+            );
+        }
+    }
 }

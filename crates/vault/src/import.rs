@@ -27,11 +27,11 @@ use rxvault_fhir::Resource;
 use rxvault_fhir::conventions as cv;
 use rxvault_fhir::map::reference_id;
 use rxvault_fhir::read::{self, Entry, FileError, Format, Item};
-use rxvault_model::RecordKind;
+use rxvault_model::{RecordKind, Rid};
 use rxvault_store::{Op, WriteBatch};
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -181,12 +181,15 @@ impl Vault {
         std::thread::scope(|scope| {
             let reader = scope.spawn(|| self.read_files(&files, options, &bytes, tx));
             let mut ops: Vec<Op> = Vec::with_capacity(options.batch_records);
-            let mut pending: Vec<(&'static str, bool)> = Vec::new();
+            // Per record written: its type, and its key if it is a derived
+            // coverage (written once per claim, so counted by key).
+            let mut pending: Vec<(&'static str, Option<Rid>)> = Vec::new();
+            let mut derived_written: HashSet<Rid> = HashSet::new();
             let mut deletes = 0u64;
-            let commit = |ops: &mut Vec<Op>,
-                          pending: &mut Vec<(&'static str, bool)>,
-                          deletes: &mut u64,
-                          report: &mut ImportReport|
+            let mut commit = |ops: &mut Vec<Op>,
+                              pending: &mut Vec<(&'static str, Option<Rid>)>,
+                              deletes: &mut u64,
+                              report: &mut ImportReport|
              -> Result<()> {
                 if ops.is_empty() {
                     return Ok(());
@@ -204,8 +207,10 @@ impl Vault {
                 }
                 written?;
                 for (ty, derived) in pending.drain(..) {
-                    if derived {
-                        report.derived_coverages += 1;
+                    if let Some(rid) = derived {
+                        if derived_written.insert(rid) {
+                            report.derived_coverages += 1;
+                        }
                     } else {
                         *report.stored.entry(ty.to_string()).or_default() += 1;
                     }
@@ -223,7 +228,8 @@ impl Vault {
                         observer.file(&path, size);
                     }
                     Msg::Put(ty, write) => {
-                        pending.push((ty, write.record.derived));
+                        let derived = write.record.derived.then_some(write.record.rid);
+                        pending.push((ty, derived));
                         ops.push(Op::Put(*write));
                     }
                     Msg::Delete(kind, rid) => {
@@ -257,6 +263,21 @@ impl Vault {
             // Dropping the receiver (on a store failure) stops the reader.
             drop(rx);
             let read = reader.join().expect("the reader thread does not panic");
+            if outcome.is_ok() {
+                // What is kept: a derived coverage gives way to any real one
+                // for its patient (the store's rule), so count what stayed.
+                let mut kept = 0;
+                for rid in &derived_written {
+                    if self
+                        .store
+                        .get(RecordKind::Coverage, rid)?
+                        .is_some_and(|r| r.derived)
+                    {
+                        kept += 1;
+                    }
+                }
+                report.derived_coverages = kept;
+            }
             outcome.and(read)
         })?;
         report.bytes = bytes.load(Ordering::Relaxed);
