@@ -141,11 +141,11 @@ impl Auth {
     /// (and count against the source address).
     pub fn authenticate_api_key(&self, key: &Token, source: IpAddr) -> Result<Principal> {
         let subjects = self.subjects(None, source);
-        self.check_throttle(subjects)?;
+        self.peek_throttle(subjects)?;
         let now = self.now_unix();
         let hash = key.hash(TokenKind::ApiKey);
         let Some(k) = self.store.api_key_by_hash(&hash.0)? else {
-            return Err(self.fail(subjects));
+            return Err(self.count_failure(subjects));
         };
         let account = self.store.account(&k.account_id)?;
         // A list that does not parse (a corrupt row) allows nothing.
@@ -157,7 +157,7 @@ impl Auth {
             && from_allowed_source;
         let account = match account {
             Some(a) if valid && a.kind == AccountKind::Service && !a.disabled => a,
-            _ => return Err(self.fail(subjects)),
+            _ => return Err(self.count_failure(subjects)),
         };
         let scopes = k
             .scopes

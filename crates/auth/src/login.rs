@@ -154,6 +154,8 @@ impl Auth {
         };
         let (row, core) = self.new_session(&user, &account.username, stage, source, host)?;
         self.store.insert_session(&row)?;
+        // The password was right: its attempt is given back.
+        self.pass(subjects)?;
         Ok(if factors.any() {
             Login::SecondFactor(Session {
                 core,
@@ -448,8 +450,9 @@ impl Auth {
         let subjects = self.subjects(Some(&username), principal.source());
         self.check_throttle(subjects)?;
         match self.passkey_register_finish(principal.user_id(), session.as_str(), name, response) {
+            Ok(()) => self.pass(subjects),
             Err(Error::InvalidCredentials) => Err(self.fail(subjects)),
-            other => other,
+            Err(e) => Err(e),
         }
     }
 

@@ -7,16 +7,19 @@
 //! so the table holds neither addresses nor names (nor passwords typed into
 //! the name field by mistake).
 //!
-//! Before any work an attempt is checked: a locked name gets
+//! Before any work an attempt is checked and counted, atomically (one
+//! transaction holding the subjects' rows): a locked name gets
 //! [`Error::Locked`]; one still inside its backoff delay gets
-//! [`Error::Throttled`]. Rules and defaults: [`ThrottleConfig`]. Because
+//! [`Error::Throttled`]; an admitted attempt counts as a failure until its
+//! credential proves right. So 32 guesses sent at once get the same number
+//! of checks as 32 sent one after another. Rules and defaults: [`ThrottleConfig`]. Because
 //! unknown names are counted, delayed and locked exactly like real ones,
 //! none of these answers tells an attacker whether a name exists.
 //!
 //! [`ThrottleConfig`]: crate::ThrottleConfig
 
 use crate::{Auth, Error, Result, secs};
-use rxvault_store::auth::ThrottleScope;
+use rxvault_store::auth::{ThrottleScope, ThrottleState, ThrottleSubject};
 use std::net::IpAddr;
 
 /// The two throttling subjects of an attempt.
@@ -47,77 +50,151 @@ impl Auth {
         }
     }
 
-    /// Refuses the attempt if either subject is locked or still waiting.
+    /// Admits an attempt or refuses it (either subject locked or still
+    /// waiting out its delay). An admitted attempt is counted as a failure
+    /// before any credential is checked, in the same transaction as the
+    /// check: concurrent guesses cannot all pass a check that none of them
+    /// has been counted against yet. A credential that proves right gives
+    /// its count back ([`Auth::pass`], [`Auth::succeed`]).
     pub(crate) fn check_throttle(&self, subjects: Subjects) -> Result<()> {
-        let t = &self.config.throttle;
         let now = self.now_unix();
-        let mut wait = 0i64;
-        if let Some(account) = subjects.account
-            && let Some(st) = self.store.throttle(ThrottleScope::Account, &account)?
-        {
-            if st.failures >= t.account_lockout {
-                return Err(Error::Locked);
+        let list = self.throttle_subjects(&subjects, now);
+        let mut refusal = None;
+        let admitted = self.store.admit_attempt(&list, now, &mut |states| {
+            refusal = self.refusal(&list, states, now);
+            refusal.is_none()
+        })?;
+        match (admitted, refusal) {
+            (true, _) => Ok(()),
+            (false, Some(e)) => Err(e),
+            (false, None) => Err(Error::Locked),
+        }
+    }
+
+    /// The same check without counting, for API keys (presented on every
+    /// request of a service, and 256-bit random: a burst cannot guess one,
+    /// so a read per request is enough); a bad key is counted by
+    /// [`Auth::count_failure`].
+    pub(crate) fn peek_throttle(&self, subjects: Subjects) -> Result<()> {
+        let now = self.now_unix();
+        let list = self.throttle_subjects(&subjects, now);
+        let mut states = Vec::with_capacity(list.len());
+        for s in &list {
+            let mut st = self
+                .store
+                .throttle(s.scope, s.subject)?
+                .unwrap_or(ThrottleState {
+                    failures: 0,
+                    last_failure_at: now,
+                });
+            if s.restart_before.is_some_and(|r| st.last_failure_at < r) {
+                st.failures = 0;
             }
-            let delay = secs(t.delay(st.failures, t.account_free_failures));
-            wait = wait.max(st.last_failure_at.saturating_add(delay) - now);
+            states.push(st);
         }
-        if let Some(st) = self
-            .store
-            .throttle(ThrottleScope::Source, &subjects.source)?
-            && now - st.last_failure_at < secs(t.source_window)
-        {
-            let delay = secs(t.delay(st.failures, t.source_free_failures));
-            wait = wait.max(st.last_failure_at.saturating_add(delay) - now);
+        match self.refusal(&list, &states, now) {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        if wait > 0 {
-            return Err(Error::Throttled {
-                retry_after_secs: wait as u64,
+    }
+
+    /// Counts a failure of an attempt that was only peeked at.
+    pub(crate) fn count_failure(&self, subjects: Subjects) -> Error {
+        let now = self.now_unix();
+        let list = self.throttle_subjects(&subjects, now);
+        match self.store.admit_attempt(&list, now, &mut |_| true) {
+            Ok(_) => Error::InvalidCredentials,
+            // A failure that could not be counted must not look like an
+            // uncounted free guess: report the store error.
+            Err(e) => e.into(),
+        }
+    }
+
+    fn throttle_subjects<'a>(&self, subjects: &'a Subjects, now: i64) -> Vec<ThrottleSubject<'a>> {
+        let window_start = now - secs(self.config.throttle.source_window);
+        let mut list = Vec::with_capacity(2);
+        if let Some(account) = &subjects.account {
+            list.push(ThrottleSubject {
+                scope: ThrottleScope::Account,
+                subject: account,
+                restart_before: None,
             });
         }
+        list.push(ThrottleSubject {
+            scope: ThrottleScope::Source,
+            subject: &subjects.source,
+            restart_before: Some(window_start),
+        });
+        list
+    }
+
+    /// Why an attempt with these counts must wait, if it must.
+    fn refusal(
+        &self,
+        list: &[ThrottleSubject<'_>],
+        states: &[ThrottleState],
+        now: i64,
+    ) -> Option<Error> {
+        let t = &self.config.throttle;
+        let mut wait = 0i64;
+        for (s, st) in list.iter().zip(states) {
+            let free = match s.scope {
+                ThrottleScope::Account => {
+                    if st.failures >= t.account_lockout {
+                        return Some(Error::Locked);
+                    }
+                    t.account_free_failures
+                }
+                ThrottleScope::Source => t.source_free_failures,
+            };
+            if st.failures > 0 {
+                let delay = secs(t.delay(st.failures, free));
+                wait = wait.max(st.last_failure_at.saturating_add(delay) - now);
+            }
+        }
+        (wait > 0).then(|| Error::Throttled {
+            retry_after_secs: wait as u64,
+        })
+    }
+
+    /// The attempt failed: it was counted when admitted. Returns the error
+    /// to give the caller (always [`Error::InvalidCredentials`]).
+    pub(crate) fn fail(&self, subjects: Subjects) -> Error {
+        if let Some(account) = subjects.account
+            && let Ok(Some(st)) = self.store.throttle(ThrottleScope::Account, &account)
+            && st.failures == self.config.throttle.account_lockout
+        {
+            tracing::warn!(
+                failures = st.failures,
+                "a login name was locked after consecutive failures"
+            );
+        }
+        Error::InvalidCredentials
+    }
+
+    /// A step proved right with more to come (a password before its second
+    /// factor, a passkey registered in a session): its count is given back.
+    pub(crate) fn pass(&self, subjects: Subjects) -> Result<()> {
+        if let Some(account) = subjects.account {
+            self.store
+                .refund_attempt(ThrottleScope::Account, &account)?;
+        }
+        self.store
+            .refund_attempt(ThrottleScope::Source, &subjects.source)?;
         Ok(())
     }
 
-    /// Counts a failure against both subjects and returns the error to give
-    /// the caller (always [`Error::InvalidCredentials`]).
-    pub(crate) fn fail(&self, subjects: Subjects) -> Error {
-        let now = self.now_unix();
-        let t = &self.config.throttle;
-        let result = (|| -> Result<()> {
-            if let Some(account) = subjects.account {
-                let st = self
-                    .store
-                    .record_failure(ThrottleScope::Account, &account, now, None)?;
-                if st.failures == t.account_lockout {
-                    tracing::warn!(
-                        failures = st.failures,
-                        "a login name was locked after consecutive failures"
-                    );
-                }
-            }
-            self.store.record_failure(
-                ThrottleScope::Source,
-                &subjects.source,
-                now,
-                Some(now - secs(t.source_window)),
-            )?;
-            Ok(())
-        })();
-        match result {
-            Ok(()) => Error::InvalidCredentials,
-            // A failure that could not be counted must not look like an
-            // uncounted free guess: report the store error.
-            Err(e) => e,
-        }
-    }
-
-    /// A complete login: the login name's count starts again. (The source
-    /// address's does not: one good account must not unlock guessing at
-    /// others from the same place.)
+    /// A complete login (or step-up): the login name's count starts again.
+    /// (The source address's does not: one good account must not unlock
+    /// guessing at others from the same place; this attempt's count is
+    /// given back.)
     pub(crate) fn succeed(&self, subjects: Subjects) -> Result<()> {
         if let Some(account) = subjects.account {
             self.store
                 .clear_failures(ThrottleScope::Account, &account)?;
         }
+        self.store
+            .refund_attempt(ThrottleScope::Source, &subjects.source)?;
         Ok(())
     }
 

@@ -272,6 +272,17 @@ impl ThrottleScope {
     }
 }
 
+/// One subject of an attempt, for [`AuthStore::admit_attempt`].
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleSubject<'a> {
+    /// What is counted.
+    pub scope: ThrottleScope,
+    /// Its keyed hash.
+    pub subject: &'a [u8],
+    /// A count whose last failure is older than this starts again.
+    pub restart_before: Option<i64>,
+}
+
 /// Consecutive failures of one subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleState {
@@ -439,16 +450,24 @@ pub trait AuthStore: Send + Sync + std::fmt::Debug {
 
     /// The failure count of a subject.
     fn throttle(&self, scope: ThrottleScope, subject: &[u8]) -> Result<Option<ThrottleState>>;
-    /// Counts a failure at `at` and returns the new state. If the previous
-    /// failure was before `restart_before`, the count restarts at 1.
-    /// Atomic: concurrent failures are all counted.
-    fn record_failure(
+    /// Checks and counts an attempt in one transaction: reads every
+    /// subject's state (a count restarted by its `restart_before` reads as
+    /// zero failures), holding its row until the end, and asks `admit`;
+    /// if it says yes, counts the attempt as a failure at `at` for every
+    /// subject (a credential that proves right is given back with
+    /// [`refund_attempt`](Self::refund_attempt)). Returns what `admit` said.
+    /// Concurrent attempts are checked one after another, each seeing the
+    /// ones before it: a burst gets no more checks than attempts made one
+    /// at a time.
+    fn admit_attempt(
         &self,
-        scope: ThrottleScope,
-        subject: &[u8],
+        subjects: &[ThrottleSubject<'_>],
         at: i64,
-        restart_before: Option<i64>,
-    ) -> Result<ThrottleState>;
+        admit: &mut dyn FnMut(&[ThrottleState]) -> bool,
+    ) -> Result<bool>;
+    /// Takes back one counted attempt of a subject (it proved right). Its
+    /// last-failure time stays that of the attempt.
+    fn refund_attempt(&self, scope: ThrottleScope, subject: &[u8]) -> Result<()>;
     /// Forgets a subject's failures (after a success, or an unlock).
     fn clear_failures(&self, scope: ThrottleScope, subject: &[u8]) -> Result<()>;
     /// Forgets the failures of every subject whose last failure was before
@@ -1562,35 +1581,63 @@ impl AuthStore for SqlAuthStore {
         )
     }
 
-    fn record_failure(
+    fn admit_attempt(
         &self,
-        scope: ThrottleScope,
-        subject: &[u8],
+        subjects: &[ThrottleSubject<'_>],
         at: i64,
-        restart_before: Option<i64>,
-    ) -> Result<ThrottleState> {
-        let restart = restart_before.unwrap_or(i64::MIN);
+        admit: &mut dyn FnMut(&[ThrottleState]) -> bool,
+    ) -> Result<bool> {
         self.write(|c| {
-            c.exec(
-                "INSERT INTO auth_throttle (scope, subject, failures, last_failure_at) \
-                 VALUES (?, ?, 1, ?) ON CONFLICT (scope, subject) DO UPDATE SET \
-                 failures = CASE WHEN auth_throttle.last_failure_at < ? THEN 1 \
-                 ELSE auth_throttle.failures + 1 END, \
-                 last_failure_at = excluded.last_failure_at",
-                &[
-                    scope.code().into(),
-                    subject.into(),
-                    at.into(),
-                    restart.into(),
-                ],
-            )?;
-            let rows = c.query(
-                "SELECT failures, last_failure_at FROM auth_throttle \
-                 WHERE scope = ? AND subject = ?",
-                &[scope.code().into(), subject.into()],
-            )?;
-            one(rows, throttle_row)?.ok_or_else(|| Error::Corrupt("throttle row vanished".into()))
+            let mut states = Vec::with_capacity(subjects.len());
+            for s in subjects {
+                // Make the row exist and take it: PostgreSQL holds the row
+                // lock of the upsert until commit (a concurrent attempt
+                // waits here, then reads what this one wrote); SQLite's
+                // IMMEDIATE transaction holds the database's write lock.
+                c.exec(
+                    "INSERT INTO auth_throttle (scope, subject, failures, last_failure_at) \
+                     VALUES (?, ?, 0, ?) ON CONFLICT (scope, subject) DO UPDATE SET \
+                     failures = auth_throttle.failures",
+                    &[s.scope.code().into(), s.subject.into(), at.into()],
+                )?;
+                let rows = c.query(
+                    "SELECT failures, last_failure_at FROM auth_throttle \
+                     WHERE scope = ? AND subject = ?",
+                    &[s.scope.code().into(), s.subject.into()],
+                )?;
+                let mut st = one(rows, throttle_row)?
+                    .ok_or_else(|| Error::Corrupt("throttle row vanished".into()))?;
+                if s.restart_before.is_some_and(|r| st.last_failure_at < r) {
+                    st.failures = 0;
+                }
+                states.push(st);
+            }
+            if !admit(&states) {
+                return Ok(false);
+            }
+            for (s, st) in subjects.iter().zip(&states) {
+                c.exec(
+                    "UPDATE auth_throttle SET failures = ?, last_failure_at = ? \
+                     WHERE scope = ? AND subject = ?",
+                    &[
+                        i64::from(st.failures.saturating_add(1)).into(),
+                        at.into(),
+                        s.scope.code().into(),
+                        s.subject.into(),
+                    ],
+                )?;
+            }
+            Ok(true)
         })
+    }
+
+    fn refund_attempt(&self, scope: ThrottleScope, subject: &[u8]) -> Result<()> {
+        self.exec(
+            "UPDATE auth_throttle SET failures = failures - 1 \
+             WHERE scope = ? AND subject = ? AND failures > 0",
+            &[scope.code().into(), subject.into()],
+        )
+        .map(drop)
     }
 
     fn clear_failures(&self, scope: ThrottleScope, subject: &[u8]) -> Result<()> {

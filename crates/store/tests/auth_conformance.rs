@@ -6,7 +6,7 @@ use rxvault_model::DekId;
 use rxvault_store::auth::{
     AccountKind, AccountUpdate, AuthStore, RequestContext, Revocation, SessionFilter, SessionStage,
     SqlAuthStore, StoredAccount, StoredApiKey, StoredBreakGlass, StoredCeremony, StoredPasskey,
-    StoredSession, StoredTotp, ThrottleScope,
+    StoredSession, StoredTotp, ThrottleScope, ThrottleSubject,
 };
 use rxvault_store::{Backend, PgStore, SqliteStore, Store};
 use rxvault_testkit::pg::Schema;
@@ -482,14 +482,36 @@ fn api_keys_by_hash_revoked_and_touched() {
     });
 }
 
+/// Counts one admitted attempt (a failure until refunded).
+fn count(
+    s: &Arc<dyn AuthStore>,
+    scope: ThrottleScope,
+    subject: &[u8],
+    at: i64,
+    restart: Option<i64>,
+) {
+    let list = [ThrottleSubject {
+        scope,
+        subject,
+        restart_before: restart,
+    }];
+    assert!(s.admit_attempt(&list, at, &mut |_| true).unwrap());
+}
+
+fn failures(s: &Arc<dyn AuthStore>, scope: ThrottleScope, subject: &[u8]) -> Option<u32> {
+    s.throttle(scope, subject).unwrap().map(|st| st.failures)
+}
+
 #[test]
 fn throttling_counts_atomically_restarts_and_clears() {
     each_backend(|s, _| {
         let subject = [0xab; 16];
         assert_eq!(s.throttle(ThrottleScope::Account, &subject).unwrap(), None);
         for i in 1..=3 {
+            count(&s, ThrottleScope::Account, &subject, 100 + i, None);
             let st = s
-                .record_failure(ThrottleScope::Account, &subject, 100 + i, None)
+                .throttle(ThrottleScope::Account, &subject)
+                .unwrap()
                 .unwrap();
             assert_eq!((st.failures, st.last_failure_at), (i as u32, 100 + i));
         }
@@ -498,44 +520,31 @@ fn throttling_counts_atomically_restarts_and_clears() {
             None,
             "scopes are separate"
         );
-        // Concurrent failures are all counted.
+        // Concurrent attempts are all counted.
         std::thread::scope(|scope| {
             for _ in 0..8 {
                 let s = s.clone();
-                scope.spawn(move || {
-                    s.record_failure(ThrottleScope::Account, &subject, 200, None)
-                        .unwrap();
-                });
+                scope.spawn(move || count(&s, ThrottleScope::Account, &subject, 200, None));
             }
         });
-        assert_eq!(
-            s.throttle(ThrottleScope::Account, &subject)
-                .unwrap()
-                .unwrap()
-                .failures,
-            11
-        );
+        assert_eq!(failures(&s, ThrottleScope::Account, &subject), Some(11));
+        // A refund gives one back.
+        s.refund_attempt(ThrottleScope::Account, &subject).unwrap();
+        assert_eq!(failures(&s, ThrottleScope::Account, &subject), Some(10));
         // A window restarts the count when the last failure is old.
-        let st = s
-            .record_failure(ThrottleScope::Account, &subject, 300, Some(250))
-            .unwrap();
-        assert_eq!(st.failures, 1);
-        let st = s
-            .record_failure(ThrottleScope::Account, &subject, 301, Some(250))
-            .unwrap();
-        assert_eq!(st.failures, 2);
+        count(&s, ThrottleScope::Account, &subject, 300, Some(250));
+        assert_eq!(failures(&s, ThrottleScope::Account, &subject), Some(1));
+        count(&s, ThrottleScope::Account, &subject, 301, Some(250));
+        assert_eq!(failures(&s, ThrottleScope::Account, &subject), Some(2));
         s.clear_failures(ThrottleScope::Account, &subject).unwrap();
         assert_eq!(s.throttle(ThrottleScope::Account, &subject).unwrap(), None);
         // Purging old counts keeps locked subjects.
         let locked = [0xcd; 16];
         for at in 0..5 {
-            s.record_failure(ThrottleScope::Account, &locked, at, None)
-                .unwrap();
+            count(&s, ThrottleScope::Account, &locked, at, None);
         }
-        s.record_failure(ThrottleScope::Source, &subject, 10, None)
-            .unwrap();
-        s.record_failure(ThrottleScope::Source, &[1; 16], 500, None)
-            .unwrap();
+        count(&s, ThrottleScope::Source, &subject, 10, None);
+        count(&s, ThrottleScope::Source, &[1; 16], 500, None);
         assert_eq!(s.purge_failures(100, 5).unwrap(), 1);
         assert!(
             s.throttle(ThrottleScope::Account, &locked)
@@ -552,6 +561,45 @@ fn throttling_counts_atomically_restarts_and_clears() {
                 .unwrap()
                 .is_some()
         );
+    });
+}
+
+/// Issue 9, item 3: the check and the count are one step. 32 attempts at
+/// once, each admitted only while fewer than 4 were counted: exactly 4 get
+/// in, as 4 would one after another; refused attempts count nothing.
+#[test]
+fn concurrent_attempts_are_checked_one_after_another() {
+    each_backend(|s, _| {
+        let account = [0x5a; 16];
+        let source = [0x5b; 16];
+        let admitted = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..32 {
+                let (s, admitted) = (s.clone(), &admitted);
+                scope.spawn(move || {
+                    let list = [
+                        ThrottleSubject {
+                            scope: ThrottleScope::Account,
+                            subject: &account,
+                            restart_before: None,
+                        },
+                        ThrottleSubject {
+                            scope: ThrottleScope::Source,
+                            subject: &source,
+                            restart_before: None,
+                        },
+                    ];
+                    if s.admit_attempt(&list, 1000, &mut |st| st.iter().all(|x| x.failures < 4))
+                        .unwrap()
+                    {
+                        admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.into_inner(), 4);
+        assert_eq!(failures(&s, ThrottleScope::Account, &account), Some(4));
+        assert_eq!(failures(&s, ThrottleScope::Source, &source), Some(4));
     });
 }
 

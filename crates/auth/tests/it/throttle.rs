@@ -137,3 +137,96 @@ fn one_source_guessing_many_names_is_slowed_down() {
         Err(Error::Throttled { .. })
     ));
 }
+
+/// How many of `attempts` were checked (answered `InvalidCredentials`);
+/// the rest must have been refused unchecked.
+fn checked(results: Vec<Result<(), Error>>) -> usize {
+    let mut n = 0;
+    for r in results {
+        match r {
+            Err(Error::InvalidCredentials) => n += 1,
+            Err(Error::Throttled { .. } | Error::Locked) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    n
+}
+
+/// Runs `attempt(i)` for i in 0..32, one after another or all at once.
+fn burst(concurrent: bool, attempt: &(dyn Fn(usize) -> Result<(), Error> + Sync)) -> usize {
+    if !concurrent {
+        return checked((0..32).map(attempt).collect());
+    }
+    let barrier = std::sync::Barrier::new(32);
+    checked(std::thread::scope(|s| {
+        let handles: Vec<_> = (0..32)
+            .map(|i| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    attempt(i)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    }))
+}
+
+/// Issue 9, item 3: 32 wrong passwords sent at once for one account were
+/// all checked (4 when sent one after another); spraying 32 names at once
+/// likewise; bursts of TOTP codes got 4–32 checks. A burst now gets exactly
+/// the checks the same attempts get one after another.
+#[test]
+fn bursts_get_no_more_checks_than_attempts_one_after_another() {
+    let kinds = ["one account", "32 names", "TOTP codes"];
+    for kind in kinds {
+        let counts = std::sync::Mutex::new(Vec::new());
+        for concurrent in [false, true] {
+            each_backend(AuthConfig::default(), |fx| {
+                let u = fx.user("pharm1", Role::Pharmacist);
+                let n = match kind {
+                    "one account" => burst(concurrent, &|_| {
+                        fx.auth
+                            .login_password("pharm1", &wrong(), here(), None)
+                            .map(drop)
+                    }),
+                    "32 names" => burst(concurrent, &|i| {
+                        fx.auth
+                            .login_password(&format!("user{i}"), &wrong(), here(), None)
+                            .map(drop)
+                    }),
+                    _ => {
+                        // 32 pending logins (right password), then 32 wrong
+                        // codes for them.
+                        let pending: Vec<_> = (0..32)
+                            .map(|_| {
+                                let Ok(Login::SecondFactor(p)) =
+                                    fx.auth.login_password("pharm1", &u.password, here(), None)
+                                else {
+                                    panic!("the right password passes")
+                                };
+                                std::sync::Mutex::new(Some(p))
+                            })
+                            .collect();
+                        burst(concurrent, &|i| {
+                            let p = pending[i].lock().unwrap().take().unwrap();
+                            fx.auth.verify_totp(p, "000000").map(drop)
+                        })
+                    }
+                };
+                counts.lock().unwrap().push((concurrent, n));
+            });
+        }
+        let counts = counts.into_inner().unwrap();
+        let sequential: Vec<usize> = counts.iter().filter(|c| !c.0).map(|c| c.1).collect();
+        let at_once: Vec<usize> = counts.iter().filter(|c| c.0).map(|c| c.1).collect();
+        assert!(
+            sequential.iter().all(|n| *n > 0 && *n < 32),
+            "{kind}: throttled one after another: {sequential:?}"
+        );
+        assert_eq!(
+            at_once, sequential,
+            "{kind}: checks at once vs one after another"
+        );
+    }
+}
