@@ -127,6 +127,50 @@ fn stored_input(dir: &Path) -> Vec<Resource> {
     out
 }
 
+/// The number tokens of a JSON text as written (outside strings), sorted:
+/// what a parser that rounds through `f64` would change.
+fn number_tokens(text: &str) -> Vec<String> {
+    let (mut out, mut in_string, mut escaped, mut current) =
+        (Vec::new(), false, false, String::new());
+    for c in text.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        if c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E') {
+            current.push(c);
+            continue;
+        }
+        if !current.is_empty() {
+            out.push(std::mem::take(&mut current));
+        }
+        in_string = c == '"';
+    }
+    out.sort();
+    out
+}
+
+/// Raw NDJSON lines of the stored kinds by (type, id).
+fn raw_lines(dir: &Path) -> BTreeMap<(String, String), String> {
+    let mut out = BTreeMap::new();
+    for ty in STORED {
+        let f = dir.join(format!("{ty}.ndjson"));
+        if let Ok(text) = std::fs::read_to_string(&f) {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let v: Value = serde_json::from_str(line).unwrap();
+                let key = (ty.to_string(), v["id"].as_str().unwrap().to_string());
+                out.insert(key, line.to_string());
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn import_then_export_round_trips_semantically() {
     for (backend, fx) in fixtures() {
@@ -158,6 +202,25 @@ fn import_then_export_round_trips_semantically() {
         assert_eq!(export.export_id.len(), 32);
         let exported = by_id(stored_input(&out));
         assert_eq!(exported.len(), expected.len(), "{backend}");
+        // Every number comes back as the text it was written with (issue 9,
+        // item 9: through f64, 573 of 1,979 Synthea records came back with a
+        // changed last digit). Compared as text, not as parsed values.
+        let written: BTreeMap<_, _> = inputs.iter().flat_map(|d| raw_lines(d)).collect();
+        let read_back = raw_lines(&out);
+        let mut decimals = 0usize;
+        for (key, line) in &written {
+            let want = number_tokens(line);
+            decimals += want.iter().filter(|t| t.contains('.')).count();
+            assert_eq!(
+                number_tokens(&read_back[key]),
+                want,
+                "{backend}: numbers of {key:?} changed"
+            );
+        }
+        assert!(
+            decimals > 1000,
+            "{backend}: the samples carry {decimals} decimals"
+        );
         for (key, want) in &expected {
             assert_eq!(
                 exported.get(key),
