@@ -159,6 +159,19 @@ fn wrap_aad(vault_id: &str, id: DekId, purpose: KeyPurpose, kek_version: u32) ->
     aad
 }
 
+/// The error for a stored wrap the right KEK does not open.
+fn corrupt_key(w: &WrappedKey) -> Error {
+    let what = match w.purpose {
+        KeyPurpose::Data => format!("wrapped data key {}", w.id),
+        KeyPurpose::Index => "wrapped index key".to_string(),
+        KeyPurpose::Signing => "wrapped signing key".to_string(),
+    };
+    Error::CorruptKey {
+        what,
+        kek_version: w.kek_version,
+    }
+}
+
 fn aead_key(key: &SecretKey) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.expose()).expect("32-byte key"))
 }
@@ -205,16 +218,41 @@ impl Keyring {
     }
 
     /// Opens a vault's keyring from its stored wrapped keys. Fails with
-    /// [`Error::WrongKey`] if the KEK does not unwrap the index key.
+    /// [`Error::WrongKey`] if the KEK opens none of the vault's keys, and
+    /// with [`Error::CorruptKey`] if it opens some but not all of them (the
+    /// KEK is right; a stored wrap was altered).
     pub fn open(vault_id: &str, kek: Box<dyn Kek>, wrapped: &[WrappedKey]) -> Result<Self> {
         let index = wrapped
             .iter()
             .find(|w| w.purpose == KeyPurpose::Index && w.kek_version == kek.version())
             .ok_or(Error::WrongKey)?;
-        let index_key = kek.unwrap(
+        let index_key = match kek.unwrap(
             &wrap_aad(vault_id, index.id, KeyPurpose::Index, index.kek_version),
             &index.wrapped,
-        )?;
+        ) {
+            Ok(k) => k,
+            Err(Error::WrongKey) => {
+                // A wrong KEK opens nothing; one that opens another of the
+                // vault's keys is right, and the index key's wrap is what
+                // was altered. (A vault with no other key cannot tell.)
+                let opens_another = wrapped.iter().any(|w| {
+                    w.kek_version == kek.version()
+                        && w.purpose != KeyPurpose::Index
+                        && kek
+                            .unwrap(
+                                &wrap_aad(vault_id, w.id, w.purpose, w.kek_version),
+                                &w.wrapped,
+                            )
+                            .is_ok()
+                });
+                return Err(if opens_another {
+                    corrupt_key(index)
+                } else {
+                    Error::WrongKey
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let ring = Self::with_index_key(vault_id, kek, &index_key);
         for w in wrapped
             .iter()
@@ -231,9 +269,7 @@ impl Keyring {
 
     /// Loads the signing key from its stored wrap.
     pub fn load_signer(&self, w: &WrappedKey) -> Result<()> {
-        let seed = self.unwrap_stored(w).map_err(|_| Error::Integrity {
-            what: "wrapped signing key".into(),
-        })?;
+        let seed = self.unwrap_stored(w)?;
         let pair =
             Ed25519KeyPair::from_seed_unchecked(seed.expose()).map_err(|_| Error::Integrity {
                 what: "signing key".into(),
@@ -368,12 +404,19 @@ impl Keyring {
         Ok((active, first))
     }
 
-    /// Unwraps a stored key with this keyring's KEK.
+    /// Unwraps a stored key with this keyring's KEK. The KEK opened the
+    /// index key, so a wrap it does not open was altered:
+    /// [`Error::CorruptKey`], never [`Error::WrongKey`].
     fn unwrap_stored(&self, w: &WrappedKey) -> Result<SecretKey> {
-        self.kek.unwrap(
-            &wrap_aad(&self.vault_id, w.id, w.purpose, w.kek_version),
-            &w.wrapped,
-        )
+        self.kek
+            .unwrap(
+                &wrap_aad(&self.vault_id, w.id, w.purpose, w.kek_version),
+                &w.wrapped,
+            )
+            .map_err(|e| match e {
+                Error::WrongKey => corrupt_key(w),
+                e => e,
+            })
     }
 
     /// The KEK version this keyring unwraps with.
@@ -383,9 +426,7 @@ impl Keyring {
 
     /// Loads a DEK another process stored.
     pub fn load(&self, w: &WrappedKey) -> Result<()> {
-        let key = self.unwrap_stored(w).map_err(|_| Error::Integrity {
-            what: format!("wrapped data key {}", w.id),
-        })?;
+        let key = self.unwrap_stored(w)?;
         self.deks
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -720,6 +761,43 @@ mod tests {
             ring.open_record(RecordKind::Patient, &a, &cut, CategorySet::ALL),
             Err(Error::Integrity { .. })
         ));
+    }
+
+    #[test]
+    fn a_corrupt_wrap_is_named_and_not_a_wrong_key() {
+        let (ring, mut stored, kek_key) = ring();
+        let signer = ring.prepare_signer().unwrap();
+        stored.push(signer.wrapped.clone());
+        let kek = || Box::new(LocalKek::new(1, kek_key.clone()));
+        for (i, expected) in [
+            (1, "wrapped data key"),
+            (0, "wrapped index key"),
+            (2, "wrapped signing key"),
+        ] {
+            let mut bad = stored.clone();
+            let last = bad[i].wrapped.len() - 1;
+            bad[i].wrapped[last] ^= 1;
+            let err = Keyring::open("v1", kek(), &bad).unwrap_err();
+            assert!(
+                matches!(&err, Error::CorruptKey { what, kek_version: 1 } if what.starts_with(expected)),
+                "{expected}: {err}"
+            );
+            assert!(err.to_string().contains("does not authenticate"), "{err}");
+            // A wrong KEK is still a wrong KEK, whatever else is corrupt.
+            let wrong = Keyring::open(
+                "v1",
+                Box::new(LocalKek::new(1, SecretKey::generate().unwrap())),
+                &bad,
+            );
+            assert!(matches!(wrong, Err(Error::WrongKey)));
+        }
+        // Rewrapping (a KEK rotation) names the corrupt wrap too.
+        let mut bad = stored.clone();
+        bad[1].wrapped[0] ^= 1;
+        let err = ring
+            .rewrap(&LocalKek::new(2, SecretKey::generate().unwrap()), &bad)
+            .unwrap_err();
+        assert!(matches!(err, Error::CorruptKey { .. }), "{err}");
     }
 
     #[test]

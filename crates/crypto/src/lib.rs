@@ -82,6 +82,17 @@ pub enum Error {
         "the key does not open this vault (wrong passphrase, or a key file for another vault or an old key version)"
     )]
     WrongKey,
+    /// A stored wrapped key does not authenticate under a KEK that opens the
+    /// vault's other keys: the key is right, the wrap was altered.
+    #[error(
+        "{what} does not authenticate under KEK version {kek_version}: the database is corrupt or was tampered with (the key itself opens this vault's other keys)"
+    )]
+    CorruptKey {
+        /// Which wrap (`wrapped data key 1234`, `wrapped index key`).
+        what: String,
+        /// The KEK version it is wrapped under.
+        kek_version: u32,
+    },
     /// A record was sealed with a data key this keyring does not hold.
     #[error("data key {0} is not loaded")]
     UnknownDek(rxvault_model::DekId),

@@ -892,3 +892,75 @@ fn records_served_as_json_text_are_the_records_opened_as_resources() {
     assert!(format!("{text:?}").starts_with("ResourceJson("));
     assert!(!format!("{text:?}").contains("resourceType"));
 }
+
+/// Issue 9, item 10: a corrupted wrapped key names the key material; a
+/// wrong key file still says the key file does not open the vault.
+#[test]
+fn issue_9_a_corrupt_wrapped_key_is_not_blamed_on_the_key_file() {
+    for (backend, fx) in fixtures() {
+        drop(fx.imported("synthea-10"));
+        // Flips one bit of the tag of one wrap of `purpose` (again: restores it).
+        let corrupt = |purpose: i64| {
+            let pick = "SELECT MAX(id) FROM data_keys WHERE purpose = ";
+            match backend {
+                "sqlite" => sqlite_exec(&fx, |c| {
+                    let (id, mut wrapped): (i64, Vec<u8>) = c
+                        .query_row(
+                            &format!("SELECT id, wrapped FROM data_keys WHERE id = ({pick}?1)"),
+                            [purpose],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .unwrap();
+                    *wrapped.last_mut().unwrap() ^= 1;
+                    c.execute(
+                        "UPDATE data_keys SET wrapped = ?1 WHERE id = ?2",
+                        rusqlite::params![wrapped, id],
+                    )
+                    .unwrap();
+                }),
+                _ => pg_exec(&fx, |c| {
+                    c.execute(
+                        &format!(
+                            "UPDATE data_keys SET wrapped = set_byte(wrapped, length(wrapped) - 1, \
+                             get_byte(wrapped, length(wrapped) - 1) # 1) WHERE id = ({pick}$1)"
+                        ),
+                        &[&purpose],
+                    )
+                    .unwrap();
+                }),
+            }
+        };
+        let open = || Vault::open(&fx.data, Some(KeySource::File(fx.key.clone())), clock());
+        for (purpose, named) in [(1, "wrapped data key"), (2, "wrapped index key")] {
+            corrupt(purpose);
+            let err = open().unwrap_err();
+            let text = err.to_string();
+            assert!(
+                matches!(err, Error::Crypto(rxvault_crypto::Error::CorruptKey { .. }))
+                    && text.starts_with(named)
+                    && text.contains("does not authenticate")
+                    && text.contains("corrupt or was tampered with")
+                    && !text.contains("key file does not open"),
+                "{backend}: {text}"
+            );
+            corrupt(purpose);
+            assert!(open().is_ok(), "{backend}: restored");
+        }
+        // A key file for this vault holding another key.
+        let wrong = fx._tmp.path().join("keys/wrong.key");
+        let vault_id = rxvault_vault::VaultConfig::load(&fx.data).unwrap().vault_id;
+        rxvault_crypto::keyfile::KeyFile::new(
+            &vault_id,
+            1,
+            rxvault_crypto::SecretKey::generate().unwrap(),
+        )
+        .save(&wrong)
+        .unwrap();
+        let err = Vault::open(&fx.data, Some(KeySource::File(wrong)), clock()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the key file does not open this vault"),
+            "{backend}: {err}"
+        );
+    }
+}
