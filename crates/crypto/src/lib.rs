@@ -30,7 +30,7 @@
 //!
 //! # Example
 //! ```
-//! use rxvault_crypto::{kek::LocalKek, Keyring, SecretKey};
+//! use rxvault_crypto::{kek::LocalKek, Binding, Keyring, SecretKey};
 //! use rxvault_model::{CategorySet, FieldCategory, IndexKind, RecordKind};
 //!
 //! let kek = LocalKek::new(1, SecretKey::generate()?);
@@ -39,11 +39,17 @@
 //! // A data key for this process: store `dek.wrapped` first, then activate.
 //! let dek = keyring.prepare_dek()?;
 //! keyring.activate(dek);
-//! let rid = keyring.rid(RecordKind::Patient, "p1");
-//! let sealed = keyring.seal_record(RecordKind::Patient, &rid, &[(FieldCategory::Demographics, b"{}")])?;
-//! let parts = keyring.open_record(RecordKind::Patient, &rid, &sealed, CategorySet::ALL)?;
+//! let place = Binding {
+//!     kind: RecordKind::Patient,
+//!     rid: keyring.rid(RecordKind::Patient, "p1"),
+//!     patient: None,
+//!     derived: false,
+//! };
+//! let phone = keyring.token(IndexKind::Phone, "5558107203");
+//! let sealed = keyring.seal_record(&place, &[(IndexKind::Phone, phone)], &[(FieldCategory::Demographics, b"{}")])?;
+//! let parts = keyring.open_record(&place, &sealed, CategorySet::ALL)?;
 //! assert_eq!(&parts[0].1[..], b"{}");
-//! let _token = keyring.token(IndexKind::Phone, "5558107203");
+//! keyring.check_index_entry(&place, &sealed, IndexKind::Phone, &phone)?;
 //! # Ok::<(), rxvault_crypto::Error>(())
 //! ```
 #![deny(missing_docs)]
@@ -60,7 +66,9 @@ pub mod tls;
 pub mod token;
 
 pub use kek::Kek;
-pub use keyring::{KeyPurpose, Keyring, NewDek, NewSigner, WrappedKey, sha256, verify_signature};
+pub use keyring::{
+    Binding, KeyPurpose, Keyring, NewDek, NewSigner, WrappedKey, sha256, verify_signature,
+};
 pub use otp::TotpSecret;
 pub use password::{Password, PasswordHash, Pepper};
 pub use secret::{Passphrase, SecretKey};
