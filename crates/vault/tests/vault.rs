@@ -1431,3 +1431,170 @@ fn issue_9_a_corrupt_wrapped_key_is_not_blamed_on_the_key_file() {
         );
     }
 }
+
+/// Issue 9, item 8, on PostgreSQL: the old-format fixture's rows copied
+/// into a PostgreSQL vault migrate on open and read identically.
+#[test]
+fn issue_9_an_old_format_vault_migrates_on_postgres() {
+    let Some(schema) = Schema::new("v1") else {
+        return;
+    };
+    let old = old_format_vault();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    Vault::init(
+        &data,
+        StoreConfig::Postgres {
+            url: schema.url.clone(),
+            schema: schema.name.clone(),
+        },
+        InitKey::File(Some(tmp.path().join("keys/unused.key"))),
+        clock(),
+    )
+    .unwrap();
+    let mut config = rxvault_vault::VaultConfig::load(&data).unwrap();
+    config.vault_id = rxvault_vault::VaultConfig::load(&old.data)
+        .unwrap()
+        .vault_id;
+    config.key_file = None;
+    config.save().unwrap();
+    let fx = Fixture {
+        _tmp: tmp,
+        data,
+        key: old.key.clone(),
+        _schema: Some(schema),
+    };
+    // The old database's rows, as they are, replace the new vault's.
+    let src = rusqlite::Connection::open(old.data.join("vault.db")).unwrap();
+    pg_exec(&fx, |pg| {
+        pg.batch_execute("DELETE FROM meta WHERE key <> 'schema_version'; DELETE FROM data_keys;")
+            .unwrap();
+        let mut rows = src
+            .prepare("SELECT key, value FROM meta WHERE key <> 'schema_version'")
+            .unwrap();
+        for r in rows
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+        {
+            let (k, v) = r.unwrap();
+            pg.execute("INSERT INTO meta (key, value) VALUES ($1, $2)", &[&k, &v])
+                .unwrap();
+        }
+        let mut rows = src
+            .prepare("SELECT id, kek_version, purpose, wrapped FROM data_keys")
+            .unwrap();
+        for r in rows
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            })
+            .unwrap()
+        {
+            let (id, kek, purpose, wrapped) = r.unwrap();
+            pg.execute(
+                "INSERT INTO data_keys (id, kek_version, purpose, wrapped) VALUES ($1, $2, $3, $4)",
+                &[&id, &kek, &purpose, &wrapped],
+            )
+            .unwrap();
+        }
+        for t in [
+            "patients",
+            "coverages",
+            "prescriptions",
+            "fills",
+            "allergies",
+        ] {
+            let mut rows = src
+                .prepare(&format!(
+                    "SELECT rid, patient_rid, dek_id, derived, envelope, updated_at FROM {t}"
+                ))
+                .unwrap();
+            for r in rows
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, Option<Vec<u8>>>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Vec<u8>>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ))
+                })
+                .unwrap()
+            {
+                let (rid, patient, dek, derived, envelope, at) = r.unwrap();
+                pg.execute(
+                    &format!(
+                        "INSERT INTO {t} (rid, patient_rid, dek_id, derived, envelope, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)"
+                    ),
+                    &[&rid, &patient, &dek, &derived, &envelope, &at],
+                )
+                .unwrap();
+            }
+        }
+        let mut rows = src
+            .prepare("SELECT index_kind, token, record_kind, rid FROM blind_index")
+            .unwrap();
+        for r in rows
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            })
+            .unwrap()
+        {
+            let (index, token, kind, rid) = r.unwrap();
+            pg.execute(
+                "INSERT INTO blind_index (index_kind, token, record_kind, rid) VALUES ($1, $2, $3, $4)",
+                &[&index, &token, &kind, &rid],
+            )
+            .unwrap();
+        }
+    });
+    let versions = |fx: &Fixture| {
+        let mut out = BTreeMap::new();
+        pg_exec(fx, |pg| {
+            for t in [
+                "patients",
+                "coverages",
+                "prescriptions",
+                "fills",
+                "allergies",
+            ] {
+                for row in pg
+                    .query(&format!("SELECT get_byte(envelope, 0) FROM {t}"), &[])
+                    .unwrap()
+                {
+                    *out.entry(row.get::<_, i32>(0)).or_insert(0u64) += 1;
+                }
+            }
+        });
+        out
+    };
+    assert_eq!(versions(&fx), BTreeMap::from([(1, 53)]));
+
+    let vault = fx.open();
+    assert_eq!(versions(&fx), BTreeMap::from([(2, 53)]));
+    let out = fx._tmp.path().join("export");
+    vault
+        .export_fhir(&out, &Target::Plaintext, &mut Quiet)
+        .unwrap();
+    let exported = by_id(
+        STORED
+            .iter()
+            .flat_map(|t| read_ndjson(&out.join(format!("{t}.ndjson")))),
+    );
+    assert!(
+        exported == old_export(),
+        "the migrated vault reads identically"
+    );
+    assert!(vault.check_records(&mut Quiet).unwrap().findings.is_empty());
+}
