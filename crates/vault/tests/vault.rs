@@ -35,6 +35,27 @@ impl Fixture {
         Vault::open(&self.data, Some(KeySource::File(self.key.clone())), clock()).unwrap()
     }
 
+    /// Opened, with `patients` synthetic patients imported (every kind of
+    /// record, fills dated up to 2026-11-28); returns the input folder too.
+    fn synth_imported(&self, patients: u64) -> (Vault, PathBuf) {
+        let vault = self.open();
+        let input = self._tmp.path().join("synth");
+        let config = rxvault_synth::Config {
+            patients,
+            seed: 5,
+            as_of: time::macros::date!(2026 - 11 - 28),
+        };
+        rxvault_synth::write_ndjson(&config, &input, &mut |_| {}).unwrap();
+        vault
+            .import(
+                std::slice::from_ref(&input),
+                &ImportOptions::default(),
+                &mut (),
+            )
+            .unwrap();
+        (vault, input)
+    }
+
     /// Opened, with the shared sample `dataset` imported.
     fn imported(&self, dataset: &str) -> Vault {
         let vault = self.open();
@@ -549,21 +570,7 @@ fn blind_index_searches_find_the_right_patients() {
 #[test]
 fn shipping_manifest_holds_only_shipping_data() {
     for (backend, fx) in fixtures() {
-        let vault = fx.open();
-        let input = fx._tmp.path().join("synth");
-        let config = rxvault_synth::Config {
-            patients: 300,
-            seed: 5,
-            as_of: time::macros::date!(2026 - 11 - 28),
-        };
-        rxvault_synth::write_ndjson(&config, &input, &mut |_| {}).unwrap();
-        vault
-            .import(
-                std::slice::from_ref(&input),
-                &ImportOptions::default(),
-                &mut (),
-            )
-            .unwrap();
+        let (vault, input) = fx.synth_imported(300);
         let out = fx._tmp.path().join("ship.csv");
         let report = vault
             .export_shipping("2026-11-28", &out, &Target::Plaintext)
@@ -923,27 +930,6 @@ fn tamper(backend: &str, fx: &Fixture, sql: &str, args: &[&[u8]]) {
     }
 }
 
-/// Opened, with 40 synthetic patients imported (every kind of record);
-/// returns the input folder too.
-fn synth_imported(fx: &Fixture) -> (Vault, PathBuf) {
-    let vault = fx.open();
-    let input = fx._tmp.path().join("synth");
-    let config = rxvault_synth::Config {
-        patients: 40,
-        seed: 5,
-        as_of: time::macros::date!(2026 - 11 - 28),
-    };
-    rxvault_synth::write_ndjson(&config, &input, &mut |_| {}).unwrap();
-    vault
-        .import(
-            std::slice::from_ref(&input),
-            &ImportOptions::default(),
-            &mut (),
-        )
-        .unwrap();
-    (vault, input)
-}
-
 fn patient_of(r: &Resource, element: &str) -> String {
     r[element]["reference"]
         .as_str()
@@ -974,7 +960,7 @@ fn allergy_ids(vault: &Vault, patient: &str) -> Vec<String> {
 #[test]
 fn issue_9_a_records_patient_link_is_authenticated() {
     for (backend, fx) in fixtures() {
-        let (vault, input) = synth_imported(&fx);
+        let (vault, input) = fx.synth_imported(40);
         let allergies = read_ndjson(&input.join("AllergyIntolerance.ndjson"));
         let allergy = &allergies[0];
         let id = allergy["id"].as_str().unwrap();
@@ -1083,7 +1069,7 @@ fn issue_9_a_records_patient_link_is_authenticated() {
 #[test]
 fn issue_9_flags_and_index_entries_are_authenticated() {
     for (backend, fx) in fixtures() {
-        let (vault, input) = synth_imported(&fx);
+        let (vault, input) = fx.synth_imported(40);
         let coverage = &read_ndjson(&input.join("Coverage.ndjson"))[0];
         let cov_rid = vault.rid(RecordKind::Coverage, coverage["id"].as_str().unwrap());
         let cov_owner = patient_of(coverage, "beneficiary");
