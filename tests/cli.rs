@@ -949,3 +949,149 @@ fn a_closed_stdout_ends_output_quietly_and_piped_logs_have_no_colour_codes() {
     );
     assert!(!stderr.contains('\u{1b}'), "colour codes in piped logs");
 }
+
+/// Runs SQL on the vault's SQLite file with the `sqlite3` shell (the
+/// tamperer has the database, not the key).
+fn sqlite3(db: &Path, sql: &str) {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("sqlite3 CLI");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 9 through the binary: an allergy re-pointed at another patient
+/// fails that patient's chart (exit 1, an integrity error) and never shows
+/// in it; a link altered out of every chart is found by `rxvault check`; a
+/// corrupt wrapped data key is named, and a wrong key file is still called
+/// one.
+#[test]
+fn issue_9_tampered_links_and_keys_get_the_right_errors() {
+    let s = Scratch::new();
+    s.init(&[]);
+    let input = s.synth("synth", 12, 3);
+    let mut args = s.vault(&["import"]);
+    args.push(input.display().to_string());
+    s.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let db = s.data().join("vault.db");
+    let patients: Vec<String> = read_ndjson(&input.join("Patient.ndjson"))
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    let show_all = || -> Vec<Output> {
+        patients
+            .iter()
+            .map(|id| {
+                let v = s.vault(&["patient", "show", id]);
+                s.run(&v.iter().map(String::as_str).collect::<Vec<_>>())
+            })
+            .collect()
+    };
+    let check = || {
+        let v = s.vault(&["check"]);
+        s.run(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert!(show_all().iter().all(|o| o.status.success()));
+    assert_eq!(check().status.code(), Some(0));
+
+    // The first allergy moved to another patient.
+    sqlite3(
+        &db,
+        "CREATE TABLE saved AS SELECT rid, patient_rid FROM allergies ORDER BY rid LIMIT 1; \
+         UPDATE allergies SET patient_rid = (SELECT p.rid FROM patients p, saved s \
+         WHERE p.rid <> s.patient_rid ORDER BY p.rid LIMIT 1) WHERE rid = (SELECT rid FROM saved);",
+    );
+    let shown = show_all();
+    let failed: Vec<&Output> = shown.iter().filter(|o| !o.status.success()).collect();
+    assert_eq!(failed.len(), 1, "exactly the chart it was moved to fails");
+    assert_eq!(failed[0].status.code(), Some(1));
+    let err = String::from_utf8_lossy(&failed[0].stderr);
+    assert!(
+        err.contains("integrity check failed for allergies record"),
+        "{err}"
+    );
+    let out = check();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("allergies record"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Its link changed to a key no patient has: in no chart, every chart
+    // opens, and the check names it.
+    sqlite3(
+        &db,
+        "UPDATE allergies SET patient_rid = CAST(substr((SELECT patient_rid FROM saved), 1, 15) || \
+         CASE WHEN substr((SELECT patient_rid FROM saved), 16, 1) = X'00' THEN X'01' ELSE X'00' END \
+         AS BLOB) WHERE rid = (SELECT rid FROM saved);",
+    );
+    assert!(show_all().iter().all(|o| o.status.success()));
+    let out = check();
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("links to no stored patient"),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sqlite3(
+        &db,
+        "UPDATE allergies SET patient_rid = (SELECT patient_rid FROM saved) \
+         WHERE rid = (SELECT rid FROM saved); DROP TABLE saved;",
+    );
+    assert_eq!(check().status.code(), Some(0));
+
+    // A wrong key file for this vault.
+    let wrong = s.path("keys/wrong.key");
+    let text = std::fs::read_to_string(s.key()).unwrap();
+    let other: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("kek 1 ") {
+                format!("kek 1 {}\n", "A".repeat(43))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&wrong, other).unwrap();
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let d = s.data();
+    let out = s.run(&[
+        "status",
+        "--data",
+        d.to_str().unwrap(),
+        "--key-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the key file does not open this vault"),
+        "{err}"
+    );
+
+    // A corrupt wrapped data key: named, not blamed on the key file.
+    sqlite3(
+        &db,
+        "UPDATE data_keys SET wrapped = randomblob(length(wrapped)) \
+         WHERE id = (SELECT MAX(id) FROM data_keys WHERE purpose = 1);",
+    );
+    let v = s.vault(&["status"]);
+    let out = s.run(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("wrapped data key")
+            && err.contains("does not authenticate")
+            && err.contains("corrupt or was tampered with")
+            && !err.contains("does not open this vault"),
+        "{err}"
+    );
+}

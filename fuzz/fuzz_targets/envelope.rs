@@ -6,11 +6,6 @@ use rxvault_crypto::envelope;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(env) = envelope::decode(data) {
-        let mut out = envelope::begin(env.dek, env.parts.len() as u8, 0);
-        for p in &env.parts {
-            envelope::push_part_header(&mut out, p.category, &p.nonce, p.ciphertext.len());
-            out.extend_from_slice(p.ciphertext);
-        }
-        assert_eq!(out, data);
+        assert_eq!(envelope::encode(&env), data);
     }
 });

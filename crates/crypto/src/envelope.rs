@@ -1,32 +1,60 @@
 //! The byte format of a sealed record.
 //!
+//! # Version 2 (what this build writes)
 //! ```text
 //! offset  size  field
-//! 0       1     format version (1)
+//! 0       1     format version (2)
 //! 1       4     DEK id, big-endian
 //! 5       1     part count n (1..=7)
+//! 6       1     index entry count t
+//! 7       17·t  the record's blind-index entries, strictly increasing:
+//!               1 index kind code, 16 token
+//! then    12    header nonce
+//!         16    header tag (AES-256-GCM of the empty string: a GMAC of
+//!               the header's associated data)
 //! then n parts, categories strictly increasing:
 //!         1     field category code
 //!         12    nonce
 //!         4     ciphertext length L (including the 16-byte tag), big-endian
 //!         L     AES-256-GCM ciphertext and tag
 //! ```
-//! Each part's associated data binds the table, the record's [`Rid`], the
-//! DEK id, the set of categories present and the part's own category (see
-//! [`part_aad`]), so a ciphertext moved to another record, table or field,
-//! re-labelled with another key, or an envelope with a part removed or added,
-//! fails to open.
+//! Every associated data of a version 2 record ([`binding`]) binds the
+//! table, the record's [`Rid`], the DEK id, the set of categories present,
+//! the **patient** the record belongs to, its **derived** flag and its
+//! **blind-index entries**: everything stored beside the envelope that
+//! decides what is shown to whom. The header tag authenticates that binding
+//! without decrypting any part, so it is checked on every open, also when
+//! the caller may see none of the record's categories; each part's
+//! associated data adds the part's own category. A ciphertext moved to
+//! another record, table, field or patient, re-labelled with another key or
+//! flag, an index entry pointed at a record that does not carry it, or an
+//! envelope with a part removed or added, fails to open.
+//!
+//! # Version 1 (read only, for the migration)
+//! Header `version (1) ‖ DEK id ‖ part count`, then the parts; each part's
+//! associated data ([`part_aad_v1`]) binds table, record key, DEK id,
+//! category set and category, but not the patient, the derived flag or the
+//! index entries. A keyring opens it only while the vault is migrating
+//! ([`Keyring::accept_legacy_records`](crate::Keyring::accept_legacy_records)).
 
-use rxvault_model::{DekId, FieldCategory, Rid};
+use rxvault_model::{DekId, FieldCategory, IndexKind, IndexToken, Rid};
 
-/// The current format version.
-pub const VERSION: u8 = 1;
-/// Bytes of the header.
+/// The format version this build writes.
+pub const VERSION: u8 = 2;
+/// The format version before the patient link and index entries were bound.
+pub const LEGACY_VERSION: u8 = 1;
+/// Bytes of a version 1 header.
 pub const HEADER_LEN: usize = 6;
+/// Bytes of a version 2 header before its index entries.
+const V2_FIXED_LEN: usize = 7;
+/// Bytes of one index entry.
+const TOKEN_LEN: usize = 1 + 16;
 /// Bytes of a part's header.
 pub const PART_HEADER_LEN: usize = 1 + 12 + 4;
 /// Bytes of the GCM tag.
 pub const TAG_LEN: usize = 16;
+/// The most index entries one record can carry.
+pub const MAX_TOKENS: usize = u8::MAX as usize;
 
 /// Why an envelope could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +80,12 @@ pub enum DecodeError {
     /// Bytes after the last part.
     #[error("{0} trailing bytes")]
     Trailing(usize),
+    /// An unknown index kind code.
+    #[error("unknown index kind {0}")]
+    IndexKind(u8),
+    /// Index entries out of order or repeated, or more than [`MAX_TOKENS`].
+    #[error("index entries out of order or too many")]
+    Tokens,
 }
 
 /// One sealed part of a record.
@@ -65,11 +99,27 @@ pub struct Part<'a> {
     pub ciphertext: &'a [u8],
 }
 
+/// The authenticator of a version 2 header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderTag {
+    /// Its nonce.
+    pub nonce: [u8; 12],
+    /// The GCM tag over the header's associated data.
+    pub tag: [u8; TAG_LEN],
+}
+
 /// A decoded envelope (still encrypted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope<'a> {
+    /// Its format version ([`VERSION`] or [`LEGACY_VERSION`]).
+    pub version: u8,
     /// The data key that sealed it.
     pub dek: DekId,
+    /// The record's blind-index entries, strictly increasing (none in
+    /// version 1).
+    pub tokens: Vec<(IndexKind, IndexToken)>,
+    /// The header's authenticator (version 2 only).
+    pub header: Option<HeaderTag>,
     /// Its parts, categories strictly increasing.
     pub parts: Vec<Part<'a>>,
 }
@@ -86,34 +136,85 @@ pub fn bits(categories: impl Iterator<Item = FieldCategory>) -> u16 {
     categories.fold(0u16, |b, c| b | (1 << c.code()))
 }
 
+/// The format version of a sealed record, without decoding the rest.
+pub fn version(bytes: &[u8]) -> Option<u8> {
+    bytes.first().copied()
+}
+
+/// Index entries in the order an envelope holds them: sorted by index kind
+/// code then token, duplicates removed.
+pub fn canonical_tokens(tokens: &[(IndexKind, IndexToken)]) -> Vec<(IndexKind, IndexToken)> {
+    let mut out = tokens.to_vec();
+    out.sort_by_key(|(k, t)| (k.code(), t.0));
+    out.dedup();
+    out
+}
+
 /// Decodes an envelope without decrypting it.
 pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     if bytes.len() < HEADER_LEN {
         return Err(DecodeError::Truncated(bytes.len()));
     }
-    if bytes[0] != VERSION {
-        return Err(DecodeError::Version(bytes[0]));
+    let version = bytes[0];
+    if version != VERSION && version != LEGACY_VERSION {
+        return Err(DecodeError::Version(version));
     }
     let dek = DekId(u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes")));
     let count = bytes[5];
     if count == 0 || usize::from(count) > FieldCategory::ALL.len() {
         return Err(DecodeError::PartCount(count));
     }
-    let mut parts = Vec::with_capacity(usize::from(count));
     let mut at = HEADER_LEN;
+    let mut tokens = Vec::new();
+    let mut header = None;
+    if version == VERSION {
+        let n = usize::from(
+            *bytes
+                .get(HEADER_LEN)
+                .ok_or(DecodeError::Truncated(bytes.len()))?,
+        );
+        at = V2_FIXED_LEN;
+        let list = bytes
+            .get(at..at + n * TOKEN_LEN)
+            .ok_or(DecodeError::Truncated(bytes.len()))?;
+        tokens.reserve(n);
+        for entry in list.chunks_exact(TOKEN_LEN) {
+            let kind = IndexKind::from_code(entry[0]).ok_or(DecodeError::IndexKind(entry[0]))?;
+            let token = IndexToken(entry[1..].try_into().expect("16 bytes"));
+            if tokens
+                .last()
+                .is_some_and(|(k, t): &(IndexKind, IndexToken)| {
+                    (k.code(), t.0) >= (kind.code(), token.0)
+                })
+            {
+                return Err(DecodeError::Tokens);
+            }
+            tokens.push((kind, token));
+        }
+        at += n * TOKEN_LEN;
+        let h = bytes
+            .get(at..at + 12 + TAG_LEN)
+            .ok_or(DecodeError::Truncated(bytes.len()))?;
+        header = Some(HeaderTag {
+            nonce: h[..12].try_into().expect("12 bytes"),
+            tag: h[12..].try_into().expect("16 bytes"),
+        });
+        at += 12 + TAG_LEN;
+    }
+    let mut parts = Vec::with_capacity(usize::from(count));
     let mut last: Option<FieldCategory> = None;
     for _ in 0..count {
-        let header = bytes
+        let part_header = bytes
             .get(at..at + PART_HEADER_LEN)
             .ok_or(DecodeError::Truncated(bytes.len()))?;
-        let category =
-            FieldCategory::from_code(header[0]).ok_or(DecodeError::Category(header[0]))?;
+        let category = FieldCategory::from_code(part_header[0])
+            .ok_or(DecodeError::Category(part_header[0]))?;
         if last.is_some_and(|l| l >= category) {
             return Err(DecodeError::Order);
         }
         last = Some(category);
-        let nonce: [u8; 12] = header[1..13].try_into().expect("12 bytes");
-        let len = u32::from_be_bytes(header[13..17].try_into().expect("4 bytes")) as usize;
+        let nonce: [u8; 12] = part_header[1..13].try_into().expect("12 bytes");
+        let len = u32::from_be_bytes(part_header[13..17].try_into().expect("4 bytes")) as usize;
         if len < TAG_LEN {
             return Err(DecodeError::ShortPart);
         }
@@ -132,15 +233,35 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     if at != bytes.len() {
         return Err(DecodeError::Trailing(bytes.len() - at));
     }
-    Ok(Envelope { dek, parts })
+    Ok(Envelope {
+        version,
+        dek,
+        tokens,
+        header,
+        parts,
+    })
 }
 
-/// Starts encoding an envelope; see [`push_part`].
-pub fn begin(dek: DekId, parts: u8, capacity: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + capacity);
+/// Starts encoding a version 2 envelope (`tokens` canonical, see
+/// [`canonical_tokens`]); see [`push_part_header`].
+pub fn begin(
+    dek: DekId,
+    parts: u8,
+    tokens: &[(IndexKind, IndexToken)],
+    header: &HeaderTag,
+    capacity: usize,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(V2_FIXED_LEN + tokens.len() * TOKEN_LEN + 28 + capacity);
     out.push(VERSION);
     out.extend_from_slice(&dek.0.to_be_bytes());
     out.push(parts);
+    out.push(u8::try_from(tokens.len()).expect("at most MAX_TOKENS index entries"));
+    for (kind, token) in tokens {
+        out.push(kind.code());
+        out.extend_from_slice(&token.0);
+    }
+    out.extend_from_slice(&header.nonce);
+    out.extend_from_slice(&header.tag);
     out
 }
 
@@ -155,8 +276,83 @@ pub fn push_part_header(out: &mut Vec<u8>, category: FieldCategory, nonce: &[u8;
     );
 }
 
-/// The associated data of one part.
-pub fn part_aad(
+/// Encodes a decoded envelope again, byte for byte (either version).
+pub fn encode(env: &Envelope<'_>) -> Vec<u8> {
+    let parts = u8::try_from(env.parts.len()).expect("at most 7 parts");
+    let mut out = match &env.header {
+        Some(h) => begin(env.dek, parts, &env.tokens, h, 0),
+        None => {
+            let mut v = vec![env.version];
+            v.extend_from_slice(&env.dek.0.to_be_bytes());
+            v.push(parts);
+            v
+        }
+    };
+    for p in &env.parts {
+        push_part_header(&mut out, p.category, &p.nonce, p.ciphertext.len());
+        out.extend_from_slice(p.ciphertext);
+    }
+    out
+}
+
+/// What every associated data of a version 2 record starts with: table,
+/// record key, DEK id, category set, patient (or none), derived flag and
+/// index entries (canonical). Fields are fixed-length or length-prefixed,
+/// the table name NUL-terminated, so no two bindings share an encoding.
+#[allow(clippy::too_many_arguments)]
+pub fn binding(
+    table: &str,
+    rid: &Rid,
+    dek: DekId,
+    category_bits: u16,
+    patient: Option<&Rid>,
+    derived: bool,
+    tokens: &[(IndexKind, IndexToken)],
+) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(64 + table.len() + tokens.len() * TOKEN_LEN);
+    aad.extend_from_slice(b"rxvault/record/v2\0");
+    aad.extend_from_slice(table.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(&rid.0);
+    aad.extend_from_slice(&dek.0.to_be_bytes());
+    aad.extend_from_slice(&category_bits.to_be_bytes());
+    match patient {
+        Some(p) => {
+            aad.push(1);
+            aad.extend_from_slice(&p.0);
+        }
+        None => aad.push(0),
+    }
+    aad.push(u8::from(derived));
+    aad.push(u8::try_from(tokens.len()).expect("at most MAX_TOKENS index entries"));
+    for (kind, token) in tokens {
+        aad.push(kind.code());
+        aad.extend_from_slice(&token.0);
+    }
+    aad
+}
+
+/// The marker that ends a header's associated data (no category has it).
+pub const HEADER_MARK: u8 = 0xff;
+
+/// The associated data of a version 2 header: the binding and
+/// [`HEADER_MARK`].
+pub fn header_aad(binding: &[u8]) -> Vec<u8> {
+    let mut aad = binding.to_vec();
+    aad.push(HEADER_MARK);
+    aad
+}
+
+/// The associated data of one version 2 part: the binding and the part's
+/// category.
+pub fn part_aad(binding: &[u8], category: FieldCategory) -> Vec<u8> {
+    let mut aad = binding.to_vec();
+    aad.push(category.code());
+    aad
+}
+
+/// The associated data of one version 1 part (read only).
+pub fn part_aad_v1(
     table: &str,
     rid: &Rid,
     dek: DekId,
@@ -179,8 +375,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn encode(dek: u32, parts: &[(FieldCategory, [u8; 12], Vec<u8>)]) -> Vec<u8> {
-        let mut out = begin(DekId(dek), parts.len() as u8, 0);
+    type Parts = Vec<(FieldCategory, [u8; 12], Vec<u8>)>;
+
+    fn encode_parts(dek: u32, tokens: &[(IndexKind, IndexToken)], parts: &Parts) -> Vec<u8> {
+        let header = HeaderTag {
+            nonce: [3; 12],
+            tag: [4; 16],
+        };
+        let mut out = begin(DekId(dek), parts.len() as u8, tokens, &header, 0);
         for (c, n, ct) in parts {
             push_part_header(&mut out, *c, n, ct.len());
             out.extend_from_slice(ct);
@@ -188,7 +390,7 @@ mod tests {
         out
     }
 
-    fn arb_parts() -> impl Strategy<Value = Vec<(FieldCategory, [u8; 12], Vec<u8>)>> {
+    fn arb_parts() -> impl Strategy<Value = Parts> {
         proptest::sample::subsequence(FieldCategory::ALL.to_vec(), 1..=7).prop_flat_map(|cats| {
             let n = cats.len();
             (
@@ -210,18 +412,38 @@ mod tests {
         })
     }
 
+    fn arb_tokens() -> impl Strategy<Value = Vec<(IndexKind, IndexToken)>> {
+        proptest::collection::vec(
+            (
+                proptest::sample::select(IndexKind::ALL.to_vec()),
+                any::<[u8; 16]>(),
+            ),
+            0..6,
+        )
+        .prop_map(|v| {
+            canonical_tokens(
+                &v.into_iter()
+                    .map(|(k, t)| (k, IndexToken(t)))
+                    .collect::<Vec<_>>(),
+            )
+        })
+    }
+
     proptest! {
         #[test]
-        fn encode_decode_round_trip(dek in any::<u32>(), parts in arb_parts()) {
-            let bytes = encode(dek, &parts);
+        fn encode_decode_round_trip(dek in any::<u32>(), tokens in arb_tokens(), parts in arb_parts()) {
+            let bytes = encode_parts(dek, &tokens, &parts);
             let env = decode(&bytes).unwrap();
+            prop_assert_eq!(env.version, VERSION);
             prop_assert_eq!(env.dek, DekId(dek));
+            prop_assert_eq!(&env.tokens, &tokens);
             prop_assert_eq!(env.parts.len(), parts.len());
             for (p, (c, n, ct)) in env.parts.iter().zip(&parts) {
                 prop_assert_eq!(p.category, *c);
                 prop_assert_eq!(&p.nonce, n);
                 prop_assert_eq!(p.ciphertext, ct.as_slice());
             }
+            prop_assert_eq!(encode(&env), bytes);
         }
 
         #[test]
@@ -230,8 +452,8 @@ mod tests {
         }
 
         #[test]
-        fn any_truncation_or_extension_is_rejected(parts in arb_parts(), cut in any::<prop::sample::Index>(), extra in 1usize..4) {
-            let bytes = encode(1, &parts);
+        fn any_truncation_or_extension_is_rejected(tokens in arb_tokens(), parts in arb_parts(), cut in any::<prop::sample::Index>(), extra in 1usize..4) {
+            let bytes = encode_parts(1, &tokens, &parts);
             let n = cut.index(bytes.len());
             prop_assert!(decode(&bytes[..n]).is_err());
             let mut longer = bytes.clone();
@@ -243,7 +465,7 @@ mod tests {
     #[test]
     fn structural_errors() {
         let c = FieldCategory::Contact;
-        let good = encode(1, &[(c, [0; 12], vec![0; 16])]);
+        let good = encode_parts(1, &[], &vec![(c, [0; 12], vec![0; 16])]);
         let mut v = good.clone();
         v[0] = 9;
         assert_eq!(decode(&v), Err(DecodeError::Version(9)));
@@ -251,11 +473,54 @@ mod tests {
         v[5] = 0;
         assert_eq!(decode(&v), Err(DecodeError::PartCount(0)));
         let mut v = good.clone();
-        v[6] = 99;
+        v[7 + 28] = 99;
         assert_eq!(decode(&v), Err(DecodeError::Category(99)));
-        let dup = encode(1, &[(c, [0; 12], vec![0; 16]), (c, [0; 12], vec![0; 16])]);
+        let dup = encode_parts(
+            1,
+            &[],
+            &vec![(c, [0; 12], vec![0; 16]), (c, [0; 12], vec![0; 16])],
+        );
         assert_eq!(decode(&dup), Err(DecodeError::Order));
-        let short = encode(1, &[(c, [0; 12], vec![0; 15])]);
+        let short = encode_parts(1, &[], &vec![(c, [0; 12], vec![0; 15])]);
         assert_eq!(decode(&short), Err(DecodeError::ShortPart));
+        let t = (IndexKind::Phone, IndexToken([1; 16]));
+        let twice = encode_parts(1, &[t, t], &vec![(c, [0; 12], vec![0; 16])]);
+        assert_eq!(decode(&twice), Err(DecodeError::Tokens));
+        let mut v = encode_parts(1, &[t], &vec![(c, [0; 12], vec![0; 16])]);
+        v[7] = 200;
+        assert_eq!(decode(&v), Err(DecodeError::IndexKind(200)));
+    }
+
+    #[test]
+    fn version_1_still_decodes_and_re_encodes() {
+        let mut v1 = vec![LEGACY_VERSION, 0, 0, 0, 7, 1];
+        push_part_header(&mut v1, FieldCategory::Clinical, &[5; 12], 16);
+        v1.extend_from_slice(&[9; 16]);
+        let env = decode(&v1).unwrap();
+        assert_eq!(env.version, LEGACY_VERSION);
+        assert_eq!(env.dek, DekId(7));
+        assert!(env.header.is_none() && env.tokens.is_empty());
+        assert_eq!(encode(&env), v1);
+    }
+
+    #[test]
+    fn bindings_differ_in_every_field() {
+        let r = Rid([1; 16]);
+        let p = Rid([2; 16]);
+        let t = [(IndexKind::FillDate, IndexToken([3; 16]))];
+        let base = binding("fills", &r, DekId(5), 6, Some(&p), false, &t);
+        for other in [
+            binding("allergies", &r, DekId(5), 6, Some(&p), false, &t),
+            binding("fills", &p, DekId(5), 6, Some(&p), false, &t),
+            binding("fills", &r, DekId(6), 6, Some(&p), false, &t),
+            binding("fills", &r, DekId(5), 7, Some(&p), false, &t),
+            binding("fills", &r, DekId(5), 6, Some(&r), false, &t),
+            binding("fills", &r, DekId(5), 6, None, false, &t),
+            binding("fills", &r, DekId(5), 6, Some(&p), true, &t),
+            binding("fills", &r, DekId(5), 6, Some(&p), false, &[]),
+        ] {
+            assert_ne!(other, base);
+        }
+        assert_ne!(header_aad(&base), part_aad(&base, FieldCategory::Clinical));
     }
 }

@@ -29,12 +29,12 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use rxvault_model::{CategorySet, DekId, FieldCategory, IndexKind, IndexToken, RecordKind, Rid};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use zeroize::Zeroizing;
 
-/// How many records one DEK may seal (each record seals one part per field
-/// category present, counted individually).
+/// How many seals one DEK may make (a record seals one header and one part
+/// per field category present, each counted).
 pub const SEALS_PER_DEK: u64 = 1 << 31;
 
 /// The id reserved for the index key.
@@ -136,6 +136,8 @@ pub struct Keyring {
     deks: RwLock<HashMap<DekId, Arc<LessSafeKey>>>,
     active: RwLock<Option<Arc<Active>>>,
     signer: RwLock<Option<Arc<Ed25519KeyPair>>>,
+    /// Whether version 1 envelopes are opened (while migrating only).
+    legacy: AtomicBool,
 }
 
 impl fmt::Debug for Keyring {
@@ -157,6 +159,19 @@ fn wrap_aad(vault_id: &str, id: DekId, purpose: KeyPurpose, kek_version: u32) ->
     aad.extend_from_slice(&id.0.to_be_bytes());
     aad.extend_from_slice(&kek_version.to_be_bytes());
     aad
+}
+
+/// The error for a stored wrap the right KEK does not open.
+fn corrupt_key(w: &WrappedKey) -> Error {
+    let what = match w.purpose {
+        KeyPurpose::Data => format!("wrapped data key {}", w.id),
+        KeyPurpose::Index => "wrapped index key".to_string(),
+        KeyPurpose::Signing => "wrapped signing key".to_string(),
+    };
+    Error::CorruptKey {
+        what,
+        kek_version: w.kek_version,
+    }
 }
 
 fn aead_key(key: &SecretKey) -> LessSafeKey {
@@ -201,20 +216,46 @@ impl Keyring {
             deks: RwLock::new(HashMap::new()),
             active: RwLock::new(None),
             signer: RwLock::new(None),
+            legacy: AtomicBool::new(false),
         }
     }
 
     /// Opens a vault's keyring from its stored wrapped keys. Fails with
-    /// [`Error::WrongKey`] if the KEK does not unwrap the index key.
+    /// [`Error::WrongKey`] if the KEK opens none of the vault's keys, and
+    /// with [`Error::CorruptKey`] if it opens some but not all of them (the
+    /// KEK is right; a stored wrap was altered).
     pub fn open(vault_id: &str, kek: Box<dyn Kek>, wrapped: &[WrappedKey]) -> Result<Self> {
         let index = wrapped
             .iter()
             .find(|w| w.purpose == KeyPurpose::Index && w.kek_version == kek.version())
             .ok_or(Error::WrongKey)?;
-        let index_key = kek.unwrap(
+        let index_key = match kek.unwrap(
             &wrap_aad(vault_id, index.id, KeyPurpose::Index, index.kek_version),
             &index.wrapped,
-        )?;
+        ) {
+            Ok(k) => k,
+            Err(Error::WrongKey) => {
+                // A wrong KEK opens nothing; one that opens another of the
+                // vault's keys is right, and the index key's wrap is what
+                // was altered. (A vault with no other key cannot tell.)
+                let opens_another = wrapped.iter().any(|w| {
+                    w.kek_version == kek.version()
+                        && w.purpose != KeyPurpose::Index
+                        && kek
+                            .unwrap(
+                                &wrap_aad(vault_id, w.id, w.purpose, w.kek_version),
+                                &w.wrapped,
+                            )
+                            .is_ok()
+                });
+                return Err(if opens_another {
+                    corrupt_key(index)
+                } else {
+                    Error::WrongKey
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let ring = Self::with_index_key(vault_id, kek, &index_key);
         for w in wrapped
             .iter()
@@ -231,9 +272,7 @@ impl Keyring {
 
     /// Loads the signing key from its stored wrap.
     pub fn load_signer(&self, w: &WrappedKey) -> Result<()> {
-        let seed = self.unwrap_stored(w).map_err(|_| Error::Integrity {
-            what: "wrapped signing key".into(),
-        })?;
+        let seed = self.unwrap_stored(w)?;
         let pair =
             Ed25519KeyPair::from_seed_unchecked(seed.expose()).map_err(|_| Error::Integrity {
                 what: "signing key".into(),
@@ -368,12 +407,19 @@ impl Keyring {
         Ok((active, first))
     }
 
-    /// Unwraps a stored key with this keyring's KEK.
+    /// Unwraps a stored key with this keyring's KEK. The KEK opened the
+    /// index key, so a wrap it does not open was altered:
+    /// [`Error::CorruptKey`], never [`Error::WrongKey`].
     fn unwrap_stored(&self, w: &WrappedKey) -> Result<SecretKey> {
-        self.kek.unwrap(
-            &wrap_aad(&self.vault_id, w.id, w.purpose, w.kek_version),
-            &w.wrapped,
-        )
+        self.kek
+            .unwrap(
+                &wrap_aad(&self.vault_id, w.id, w.purpose, w.kek_version),
+                &w.wrapped,
+            )
+            .map_err(|e| match e {
+                Error::WrongKey => corrupt_key(w),
+                e => e,
+            })
     }
 
     /// The KEK version this keyring unwraps with.
@@ -383,9 +429,7 @@ impl Keyring {
 
     /// Loads a DEK another process stored.
     pub fn load(&self, w: &WrappedKey) -> Result<()> {
-        let key = self.unwrap_stored(w).map_err(|_| Error::Integrity {
-            what: format!("wrapped data key {}", w.id),
-        })?;
+        let key = self.unwrap_stored(w)?;
         self.deks
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -509,35 +553,58 @@ impl Keyring {
     }
 
     /// Seals a record's parts (categories strictly increasing) with the
-    /// active DEK, returning the envelope.
+    /// active DEK, returning a version 2 envelope that binds `place` and
+    /// the record's blind-index entries `tokens` (see [`envelope`]).
     pub fn seal_record(
         &self,
-        kind: RecordKind,
-        rid: &Rid,
+        place: &Binding,
+        tokens: &[(IndexKind, IndexToken)],
         parts: &[(FieldCategory, &[u8])],
     ) -> Result<Vec<u8>> {
         if parts.is_empty() || parts.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err(Error::Envelope(envelope::DecodeError::Order));
         }
-        let (active, first) = self.reserve_nonces(parts.len() as u64)?;
+        let tokens = envelope::canonical_tokens(tokens);
+        if tokens.len() > envelope::MAX_TOKENS {
+            return Err(Error::Envelope(envelope::DecodeError::Tokens));
+        }
+        // One nonce for the header, then one per part.
+        let (active, first) = self.reserve_nonces(parts.len() as u64 + 1)?;
+        let nonce_at = |i: u64| {
+            let mut nonce = [0u8; 12];
+            nonce[4..].copy_from_slice(&(first + i).to_be_bytes());
+            nonce
+        };
         let bits = envelope::bits(parts.iter().map(|(c, _)| *c));
+        let binding = place.aad(active.id, bits, &tokens);
+        let header_nonce = nonce_at(0);
+        let header_tag = active
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(header_nonce),
+                Aad::from(envelope::header_aad(&binding)),
+                &mut [],
+            )
+            .map_err(|_| Error::DekExhausted)?;
+        let header = envelope::HeaderTag {
+            nonce: header_nonce,
+            tag: header_tag.as_ref().try_into().expect("16-byte tag"),
+        };
         let capacity = parts
             .iter()
             .map(|(_, p)| envelope::PART_HEADER_LEN + p.len() + TAG_LEN)
             .sum();
-        let mut out = envelope::begin(active.id, parts.len() as u8, capacity);
+        let mut out = envelope::begin(active.id, parts.len() as u8, &tokens, &header, capacity);
         for (i, (category, plaintext)) in parts.iter().enumerate() {
-            let mut nonce = [0u8; 12];
-            nonce[4..].copy_from_slice(&(first + i as u64).to_be_bytes());
+            let nonce = nonce_at(1 + i as u64);
             envelope::push_part_header(&mut out, *category, &nonce, plaintext.len() + TAG_LEN);
             let start = out.len();
             out.extend_from_slice(plaintext);
-            let aad = envelope::part_aad(kind.table(), rid, active.id, bits, *category);
             let tag = active
                 .key
                 .seal_in_place_separate_tag(
                     Nonce::assume_unique_for_key(nonce),
-                    Aad::from(&aad),
+                    Aad::from(envelope::part_aad(&binding, *category)),
                     &mut out[start..],
                 )
                 .map_err(|_| Error::DekExhausted)?;
@@ -547,27 +614,43 @@ impl Keyring {
     }
 
     /// Opens the parts of a record in `want` (others stay sealed: a role
-    /// that may not see a category never has it decrypted). Any part that
-    /// fails authentication fails the whole call.
+    /// that may not see a category never has it decrypted). `place` is what
+    /// the store says about the record; a version 2 envelope's header is
+    /// checked against it first, whatever `want` is. Any part that fails
+    /// authentication fails the whole call.
     pub fn open_record(
         &self,
-        kind: RecordKind,
-        rid: &Rid,
+        place: &Binding,
         sealed: &[u8],
         want: CategorySet,
     ) -> Result<Vec<(FieldCategory, Zeroizing<Vec<u8>>)>> {
         let env: Envelope<'_> = envelope::decode(sealed)?;
-        let key = self
-            .deks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&env.dek)
-            .cloned()
-            .ok_or(Error::UnknownDek(env.dek))?;
+        let key = self.key_of(&env)?;
         let bits = env.category_bits();
+        let integrity = |what: &dyn fmt::Display| Error::Integrity {
+            what: format!("{} record {}, {what}", place.kind.table(), place.rid),
+        };
+        let binding = match env.header {
+            Some(header) => {
+                let binding = place.aad(env.dek, bits, &env.tokens);
+                check_header(&key, &binding, &header).map_err(|()| integrity(&"header"))?;
+                Some(binding)
+            }
+            None if self.legacy.load(Ordering::Relaxed) => None,
+            None => return Err(self.superseded(place)),
+        };
         let mut out = Vec::with_capacity(env.parts.len());
         for part in env.parts.iter().filter(|p| want.contains(p.category)) {
-            let aad = envelope::part_aad(kind.table(), rid, env.dek, bits, part.category);
+            let aad = match &binding {
+                Some(b) => envelope::part_aad(b, part.category),
+                None => envelope::part_aad_v1(
+                    place.kind.table(),
+                    &place.rid,
+                    env.dek,
+                    bits,
+                    part.category,
+                ),
+            };
             let mut buf = Zeroizing::new(part.ciphertext.to_vec());
             let len = key
                 .open_in_place(
@@ -575,14 +658,102 @@ impl Keyring {
                     Aad::from(&aad),
                     &mut buf,
                 )
-                .map_err(|_| Error::Integrity {
-                    what: format!("{} record {rid}, {}", kind.table(), part.category),
-                })?
+                .map_err(|_| integrity(&part.category))?
                 .len();
             buf.truncate(len);
             out.push((part.category, buf));
         }
         Ok(out)
+    }
+
+    /// Checks, without decrypting anything, that a record is what the store
+    /// says (`place`): its header authenticates against the row's patient
+    /// link and flag. Returns the (now authenticated) index entries it
+    /// carries, or `None` for a version 1 record while migrating, which
+    /// binds none of these.
+    pub fn check_record(
+        &self,
+        place: &Binding,
+        sealed: &[u8],
+    ) -> Result<Option<Vec<(IndexKind, IndexToken)>>> {
+        let env: Envelope<'_> = envelope::decode(sealed)?;
+        let Some(header) = env.header else {
+            return if self.legacy.load(Ordering::Relaxed) {
+                Ok(None)
+            } else {
+                Err(self.superseded(place))
+            };
+        };
+        let key = self.key_of(&env)?;
+        check_header(
+            &key,
+            &place.aad(env.dek, env.category_bits(), &env.tokens),
+            &header,
+        )
+        .map_err(|()| Error::Integrity {
+            what: format!("{} record {}, header", place.kind.table(), place.rid),
+        })?;
+        Ok(Some(env.tokens))
+    }
+
+    /// Checks, without decrypting anything, that a record is what the store
+    /// says (`place`, see [`check_record`](Self::check_record)) and carries
+    /// the blind-index entry `(index, token)` a lookup found it by: an index
+    /// row pointed at a record that was not sealed with it is an
+    /// [`Error::Integrity`].
+    pub fn check_index_entry(
+        &self,
+        place: &Binding,
+        sealed: &[u8],
+        index: IndexKind,
+        token: &IndexToken,
+    ) -> Result<()> {
+        match self.check_record(place, sealed)? {
+            Some(tokens) if !tokens.contains(&(index, *token)) => Err(Error::Integrity {
+                what: format!(
+                    "{} record {}, {} index entry (the record was not sealed with it)",
+                    place.kind.table(),
+                    place.rid,
+                    index.name()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The blind-index entries a sealed record carries (not authenticated
+    /// here: [`open_record`](Self::open_record) authenticates them).
+    pub fn tokens_of(sealed: &[u8]) -> Result<Vec<(IndexKind, IndexToken)>> {
+        Ok(envelope::decode(sealed)?.tokens)
+    }
+
+    /// Whether records sealed in envelope version 1 (which bind neither the
+    /// patient link, the derived flag nor the index entries) are opened.
+    /// Off by default; the vault turns it on only while it migrates its
+    /// records to version 2, so an old-format row swapped in afterwards is
+    /// refused.
+    pub fn accept_legacy_records(&self, accept: bool) {
+        self.legacy.store(accept, Ordering::Relaxed);
+    }
+
+    fn superseded(&self, place: &Binding) -> Error {
+        Error::Integrity {
+            what: format!(
+                "{} record {} (sealed in envelope format {}, which this vault no longer accepts)",
+                place.kind.table(),
+                place.rid,
+                envelope::LEGACY_VERSION
+            ),
+        }
+    }
+
+    fn key_of(&self, env: &Envelope<'_>) -> Result<Arc<LessSafeKey>> {
+        self.deks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&env.dek)
+            .cloned()
+            .ok_or(Error::UnknownDek(env.dek))
     }
 
     /// The categories present in a sealed record, without decrypting it.
@@ -598,6 +769,53 @@ impl Keyring {
     pub fn dek_of(sealed: &[u8]) -> Result<DekId> {
         Ok(envelope::decode(sealed)?.dek)
     }
+}
+
+/// Where a record is stored and what, stored beside its envelope, decides
+/// who sees it: what a version 2 envelope binds besides its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    /// Its kind (the table).
+    pub kind: RecordKind,
+    /// Its record key.
+    pub rid: Rid,
+    /// The patient it belongs to (none for patients): what a chart is
+    /// assembled by.
+    pub patient: Option<Rid>,
+    /// Whether it is derived (a Coverage taken from a claim, which a real
+    /// one replaces).
+    pub derived: bool,
+}
+
+impl Binding {
+    fn aad(&self, dek: DekId, bits: u16, tokens: &[(IndexKind, IndexToken)]) -> Vec<u8> {
+        envelope::binding(
+            self.kind.table(),
+            &self.rid,
+            dek,
+            bits,
+            self.patient.as_ref(),
+            self.derived,
+            tokens,
+        )
+    }
+}
+
+/// Authenticates a version 2 header: its tag is GCM over the empty string
+/// with the header's associated data.
+fn check_header(
+    key: &LessSafeKey,
+    binding: &[u8],
+    header: &envelope::HeaderTag,
+) -> std::result::Result<(), ()> {
+    let mut tag = header.tag;
+    key.open_in_place(
+        Nonce::assume_unique_for_key(header.nonce),
+        Aad::from(envelope::header_aad(binding)),
+        &mut tag,
+    )
+    .map(|_| ())
+    .map_err(|_| ())
 }
 
 fn blob_aad(domain: &str, id: &[u8], dek: DekId) -> Vec<u8> {
@@ -653,26 +871,43 @@ mod tests {
     const C: FieldCategory = FieldCategory::Contact;
     const D: FieldCategory = FieldCategory::Demographics;
 
+    fn at(kind: RecordKind, rid: Rid) -> Binding {
+        Binding {
+            kind,
+            rid,
+            patient: None,
+            derived: false,
+        }
+    }
+
     #[test]
     fn seal_open_round_trip_and_partial_open() {
         let (ring, _, _) = ring();
         let rid = ring.rid(RecordKind::Patient, "p1");
         let sealed = ring
-            .seal_record(RecordKind::Patient, &rid, &[(D, b"name"), (C, b"addr")])
+            .seal_record(
+                &at(RecordKind::Patient, rid),
+                &[],
+                &[(D, b"name"), (C, b"addr")],
+            )
             .unwrap();
         let all = ring
-            .open_record(RecordKind::Patient, &rid, &sealed, CategorySet::ALL)
+            .open_record(&at(RecordKind::Patient, rid), &sealed, CategorySet::ALL)
             .unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(&all[0].1[..], b"name");
         assert_eq!(&all[1].1[..], b"addr");
         let only = ring
-            .open_record(RecordKind::Patient, &rid, &sealed, CategorySet::of(&[C]))
+            .open_record(
+                &at(RecordKind::Patient, rid),
+                &sealed,
+                CategorySet::of(&[C]),
+            )
             .unwrap();
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].0, C);
         assert!(
-            ring.seal_record(RecordKind::Patient, &rid, &[(C, b"x"), (D, b"y")])
+            ring.seal_record(&at(RecordKind::Patient, rid), &[], &[(C, b"x"), (D, b"y")])
                 .is_err()
         );
     }
@@ -682,13 +917,13 @@ mod tests {
         let (ring, _, _) = ring();
         let rid = ring.rid(RecordKind::Fill, "f1");
         let sealed = ring
-            .seal_record(RecordKind::Fill, &rid, &[(D, b"a"), (C, b"bc")])
+            .seal_record(&at(RecordKind::Fill, rid), &[], &[(D, b"a"), (C, b"bc")])
             .unwrap();
         for i in 0..sealed.len() {
             for bit in 0..8 {
                 let mut t = sealed.clone();
                 t[i] ^= 1 << bit;
-                let r = ring.open_record(RecordKind::Fill, &rid, &t, CategorySet::ALL);
+                let r = ring.open_record(&at(RecordKind::Fill, rid), &t, CategorySet::ALL);
                 assert!(r.is_err(), "flip of byte {i} bit {bit} went unnoticed");
             }
         }
@@ -700,26 +935,202 @@ mod tests {
         let a = ring.rid(RecordKind::Patient, "a");
         let b = ring.rid(RecordKind::Patient, "b");
         let sealed = ring
-            .seal_record(RecordKind::Patient, &a, &[(D, b"x"), (C, b"y")])
+            .seal_record(&at(RecordKind::Patient, a), &[], &[(D, b"x"), (C, b"y")])
             .unwrap();
         assert!(matches!(
-            ring.open_record(RecordKind::Patient, &b, &sealed, CategorySet::ALL),
+            ring.open_record(&at(RecordKind::Patient, b), &sealed, CategorySet::ALL),
             Err(Error::Integrity { .. })
         ));
         assert!(matches!(
-            ring.open_record(RecordKind::Fill, &a, &sealed, CategorySet::ALL),
+            ring.open_record(&at(RecordKind::Fill, a), &sealed, CategorySet::ALL),
             Err(Error::Integrity { .. })
         ));
         // Drop the second part and fix the count: the category set in the AAD no longer matches.
-        let env = envelope::decode(&sealed).unwrap();
-        let mut cut = envelope::begin(env.dek, 1, 0);
-        let p = &env.parts[0];
-        envelope::push_part_header(&mut cut, p.category, &p.nonce, p.ciphertext.len());
-        cut.extend_from_slice(p.ciphertext);
+        let mut env = envelope::decode(&sealed).unwrap();
+        env.parts.truncate(1);
+        let cut = envelope::encode(&env);
         assert!(matches!(
-            ring.open_record(RecordKind::Patient, &a, &cut, CategorySet::ALL),
+            ring.open_record(&at(RecordKind::Patient, a), &cut, CategorySet::ALL),
             Err(Error::Integrity { .. })
         ));
+    }
+
+    /// A version 1 envelope, as rxvault wrote before the patient link was
+    /// bound (the parts' associated data of [`envelope::part_aad_v1`]).
+    fn seal_v1(
+        ring: &Keyring,
+        kind: RecordKind,
+        rid: &Rid,
+        parts: &[(FieldCategory, &[u8])],
+    ) -> Vec<u8> {
+        let (active, first) = ring.reserve_nonces(parts.len() as u64).unwrap();
+        let bits = envelope::bits(parts.iter().map(|(c, _)| *c));
+        let mut out = vec![envelope::LEGACY_VERSION];
+        out.extend_from_slice(&active.id.0.to_be_bytes());
+        out.push(parts.len() as u8);
+        for (i, (category, plaintext)) in parts.iter().enumerate() {
+            let mut nonce = [0u8; 12];
+            nonce[4..].copy_from_slice(&(first + i as u64).to_be_bytes());
+            envelope::push_part_header(&mut out, *category, &nonce, plaintext.len() + TAG_LEN);
+            let start = out.len();
+            out.extend_from_slice(plaintext);
+            let aad = envelope::part_aad_v1(kind.table(), rid, active.id, bits, *category);
+            let tag = active
+                .key
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(&aad),
+                    &mut out[start..],
+                )
+                .unwrap();
+            out.extend_from_slice(tag.as_ref());
+        }
+        out
+    }
+
+    #[test]
+    fn the_patient_link_derived_flag_and_index_entries_are_bound() {
+        let (ring, _, _) = ring();
+        let rid = ring.rid(RecordKind::Allergy, "a1");
+        let (p, q) = (
+            ring.rid(RecordKind::Patient, "p"),
+            ring.rid(RecordKind::Patient, "q"),
+        );
+        let place = Binding {
+            kind: RecordKind::Allergy,
+            rid,
+            patient: Some(p),
+            derived: false,
+        };
+        let date = ring.token(IndexKind::FillDate, "2026-11-28");
+        let other_day = ring.token(IndexKind::FillDate, "2026-11-27");
+        let sealed = ring
+            .seal_record(
+                &place,
+                &[(IndexKind::FillDate, date)],
+                &[(FieldCategory::Clinical, b"{}")],
+            )
+            .unwrap();
+        assert!(ring.open_record(&place, &sealed, CategorySet::ALL).is_ok());
+        for wrong in [
+            Binding {
+                patient: Some(q),
+                ..place
+            },
+            Binding {
+                patient: None,
+                ..place
+            },
+            Binding {
+                derived: true,
+                ..place
+            },
+        ] {
+            // Checked whatever is asked for: also when no category is opened.
+            for want in [CategorySet::ALL, CategorySet::of(&[])] {
+                let err = ring.open_record(&wrong, &sealed, want).unwrap_err();
+                assert!(
+                    matches!(&err, Error::Integrity { what } if what.ends_with("header")),
+                    "{err}"
+                );
+            }
+            assert!(
+                ring.check_index_entry(&wrong, &sealed, IndexKind::FillDate, &date)
+                    .is_err()
+            );
+        }
+        ring.check_index_entry(&place, &sealed, IndexKind::FillDate, &date)
+            .unwrap();
+        let err = ring
+            .check_index_entry(&place, &sealed, IndexKind::FillDate, &other_day)
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Integrity { what } if what.ends_with("fill-date index entry (the record was not sealed with it)")),
+            "{err}"
+        );
+        // An entry added to the envelope's clear list fails its header.
+        let mut env = envelope::decode(&sealed).unwrap();
+        env.tokens = envelope::canonical_tokens(&[
+            (IndexKind::FillDate, date),
+            (IndexKind::FillDate, other_day),
+        ]);
+        let grown = envelope::encode(&env);
+        assert!(
+            ring.check_index_entry(&place, &grown, IndexKind::FillDate, &other_day)
+                .is_err()
+        );
+        assert!(ring.open_record(&place, &grown, CategorySet::ALL).is_err());
+    }
+
+    #[test]
+    fn version_1_records_open_only_while_migrating() {
+        let (ring, _, _) = ring();
+        let rid = ring.rid(RecordKind::Allergy, "a1");
+        let place = Binding {
+            kind: RecordKind::Allergy,
+            rid,
+            patient: Some(ring.rid(RecordKind::Patient, "p")),
+            derived: false,
+        };
+        let v1 = seal_v1(
+            &ring,
+            RecordKind::Allergy,
+            &rid,
+            &[(FieldCategory::Clinical, b"{\"a\":1}")],
+        );
+        let err = ring.open_record(&place, &v1, CategorySet::ALL).unwrap_err();
+        assert!(err.to_string().contains("no longer accepts"), "{err}");
+        ring.accept_legacy_records(true);
+        let parts = ring.open_record(&place, &v1, CategorySet::ALL).unwrap();
+        assert_eq!(&parts[0].1[..], b"{\"a\":1}");
+        // Still bound to table and record key.
+        assert!(
+            ring.open_record(
+                &at(RecordKind::Allergy, ring.rid(RecordKind::Allergy, "a2")),
+                &v1,
+                CategorySet::ALL
+            )
+            .is_err()
+        );
+        ring.accept_legacy_records(false);
+        assert!(ring.open_record(&place, &v1, CategorySet::ALL).is_err());
+    }
+
+    #[test]
+    fn a_corrupt_wrap_is_named_and_not_a_wrong_key() {
+        let (ring, mut stored, kek_key) = ring();
+        let signer = ring.prepare_signer().unwrap();
+        stored.push(signer.wrapped.clone());
+        let kek = || Box::new(LocalKek::new(1, kek_key.clone()));
+        for (i, expected) in [
+            (1, "wrapped data key"),
+            (0, "wrapped index key"),
+            (2, "wrapped signing key"),
+        ] {
+            let mut bad = stored.clone();
+            let last = bad[i].wrapped.len() - 1;
+            bad[i].wrapped[last] ^= 1;
+            let err = Keyring::open("v1", kek(), &bad).unwrap_err();
+            assert!(
+                matches!(&err, Error::CorruptKey { what, kek_version: 1 } if what.starts_with(expected)),
+                "{expected}: {err}"
+            );
+            assert!(err.to_string().contains("does not authenticate"), "{err}");
+            // A wrong KEK is still a wrong KEK, whatever else is corrupt.
+            let wrong = Keyring::open(
+                "v1",
+                Box::new(LocalKek::new(1, SecretKey::generate().unwrap())),
+                &bad,
+            );
+            assert!(matches!(wrong, Err(Error::WrongKey)));
+        }
+        // Rewrapping (a KEK rotation) names the corrupt wrap too.
+        let mut bad = stored.clone();
+        bad[1].wrapped[0] ^= 1;
+        let err = ring
+            .rewrap(&LocalKek::new(2, SecretKey::generate().unwrap()), &bad)
+            .unwrap_err();
+        assert!(matches!(err, Error::CorruptKey { .. }), "{err}");
     }
 
     #[test]
@@ -727,14 +1138,14 @@ mod tests {
         let (ring, stored, kek_key) = ring();
         let rid = ring.rid(RecordKind::Patient, "p");
         let sealed = ring
-            .seal_record(RecordKind::Patient, &rid, &[(D, b"z")])
+            .seal_record(&at(RecordKind::Patient, rid), &[], &[(D, b"z")])
             .unwrap();
         let again =
             Keyring::open("v1", Box::new(LocalKek::new(1, kek_key.clone())), &stored).unwrap();
         assert_eq!(again.rid(RecordKind::Patient, "p"), rid);
         assert_eq!(
             &again
-                .open_record(RecordKind::Patient, &rid, &sealed, CategorySet::ALL)
+                .open_record(&at(RecordKind::Patient, rid), &sealed, CategorySet::ALL)
                 .unwrap()[0]
                 .1[..],
             b"z"
@@ -754,7 +1165,7 @@ mod tests {
         let (ring, stored, _) = ring();
         let rid = ring.rid(RecordKind::Patient, "p");
         let sealed = ring
-            .seal_record(RecordKind::Patient, &rid, &[(D, b"z")])
+            .seal_record(&at(RecordKind::Patient, rid), &[], &[(D, b"z")])
             .unwrap();
         let new_key = SecretKey::generate().unwrap();
         let new_kek = LocalKek::new(2, new_key.clone());
@@ -764,7 +1175,7 @@ mod tests {
             Keyring::open("v1", Box::new(LocalKek::new(2, new_key)), &rewrapped).unwrap();
         assert!(
             reopened
-                .open_record(RecordKind::Patient, &rid, &sealed, CategorySet::ALL)
+                .open_record(&at(RecordKind::Patient, rid), &sealed, CategorySet::ALL)
                 .is_ok()
         );
     }
@@ -793,7 +1204,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..100 {
             let sealed = ring
-                .seal_record(RecordKind::Patient, &rid, &[(D, b"a"), (C, b"b")])
+                .seal_record(&at(RecordKind::Patient, rid), &[], &[(D, b"a"), (C, b"b")])
                 .unwrap();
             for p in envelope::decode(&sealed).unwrap().parts {
                 assert!(seen.insert(p.nonce));

@@ -30,7 +30,7 @@
 //!
 //! # Example
 //! ```
-//! use rxvault_crypto::{kek::LocalKek, Keyring, SecretKey};
+//! use rxvault_crypto::{kek::LocalKek, Binding, Keyring, SecretKey};
 //! use rxvault_model::{CategorySet, FieldCategory, IndexKind, RecordKind};
 //!
 //! let kek = LocalKek::new(1, SecretKey::generate()?);
@@ -39,11 +39,17 @@
 //! // A data key for this process: store `dek.wrapped` first, then activate.
 //! let dek = keyring.prepare_dek()?;
 //! keyring.activate(dek);
-//! let rid = keyring.rid(RecordKind::Patient, "p1");
-//! let sealed = keyring.seal_record(RecordKind::Patient, &rid, &[(FieldCategory::Demographics, b"{}")])?;
-//! let parts = keyring.open_record(RecordKind::Patient, &rid, &sealed, CategorySet::ALL)?;
+//! let place = Binding {
+//!     kind: RecordKind::Patient,
+//!     rid: keyring.rid(RecordKind::Patient, "p1"),
+//!     patient: None,
+//!     derived: false,
+//! };
+//! let phone = keyring.token(IndexKind::Phone, "5558107203");
+//! let sealed = keyring.seal_record(&place, &[(IndexKind::Phone, phone)], &[(FieldCategory::Demographics, b"{}")])?;
+//! let parts = keyring.open_record(&place, &sealed, CategorySet::ALL)?;
 //! assert_eq!(&parts[0].1[..], b"{}");
-//! let _token = keyring.token(IndexKind::Phone, "5558107203");
+//! keyring.check_index_entry(&place, &sealed, IndexKind::Phone, &phone)?;
 //! # Ok::<(), rxvault_crypto::Error>(())
 //! ```
 #![deny(missing_docs)]
@@ -60,7 +66,9 @@ pub mod tls;
 pub mod token;
 
 pub use kek::Kek;
-pub use keyring::{KeyPurpose, Keyring, NewDek, NewSigner, WrappedKey, sha256, verify_signature};
+pub use keyring::{
+    Binding, KeyPurpose, Keyring, NewDek, NewSigner, WrappedKey, sha256, verify_signature,
+};
 pub use otp::TotpSecret;
 pub use password::{Password, PasswordHash, Pepper};
 pub use secret::{Passphrase, SecretKey};
@@ -82,6 +90,17 @@ pub enum Error {
         "the key does not open this vault (wrong passphrase, or a key file for another vault or an old key version)"
     )]
     WrongKey,
+    /// A stored wrapped key does not authenticate under a KEK that opens the
+    /// vault's other keys: the key is right, the wrap was altered.
+    #[error(
+        "{what} does not authenticate under KEK version {kek_version}: the database is corrupt or was tampered with (the key itself opens this vault's other keys)"
+    )]
+    CorruptKey {
+        /// Which wrap (`wrapped data key 1234`, `wrapped index key`).
+        what: String,
+        /// The KEK version it is wrapped under.
+        kek_version: u32,
+    },
     /// A record was sealed with a data key this keyring does not hold.
     #[error("data key {0} is not loaded")]
     UnknownDek(rxvault_model::DekId),

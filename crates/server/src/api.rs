@@ -508,10 +508,10 @@ fn fill_is_today(state: &AppState, id: &str) -> ApiResult<bool> {
         return Ok(false);
     };
     let rid = vault.rid(RecordKind::Fill, id);
+    // Checked hits: an index row moved to another fill is an error, not a
+    // grant.
     Ok(vault
-        .store()
-        .lookup(IndexKind::FillDate, &token)
-        .map_err(rxvault_vault::Error::from)?
+        .lookup(IndexKind::FillDate, &token)?
         .iter()
         .any(|h| h.rid == rid))
 }

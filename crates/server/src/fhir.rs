@@ -230,21 +230,12 @@ async fn search_inner(
                     let t = vault
                         .token(IndexKind::FillDate, &day)
                         .expect("a date normalises");
-                    Some(
-                        vault
-                            .store()
-                            .lookup(IndexKind::FillDate, &t)
-                            .map_err(rxvault_vault::Error::from)?,
-                    )
+                    Some(vault.lookup(IndexKind::FillDate, &t)?)
                 } else {
                     None
                 };
                 let mut out = Vec::new();
-                for hit in vault
-                    .store()
-                    .lookup(index, &token)
-                    .map_err(rxvault_vault::Error::from)?
-                {
+                for hit in vault.lookup(index, &token)? {
                     if hit.kind != kind
                         || today
                             .as_ref()

@@ -11,7 +11,7 @@
 use rxvault_model::RecordKind;
 
 /// The schema version this build writes.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 
 /// The statements of migration `version` (1-based).
 pub(crate) fn migration(version: u32) -> Vec<String> {
@@ -84,6 +84,13 @@ pub(crate) fn migration(version: u32) -> Vec<String> {
         .into_iter()
         .map(str::to_string)
         .collect(),
+        // Records are sealed in envelope format 2, which binds the patient
+        // link, the derived flag and the blind-index entries. No table
+        // changes: the vault reseals existing records when it opens
+        // (`meta.record_format`). The version exists so that an older
+        // rxvault, which writes format 1 envelopes the migrated vault
+        // refuses, refuses the database instead (`Error::TooNew`).
+        3 => Vec::new(),
         _ => Vec::new(),
     }
 }

@@ -70,7 +70,10 @@ fn migration_2_is_applied_to_a_version_1_database_and_recorded() {
     // Roll the database back to version 1, as an older rxvault left it.
     downgrade_to_v1(&path);
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(
+        store.schema_version().unwrap(),
+        rxvault_store::schema::CURRENT
+    );
     let auth = SqlAuthStore::open_sqlite(&path).unwrap();
     assert!(auth.create_account(&account("a1", "ann")).unwrap());
 }

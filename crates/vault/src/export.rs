@@ -291,10 +291,10 @@ impl Vault {
         ]);
         let mut out = Shipments::default();
         let mut patients = std::collections::BTreeSet::new();
-        for hit in self.store.lookup(IndexKind::FillDate, &token)? {
-            let Some(record) = self.store.get(RecordKind::Fill, &hit.rid)? else {
+        for record in self.lookup_records(IndexKind::FillDate, &token)? {
+            if record.kind != RecordKind::Fill {
                 continue;
-            };
+            }
             let fill =
                 map::fill_view(&self.open_record(&record, want)?).map_err(|e| Error::Corrupt {
                     what: format!("fill {}", record.rid),

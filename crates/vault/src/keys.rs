@@ -23,14 +23,22 @@
 //! 4. **done**: wraps under n are deleted, but only for keys that have an
 //!    n+1 wrap (a key some other process created under n meanwhile is
 //!    rewrapped first, never lost), and n is removed from the key file.
+//!
+//! # Envelope format migration
+//! [`Vault::open`] reseals every record of a vault written before envelope
+//! format 2 (which binds the patient link, the derived flag and the index
+//! entries; see `rxvault_crypto::envelope`) with the same page-by-page
+//! compare-and-swap pass as re-encryption, its cursor in
+//! `meta.record_migration`. Then `meta.record_format` is `2` and format 1
+//! envelopes are refused.
 
 use crate::config::{KeyKind, StoreConfig, VaultConfig, default_key_file, is_inside};
 use crate::{Error, Result, Vault, io_err};
 use rxvault_crypto::kek::{KdfParams, LocalKek};
 use rxvault_crypto::keyfile::{KeyFile, KeyFileError};
 use rxvault_crypto::{Kek, KeyPurpose, Keyring, Passphrase, SecretKey, WrappedKey};
-use rxvault_model::{CategorySet, Clock, DekId, RecordKind, Rid};
-use rxvault_store::{Op, PgStore, SqliteStore, Store, StoredKey, WriteBatch};
+use rxvault_model::{Clock, DekId, RecordKind, Rid};
+use rxvault_store::{Op, PgStore, SqliteStore, Store, StoredKey, StoredRecord, WriteBatch};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +50,12 @@ pub(crate) mod meta {
     pub const KEK_KIND: &str = "kek_kind";
     pub const CREATED_AT: &str = "created_at";
     pub const ROTATION: &str = "rotation";
+    /// The envelope format every record is in; version 1 envelopes are
+    /// refused once it is [`RECORD_FORMAT_CURRENT`].
+    pub const RECORD_FORMAT: &str = "record_format";
+    pub const RECORD_FORMAT_CURRENT: &str = "2";
+    /// The record format migration's cursor, while it runs.
+    pub const RECORD_MIGRATION: &str = "record_migration";
     pub fn kdf(version: u32) -> String {
         format!("kdf.v{version}")
     }
@@ -179,6 +193,10 @@ impl Vault {
             (meta::VAULT_ID.to_string(), vault_id.clone()),
             (meta::KEK_VERSION.to_string(), "1".to_string()),
             (
+                meta::RECORD_FORMAT.to_string(),
+                meta::RECORD_FORMAT_CURRENT.to_string(),
+            ),
+            (
                 meta::CREATED_AT.to_string(),
                 clock.now().unix_timestamp().to_string(),
             ),
@@ -268,7 +286,7 @@ impl Vault {
             ),
             e => e.into(),
         })?;
-        Ok(Vault {
+        let vault = Vault {
             config,
             store,
             keys: Arc::new(keys),
@@ -277,7 +295,9 @@ impl Vault {
             dek_lock: std::sync::Mutex::new(()),
             audit: std::sync::OnceLock::new(),
             audit_open: std::sync::Mutex::new(()),
-        })
+        };
+        vault.migrate_records()?;
+        Ok(vault)
     }
 
     /// Makes sure this process has a data key to seal with: creates one,
@@ -739,6 +759,11 @@ pub fn rotate(
 
     if st.phase == Phase::Reencrypting {
         let new_ring = Keyring::open(&config.vault_id, new_kek, &stored_keys(store.as_ref())?)?;
+        // A vault not yet migrated to envelope version 2 (opening it
+        // migrates) is re-encrypted into version 2 just the same.
+        new_ring.accept_legacy_records(
+            store.meta(meta::RECORD_FORMAT)?.as_deref() != Some(meta::RECORD_FORMAT_CURRENT),
+        );
         let (resealed, unused) = reencrypt(
             store.as_ref(),
             &new_ring,
@@ -818,50 +843,24 @@ fn reencrypt(
         .map(|k| store.count(*k).unwrap_or(0))
         .sum();
     progress.phase("re-encrypting records", Some(total));
-    let mut resealed = 0u64;
-    let start_kind = st.cursor.as_ref().map_or(1, |(k, _)| *k);
-    for kind in RecordKind::ALL
-        .into_iter()
-        .filter(|k| k.code() >= start_kind)
-    {
-        let mut after: Option<Rid> = match &st.cursor {
-            Some((k, rid)) if *k == kind.code() => Rid::from_hex(rid),
-            _ => None,
-        };
-        loop {
-            let records = store.scan(kind, after.as_ref(), page)?;
-            let Some(last) = records.last().map(|r| r.rid) else {
-                break;
-            };
-            let mut ops = Vec::with_capacity(records.len() + 1);
-            for r in &records {
-                if r.dek == target {
-                    continue;
-                }
-                let parts = ring.open_record(kind, &r.rid, &r.envelope, CategorySet::ALL)?;
-                let refs: Vec<(rxvault_model::FieldCategory, &[u8])> =
-                    parts.iter().map(|(c, p)| (*c, &p[..])).collect();
-                let envelope = ring.seal_record(kind, &r.rid, &refs)?;
-                ops.push(Op::Reseal {
-                    kind,
-                    rid: r.rid,
-                    expected: r.envelope.clone(),
-                    envelope,
-                    dek: target,
-                });
-            }
-            resealed += ops.len() as u64;
-            st.cursor = Some((kind.code(), last.to_string()));
-            ops.push(Op::Meta {
-                key: meta::ROTATION.into(),
-                value: Some(serde_json::to_string(st).map_err(|e| Error::Invalid(e.to_string()))?),
-            });
-            store.write(&WriteBatch { ops, at: at() })?;
-            progress.advance(records.len() as u64);
-            after = Some(last);
-        }
-        st.cursor = None;
+    let state = st.clone();
+    let save = |cursor: Option<&Cursor>| -> Result<Op> {
+        let mut s = state.clone();
+        s.cursor = cursor.cloned();
+        Ok(Op::Meta {
+            key: meta::ROTATION.into(),
+            value: Some(serde_json::to_string(&s).map_err(|e| Error::Invalid(e.to_string()))?),
+        })
+    };
+    let resealed = ResealPass {
+        store,
+        ring,
+        page,
+        skip: &|r: &StoredRecord| r.dek == target,
+        save: &save,
+        at,
     }
+    .run(&mut st.cursor, progress)?;
     // Data keys no record uses any more are counted, not deleted: the audit
     // log's sealed bodies are immutable and other sealed values (TOTP
     // secrets, the TLS key) may still be under them.
@@ -871,5 +870,182 @@ fn reencrypt(
         .filter(|k| k.purpose == KeyPurpose::Data && k.id != target)
         .filter(|k| !usage.iter().any(|(d, n)| *d == k.id && *n > 0))
         .count();
-    Ok((resealed, unused))
+    Ok((resealed.resealed, unused))
+}
+
+/// A pass over every record that reseals it ([`crate::records::reseal`])
+/// under the keyring's active data key, page by page, each page's
+/// compare-and-swap writes committed with the cursor, so a killed pass
+/// resumes where it stopped and a record written meanwhile is never
+/// overwritten. Shared by re-encryption and the envelope migration.
+pub(crate) struct ResealPass<'a> {
+    pub store: &'a dyn Store,
+    pub ring: &'a Keyring,
+    /// Records per committed page.
+    pub page: usize,
+    /// Records left as they are.
+    pub skip: &'a dyn Fn(&StoredRecord) -> bool,
+    /// The metadata write that records the cursor, committed with each page.
+    pub save: &'a dyn Fn(Option<&Cursor>) -> Result<Op>,
+    pub at: &'a dyn Fn() -> i64,
+}
+
+/// Where a pass over the records is: a kind code and the last key done
+/// (hex).
+pub(crate) type Cursor = (u8, String);
+
+/// What a [`ResealPass`] did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Resealed {
+    /// Records resealed.
+    pub resealed: u64,
+    /// Version 1 records whose stored patient link or flag disagreed with
+    /// their content (sealed to their content's).
+    pub mismatched: u64,
+}
+
+impl ResealPass<'_> {
+    pub(crate) fn run(
+        &self,
+        cursor: &mut Option<Cursor>,
+        progress: &mut dyn Progress,
+    ) -> Result<Resealed> {
+        let mut done = Resealed::default();
+        let start_kind = cursor.as_ref().map_or(1, |(k, _)| *k);
+        for kind in RecordKind::ALL
+            .into_iter()
+            .filter(|k| k.code() >= start_kind)
+        {
+            let mut after: Option<Rid> = match &*cursor {
+                Some((k, rid)) if *k == kind.code() => Rid::from_hex(rid),
+                _ => None,
+            };
+            loop {
+                let records = self.store.scan(kind, after.as_ref(), self.page)?;
+                let Some(last) = records.last().map(|r| r.rid) else {
+                    break;
+                };
+                let mut ops = Vec::with_capacity(records.len() + 1);
+                for r in records.iter().filter(|r| !(self.skip)(r)) {
+                    let (envelope, mismatched) = crate::records::reseal(self.ring, r)?;
+                    if mismatched {
+                        done.mismatched += 1;
+                        tracing::warn!(
+                            table = kind.table(),
+                            record = %r.rid,
+                            "stored patient link or flag disagrees with the record's content; sealed to its content"
+                        );
+                    }
+                    ops.push(Op::Reseal {
+                        kind,
+                        rid: r.rid,
+                        expected: r.envelope.clone(),
+                        dek: Keyring::dek_of(&envelope)?,
+                        envelope,
+                    });
+                }
+                done.resealed += ops.len() as u64;
+                *cursor = Some((kind.code(), last.to_string()));
+                ops.push((self.save)(cursor.as_ref())?);
+                self.store.write(&WriteBatch {
+                    ops,
+                    at: (self.at)(),
+                })?;
+                progress.advance(records.len() as u64);
+                after = Some(last);
+            }
+            *cursor = None;
+        }
+        Ok(done)
+    }
+}
+
+// --------------------------------------------------------------- migration --
+
+/// The record format migration's state (`meta.record_migration`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Migration {
+    /// The cursor (kind code, last resealed key in hex).
+    #[serde(default)]
+    cursor: Option<(u8, String)>,
+}
+
+impl Vault {
+    /// Brings every record to the current envelope format (version 2, which
+    /// binds the patient link, the derived flag and the index entries), on
+    /// open. Done once per vault: `meta.record_format` then says `2` and
+    /// version 1 envelopes are refused from then on, so an old-format row
+    /// swapped in later cannot bring back an unbound link. Resumable: the
+    /// cursor is committed with each page (`meta.record_migration`), and
+    /// records already in version 2 are skipped anyway.
+    pub(crate) fn migrate_records(&self) -> Result<()> {
+        if self.store.meta(meta::RECORD_FORMAT)?.as_deref() == Some(meta::RECORD_FORMAT_CURRENT) {
+            return Ok(());
+        }
+        self.keys.accept_legacy_records(true);
+        let result = self.reseal_legacy_records();
+        self.keys.accept_legacy_records(false);
+        result
+    }
+
+    fn reseal_legacy_records(&self) -> Result<()> {
+        let mut state: Migration = match self.store.meta(meta::RECORD_MIGRATION)? {
+            Some(s) => serde_json::from_str(&s).map_err(|e| Error::Corrupt {
+                what: "record migration state".into(),
+                message: e.to_string(),
+            })?,
+            None => Migration::default(),
+        };
+        self.ensure_dek()?;
+        self.reload_keys()?;
+        let at = || self.now_unix();
+        let save = |cursor: Option<&Cursor>| -> Result<Op> {
+            let s = Migration {
+                cursor: cursor.cloned(),
+            };
+            Ok(Op::Meta {
+                key: meta::RECORD_MIGRATION.into(),
+                value: Some(serde_json::to_string(&s).map_err(|e| Error::Invalid(e.to_string()))?),
+            })
+        };
+        let pass = ResealPass {
+            store: self.store.as_ref(),
+            ring: &self.keys,
+            page: 500,
+            skip: &|r: &StoredRecord| {
+                rxvault_crypto::envelope::version(&r.envelope)
+                    == Some(rxvault_crypto::envelope::VERSION)
+            },
+            save: &save,
+            at: &at,
+        };
+        let resumed = state.cursor.is_some();
+        let mut done = pass.run(&mut state.cursor, &mut Quiet)?;
+        if resumed {
+            // The format is declared only after a pass that saw every
+            // record: the cursor is trusted for speed, never for the result.
+            let again = pass.run(&mut None, &mut Quiet)?;
+            done.resealed += again.resealed;
+            done.mismatched += again.mismatched;
+        }
+        self.store.write(&WriteBatch {
+            ops: vec![
+                Op::Meta {
+                    key: meta::RECORD_FORMAT.into(),
+                    value: Some(meta::RECORD_FORMAT_CURRENT.into()),
+                },
+                Op::Meta {
+                    key: meta::RECORD_MIGRATION.into(),
+                    value: None,
+                },
+            ],
+            at: at(),
+        })?;
+        tracing::info!(
+            resealed = done.resealed,
+            mismatched = done.mismatched,
+            "records migrated to envelope format 2"
+        );
+        Ok(())
+    }
 }

@@ -11,6 +11,9 @@
 //! - [`import`]: the streaming import pipeline.
 //! - [`export`]: FHIR and shipping exports.
 //! - [`query`]: patient charts and blind-index searches.
+//! - [`integrity`]: checking every record against its row without
+//!   decrypting (what no single read can see: records missing from a chart
+//!   or a search).
 //! - [`access`]: the audited entry points (read, search, write, export on
 //!   someone's behalf): no audit, no access.
 //!
@@ -25,6 +28,7 @@ pub mod access;
 pub mod config;
 pub mod export;
 pub mod import;
+pub mod integrity;
 pub mod keys;
 pub mod query;
 pub mod records;

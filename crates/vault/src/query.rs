@@ -156,7 +156,8 @@ impl Vault {
         }))
     }
 
-    /// The storage keys of the patients a search matches (no decryption).
+    /// The storage keys of the patients a search matches (no part is
+    /// decrypted; each hit's binding is checked).
     pub fn find_rids(&self, query: &Find) -> Result<Vec<Rid>> {
         let (kind, value) = query.index();
         let Some(token) = self.token(kind, &value) else {
@@ -166,11 +167,13 @@ impl Vault {
             )));
         };
         let mut patients = Vec::new();
-        for hit in self.store.lookup(kind, &token)? {
-            let rid = if hit.kind == RecordKind::Patient {
-                Some(hit.rid)
+        // Each hit is checked to carry the entry and to belong to the
+        // patient its row names (both bound into its envelope).
+        for record in self.lookup_records(kind, &token)? {
+            let rid = if record.kind == RecordKind::Patient {
+                Some(record.rid)
             } else {
-                self.store.get(hit.kind, &hit.rid)?.and_then(|r| r.patient)
+                record.patient
             };
             if let Some(rid) = rid
                 && !patients.contains(&rid)

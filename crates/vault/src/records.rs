@@ -5,13 +5,21 @@
 //! ([`rxvault_fhir::split`]), seals each part, and computes the record key
 //! and blind-index tokens from normalised values. Nothing that leaves this
 //! module for the store is plaintext.
+//!
+//! What the store keeps beside an envelope and the query layer trusts (the
+//! patient link, the derived flag, the blind-index entries, the data key
+//! column) is bound into the envelope or checked against it on every open
+//! ([`binding`], [`Vault::lookup`]): a row re-pointed at another patient, a
+//! flipped flag or an index entry moved to another record is an
+//! `Integrity` error, never another patient's data.
 
 use crate::{Error, Result, Vault};
+use rxvault_crypto::{Binding, Keyring, envelope};
 use rxvault_fhir::{FieldError, Resource, conventions as cv, map, split};
 use rxvault_model::{
     CategorySet, FieldCategory, IndexKind, IndexToken, RecordKind, Rid, normalize,
 };
-use rxvault_store::{RecordWrite, StoredRecord};
+use rxvault_store::{IndexHit, RecordWrite, StoredRecord};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -154,16 +162,8 @@ impl Vault {
     /// Validates and seals a resource of `kind` into a write for the store.
     pub fn seal(&self, kind: RecordKind, resource: Resource) -> Result<RecordWrite, SealError> {
         let facts = facts(kind, &resource)?;
-        let rid = self.keys.rid(kind, &facts.id);
-        let patient = facts
-            .patient
-            .as_deref()
-            .map(|p| self.keys.rid(RecordKind::Patient, p));
-        let tokens = facts
-            .index
-            .iter()
-            .map(|(k, v)| (*k, self.keys.token(*k, v)))
-            .collect();
+        let place = place_of(&self.keys, kind, &facts);
+        let tokens = tokens_of(&self.keys, &facts);
         let parts: Vec<(FieldCategory, Zeroizing<Vec<u8>>)> = split::split(kind, resource)
             .into_iter()
             .map(|(c, part)| {
@@ -173,23 +173,23 @@ impl Vault {
             .collect();
         let refs: Vec<(FieldCategory, &[u8])> =
             parts.iter().map(|(c, b)| (*c, b.as_slice())).collect();
-        let envelope = match self.keys.seal_record(kind, &rid, &refs) {
+        let envelope = match self.keys.seal_record(&place, &tokens, &refs) {
             Err(rxvault_crypto::Error::DekExhausted) => {
                 self.ensure_dek().map_err(SealError::Failed)?;
                 self.keys
-                    .seal_record(kind, &rid, &refs)
+                    .seal_record(&place, &tokens, &refs)
                     .map_err(Error::from)?
             }
             other => other.map_err(Error::from)?,
         };
-        let dek = rxvault_crypto::Keyring::dek_of(&envelope).map_err(Error::from)?;
+        let dek = Keyring::dek_of(&envelope).map_err(Error::from)?;
         Ok(RecordWrite {
             record: StoredRecord {
                 kind,
-                rid,
-                patient,
+                rid: place.rid,
+                patient: place.patient,
                 dek,
-                derived: facts.derived,
+                derived: place.derived,
                 envelope,
             },
             tokens,
@@ -256,23 +256,70 @@ impl Vault {
     }
 
     /// The categories `want` of a record, decrypted (reloading the keys once
-    /// if another process added a data key since they were loaded).
+    /// if another process added a data key since they were loaded), after
+    /// its envelope is checked against what the store says of it.
     fn open_parts(
         &self,
         record: &StoredRecord,
         want: CategorySet,
     ) -> Result<Vec<(FieldCategory, Zeroizing<Vec<u8>>)>> {
-        let open = || {
-            self.keys
-                .open_record(record.kind, &record.rid, &record.envelope, want)
-        };
-        Ok(match open() {
+        check_dek_column(record)?;
+        self.with_keys(|keys| keys.open_record(&binding(record), &record.envelope, want))
+    }
+
+    /// `f` with the keyring, again after reloading the data keys if it
+    /// needed one another process created.
+    pub(crate) fn with_keys<T>(
+        &self,
+        f: impl Fn(&Keyring) -> rxvault_crypto::Result<T>,
+    ) -> Result<T> {
+        Ok(match f(&self.keys) {
             Err(rxvault_crypto::Error::UnknownDek(_)) => {
                 self.reload_keys()?;
-                open()?
+                f(&self.keys)?
             }
             other => other?,
         })
+    }
+
+    /// The records a blind-index lookup finds, each checked to have been
+    /// sealed with that entry and with the patient link and flag the store
+    /// gives it (no part is decrypted). An index row pointed at a record
+    /// that does not carry it is an `Integrity` error, never a hit.
+    pub(crate) fn lookup_records(
+        &self,
+        index: IndexKind,
+        token: &IndexToken,
+    ) -> Result<Vec<StoredRecord>> {
+        let mut out = Vec::new();
+        for hit in self.store.lookup(index, token)? {
+            // The store deletes a record's index rows with it; a row whose
+            // record is gone finds nothing.
+            let Some(record) = self.store.get(hit.kind, &hit.rid)? else {
+                continue;
+            };
+            check_dek_column(&record)?;
+            self.with_keys(|keys| {
+                keys.check_index_entry(&binding(&record), &record.envelope, index, token)
+            })?;
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// The records whose blind-index entry of `index` is `token`, checked as
+    /// [`lookup_records`](Self::lookup_records) does: what the server's
+    /// searches and "today's fills" constraint use instead of the store's
+    /// unchecked lookup.
+    pub fn lookup(&self, index: IndexKind, token: &IndexToken) -> Result<Vec<IndexHit>> {
+        Ok(self
+            .lookup_records(index, token)?
+            .into_iter()
+            .map(|r| IndexHit {
+                kind: r.kind,
+                rid: r.rid,
+            })
+            .collect())
     }
 
     /// A record read with its identifiers must carry the id its storage key
@@ -288,6 +335,92 @@ impl Vault {
         }
         Ok(())
     }
+}
+
+/// What a stored record's envelope must be bound to: the row's own columns.
+pub(crate) fn binding(record: &StoredRecord) -> Binding {
+    Binding {
+        kind: record.kind,
+        rid: record.rid,
+        patient: record.patient,
+        derived: record.derived,
+    }
+}
+
+/// The data key column is a copy of the envelope's (bound) DEK id, used for
+/// key usage and re-encryption; a row where they differ was altered.
+pub(crate) fn check_dek_column(record: &StoredRecord) -> Result<()> {
+    if Keyring::dek_of(&record.envelope)? != record.dek {
+        return Err(rxvault_crypto::Error::Integrity {
+            what: format!("{}, data key column", what(record)),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Where a resource with these facts is stored, as its envelope binds it.
+fn place_of(keys: &Keyring, kind: RecordKind, facts: &Facts) -> Binding {
+    Binding {
+        kind,
+        rid: keys.rid(kind, &facts.id),
+        patient: facts
+            .patient
+            .as_deref()
+            .map(|p| keys.rid(RecordKind::Patient, p)),
+        derived: facts.derived,
+    }
+}
+
+fn tokens_of(keys: &Keyring, facts: &Facts) -> Vec<(IndexKind, IndexToken)> {
+    facts
+        .index
+        .iter()
+        .map(|(k, v)| (*k, keys.token(*k, v)))
+        .collect()
+}
+
+/// Reseals a stored record under the keyring's active data key in the
+/// current envelope format (re-encryption and the format migration).
+///
+/// A version 2 record keeps its binding (the row's columns and the index
+/// entries it carries, all authenticated by opening it). A version 1 record
+/// bound none of them, so they are taken from its content, which version 1
+/// did authenticate: the patient its resource names, its derived tag, the
+/// index values it holds. Returns the envelope and whether the row's
+/// columns disagreed with the content (a link altered before the
+/// migration: the record is sealed to its true patient, so the altered row
+/// fails every open from then on instead of showing in another chart).
+pub(crate) fn reseal(keys: &Keyring, record: &StoredRecord) -> Result<(Vec<u8>, bool)> {
+    check_dek_column(record)?;
+    let stored = binding(record);
+    let parts = keys.open_record(&stored, &record.envelope, CategorySet::ALL)?;
+    let refs: Vec<(FieldCategory, &[u8])> = parts.iter().map(|(c, p)| (*c, &p[..])).collect();
+    if envelope::version(&record.envelope) == Some(envelope::VERSION) {
+        let tokens = Keyring::tokens_of(&record.envelope)?;
+        return Ok((keys.seal_record(&stored, &tokens, &refs)?, false));
+    }
+    let mut maps = Vec::with_capacity(parts.len());
+    for (category, bytes) in &parts {
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(m)) => maps.push(m),
+            _ => return Err(not_an_object(record, *category)),
+        }
+    }
+    let resource = split::merge(record.kind, maps);
+    let facts = facts(record.kind, &resource).map_err(|e| Error::Corrupt {
+        what: what(record),
+        message: e.to_string(),
+    })?;
+    let place = place_of(keys, record.kind, &facts);
+    if place.rid != record.rid {
+        return Err(Error::Corrupt {
+            what: what(record),
+            message: "its id does not match its storage key".into(),
+        });
+    }
+    let envelope = keys.seal_record(&place, &tokens_of(keys, &facts), &refs)?;
+    Ok((envelope, place != stored))
 }
 
 fn what(record: &StoredRecord) -> String {
