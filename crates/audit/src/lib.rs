@@ -84,10 +84,11 @@ pub mod verify;
 
 pub use checkpoint::{Checkpoint, SignedCheckpoint, VerifierKey};
 pub use entry::{
-    Action, ActionKind, Actor, ActorKind, Entry, Header, LoggedEntry, Outcome, StoredEntry, WriteOp,
+    Action, ActionKind, Actor, ActorKind, Entry, ExportFormat, ExportProtection, Header,
+    KindCategories, LoggedEntry, Outcome, StoredEntry, WriteOp,
 };
 pub use log::{AuditConfig, AuditLog, Pending, Receipt, StoreLocation, open_store};
-pub use reader::{AuditReader, PatientSeen, Query};
+pub use reader::{AuditReader, ExportScope, ExportStatus, PatientSeen, Query};
 pub use rxvault_store::audit::AuditStore;
 pub use verify::{Problem, ProblemKind, Report, VerifyOptions};
 
