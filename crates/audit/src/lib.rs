@@ -20,7 +20,8 @@
 //! - [`log`]: [`AuditLog`], the writer: a committer thread with a queue,
 //!   [`Pending`] handles that can be blocked on or `.await`ed.
 //! - [`reader`]: [`AuditReader`], proofs, entries and forensic
-//!   [`Query`]s answered from indexes.
+//!   [`Query`]s answered from indexes, and the scope of an export
+//!   ([`AuditReader::export_scope`]).
 //! - [`verify`]: recomputes everything from the raw entries and reports
 //!   edits, deletions, reorderings, insertions, truncation, rollback and bad
 //!   signatures with the first bad index.
