@@ -619,7 +619,11 @@ fn export_scope(a: &ExportScopeArgs) -> Result<ExitCode> {
         let names: Vec<&str> = categories.iter().map(|c| c.name()).collect();
         println!("  {kind}: {}", names.join(", "));
     }
-    println!("  {} records, {} patients:", scope.records, scope.patients.len());
+    println!(
+        "  {} records, {} patients:",
+        scope.records,
+        scope.patients.len()
+    );
     for p in &scope.patients {
         println!("    {p}");
     }

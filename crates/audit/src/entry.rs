@@ -662,11 +662,12 @@ impl FromIterator<(RecordKind, CategorySet)> for KindCategories {
 
 impl Serialize for KindCategories {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(
-            self.0
-                .iter()
-                .map(|(k, c)| (k.fhir_type(), c.iter().map(|x| x.name()).collect::<Vec<_>>())),
-        )
+        s.collect_map(self.0.iter().map(|(k, c)| {
+            (
+                k.fhir_type(),
+                c.iter().map(|x| x.name()).collect::<Vec<_>>(),
+            )
+        }))
     }
 }
 
@@ -1451,10 +1452,9 @@ mod tests {
 
     #[test]
     fn bodies_from_before_searches_recorded_categories_still_read() {
-        let old: Action = serde_json::from_str(
-            r#"{"type":"search","details":{"query":"phone","results":2}}"#,
-        )
-        .unwrap();
+        let old: Action =
+            serde_json::from_str(r#"{"type":"search","details":{"query":"phone","results":2}}"#)
+                .unwrap();
         assert_eq!(
             old,
             Action::Search {

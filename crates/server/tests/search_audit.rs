@@ -108,7 +108,12 @@ async fn every_search_form_audits_exactly_the_patients_it_returned() {
     let phone = patient.phones().next().unwrap().to_string();
     let mrn = patient.identifiers[0].clone();
     let open = |kind: RecordKind, id: &str| {
-        let r = h.vault.store().get(kind, &h.vault.rid(kind, id)).unwrap().unwrap();
+        let r = h
+            .vault
+            .store()
+            .get(kind, &h.vault.rid(kind, id))
+            .unwrap()
+            .unwrap();
         h.vault.open_record(&r, all).unwrap()
     };
     let member = map::coverage_view(&open(RecordKind::Coverage, &h.ids[&RecordKind::Coverage]))
@@ -149,63 +154,310 @@ async fn every_search_form_audits_exactly_the_patients_it_returned() {
     let mrn_system = format!("{}|{}", mrn.system.clone().unwrap_or_default(), mrn.value);
     let forms = vec![
         // FHIR Patient.
-        form("/fhir/Patient", &[("family", fam), ("birthdate", &birth)], Patient, true),
-        form("/fhir/Patient", &[("family", fam), ("birthdate", &birth), ("given", &given)], Patient, true),
-        form("/fhir/Patient", &[("family", fam), ("birthdate", &birth), ("given", twin_given)], Patient, true),
-        form("/fhir/Patient", &[("family", fam), ("birthdate", &birth), ("given", "Nobodyelse")], Patient, false),
-        form("/fhir/Patient", &[("family", "Nonesuch"), ("birthdate", "1901-02-03")], Patient, false),
+        form(
+            "/fhir/Patient",
+            &[("family", fam), ("birthdate", &birth)],
+            Patient,
+            true,
+        ),
+        form(
+            "/fhir/Patient",
+            &[("family", fam), ("birthdate", &birth), ("given", &given)],
+            Patient,
+            true,
+        ),
+        form(
+            "/fhir/Patient",
+            &[
+                ("family", fam),
+                ("birthdate", &birth),
+                ("given", twin_given),
+            ],
+            Patient,
+            true,
+        ),
+        form(
+            "/fhir/Patient",
+            &[
+                ("family", fam),
+                ("birthdate", &birth),
+                ("given", "Nobodyelse"),
+            ],
+            Patient,
+            false,
+        ),
+        form(
+            "/fhir/Patient",
+            &[("family", "Nonesuch"), ("birthdate", "1901-02-03")],
+            Patient,
+            false,
+        ),
         form("/fhir/Patient", &[("phone", &phone)], Patient, true),
-        form("/fhir/Patient", &[("phone", "1-000-000-0001")], Patient, false),
-        form("/fhir/Patient", &[("identifier", &mrn.value)], Patient, true),
-        form("/fhir/Patient", &[("identifier", &mrn_system)], Patient, true),
-        form("/fhir/Patient", &[("identifier", "NO-SUCH-MRN-0")], Patient, false),
+        form(
+            "/fhir/Patient",
+            &[("phone", "1-000-000-0001")],
+            Patient,
+            false,
+        ),
+        form(
+            "/fhir/Patient",
+            &[("identifier", &mrn.value)],
+            Patient,
+            true,
+        ),
+        form(
+            "/fhir/Patient",
+            &[("identifier", &mrn_system)],
+            Patient,
+            true,
+        ),
+        form(
+            "/fhir/Patient",
+            &[("identifier", "NO-SUCH-MRN-0")],
+            Patient,
+            false,
+        ),
         form("/fhir/Patient", &[("_id", &pid)], Patient, true),
-        form("/fhir/Patient", &[("_id", "no-such-patient")], Patient, false),
+        form(
+            "/fhir/Patient",
+            &[("_id", "no-such-patient")],
+            Patient,
+            false,
+        ),
         // FHIR records by identifier, by patient, by id.
         form("/fhir/Coverage", &[("identifier", &member)], Coverage, true),
-        form("/fhir/Coverage", &[("identifier", "NO-SUCH-MEMBER")], Coverage, false),
-        scoped(form("/fhir/Coverage", &[("patient", &format!("Patient/{pid}"))], Coverage, true), &pid),
-        scoped(form("/fhir/Coverage", &[("patient", "no-such-patient")], Coverage, false), "no-such-patient"),
-        form("/fhir/Coverage", &[("_id", &h.ids[&Coverage])], Coverage, true),
-        form("/fhir/MedicationRequest", &[("identifier", &rx)], Prescription, true),
-        form("/fhir/MedicationRequest", &[("identifier", "NO-SUCH-RX")], Prescription, false),
-        scoped(form("/fhir/MedicationRequest", &[("patient", &pid)], Prescription, true), &pid),
-        form("/fhir/MedicationRequest", &[("_id", &h.ids[&Prescription])], Prescription, true),
-        form("/fhir/MedicationDispense", &[("identifier", &tx_today)], Fill, true),
-        form("/fhir/MedicationDispense", &[("identifier", &tx_other)], Fill, true),
-        form("/fhir/MedicationDispense", &[("identifier", "NO-SUCH-TX")], Fill, false),
-        scoped(form("/fhir/MedicationDispense", &[("patient", &pid)], Fill, true), &pid),
-        form("/fhir/MedicationDispense", &[("_id", &h.fill_other_day)], Fill, true),
-        scoped(form("/fhir/AllergyIntolerance", &[("patient", &pid)], Allergy, true), &pid),
-        scoped(form("/fhir/AllergyIntolerance", &[("patient", "twin-1")], Allergy, false), "twin-1"),
-        form("/fhir/AllergyIntolerance", &[("_id", &h.ids[&Allergy])], Allergy, true),
-        form("/fhir/AllergyIntolerance", &[("_id", "no-such-allergy")], Allergy, false),
+        form(
+            "/fhir/Coverage",
+            &[("identifier", "NO-SUCH-MEMBER")],
+            Coverage,
+            false,
+        ),
+        scoped(
+            form(
+                "/fhir/Coverage",
+                &[("patient", &format!("Patient/{pid}"))],
+                Coverage,
+                true,
+            ),
+            &pid,
+        ),
+        scoped(
+            form(
+                "/fhir/Coverage",
+                &[("patient", "no-such-patient")],
+                Coverage,
+                false,
+            ),
+            "no-such-patient",
+        ),
+        form(
+            "/fhir/Coverage",
+            &[("_id", &h.ids[&Coverage])],
+            Coverage,
+            true,
+        ),
+        form(
+            "/fhir/MedicationRequest",
+            &[("identifier", &rx)],
+            Prescription,
+            true,
+        ),
+        form(
+            "/fhir/MedicationRequest",
+            &[("identifier", "NO-SUCH-RX")],
+            Prescription,
+            false,
+        ),
+        scoped(
+            form(
+                "/fhir/MedicationRequest",
+                &[("patient", &pid)],
+                Prescription,
+                true,
+            ),
+            &pid,
+        ),
+        form(
+            "/fhir/MedicationRequest",
+            &[("_id", &h.ids[&Prescription])],
+            Prescription,
+            true,
+        ),
+        form(
+            "/fhir/MedicationDispense",
+            &[("identifier", &tx_today)],
+            Fill,
+            true,
+        ),
+        form(
+            "/fhir/MedicationDispense",
+            &[("identifier", &tx_other)],
+            Fill,
+            true,
+        ),
+        form(
+            "/fhir/MedicationDispense",
+            &[("identifier", "NO-SUCH-TX")],
+            Fill,
+            false,
+        ),
+        scoped(
+            form("/fhir/MedicationDispense", &[("patient", &pid)], Fill, true),
+            &pid,
+        ),
+        form(
+            "/fhir/MedicationDispense",
+            &[("_id", &h.fill_other_day)],
+            Fill,
+            true,
+        ),
+        scoped(
+            form(
+                "/fhir/AllergyIntolerance",
+                &[("patient", &pid)],
+                Allergy,
+                true,
+            ),
+            &pid,
+        ),
+        scoped(
+            form(
+                "/fhir/AllergyIntolerance",
+                &[("patient", "twin-1")],
+                Allergy,
+                false,
+            ),
+            "twin-1",
+        ),
+        form(
+            "/fhir/AllergyIntolerance",
+            &[("_id", &h.ids[&Allergy])],
+            Allergy,
+            true,
+        ),
+        form(
+            "/fhir/AllergyIntolerance",
+            &[("_id", "no-such-allergy")],
+            Allergy,
+            false,
+        ),
         // The JSON API.
-        form("/api/v1/patients", &[("family", fam), ("birth_date", &birth)], Patient, true),
-        form("/api/v1/patients", &[("family", "Nonesuch"), ("birth_date", "1901-02-03")], Patient, false),
+        form(
+            "/api/v1/patients",
+            &[("family", fam), ("birth_date", &birth)],
+            Patient,
+            true,
+        ),
+        form(
+            "/api/v1/patients",
+            &[("family", "Nonesuch"), ("birth_date", "1901-02-03")],
+            Patient,
+            false,
+        ),
         form("/api/v1/patients", &[("phone", &phone)], Patient, true),
-        form("/api/v1/patients", &[("phone", "1-000-000-0001")], Patient, false),
+        form(
+            "/api/v1/patients",
+            &[("phone", "1-000-000-0001")],
+            Patient,
+            false,
+        ),
         form("/api/v1/patients", &[("member_id", &member)], Patient, true),
-        form("/api/v1/patients", &[("member_id", "NO-SUCH-MEMBER")], Patient, false),
+        form(
+            "/api/v1/patients",
+            &[("member_id", "NO-SUCH-MEMBER")],
+            Patient,
+            false,
+        ),
         form("/api/v1/patients", &[("rx_number", &rx)], Patient, true),
-        form("/api/v1/patients", &[("rx_number", "NO-SUCH-RX")], Patient, false),
-        form("/api/v1/patients", &[("transaction_id", &tx_other)], Patient, true),
-        form("/api/v1/patients", &[("transaction_id", "NO-SUCH-TX")], Patient, false),
-        form("/api/v1/patients", &[("identifier", &mrn.value)], Patient, true),
-        form("/api/v1/patients", &[("identifier", "NO-SUCH-MRN-0")], Patient, false),
-        scoped(form(&format!("/api/v1/patients/{pid}/coverages"), &[], Coverage, true), &pid),
-        scoped(form(&format!("/api/v1/patients/{pid}/prescriptions"), &[], Prescription, true), &pid),
-        scoped(form(&format!("/api/v1/patients/{pid}/fills"), &[], Fill, true), &pid),
-        scoped(form(&format!("/api/v1/patients/{pid}/allergies"), &[], Allergy, true), &pid),
-        scoped(form("/api/v1/patients/twin-1/allergies", &[], Allergy, false), "twin-1"),
-        scoped(form("/api/v1/patients/no-such-patient/allergies", &[], Allergy, false), "no-such-patient"),
+        form(
+            "/api/v1/patients",
+            &[("rx_number", "NO-SUCH-RX")],
+            Patient,
+            false,
+        ),
+        form(
+            "/api/v1/patients",
+            &[("transaction_id", &tx_other)],
+            Patient,
+            true,
+        ),
+        form(
+            "/api/v1/patients",
+            &[("transaction_id", "NO-SUCH-TX")],
+            Patient,
+            false,
+        ),
+        form(
+            "/api/v1/patients",
+            &[("identifier", &mrn.value)],
+            Patient,
+            true,
+        ),
+        form(
+            "/api/v1/patients",
+            &[("identifier", "NO-SUCH-MRN-0")],
+            Patient,
+            false,
+        ),
+        scoped(
+            form(
+                &format!("/api/v1/patients/{pid}/coverages"),
+                &[],
+                Coverage,
+                true,
+            ),
+            &pid,
+        ),
+        scoped(
+            form(
+                &format!("/api/v1/patients/{pid}/prescriptions"),
+                &[],
+                Prescription,
+                true,
+            ),
+            &pid,
+        ),
+        scoped(
+            form(&format!("/api/v1/patients/{pid}/fills"), &[], Fill, true),
+            &pid,
+        ),
+        scoped(
+            form(
+                &format!("/api/v1/patients/{pid}/allergies"),
+                &[],
+                Allergy,
+                true,
+            ),
+            &pid,
+        ),
+        scoped(
+            form("/api/v1/patients/twin-1/allergies", &[], Allergy, false),
+            "twin-1",
+        ),
+        scoped(
+            form(
+                "/api/v1/patients/no-such-patient/allergies",
+                &[],
+                Allergy,
+                false,
+            ),
+            "no-such-patient",
+        ),
         Form {
             kind: None,
-            ..scoped(form(&format!("/api/v1/patients/{pid}/chart"), &[], Patient, true), &pid)
+            ..scoped(
+                form(&format!("/api/v1/patients/{pid}/chart"), &[], Patient, true),
+                &pid,
+            )
         },
     ];
 
-    let roles = [Role::Pharmacist, Role::Technician, Role::Billing, Role::ShippingClerk];
+    let roles = [
+        Role::Pharmacist,
+        Role::Technician,
+        Role::Billing,
+        Role::ShippingClerk,
+    ];
     let mut checked = 0;
     let mut empty = 0;
     for role in roles {
@@ -240,7 +492,12 @@ async fn every_search_form_audits_exactly_the_patients_it_returned() {
             let mut expected = returned.clone();
             if let Some(p) = &f.scope {
                 let rid = h.vault.rid(RecordKind::Patient, p);
-                if h.vault.store().get(RecordKind::Patient, &rid).unwrap().is_some() {
+                if h.vault
+                    .store()
+                    .get(RecordKind::Patient, &rid)
+                    .unwrap()
+                    .is_some()
+                {
                     expected.insert(rid);
                 }
             }
@@ -259,7 +516,11 @@ async fn every_search_form_audits_exactly_the_patients_it_returned() {
                     Some(k),
                 ) => {
                     // A patient search by a record identifier returns patients.
-                    let k = if f.path == "/api/v1/patients" { Patient } else { k };
+                    let k = if f.path == "/api/v1/patients" {
+                        Patient
+                    } else {
+                        k
+                    };
                     assert_eq!(*kind, Some(k), "{what}");
                     assert_eq!(*categories, Some(view(k)), "{what}: audited categories");
                     assert_eq!(*results as usize, found.len(), "{what}");
@@ -281,7 +542,13 @@ async fn every_search_form_audits_exactly_the_patients_it_returned() {
                     assert_eq!(*kind, Some(k), "{what}");
                     assert_eq!(*categories, view(k), "{what}: audited categories");
                 }
-                (Action::Read { kind: None, categories }, None) => {
+                (
+                    Action::Read {
+                        kind: None,
+                        categories,
+                    },
+                    None,
+                ) => {
                     assert!(!categories.is_empty(), "{what}");
                 }
                 (other, _) => panic!("{what}: unexpected entry {other:?}"),
@@ -306,7 +573,10 @@ async fn every_search_form_audits_exactly_the_patients_it_returned() {
             let before = h.audit_size();
             let r = h
                 .client
-                .get(with_query(&h.url("/api/v1/shipments"), &[("date", date.clone())]))
+                .get(with_query(
+                    &h.url("/api/v1/shipments"),
+                    &[("date", date.clone())],
+                ))
                 .bearer_auth(&token)
                 .send()
                 .await
@@ -321,8 +591,18 @@ async fn every_search_form_audits_exactly_the_patients_it_returned() {
             assert_eq!(rows.is_empty(), date != common::TODAY.to_string());
             assert_eq!(h.audit_size(), before + 1);
             let e = h.last_entries(1).remove(0);
-            assert_eq!(entry_patients(&e), returned, "{role:?} {date}: audited patients");
-            assert!(matches!(e.entry.action, Action::Read { kind: Some(Fill), .. }));
+            assert_eq!(
+                entry_patients(&e),
+                returned,
+                "{role:?} {date}: audited patients"
+            );
+            assert!(matches!(
+                e.entry.action,
+                Action::Read {
+                    kind: Some(Fill),
+                    ..
+                }
+            ));
         }
     }
 }

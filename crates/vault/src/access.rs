@@ -315,7 +315,8 @@ impl Vault {
     ) -> Result<Vec<Resource>> {
         let patient = self.rid(RecordKind::Patient, patient_id);
         let records = self.store.by_patient(kind, &patient)?;
-        let exists = !records.is_empty() || self.store.get(RecordKind::Patient, &patient)?.is_some();
+        let exists =
+            !records.is_empty() || self.store.get(RecordKind::Patient, &patient)?.is_some();
         let out: Vec<Resource> = records
             .iter()
             .map(|r| self.open_record(r, view.of(kind)))

@@ -202,7 +202,10 @@ impl Vault {
                 for record in &page {
                     rids.insert(record.rid);
                     plan.patients.insert(record.patient.unwrap_or(record.rid));
-                    categories = categories.iter().chain(categories_of(record)?.iter()).collect();
+                    categories = categories
+                        .iter()
+                        .chain(categories_of(record)?.iter())
+                        .collect();
                 }
             }
             if !rids.is_empty() {

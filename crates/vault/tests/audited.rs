@@ -85,8 +85,14 @@ fn a_fhir_export_is_recorded_before_and_after_and_its_scope_is_what_it_holds() {
         })
         .unwrap();
     assert_eq!(entries.len(), 2, "started and finished, found by export id");
-    assert!(matches!(entries[0].entry.action, Action::ExportStarted { .. }));
-    assert!(matches!(entries[1].entry.action, Action::ExportFinished { .. }));
+    assert!(matches!(
+        entries[0].entry.action,
+        Action::ExportStarted { .. }
+    ));
+    assert!(matches!(
+        entries[1].entry.action,
+        Action::ExportFinished { .. }
+    ));
 
     let scope = reader.export_scope(&report.export_id).unwrap().unwrap();
     assert_eq!(scope.status, ExportStatus::Finished);
@@ -97,7 +103,10 @@ fn a_fhir_export_is_recorded_before_and_after_and_its_scope_is_what_it_holds() {
         std::path::absolute(&out).unwrap().display().to_string()
     );
     let (patients, categories) = held(&vault, &out);
-    assert_eq!(scope.patients.iter().copied().collect::<BTreeSet<_>>(), patients);
+    assert_eq!(
+        scope.patients.iter().copied().collect::<BTreeSet<_>>(),
+        patients
+    );
     assert_eq!(
         scope.categories.iter().collect::<BTreeMap<_, _>>(),
         categories,

@@ -182,7 +182,12 @@ fn encrypted_export_needs_the_identity() {
         rxvault_crypto::export::Recipients::parse(std::slice::from_ref(&identity.1)).unwrap();
     let out = fx._tmp.path().join("export");
     vault
-        .export_fhir_for(&Requester::local(), &out, &Target::Age(recipients), &mut Quiet)
+        .export_fhir_for(
+            &Requester::local(),
+            &out,
+            &Target::Age(recipients),
+            &mut Quiet,
+        )
         .unwrap();
     let sealed = std::fs::read(out.join("Patient.ndjson.age")).unwrap();
     let first = read_ndjson(&shared_data("synthea-10").join("Patient.ndjson"));
