@@ -395,9 +395,12 @@ impl Vault {
             None => Vec::new(),
         };
         let categories = view.of(kind);
-        let mut found = Vec::new();
+        let mut found: Vec<(Rid, Resource)> = Vec::new();
         let mut patients: Vec<Rid> = Vec::new();
         for hit in hits.iter().filter(|h| h.kind == kind && keep(&h.rid)) {
+            if found.iter().any(|(rid, _)| *rid == hit.rid) {
+                continue; // two identifiers of one record with the same key
+            }
             let Some(record) = self.store.get(kind, &hit.rid)? else {
                 continue;
             };
