@@ -587,20 +587,20 @@ fn export_scope(a: &ExportScopeArgs) -> Result<ExitCode> {
         );
     };
     if a.json {
-        println!("{}", scope_json(&scope));
+        outln!("{}", scope_json(&scope));
         return Ok(ExitCode::SUCCESS);
     }
     let who = &scope.started.entry;
-    println!("export {} ({})", scope.export_id, scope.status.name());
-    println!("  format: {}", scope.format.name());
-    println!("  written to: {}", scope.destination);
+    outln!("export {} ({})", scope.export_id, scope.status.name());
+    outln!("  format: {}", scope.format.name());
+    outln!("  written to: {}", scope.destination);
     match &scope.protection {
-        rxvault_audit::ExportProtection::Plaintext => println!("  PLAINTEXT"),
+        rxvault_audit::ExportProtection::Plaintext => outln!("  PLAINTEXT"),
         rxvault_audit::ExportProtection::Age { recipients } => {
-            println!("  encrypted to: {}", recipients.join(", "))
+            outln!("  encrypted to: {}", recipients.join(", "))
         }
     }
-    println!(
+    outln!(
         "  by {} {} at {}{}",
         who.actor.kind.name(),
         who.actor.id,
@@ -611,21 +611,21 @@ fn export_scope(a: &ExportScopeArgs) -> Result<ExitCode> {
             .unwrap_or_default()
     );
     if let Some(end) = &scope.end {
-        println!("  ended {}", rfc3339_ms(end.time_ms));
+        outln!("  ended {}", rfc3339_ms(end.time_ms));
     } else {
-        println!("  no end recorded: assume everything below was taken");
+        outln!("  no end recorded: assume everything below was taken");
     }
     for (kind, categories) in scope.categories.iter() {
         let names: Vec<&str> = categories.iter().map(|c| c.name()).collect();
-        println!("  {kind}: {}", names.join(", "));
+        outln!("  {kind}: {}", names.join(", "));
     }
-    println!(
+    outln!(
         "  {} records, {} patients:",
         scope.records,
         scope.patients.len()
     );
     for p in &scope.patients {
-        println!("    {p}");
+        outln!("    {p}");
     }
     Ok(ExitCode::SUCCESS)
 }
