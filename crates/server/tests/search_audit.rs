@@ -8,10 +8,10 @@
 
 mod common;
 
-use common::{Harness, username};
+use common::{Backend, Harness, username};
 use rxvault_audit::{Action, LoggedEntry, Outcome};
-use rxvault_auth::Role;
 use rxvault_auth::permissions;
+use rxvault_auth::{AuthConfig, Role};
 use rxvault_fhir::map;
 use rxvault_model::{CategorySet, RecordKind, Rid};
 use rxvault_vault::access::{Requester, View};
@@ -64,7 +64,7 @@ fn resources(v: &Value, out: &mut Vec<Value>) {
 fn patient_of(h: &Harness, r: &Value) -> Rid {
     let kind = RecordKind::from_fhir_type(r["resourceType"].as_str().unwrap()).unwrap();
     let rid = h.vault.rid(kind, r["id"].as_str().unwrap());
-    let stored = h.vault.store().get(kind, &rid).unwrap().unwrap();
+    let stored = h.blocking(|| h.vault.store().get(kind, &rid).unwrap().unwrap());
     stored.patient.unwrap_or(rid)
 }
 
@@ -95,12 +95,19 @@ fn entry_patients(e: &LoggedEntry) -> BTreeSet<Rid> {
     e.entry.patients.iter().copied().collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_search_form_audits_exactly_the_patients_it_returned() {
-    let h = Harness::start().await;
+async fn every_search_form_audits_exactly_the_patients_it_returned(backend: Backend) {
+    let Some(h) = Harness::start_on(backend, AuthConfig::default()).await else {
+        return;
+    };
     let all = CategorySet::ALL;
     let pid = h.ids[&RecordKind::Patient].clone();
-    let patient = map::patient_view(&h.vault.chart(&pid, all).unwrap().unwrap().patient).unwrap();
+    let patient = map::patient_view(
+        &h.blocking(|| h.vault.chart(&pid, all))
+            .unwrap()
+            .unwrap()
+            .patient,
+    )
+    .unwrap();
     let name = &patient.names[0];
     let family = name.family.clone().unwrap();
     let given = name.given[0].clone();
@@ -108,13 +115,15 @@ async fn every_search_form_audits_exactly_the_patients_it_returned() {
     let phone = patient.phones().next().unwrap().to_string();
     let mrn = patient.identifiers[0].clone();
     let open = |kind: RecordKind, id: &str| {
-        let r = h
-            .vault
-            .store()
-            .get(kind, &h.vault.rid(kind, id))
-            .unwrap()
-            .unwrap();
-        h.vault.open_record(&r, all).unwrap()
+        h.blocking(|| {
+            let r = h
+                .vault
+                .store()
+                .get(kind, &h.vault.rid(kind, id))
+                .unwrap()
+                .unwrap();
+            h.vault.open_record(&r, all).unwrap()
+        })
     };
     let member = map::coverage_view(&open(RecordKind::Coverage, &h.ids[&RecordKind::Coverage]))
         .unwrap()
@@ -136,18 +145,17 @@ async fn every_search_form_audits_exactly_the_patients_it_returned() {
     // A twin: same family name and birth date, another given name, no
     // allergies. A family search finds both; `given` narrows it to one.
     let twin_given = "Zebulon";
-    h.vault
-        .create_record(
+    let twin = json!({"resourceType": "Patient", "id": "twin-1",
+                      "name": [{"family": family, "given": [twin_given]}], "birthDate": birth});
+    h.blocking(|| {
+        h.vault.create_record(
             &Requester::local(),
             &View::ALL,
             RecordKind::Patient,
-            json!({"resourceType": "Patient", "id": "twin-1",
-                   "name": [{"family": family, "given": [twin_given]}], "birthDate": birth})
-            .as_object()
-            .unwrap()
-            .clone(),
+            twin.as_object().unwrap().clone(),
         )
-        .unwrap();
+    })
+    .unwrap();
 
     use RecordKind::{Allergy, Coverage, Fill, Patient, Prescription};
     let fam = family.as_str();
@@ -492,9 +500,7 @@ async fn every_search_form_audits_exactly_the_patients_it_returned() {
             let mut expected = returned.clone();
             if let Some(p) = &f.scope {
                 let rid = h.vault.rid(RecordKind::Patient, p);
-                if h.vault
-                    .store()
-                    .get(RecordKind::Patient, &rid)
+                if h.blocking(|| h.vault.store().get(RecordKind::Patient, &rid))
                     .unwrap()
                     .is_some()
                 {
@@ -586,7 +592,10 @@ async fn every_search_form_audits_exactly_the_patients_it_returned() {
             let mut returned = BTreeSet::new();
             for row in &rows {
                 let tx = row["transaction_id"].as_str().unwrap().to_string();
-                returned.extend(h.vault.find_rids(&Find::TransactionId(tx)).unwrap());
+                returned.extend(
+                    h.blocking(|| h.vault.find_rids(&Find::TransactionId(tx)))
+                        .unwrap(),
+                );
             }
             assert_eq!(rows.is_empty(), date != common::TODAY.to_string());
             assert_eq!(h.audit_size(), before + 1);
@@ -605,4 +614,7 @@ async fn every_search_form_audits_exactly_the_patients_it_returned() {
             ));
         }
     }
+    h.finish().await;
 }
+
+both_backends!(every_search_form_audits_exactly_the_patients_it_returned);
