@@ -41,6 +41,11 @@ pub enum AuditCommand {
     Verify(VerifyArgs),
     /// Forensic queries, answered from the indexes.
     Query(QueryArgs),
+    /// What an export held (breach response for a file found where it
+    /// should not be): its patients, the field categories of each record
+    /// kind, plaintext or to which age recipients, who made it and how it
+    /// ended. One indexed lookup of the export ID.
+    ExportScope(ExportScopeArgs),
     /// Export entries as JSON lines, FHIR AuditEvents or syslog.
     Export(ExportArgs),
     /// Size and latest checkpoint of the log.
@@ -94,11 +99,15 @@ pub struct Filter {
     /// The source address.
     #[arg(long)]
     ip: Option<IpAddr>,
-    /// The action (read, search, write, export, break-glass, auth-success,
-    /// auth-failure, mfa-success, mfa-failure, lockout, logout, user-admin,
-    /// role-admin, key-admin, backup, alert, other).
+    /// The action (read, search, write, export-started, export-finished,
+    /// export-failed, export, break-glass, auth-success, auth-failure,
+    /// mfa-success, mfa-failure, lockout, logout, user-admin, role-admin,
+    /// key-admin, backup, alert, other).
     #[arg(long)]
     action: Option<String>,
+    /// An export ID (the entries that started and ended that export).
+    #[arg(long)]
+    export: Option<String>,
     /// From (RFC 3339, or YYYY-MM-DD for midnight UTC), inclusive.
     #[arg(long)]
     from: Option<String>,
@@ -122,6 +131,20 @@ pub struct QueryArgs {
     #[arg(long)]
     patients: bool,
     /// JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Flags of `audit export-scope`.
+#[derive(Args, Debug)]
+pub struct ExportScopeArgs {
+    #[command(flatten)]
+    vault: VaultArgs,
+    /// The export ID (in the export's manifest.json, or the export_id
+    /// column of a shipping manifest).
+    #[arg(long)]
+    export: String,
+    /// JSON instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -206,6 +229,7 @@ pub fn run(cmd: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Checkpoint { vault, out } => checkpoint(&vault, &out),
         AuditCommand::Verify(a) => verify(&a),
         AuditCommand::Query(a) => query(&a),
+        AuditCommand::ExportScope(a) => export_scope(&a),
         AuditCommand::Export(a) => export(&a),
         AuditCommand::Status(a) => status(&a),
         AuditCommand::Bench(a) => bench(&a),
@@ -422,6 +446,7 @@ fn to_query(f: &Filter, vault: &Vault) -> Result<Query> {
         ip: f.ip,
         patient,
         action,
+        export: f.export.clone(),
         from_ms: f.from.as_deref().map(parse_time).transpose()?,
         to_ms: f.to.as_deref().map(parse_time).transpose()?,
         after: None,
@@ -523,6 +548,84 @@ fn query(a: &QueryArgs) -> Result<ExitCode> {
     })?;
     if !a.json {
         eprintln!("{n} entries");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The JSON of an export's scope (`audit export-scope --json`).
+fn scope_json(s: &rxvault_audit::ExportScope) -> serde_json::Value {
+    let who = &s.started.entry;
+    serde_json::json!({
+        "export_id": s.export_id,
+        "status": s.status.name(),
+        "format": s.format.name(),
+        "destination": s.destination,
+        "protection": s.protection,
+        "categories": s.categories,
+        "records": s.records,
+        "patients": s.patients.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "started": rfc3339_ms(s.started.time_ms),
+        "started_index": s.started.index,
+        "ended": s.end.as_ref().map(|e| rfc3339_ms(e.time_ms)),
+        "end": s.end.as_ref().map(|e| &e.entry.action),
+        "actor": { "kind": who.actor.kind.name(), "id": who.actor.id },
+        "session": who.session,
+        "source": who.source.map(|ip| ip.to_string()),
+        "host": who.host,
+        "break_glass": who.break_glass,
+    })
+}
+
+fn export_scope(a: &ExportScopeArgs) -> Result<ExitCode> {
+    let vault = crate::open(&a.vault)?;
+    record_use(&vault, "export-scope")?;
+    let Some(scope) = reader(&vault)?.export_scope(&a.export)? else {
+        bail!(
+            "the audit log has no started entry for export {:?} (exports made before \
+             rxvault recorded them before writing are found with `audit query --action export`)",
+            a.export
+        );
+    };
+    if a.json {
+        outln!("{}", scope_json(&scope));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let who = &scope.started.entry;
+    outln!("export {} ({})", scope.export_id, scope.status.name());
+    outln!("  format: {}", scope.format.name());
+    outln!("  written to: {}", scope.destination);
+    match &scope.protection {
+        rxvault_audit::ExportProtection::Plaintext => outln!("  PLAINTEXT"),
+        rxvault_audit::ExportProtection::Age { recipients } => {
+            outln!("  encrypted to: {}", recipients.join(", "))
+        }
+    }
+    outln!(
+        "  by {} {} at {}{}",
+        who.actor.kind.name(),
+        who.actor.id,
+        rfc3339_ms(scope.started.time_ms),
+        who.break_glass
+            .as_deref()
+            .map(|g| format!(" (under break-glass grant {g})"))
+            .unwrap_or_default()
+    );
+    if let Some(end) = &scope.end {
+        outln!("  ended {}", rfc3339_ms(end.time_ms));
+    } else {
+        outln!("  no end recorded: assume everything below was taken");
+    }
+    for (kind, categories) in scope.categories.iter() {
+        let names: Vec<&str> = categories.iter().map(|c| c.name()).collect();
+        outln!("  {kind}: {}", names.join(", "));
+    }
+    outln!(
+        "  {} records, {} patients:",
+        scope.records,
+        scope.patients.len()
+    );
+    for p in &scope.patients {
+        outln!("    {p}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -128,6 +128,8 @@ pub fn synthetic_entry(i: u64) -> Entry {
         Action::Search {
             query: "family-birth-date".into(),
             results: 5,
+            kind: Some(RecordKind::Patient),
+            categories: Some(CategorySet::of(&[FieldCategory::Demographics])),
         }
     } else {
         Action::Read {

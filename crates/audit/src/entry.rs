@@ -15,7 +15,8 @@
 //! ```text
 //! u8   format (1)            u64 index          i64 time (Unix ms)
 //! u16  action code           u8 outcome         u8 actor kind
-//! u8   flags: which tokens follow (1 actor, 2 session, 4 host, 8 address)
+//! u8   flags: which tokens follow (1 actor, 2 session, 4 host, 8 address,
+//!      16 export id)
 //! 16×  tokens, in that order (keyed hashes: Keyring::keyed_hash)
 //! u32  patient count, 16× each     u32 resource count, 16× each
 //! u32  body length, body: Keyring::seal_blob("audit", index as u64 BE,
@@ -30,9 +31,22 @@
 //! associated data): an edited header or a moved entry is pinned to its
 //! exact index.
 //!
-//! Identifiers (actor id, session, address, host, and free text such as
-//! break-glass reasons, admin targets and file names) exist only in the
-//! sealed body; the header carries their keyed hashes, for lookups.
+//! Identifiers (actor id, session, address, host, export id, and free text
+//! such as break-glass reasons, admin targets and file names) exist only in
+//! the sealed body; the header carries their keyed hashes, for lookups.
+//! The export-id token (flag 16) came after the others: entries written
+//! before it simply do not set the flag, and decode as they always did.
+//!
+//! # Exports
+//! An export is recorded before its first byte is written
+//! ([`Action::ExportStarted`]: format, plaintext or the age recipients,
+//! the field categories of each record kind it will hold, and, as the
+//! entry's patients, every patient it will hold), then again when it ends
+//! ([`Action::ExportFinished`] or [`Action::ExportFailed`]). All three carry
+//! the export id, so "what was in export X" is one indexed lookup
+//! ([`AuditReader::export_scope`](crate::AuditReader::export_scope)). A
+//! process killed in between leaves a started entry and no end: the
+//! started entry is what must be assumed taken.
 
 use crate::{Error, Result};
 use rxvault_crypto::{Keyring, sha256};
@@ -44,6 +58,10 @@ use std::net::IpAddr;
 
 /// The byte format version this build writes and reads.
 pub const FORMAT: u8 = 1;
+
+/// The token flags a header may set (actor, session, host, address, export
+/// id).
+const TOKEN_FLAGS: u8 = 0x1f;
 
 /// The `seal_blob` domain of entry bodies.
 pub const SEAL_DOMAIN: &str = "audit";
@@ -58,6 +76,8 @@ pub mod domain {
     pub const HOST: &str = "audit-host";
     /// Source addresses.
     pub const IP: &str = "audit-ip";
+    /// Export ids.
+    pub const EXPORT: &str = "audit-export";
 }
 
 /// Who acted.
@@ -247,13 +267,26 @@ pub enum Action {
         #[serde(with = "categories")]
         categories: CategorySet,
     },
-    /// A search: the kind of query (never its values); the patients
-    /// returned are the entry's patients.
+    /// A search: the kind of query (never its values); the patients whose
+    /// records were returned are the entry's patients (none when nothing
+    /// matched), the records returned its resources.
     Search {
         /// The kind of query (`family-birth-date`, `phone`, `member-id`, ...).
         query: String,
         /// How many results were returned.
         results: u64,
+        /// The kind of record returned (`None` in entries written before
+        /// searches recorded it: those were all patient searches).
+        #[serde(default, with = "opt_kind", skip_serializing_if = "Option::is_none")]
+        kind: Option<RecordKind>,
+        /// The field categories decrypted of what was returned (`None` in
+        /// entries written before searches recorded them).
+        #[serde(
+            default,
+            with = "opt_categories",
+            skip_serializing_if = "Option::is_none"
+        )]
+        categories: Option<CategorySet>,
     },
     /// A write of PHI.
     Write {
@@ -265,7 +298,9 @@ pub enum Action {
         /// How many records.
         records: u64,
     },
-    /// An export: the entry's patients are the patients in it.
+    /// An export, recorded after it was written (entries written before
+    /// [`ExportStarted`](Action::ExportStarted) existed; no longer
+    /// written): the entry's patients are the patients in it.
     Export {
         /// The export id (in the export's manifest).
         export_id: String,
@@ -275,6 +310,44 @@ pub enum Action {
         records: u64,
         /// How many patients.
         patients: u64,
+    },
+    /// An export about to write its first byte: the entry's patients are
+    /// every patient it will hold (a superset of what a killed export left
+    /// behind, equal to what a finished one holds).
+    ExportStarted {
+        /// The export id (in the export's manifest or rows).
+        export_id: String,
+        /// What is written.
+        format: ExportFormat,
+        /// The file or folder written.
+        destination: String,
+        /// Plaintext, or encrypted to which recipients.
+        protection: ExportProtection,
+        /// The field categories of each record kind the export will hold.
+        categories: KindCategories,
+        /// How many records (rows) it will hold.
+        records: u64,
+    },
+    /// An export written completely (files synced and in place).
+    ExportFinished {
+        /// The export id.
+        export_id: String,
+        /// Records (rows) written.
+        records: u64,
+        /// Patients whose data was written.
+        patients: u64,
+        /// The files written (names relative to the destination folder, or
+        /// the file).
+        files: Vec<String>,
+    },
+    /// An export that failed after it started (outcome: error). What it
+    /// wrote was removed where that was possible; its started entry says
+    /// what it may have held.
+    ExportFailed {
+        /// The export id.
+        export_id: String,
+        /// Why (no PHI: an error message).
+        reason: String,
     },
     /// Emergency access beyond the actor's role.
     BreakGlass {
@@ -344,6 +417,12 @@ pub enum ActionKind {
     Write,
     /// [`Action::Export`].
     Export,
+    /// [`Action::ExportStarted`].
+    ExportStarted,
+    /// [`Action::ExportFinished`].
+    ExportFinished,
+    /// [`Action::ExportFailed`].
+    ExportFailed,
     /// [`Action::BreakGlass`].
     BreakGlass,
     /// [`Action::UserAdmin`].
@@ -362,7 +441,7 @@ pub enum ActionKind {
 
 impl ActionKind {
     /// Every kind.
-    pub const ALL: [ActionKind; 17] = [
+    pub const ALL: [ActionKind; 20] = [
         ActionKind::AuthSuccess,
         ActionKind::AuthFailure,
         ActionKind::MfaSuccess,
@@ -373,6 +452,9 @@ impl ActionKind {
         ActionKind::Search,
         ActionKind::Write,
         ActionKind::Export,
+        ActionKind::ExportStarted,
+        ActionKind::ExportFinished,
+        ActionKind::ExportFailed,
         ActionKind::BreakGlass,
         ActionKind::UserAdmin,
         ActionKind::RoleAdmin,
@@ -396,6 +478,9 @@ impl ActionKind {
             ActionKind::Write => 12,
             ActionKind::Export => 13,
             ActionKind::BreakGlass => 14,
+            ActionKind::ExportStarted => 15,
+            ActionKind::ExportFinished => 16,
+            ActionKind::ExportFailed => 17,
             ActionKind::UserAdmin => 20,
             ActionKind::RoleAdmin => 21,
             ActionKind::KeyAdmin => 22,
@@ -423,6 +508,9 @@ impl ActionKind {
             ActionKind::Search => "search",
             ActionKind::Write => "write",
             ActionKind::Export => "export",
+            ActionKind::ExportStarted => "export-started",
+            ActionKind::ExportFinished => "export-finished",
+            ActionKind::ExportFailed => "export-failed",
             ActionKind::BreakGlass => "break-glass",
             ActionKind::UserAdmin => "user-admin",
             ActionKind::RoleAdmin => "role-admin",
@@ -459,6 +547,9 @@ impl Action {
             Action::Search { .. } => ActionKind::Search,
             Action::Write { .. } => ActionKind::Write,
             Action::Export { .. } => ActionKind::Export,
+            Action::ExportStarted { .. } => ActionKind::ExportStarted,
+            Action::ExportFinished { .. } => ActionKind::ExportFinished,
+            Action::ExportFailed { .. } => ActionKind::ExportFailed,
             Action::BreakGlass { .. } => ActionKind::BreakGlass,
             Action::UserAdmin { .. } => ActionKind::UserAdmin,
             Action::RoleAdmin { .. } => ActionKind::RoleAdmin,
@@ -467,6 +558,137 @@ impl Action {
             Action::Alert { .. } => ActionKind::Alert,
             Action::Other(_) => ActionKind::Other,
         }
+    }
+
+    /// The export this action is part of, if any (indexed by its keyed
+    /// hash).
+    pub fn export_id(&self) -> Option<&str> {
+        match self {
+            Action::Export { export_id, .. }
+            | Action::ExportStarted { export_id, .. }
+            | Action::ExportFinished { export_id, .. }
+            | Action::ExportFailed { export_id, .. } => Some(export_id),
+            _ => None,
+        }
+    }
+}
+
+/// What an export writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExportFormat {
+    /// FHIR R4 NDJSON, one file per resource type, and a manifest.
+    FhirNdjson,
+    /// The minimised shipping manifest (CSV).
+    ShippingCsv,
+}
+
+impl ExportFormat {
+    /// A short stable name (`fhir-ndjson`, `shipping-csv`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportFormat::FhirNdjson => "fhir-ndjson",
+            ExportFormat::ShippingCsv => "shipping-csv",
+        }
+    }
+}
+
+/// Whether an export's files are plaintext or encrypted, and to whom.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ExportProtection {
+    /// Plaintext PHI (the caller asked for it explicitly).
+    Plaintext,
+    /// Encrypted to these age recipients (public keys, `age1...`): anyone
+    /// holding a matching identity can read the files.
+    Age {
+        /// The recipients' public keys.
+        recipients: Vec<String>,
+    },
+}
+
+/// Field categories per record kind: what an export holds of each kind.
+/// Serialized as an object from FHIR type to category names; kinds with no
+/// category are left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct KindCategories(std::collections::BTreeMap<RecordKind, CategorySet>);
+
+impl KindCategories {
+    /// Nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `categories` to what is held of `kind`.
+    pub fn add(&mut self, kind: RecordKind, categories: CategorySet) {
+        if categories.is_empty() {
+            return;
+        }
+        let held = self.0.entry(kind).or_default();
+        *held = held.iter().chain(categories.iter()).collect();
+    }
+
+    /// What is held of `kind`.
+    pub fn of(&self, kind: RecordKind) -> CategorySet {
+        self.0.get(&kind).copied().unwrap_or_default()
+    }
+
+    /// The kinds held and their categories, in kind order.
+    pub fn iter(&self) -> impl Iterator<Item = (RecordKind, CategorySet)> + '_ {
+        self.0.iter().map(|(k, c)| (*k, *c))
+    }
+
+    /// Whether everything in `self` is in `other` too.
+    pub fn is_subset(&self, other: &KindCategories) -> bool {
+        self.iter()
+            .all(|(k, c)| c.iter().all(|x| other.of(k).contains(x)))
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(RecordKind, CategorySet)> for KindCategories {
+    fn from_iter<I: IntoIterator<Item = (RecordKind, CategorySet)>>(iter: I) -> Self {
+        let mut out = Self::new();
+        for (k, c) in iter {
+            out.add(k, c);
+        }
+        out
+    }
+}
+
+impl Serialize for KindCategories {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, c)| {
+            (
+                k.fhir_type(),
+                c.iter().map(|x| x.name()).collect::<Vec<_>>(),
+            )
+        }))
+    }
+}
+
+impl<'de> Deserialize<'de> for KindCategories {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map: std::collections::BTreeMap<String, Vec<String>> =
+            std::collections::BTreeMap::deserialize(d)?;
+        let mut out = KindCategories::new();
+        for (kind, names) in map {
+            let kind = RecordKind::from_fhir_type(&kind)
+                .ok_or_else(|| serde::de::Error::custom("unknown record kind"))?;
+            let set = names
+                .iter()
+                .map(|n| {
+                    FieldCategory::from_name(n)
+                        .ok_or_else(|| serde::de::Error::custom("unknown field category"))
+                })
+                .collect::<Result<CategorySet, D::Error>>()?;
+            out.add(kind, set);
+        }
+        Ok(out)
     }
 }
 
@@ -487,6 +709,33 @@ mod categories {
                     .ok_or_else(|| serde::de::Error::custom("unknown field category"))
             })
             .collect()
+    }
+}
+
+mod opt_categories {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(set: &Option<CategorySet>, s: S) -> Result<S::Ok, S::Error> {
+        match set {
+            Some(set) => s.collect_seq(set.iter().map(|c| c.name())),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CategorySet>, D::Error> {
+        let names: Option<Vec<String>> = Option::deserialize(d)?;
+        names
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| {
+                        FieldCategory::from_name(n)
+                            .ok_or_else(|| serde::de::Error::custom("unknown field category"))
+                    })
+                    .collect()
+            })
+            .transpose()
     }
 }
 
@@ -634,6 +883,8 @@ pub struct Tokens {
     pub host: Option<[u8; 16]>,
     /// The address's.
     pub ip: Option<[u8; 16]>,
+    /// The export id's (entries of an export).
+    pub export: Option<[u8; 16]>,
 }
 
 impl Tokens {
@@ -652,6 +903,10 @@ impl Tokens {
             ip: entry
                 .source
                 .map(|ip| keyring.keyed_hash(domain::IP, normalize_ip(ip).as_bytes())),
+            export: entry
+                .action
+                .export_id()
+                .map(|id| keyring.keyed_hash(domain::EXPORT, id.as_bytes())),
         }
     }
 
@@ -660,6 +915,7 @@ impl Tokens {
             | u8::from(self.session.is_some()) << 1
             | u8::from(self.host.is_some()) << 2
             | u8::from(self.ip.is_some()) << 3
+            | u8::from(self.export.is_some()) << 4
     }
 }
 
@@ -702,6 +958,7 @@ impl Header {
             self.tokens.session,
             self.tokens.host,
             self.tokens.ip,
+            self.tokens.export,
         ]
         .into_iter()
         .flatten()
@@ -732,6 +989,9 @@ impl Header {
         if let Some(t) = self.tokens.ip {
             keys.push(AuditKey::Ip(t));
         }
+        if let Some(t) = self.tokens.export {
+            keys.push(AuditKey::Export(t));
+        }
         keys.push(AuditKey::Action(self.action.code()));
         keys.extend(self.patients.iter().map(|p| AuditKey::Patient(*p)));
         keys
@@ -744,6 +1004,7 @@ impl Header {
             AuditKey::Session(t) => self.tokens.session == Some(*t),
             AuditKey::Host(t) => self.tokens.host == Some(*t),
             AuditKey::Ip(t) => self.tokens.ip == Some(*t),
+            AuditKey::Export(t) => self.tokens.export == Some(*t),
             AuditKey::Patient(p) => self.patients.contains(p),
             AuditKey::Action(code) => self.action.code() == *code,
         }
@@ -850,7 +1111,7 @@ impl StoredEntry {
             code: kind_code.into(),
         })?;
         let flags = r.u8()?;
-        if flags & !0x0f != 0 {
+        if flags & !TOKEN_FLAGS != 0 {
             return Err(DecodeError::Code {
                 what: "token flags",
                 code: flags.into(),
@@ -868,6 +1129,7 @@ impl StoredEntry {
             session: token(2)?,
             host: token(4)?,
             ip: token(8)?,
+            export: token(16)?,
         };
         let patients = r.rids()?;
         let resources = r.rids()?;
@@ -923,7 +1185,7 @@ impl StoredEntry {
             });
         }
         let flags = r.u8()?;
-        if flags & !0x0f != 0 {
+        if flags & !TOKEN_FLAGS != 0 {
             return Err(DecodeError::Code {
                 what: "token flags",
                 code: flags.into(),
@@ -1112,6 +1374,7 @@ mod tests {
                 session: None,
                 host: Some([3; 16]),
                 ip: Some([4; 16]),
+                export: None,
             },
             patients: vec![Rid([5; 16]), Rid([6; 16])],
             resources: vec![Rid([7; 16])],
@@ -1136,7 +1399,7 @@ mod tests {
         bad[0] = 2;
         assert_eq!(StoredEntry::decode(&bad), Err(DecodeError::Format(2)));
         let mut flags = bytes.clone();
-        flags[21] |= 0x10;
+        flags[21] |= 0x20;
         assert!(StoredEntry::decode(&flags).is_err());
     }
 
@@ -1188,6 +1451,59 @@ mod tests {
     }
 
     #[test]
+    fn bodies_from_before_searches_recorded_categories_still_read() {
+        let old: Action =
+            serde_json::from_str(r#"{"type":"search","details":{"query":"phone","results":2}}"#)
+                .unwrap();
+        assert_eq!(
+            old,
+            Action::Search {
+                query: "phone".into(),
+                results: 2,
+                kind: None,
+                categories: None,
+            }
+        );
+        let json = serde_json::to_string(&Action::Search {
+            query: "phone".into(),
+            results: 1,
+            kind: Some(RecordKind::Coverage),
+            categories: Some(CategorySet::of(&[FieldCategory::HealthPlan])),
+        })
+        .unwrap();
+        assert!(
+            json.contains(r#""kind":"Coverage","categories":["health-plan"]"#),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn export_entries_carry_an_export_token_and_index_key() {
+        let mut h = header();
+        h.tokens.export = Some([8; 16]);
+        let e = StoredEntry {
+            header: h.clone(),
+            body: vec![1; 3],
+        };
+        let bytes = e.encode();
+        assert_eq!(bytes[21], 0x1d, "flags: actor, host, address, export");
+        assert_eq!(StoredEntry::decode(&bytes).unwrap(), e);
+        assert!(StoredEntry::view(&bytes).is_ok());
+        assert!(h.keys().contains(&AuditKey::Export([8; 16])));
+        assert!(h.has_key(&AuditKey::Export([8; 16])));
+        assert!(!header().has_key(&AuditKey::Export([8; 16])));
+        assert_eq!(
+            Action::ExportFailed {
+                export_id: "x".into(),
+                reason: String::new()
+            }
+            .export_id(),
+            Some("x")
+        );
+        assert_eq!(Action::Logout.export_id(), None);
+    }
+
+    #[test]
     fn action_codes_and_names_round_trip() {
         for k in ActionKind::ALL {
             assert_eq!(ActionKind::from_code(k.code()), Some(k));
@@ -1212,6 +1528,48 @@ mod tests {
                 file: "/x/y".into(),
                 records: 3,
                 patients: 2,
+            },
+            Action::Search {
+                query: "phone".into(),
+                results: 0,
+                kind: Some(RecordKind::Patient),
+                categories: Some(CategorySet::of(&[FieldCategory::Demographics])),
+            },
+            Action::ExportStarted {
+                export_id: "e2".into(),
+                format: ExportFormat::FhirNdjson,
+                destination: "/x/e2".into(),
+                protection: ExportProtection::Age {
+                    recipients: vec!["age1xyz".into()],
+                },
+                categories: [
+                    (RecordKind::Patient, CategorySet::ALL),
+                    (
+                        RecordKind::Fill,
+                        CategorySet::of(&[FieldCategory::Shipping]),
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+                records: 9,
+            },
+            Action::ExportStarted {
+                export_id: "e3".into(),
+                format: ExportFormat::ShippingCsv,
+                destination: "/x/e3.csv".into(),
+                protection: ExportProtection::Plaintext,
+                categories: KindCategories::new(),
+                records: 0,
+            },
+            Action::ExportFinished {
+                export_id: "e2".into(),
+                records: 9,
+                patients: 2,
+                files: vec!["Patient.ndjson.age".into()],
+            },
+            Action::ExportFailed {
+                export_id: "e2".into(),
+                reason: "disk full".into(),
             },
         ];
         for a in actions {

@@ -20,7 +20,8 @@
 //! - [`log`]: [`AuditLog`], the writer: a committer thread with a queue,
 //!   [`Pending`] handles that can be blocked on or `.await`ed.
 //! - [`reader`]: [`AuditReader`], proofs, entries and forensic
-//!   [`Query`]s answered from indexes.
+//!   [`Query`]s answered from indexes, and the scope of an export
+//!   ([`AuditReader::export_scope`]).
 //! - [`verify`]: recomputes everything from the raw entries and reports
 //!   edits, deletions, reorderings, insertions, truncation, rollback and bad
 //!   signatures with the first bad index.
@@ -84,10 +85,11 @@ pub mod verify;
 
 pub use checkpoint::{Checkpoint, SignedCheckpoint, VerifierKey};
 pub use entry::{
-    Action, ActionKind, Actor, ActorKind, Entry, Header, LoggedEntry, Outcome, StoredEntry, WriteOp,
+    Action, ActionKind, Actor, ActorKind, Entry, ExportFormat, ExportProtection, Header,
+    KindCategories, LoggedEntry, Outcome, StoredEntry, WriteOp,
 };
 pub use log::{AuditConfig, AuditLog, Pending, Receipt, StoreLocation, open_store};
-pub use reader::{AuditReader, PatientSeen, Query};
+pub use reader::{AuditReader, ExportScope, ExportStatus, PatientSeen, Query};
 pub use rxvault_store::audit::AuditStore;
 pub use verify::{Problem, ProblemKind, Report, VerifyOptions};
 

@@ -13,8 +13,16 @@
 //! "Which patients did session S see between T1 and T2" is
 //! [`AuditReader::patients_seen`] with `session` and the range set: the
 //! patients come from the hits' headers, so it needs no decryption.
+//!
+//! "Which patients and which fields were in export X" (a file found where
+//! it should not be) is [`AuditReader::export_scope`]: one lookup of the
+//! export id's keyed hash, which finds the export's started entry and its
+//! end, if it had one.
 
-use crate::entry::{self, ActionKind, LoggedEntry, StoredEntry};
+use crate::entry::{
+    self, Action, ActionKind, ExportFormat, ExportProtection, KindCategories, LoggedEntry,
+    StoredEntry,
+};
 use crate::merkle::{self, Hash, Subtrees};
 use crate::{Error, Result};
 use rxvault_crypto::Keyring;
@@ -107,6 +115,8 @@ pub struct Query {
     pub patient: Option<Rid>,
     /// The kind of action.
     pub action: Option<ActionKind>,
+    /// An export id (the entries that started, finished or failed it).
+    pub export: Option<String>,
     /// From this time (Unix ms, inclusive).
     pub from_ms: Option<i64>,
     /// Until this time (Unix ms, exclusive).
@@ -120,7 +130,11 @@ pub struct Query {
 impl Query {
     /// Whether the query names an identifier (and so needs the keyring).
     pub fn needs_keyring(&self) -> bool {
-        self.user.is_some() || self.session.is_some() || self.host.is_some() || self.ip.is_some()
+        self.user.is_some()
+            || self.session.is_some()
+            || self.host.is_some()
+            || self.ip.is_some()
+            || self.export.is_some()
     }
 
     fn keys(&self, keyring: Option<&Keyring>) -> Result<Vec<AuditKey>> {
@@ -131,7 +145,8 @@ impl Query {
         if self.needs_keyring() {
             let k = keyring.ok_or_else(|| {
                 Error::Invalid(
-                    "searching by user, session, host or address needs the vault's key".into(),
+                    "searching by user, session, host, address or export needs the vault's key"
+                        .into(),
                 )
             })?;
             if let Some(s) = &self.session {
@@ -156,6 +171,11 @@ impl Query {
                     entry::normalize_ip(ip).as_bytes(),
                 )));
             }
+            if let Some(x) = &self.export {
+                keys.push(AuditKey::Export(
+                    k.keyed_hash(entry::domain::EXPORT, x.as_bytes()),
+                ));
+            }
         }
         if let Some(a) = self.action {
             keys.push(AuditKey::Action(a.code()));
@@ -175,6 +195,56 @@ pub struct PatientSeen {
     pub first_ms: i64,
     /// The last one's time (Unix ms).
     pub last_ms: i64,
+}
+
+/// How an export ended, as far as the log knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportStatus {
+    /// Started, and no end recorded: still running, or killed. Assume
+    /// everything the started entry names was taken.
+    Started,
+    /// Written completely.
+    Finished,
+    /// Failed after it started (what it wrote was removed where possible).
+    Failed,
+}
+
+impl ExportStatus {
+    /// A short name (`started`, `finished`, `failed`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportStatus::Started => "started",
+            ExportStatus::Finished => "finished",
+            ExportStatus::Failed => "failed",
+        }
+    }
+}
+
+/// What an export held, from its audit entries
+/// ([`AuditReader::export_scope`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportScope {
+    /// The export id.
+    pub export_id: String,
+    /// How it ended.
+    pub status: ExportStatus,
+    /// Its started entry (who, when, from where, and everything below).
+    pub started: LoggedEntry,
+    /// Its finished or failed entry, if any.
+    pub end: Option<LoggedEntry>,
+    /// What it wrote.
+    pub format: ExportFormat,
+    /// The file or folder it wrote.
+    pub destination: String,
+    /// Plaintext or encrypted, and to whom.
+    pub protection: ExportProtection,
+    /// The field categories of each record kind it held.
+    pub categories: KindCategories,
+    /// The patients it held (record keys): a superset of what a killed
+    /// export left behind, equal to what a finished one holds.
+    pub patients: Vec<Rid>,
+    /// Records (rows) it was to hold.
+    pub records: u64,
 }
 
 /// Read access to a log: entries, tree, proofs, queries.
@@ -360,6 +430,64 @@ impl AuditReader {
         let mut out: Vec<PatientSeen> = seen.into_values().collect();
         out.sort_by_key(|p| (p.first_ms, p.patient));
         Ok(out)
+    }
+
+    /// What export `export_id` held: its patients, the field categories of
+    /// each record kind, its format and protection, and how it ended. One
+    /// indexed lookup (the export id's keyed hash) and the opening of its
+    /// two or three entries; `None` if the log has no started entry for it
+    /// (exports written before started entries existed are found with
+    /// `action: export` queries instead).
+    pub fn export_scope(&self, export_id: &str) -> Result<Option<ExportScope>> {
+        let hits = self.query(&Query {
+            export: Some(export_id.to_string()),
+            ..Default::default()
+        })?;
+        let mut started = None;
+        let mut end = None;
+        for e in hits {
+            if e.entry.action.export_id() != Some(export_id) {
+                continue; // a keyed-hash collision: not this export
+            }
+            match &e.entry.action {
+                Action::ExportStarted { .. } if started.is_none() => started = Some(e),
+                Action::ExportFinished { .. } | Action::ExportFailed { .. } if end.is_none() => {
+                    end = Some(e)
+                }
+                _ => {}
+            }
+        }
+        let Some(started) = started else {
+            return Ok(None);
+        };
+        let Action::ExportStarted {
+            format,
+            destination,
+            protection,
+            categories,
+            records,
+            ..
+        } = started.entry.action.clone()
+        else {
+            unreachable!("matched above");
+        };
+        let status = match end.as_ref().map(|e| &e.entry.action) {
+            Some(Action::ExportFinished { .. }) => ExportStatus::Finished,
+            Some(_) => ExportStatus::Failed,
+            None => ExportStatus::Started,
+        };
+        Ok(Some(ExportScope {
+            export_id: export_id.to_string(),
+            status,
+            patients: started.entry.patients.clone(),
+            started,
+            end,
+            format,
+            destination,
+            protection,
+            categories,
+            records,
+        }))
     }
 
     /// Every stored checkpoint, parsed (malformed ones are errors).

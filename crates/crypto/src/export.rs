@@ -31,6 +31,12 @@ impl Recipients {
             .map(Recipients)
     }
 
+    /// The recipients' public keys (`age1...`), as an audit entry records
+    /// whom an export was encrypted to. Public: no secret in them.
+    pub fn public_keys(&self) -> Vec<String> {
+        self.0.iter().map(|r| r.to_string()).collect()
+    }
+
     /// Wraps `output`: what is written to the result is encrypted to every
     /// recipient. Call [`EncryptedWriter::finish`] at the end.
     pub fn encrypt<W: Write>(&self, output: W) -> Result<EncryptedWriter<W>> {
@@ -74,6 +80,10 @@ mod tests {
     fn encrypt_to_a_recipient_and_decrypt_with_its_identity() {
         let identity = age::x25519::Identity::generate();
         let recipients = Recipients::parse(&[identity.to_public().to_string()]).unwrap();
+        assert_eq!(
+            recipients.public_keys(),
+            vec![identity.to_public().to_string()]
+        );
         let mut w = recipients.encrypt(Vec::new()).unwrap();
         w.write_all(b"{\"resourceType\":\"Patient\"}\n").unwrap();
         let sealed = w.finish().unwrap();

@@ -2,7 +2,9 @@
 //! `Patient`, `Coverage`, `MedicationRequest`, `MedicationDispense` and
 //! `AllergyIntolerance`. Responses are `application/fhir+json`; errors are
 //! `OperationOutcome`s. Reads and searches go through the same permission
-//! table, masking and audit as the JSON API.
+//! table, masking and audit as the JSON API: every search form (`_id`
+//! is a read) appends one entry naming exactly the patients whose records
+//! it returns, also when it returns none.
 
 use crate::api::actions;
 use crate::error::ApiError;
@@ -15,11 +17,11 @@ use axum::response::{IntoResponse, Response};
 use rxvault_auth::{Action, Constraint};
 use rxvault_fhir::Resource;
 use rxvault_fhir::map::reference_id;
-use rxvault_model::{IndexKind, RecordKind, normalize};
+use rxvault_model::{IndexKind, RecordKind, Rid, normalize};
 use rxvault_vault::Vault;
 use rxvault_vault::query::Find;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 fn fhir_json(value: Value) -> Response {
     let mut r = Json(value).into_response();
@@ -171,24 +173,15 @@ async fn search_inner(
             };
             let given = params.get("given").and_then(|g| normalize::name_key(g));
             blocking(move || {
-                let found =
-                    state
-                        .vault
-                        .search_patients(&caller.requester(), &caller.view(), &find)?;
-                Ok(found
-                    .into_iter()
-                    .map(|(_, p)| p)
-                    .filter(|p| match &given {
-                        None => true,
-                        Some(g) => rxvault_fhir::map::patient_view(p).is_ok_and(|v| {
-                            v.names.iter().any(|n| {
-                                n.given
-                                    .iter()
-                                    .any(|x| normalize::name_key(x).as_deref() == Some(g.as_str()))
-                            })
-                        }),
-                    })
-                    .collect())
+                // `given` narrows the matches before the search is audited,
+                // so the entry names exactly the patients returned.
+                let found = state.vault.search_patients_where(
+                    &caller.requester(),
+                    &caller.view(),
+                    &find,
+                    |p| given.as_deref().is_none_or(|g| has_given(p, g)),
+                )?;
+                Ok(found.into_iter().map(|(_, p)| p).collect())
             })
             .await
         }
@@ -204,16 +197,16 @@ async fn search_inner(
                 let patient = reference_id(p, "Patient").unwrap_or_else(|| p.clone());
                 return crate::api::patient_records(state, caller, kind, patient).await;
             }
-            let index = match kind {
-                RecordKind::Coverage => IndexKind::MemberId,
-                RecordKind::Prescription => IndexKind::RxNumber,
-                RecordKind::Fill => IndexKind::TransactionId,
+            let by_identifier: fn(String) -> Find = match kind {
+                RecordKind::Coverage => Find::MemberId,
+                RecordKind::Prescription => Find::RxNumber,
+                RecordKind::Fill => Find::TransactionId,
                 _ => return Err(ApiError::bad_request("search by patient")),
             };
             let Some(value) = params.get("identifier") else {
                 return Err(ApiError::bad_request("search by patient or identifier"));
             };
-            let value = token_value(value).to_string();
+            let find = by_identifier(token_value(value).to_string());
             let search_action = match kind {
                 RecordKind::Prescription => Action::PrescriptionSearch,
                 RecordKind::Fill => Action::FillSearch,
@@ -222,39 +215,46 @@ async fn search_inner(
             let access = caller.authorize(&state, search_action).await?;
             blocking(move || {
                 let vault = &state.vault;
-                let Some(token) = vault.token(index, &value) else {
-                    return Ok(Vec::new());
-                };
-                let today = if access.constraint == Constraint::FillsDatedToday {
-                    let day = vault.today().to_string();
-                    let t = vault
-                        .token(IndexKind::FillDate, &day)
-                        .expect("a date normalises");
-                    Some(vault.lookup(IndexKind::FillDate, &t)?)
-                } else {
-                    None
-                };
-                let mut out = Vec::new();
-                for hit in vault.lookup(index, &token)? {
-                    if hit.kind != kind
-                        || today
-                            .as_ref()
-                            .is_some_and(|t| !t.iter().any(|h| h.rid == hit.rid))
-                    {
-                        continue;
-                    }
-                    if let Some(r) = vault.read_record_by_key(
-                        &caller.requester(),
-                        &caller.view(),
-                        kind,
-                        &hit.rid,
-                    )? {
-                        out.push(r);
-                    }
-                }
-                Ok(out)
+                // Under "fills dated today", hits of other days are left out
+                // by record key, before anything is decrypted or audited.
+                let today: Option<HashSet<Rid>> =
+                    if access.constraint == Constraint::FillsDatedToday {
+                        let day = vault.today().to_string();
+                        let t = vault
+                            .token(IndexKind::FillDate, &day)
+                            .expect("a date normalises");
+                        Some(
+                            vault
+                                .lookup(IndexKind::FillDate, &t)?
+                                .into_iter()
+                                .map(|h| h.rid)
+                                .collect(),
+                        )
+                    } else {
+                        None
+                    };
+                let found = vault.search_records(
+                    &caller.requester(),
+                    &caller.view(),
+                    kind,
+                    &find,
+                    |rid| today.as_ref().is_none_or(|t| t.contains(rid)),
+                )?;
+                Ok(found.into_iter().map(|(_, r)| r).collect())
             })
             .await
         }
     }
+}
+
+/// Whether the patient (as the caller sees it) has a given name whose
+/// normalised form is `given`.
+fn has_given(patient: &Resource, given: &str) -> bool {
+    rxvault_fhir::map::patient_view(patient).is_ok_and(|v| {
+        v.names.iter().any(|n| {
+            n.given
+                .iter()
+                .any(|x| normalize::name_key(x).as_deref() == Some(given))
+        })
+    })
 }

@@ -25,6 +25,8 @@ pub struct AuditQuery {
     patient: Option<String>,
     /// An action kind (`read`, `search`, `export`, `auth-failure`, ...).
     action: Option<String>,
+    /// An export id (its started entry and its end).
+    export: Option<String>,
     /// From (RFC 3339 or YYYY-MM-DD), inclusive.
     from: Option<String>,
     /// Until (RFC 3339 or YYYY-MM-DD), exclusive.
@@ -72,6 +74,7 @@ pub async fn audit(
                     .ok_or_else(|| ApiError::bad_request("action: unknown kind"))
             })
             .transpose()?,
+        export: q.export,
         from_ms: q.from.as_deref().map(time_ms).transpose()?,
         to_ms: q.to.as_deref().map(time_ms).transpose()?,
         after: None,

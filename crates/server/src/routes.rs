@@ -188,6 +188,7 @@ const AUDIT_QUERY: &[(&str, bool, &str)] = &[
         false,
         "Action kind (read, search, export, auth-failure, ...)",
     ),
+    ("export", false, "Export id (its started entry and its end)"),
     ("from", false, "From (RFC 3339 or YYYY-MM-DD)"),
     ("to", false, "Until (exclusive)"),
     ("limit", false, "At most this many (default 1000)"),

@@ -2,7 +2,8 @@
 //!
 //! The log is append-only: entries (opaque canonical bytes the audit crate
 //! encodes and hashes), the lookup keys that index them (keyed hashes of
-//! actor, session, host and address; patient record keys; action codes),
+//! actor, session, host, address and export id; patient record keys;
+//! action codes),
 //! the stored Merkle tree nodes and the signed checkpoints. A batch of all
 //! of these is committed in one transaction ([`AuditStore::append`]), so a
 //! crash keeps either all of a group commit or none of it.
@@ -92,6 +93,9 @@ pub enum AuditKey {
     Patient(Rid),
     /// An action code.
     Action(u16),
+    /// An export id's keyed hash (the entries that started, finished or
+    /// failed that export).
+    Export([u8; 16]),
 }
 
 impl AuditKey {
@@ -122,6 +126,7 @@ impl AuditKey {
             3 => AuditKey::Host(v),
             4 => AuditKey::Ip(v),
             5 => AuditKey::Patient(Rid(v)),
+            7 => AuditKey::Export(v),
             _ => return None,
         };
         Some((key, 17))
@@ -436,6 +441,7 @@ fn sort_key(key: &AuditKey) -> SortKey {
         AuditKey::Ip(v) => (4, v),
         AuditKey::Patient(r) => (5, &r.0),
         AuditKey::Action(code) => return (6, u128::from(*code) << 112),
+        AuditKey::Export(v) => (7, v),
     };
     (kind, u128::from_be_bytes(*value))
 }

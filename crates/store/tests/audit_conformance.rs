@@ -522,3 +522,52 @@ fn concurrent_appenders_never_interleave_or_duplicate() {
         }
     });
 }
+
+#[test]
+fn export_ids_are_lookup_keys_like_the_others() {
+    // Every kind of key survives its stored encoding (`audit_pending`).
+    for key in [
+        user(1),
+        session(2),
+        AuditKey::Host([3; 16]),
+        AuditKey::Ip([4; 16]),
+        patient(5),
+        AuditKey::Action(13),
+        AuditKey::Export([6; 16]),
+    ] {
+        let bytes = key.to_bytes();
+        assert_eq!(AuditKey::from_bytes(&bytes), Some((key, bytes.len())));
+    }
+    each_backend(|s, _| {
+        // Entries 0..10; every third belongs to export 1, entry 4 to export 2.
+        let entries = (0..10u64)
+            .map(|i| {
+                let mut keys = vec![user(1), AuditKey::Action(15)];
+                if i % 3 == 0 {
+                    keys.push(AuditKey::Export([1; 16]));
+                }
+                if i == 4 {
+                    keys.push(AuditKey::Export([2; 16]));
+                }
+                entry(i, 10 * i as i64, keys)
+            })
+            .collect();
+        let r = s.append(&AuditBatch {
+            entries,
+            ..Default::default()
+        });
+        assert_eq!(r.unwrap(), Appended::Committed);
+        let find = |keys: Vec<AuditKey>| {
+            indexes(
+                &s.lookup(&AuditLookup {
+                    keys,
+                    ..Default::default()
+                })
+                .unwrap(),
+            )
+        };
+        assert_eq!(find(vec![AuditKey::Export([1; 16])]), vec![0, 3, 6, 9]);
+        assert_eq!(find(vec![AuditKey::Export([2; 16]), user(1)]), vec![4]);
+        assert!(find(vec![AuditKey::Export([3; 16])]).is_empty());
+    });
+}

@@ -16,7 +16,10 @@ use crate::query::{Chart, Find};
 use crate::records::{ResourceJson, SealError};
 use crate::{Result, Vault};
 use rxvault_audit::entry::WriteOp;
-use rxvault_audit::{Action, Actor, AuditConfig, AuditLog, Entry, Outcome, StoreLocation};
+use rxvault_audit::{
+    Action, Actor, AuditConfig, AuditLog, Entry, ExportFormat, KindCategories, Outcome,
+    StoreLocation,
+};
 use rxvault_fhir::{FieldError, Resource, split};
 use rxvault_model::{CategorySet, FieldCategory, RecordKind, Rid};
 use rxvault_store::{Op, WriteBatch};
@@ -299,7 +302,10 @@ impl Vault {
         })
     }
 
-    /// A patient's records of one kind, as `who` may see them. Audited.
+    /// A patient's records of one kind, as `who` may see them. Audited:
+    /// the entry names the patient when there is one (an empty list is
+    /// still something learnt about them: "no known allergies"), and no
+    /// one when there is no such patient.
     pub fn read_patient_records(
         &self,
         who: &Requester,
@@ -309,6 +315,8 @@ impl Vault {
     ) -> Result<Vec<Resource>> {
         let patient = self.rid(RecordKind::Patient, patient_id);
         let records = self.store.by_patient(kind, &patient)?;
+        let exists =
+            !records.is_empty() || self.store.get(RecordKind::Patient, &patient)?.is_some();
         let out: Vec<Resource> = records
             .iter()
             .map(|r| self.open_record(r, view.of(kind)))
@@ -318,7 +326,7 @@ impl Vault {
                 kind: Some(kind),
                 categories: view.of(kind),
             })
-            .patients([patient])
+            .patients(exists.then_some(patient))
             .resources(records.iter().map(|r| r.rid)),
         )?;
         Ok(out)
@@ -326,20 +334,89 @@ impl Vault {
 
     /// Searches patients through the blind indexes and opens the matches
     /// with `who`'s patient view. Audited: the kind of query (never its
-    /// values) and every patient returned.
+    /// values), the categories decrypted and every patient returned (none
+    /// when nothing matched: the search is recorded all the same).
     pub fn search_patients(
         &self,
         who: &Requester,
         view: &View,
         query: &Find,
     ) -> Result<Vec<(Rid, Resource)>> {
-        let found = self.find_resources(query, view.of(RecordKind::Patient))?;
+        self.search_patients_where(who, view, query, |_| true)
+    }
+
+    /// [`search_patients`](Vault::search_patients), narrowed by `keep` (a
+    /// test on the patient as `who` sees it, such as FHIR's `given`) before
+    /// the entry is written: the entry names exactly the patients returned.
+    pub fn search_patients_where(
+        &self,
+        who: &Requester,
+        view: &View,
+        query: &Find,
+        keep: impl Fn(&Resource) -> bool,
+    ) -> Result<Vec<(Rid, Resource)>> {
+        let categories = view.of(RecordKind::Patient);
+        let found: Vec<(Rid, Resource)> = self
+            .find_resources(query, categories)?
+            .into_iter()
+            .filter(|(_, r)| keep(r))
+            .collect();
         self.record(
             who.entry(Action::Search {
                 query: query.kind_name().to_string(),
                 results: found.len() as u64,
+                kind: Some(RecordKind::Patient),
+                categories: Some(categories),
             })
             .patients(found.iter().map(|(rid, _)| *rid)),
+        )?;
+        Ok(found)
+    }
+
+    /// Records of `kind` found through the blind index `query` names (a
+    /// member ID for coverages, an Rx number for prescriptions, a
+    /// transaction ID for fills), opened with `who`'s view of `kind`.
+    /// `keep` narrows the hits by record key before anything is decrypted
+    /// (a constraint such as "fills dated today"). Audited: one search
+    /// entry with the kind of query, the kind and categories returned, the
+    /// records returned and their patients; also when nothing matched
+    /// (then it names no one).
+    pub fn search_records(
+        &self,
+        who: &Requester,
+        view: &View,
+        kind: RecordKind,
+        query: &Find,
+        keep: impl Fn(&Rid) -> bool,
+    ) -> Result<Vec<(Rid, Resource)>> {
+        let (index, value) = query.index();
+        // Checked hits: each record was sealed with this index entry.
+        let hits = match self.token(index, &value) {
+            Some(token) => self.lookup_records(index, &token)?,
+            None => Vec::new(),
+        };
+        let categories = view.of(kind);
+        let mut found: Vec<(Rid, Resource)> = Vec::new();
+        let mut patients: Vec<Rid> = Vec::new();
+        for record in hits.iter().filter(|r| r.kind == kind && keep(&r.rid)) {
+            if found.iter().any(|(rid, _)| *rid == record.rid) {
+                continue; // two identifiers of one record with the same key
+            }
+            let patient = record.patient.unwrap_or(record.rid);
+            if !patients.contains(&patient) {
+                patients.push(patient);
+            }
+            found.push((record.rid, self.open_record(record, categories)?));
+        }
+        self.record(
+            who.entry(Action::Search {
+                query: query.kind_name().to_string(),
+                results: found.len() as u64,
+                kind: Some(kind),
+                categories: Some(categories),
+            })
+            .patients(patients)
+            .resources(found.iter().map(|(rid, _)| *rid)),
         )?;
         Ok(found)
     }
@@ -505,9 +582,20 @@ impl Vault {
         Ok(shipments.rows)
     }
 
-    /// [`export_fhir`](Vault::export_fhir), audited: the export's ID, folder,
-    /// record count and every patient in it. If the audit log cannot record
-    /// the export, the files are removed and the call fails.
+    /// Exports every record as FHIR R4 NDJSON (one file per resource type)
+    /// into `out`, a folder that must not exist or be empty, with a Bulk
+    /// Data style `manifest.json`.
+    ///
+    /// Audited before the first byte is written: an
+    /// [`ExportStarted`](Action::ExportStarted) entry (export ID, format,
+    /// folder, plaintext or the age recipients, the categories of each
+    /// record kind, and every patient in it) is durable before the folder is
+    /// created; an [`ExportFinished`](Action::ExportFinished) entry (counts
+    /// and files) follows, or an [`ExportFailed`](Action::ExportFailed) one
+    /// (outcome error) when writing fails, and then what was written is
+    /// removed. If the finished entry cannot be recorded, the files are
+    /// removed and the call fails. A process killed meanwhile leaves files
+    /// that hold a subset of what the started entry names.
     pub fn export_fhir_for(
         &self,
         who: &Requester,
@@ -515,24 +603,49 @@ impl Vault {
         target: &Target,
         progress: &mut dyn Progress,
     ) -> Result<ExportReport> {
-        let report = self.export_fhir(out, target, progress)?;
-        let entry = who
-            .entry(Action::Export {
-                export_id: report.export_id.clone(),
-                file: out.display().to_string(),
-                records: report.files.iter().map(|f| f.count).sum(),
-                patients: report.patients.len() as u64,
+        crate::export::check_dir(out)?;
+        let plan = self.plan_fhir()?;
+        let export_id = rxvault_crypto::random_id()?;
+        self.record(
+            who.entry(Action::ExportStarted {
+                export_id: export_id.clone(),
+                format: ExportFormat::FhirNdjson,
+                destination: destination(out),
+                protection: target.protection(),
+                categories: plan.categories.clone(),
+                records: plan.len(),
             })
-            .patients(report.patients.iter().copied());
-        if let Err(e) = self.record(entry) {
+            .patients(plan.patients.iter().copied()),
+        )?;
+        let written = match self.write_fhir(&plan, out, target, &export_id, progress) {
+            Ok(w) => w,
+            Err(e) => return Err(self.export_failed(who, &export_id, e)),
+        };
+        let records = written.files.iter().map(|f| f.count).sum();
+        let finished = who.entry(Action::ExportFinished {
+            export_id: export_id.clone(),
+            records,
+            patients: written.patients.len() as u64,
+            files: written.files.iter().map(|f| f.url.clone()).collect(),
+        });
+        if let Err(e) = self.record(finished) {
             let _ = std::fs::remove_dir_all(out);
             return Err(e);
         }
-        Ok(report)
+        Ok(ExportReport {
+            export_id,
+            encrypted: matches!(target, Target::Age(_)),
+            files: written.files,
+            patients: written.patients.into_iter().collect(),
+        })
     }
 
-    /// [`export_shipping`](Vault::export_shipping), audited like
-    /// [`export_fhir_for`](Vault::export_fhir_for).
+    /// The shipping manifest of the fills prepared on `date` (see
+    /// [`Vault::shipments`]) written to `out` (`.age` appended when
+    /// encrypted), audited like [`export_fhir_for`](Vault::export_fhir_for):
+    /// the started entry names the fills and the patients they ship to, and
+    /// the categories the file holds of them (identifiers: the transaction
+    /// ID; shipping: carrier, tracking, ship-to name and address).
     pub fn export_shipping_for(
         &self,
         who: &Requester,
@@ -540,21 +653,74 @@ impl Vault {
         out: &Path,
         target: &Target,
     ) -> Result<ShippingReport> {
-        let report = self.export_shipping(date, out, target)?;
-        let entry = who
-            .entry(Action::Export {
-                export_id: report.export_id.clone(),
-                file: report.path.display().to_string(),
-                records: report.rows,
-                patients: report.patients.len() as u64,
+        let path = crate::export::shipping_path(out, target)?;
+        let shipments = self.shipments(date)?;
+        let export_id = rxvault_crypto::random_id()?;
+        let mut categories = KindCategories::new();
+        if !shipments.rows.is_empty() {
+            categories.add(
+                RecordKind::Fill,
+                CategorySet::of(&crate::export::SHIPPING_CATEGORIES),
+            );
+        }
+        self.record(
+            who.entry(Action::ExportStarted {
+                export_id: export_id.clone(),
+                format: ExportFormat::ShippingCsv,
+                destination: destination(&path),
+                protection: target.protection(),
+                categories,
+                records: shipments.rows.len() as u64,
             })
-            .patients(report.patients.iter().copied());
-        if let Err(e) = self.record(entry) {
-            let _ = std::fs::remove_file(&report.path);
+            .patients(shipments.patients.iter().copied())
+            .resources(shipments.fills.iter().copied()),
+        )?;
+        if let Err(e) = self.write_shipping(&shipments, &path, target, &export_id) {
+            return Err(self.export_failed(who, &export_id, e));
+        }
+        let finished = who.entry(Action::ExportFinished {
+            export_id: export_id.clone(),
+            records: shipments.rows.len() as u64,
+            patients: shipments.patients.len() as u64,
+            files: vec![destination(&path)],
+        });
+        if let Err(e) = self.record(finished) {
+            let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        Ok(report)
+        Ok(ShippingReport {
+            export_id,
+            path,
+            rows: shipments.rows.len() as u64,
+            skipped: shipments.skipped,
+            patients: shipments.patients,
+        })
     }
+
+    /// Records that export `export_id` failed with `error` (best effort:
+    /// the started entry already says what it may have held) and returns
+    /// the error.
+    fn export_failed(&self, who: &Requester, export_id: &str, error: crate::Error) -> crate::Error {
+        let entry = who
+            .entry(Action::ExportFailed {
+                export_id: export_id.to_string(),
+                reason: error.to_string(),
+            })
+            .outcome(Outcome::Error);
+        if let Err(e) = self.record(entry) {
+            tracing::warn!(export = %export_id, error = %e, "could not record the export's failure");
+        }
+        error
+    }
+}
+
+/// An export's destination as recorded: absolute, so it still says where
+/// the files are when read from elsewhere.
+fn destination(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// Why a write was refused.

@@ -1,7 +1,11 @@
 //! Exports: the whole vault as FHIR NDJSON, and the daily shipping manifest.
 //!
 //! Every export gets an export ID (in its manifest or rows) so a file found
-//! where it should not be can be traced to the export that made it. An
+//! where it should not be can be traced to the export that made it. The
+//! audited entry points ([`Vault::export_fhir_for`],
+//! [`Vault::export_shipping_for`]) first decide what the export will hold
+//! (its plan: record keys, patients, categories; nothing is decrypted), then
+//! record that durably, and only then write the first byte. An
 //! export is plaintext only when the caller asks for it
 //! ([`Target::Plaintext`]); otherwise each file is encrypted to age
 //! recipients as it is written, so no plaintext touches the disk. Files are
@@ -14,11 +18,13 @@
 
 use crate::keys::Progress;
 use crate::{Error, Result, Vault, io_err};
+use rxvault_audit::KindCategories;
 use rxvault_crypto::export::Recipients;
 use rxvault_fhir::map;
-use rxvault_model::{CategorySet, FieldCategory, IndexKind, RecordKind, normalize};
+use rxvault_model::{CategorySet, FieldCategory, IndexKind, RecordKind, Rid, normalize};
 use serde::Serialize;
 use serde_json::json;
+use std::collections::{BTreeSet, HashSet};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -33,6 +39,17 @@ pub enum Target {
 }
 
 impl Target {
+    /// How the audit log records it: plaintext, or the recipients' public
+    /// keys.
+    pub fn protection(&self) -> rxvault_audit::ExportProtection {
+        match self {
+            Target::Plaintext => rxvault_audit::ExportProtection::Plaintext,
+            Target::Age(r) => rxvault_audit::ExportProtection::Age {
+                recipients: r.public_keys(),
+            },
+        }
+    }
+
     fn suffix(&self) -> &'static str {
         match self {
             Target::Plaintext => "",
@@ -126,26 +143,122 @@ impl Output {
     }
 }
 
+/// What a FHIR export will hold, decided before its first byte is written
+/// (a pass over the stored records that decrypts nothing: record keys,
+/// patients, and the categories each envelope says it holds).
+#[derive(Debug, Default)]
+pub(crate) struct FhirPlan {
+    /// Per kind, the records to write.
+    pub records: Vec<(RecordKind, HashSet<Rid>)>,
+    /// The patients they belong to.
+    pub patients: BTreeSet<Rid>,
+    /// The categories present in them, per kind. The write opens only
+    /// these, so a record changed meanwhile cannot add one.
+    pub categories: KindCategories,
+}
+
+impl FhirPlan {
+    /// How many records.
+    pub fn len(&self) -> u64 {
+        self.records.iter().map(|(_, r)| r.len() as u64).sum()
+    }
+}
+
+/// What [`Vault::write_fhir`] wrote.
+pub(crate) struct FhirWritten {
+    pub files: Vec<ExportFile>,
+    pub patients: BTreeSet<Rid>,
+}
+
+/// The field categories a sealed record holds (its envelope lists them in
+/// the clear; nothing is decrypted).
+fn categories_of(record: &rxvault_store::StoredRecord) -> Result<CategorySet> {
+    let envelope =
+        rxvault_crypto::envelope::decode(&record.envelope).map_err(|e| Error::Corrupt {
+            what: format!("{} {}", record.kind, record.rid),
+            message: e.to_string(),
+        })?;
+    Ok(envelope.parts.iter().map(|p| p.category).collect())
+}
+
+/// The shipping manifest's categories of a fill: the transaction ID
+/// (identifiers) and what goes on the label (shipping).
+pub(crate) const SHIPPING_CATEGORIES: [FieldCategory; 2] =
+    [FieldCategory::Identifiers, FieldCategory::Shipping];
+
 impl Vault {
-    /// Exports every record as FHIR R4 NDJSON (one file per resource type)
-    /// into `out`, a folder that must not exist or be empty, with a Bulk
-    /// Data style `manifest.json`.
-    pub fn export_fhir(
+    /// Every record's key, patient and categories: what a FHIR export of
+    /// the whole vault will hold.
+    pub(crate) fn plan_fhir(&self) -> Result<FhirPlan> {
+        let mut plan = FhirPlan::default();
+        for kind in RecordKind::ALL {
+            let mut rids = HashSet::new();
+            let mut categories = CategorySet::NONE;
+            let mut after = None;
+            loop {
+                let page = self.store.scan(kind, after.as_ref(), 1000)?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.rid);
+                for record in &page {
+                    rids.insert(record.rid);
+                    plan.patients.insert(record.patient.unwrap_or(record.rid));
+                    categories = categories
+                        .iter()
+                        .chain(categories_of(record)?.iter())
+                        .collect();
+                }
+            }
+            if !rids.is_empty() {
+                plan.categories.add(kind, categories);
+                plan.records.push((kind, rids));
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Writes the records of `plan` as FHIR R4 NDJSON (one file per
+    /// resource type) into `out`, a folder that must not exist or be
+    /// empty, with a Bulk Data style `manifest.json`. Only what `plan`
+    /// names is written: records created meanwhile are left out, and of
+    /// each record only the categories `plan` lists for its kind are
+    /// decrypted. On failure, what was written is removed.
+    pub(crate) fn write_fhir(
         &self,
+        plan: &FhirPlan,
         out: &Path,
         target: &Target,
+        export_id: &str,
         progress: &mut dyn Progress,
-    ) -> Result<ExportReport> {
-        prepare_dir(out)?;
-        let export_id = rxvault_crypto::random_id()?;
-        let total: u64 = self.counts()?.iter().map(|(_, n)| n).sum();
-        progress.phase("exporting", Some(total));
-        let mut files = Vec::new();
-        let mut patients = std::collections::BTreeSet::new();
-        for kind in RecordKind::ALL {
-            if self.store.count(kind)? == 0 {
-                continue;
+    ) -> Result<FhirWritten> {
+        let created = prepare_dir(out)?;
+        let result = self.write_fhir_files(plan, out, target, export_id, progress);
+        if result.is_err() {
+            if created {
+                let _ = std::fs::remove_dir_all(out);
+            } else if let Ok(entries) = std::fs::read_dir(out) {
+                // The folder was empty: everything in it is this export's.
+                for e in entries.flatten() {
+                    let _ = std::fs::remove_file(e.path());
+                }
             }
+        }
+        result
+    }
+
+    fn write_fhir_files(
+        &self,
+        plan: &FhirPlan,
+        out: &Path,
+        target: &Target,
+        export_id: &str,
+        progress: &mut dyn Progress,
+    ) -> Result<FhirWritten> {
+        progress.phase("exporting", Some(plan.len()));
+        let mut files = Vec::new();
+        let mut patients = BTreeSet::new();
+        for (kind, wanted) in &plan.records {
+            let kind = *kind;
+            let open = plan.categories.of(kind);
             let name = format!("{}.ndjson{}", kind.fhir_type(), target.suffix());
             let mut output = Output::create(out.join(&name), target)?;
             let mut count = 0u64;
@@ -154,8 +267,8 @@ impl Vault {
                 let page = self.store.scan(kind, after.as_ref(), 1000)?;
                 let Some(last) = page.last() else { break };
                 after = Some(last.rid);
-                for record in &page {
-                    let resource = self.open_record(record, CategorySet::ALL)?;
+                for record in page.iter().filter(|r| wanted.contains(&r.rid)) {
+                    let resource = self.open_record(record, open)?;
                     serde_json::to_writer(&mut output.writer, &resource)
                         .map_err(|e| io_err(&output.tmp)(e.into()))?;
                     output
@@ -190,61 +303,28 @@ impl Vault {
                 .as_bytes(),
             0o600,
         )?;
-        tracing::info!(export = %export_id, records = total, encrypted, "FHIR export written");
-        Ok(ExportReport {
-            export_id,
-            files,
-            encrypted,
-            patients: patients.into_iter().collect(),
-        })
+        let records: u64 = files.iter().map(|f| f.count).sum();
+        tracing::info!(export = %export_id, records, encrypted, "FHIR export written");
+        Ok(FhirWritten { files, patients })
     }
 
-    /// The shipping manifest of the fills prepared on `date`: transaction
-    /// ID, package reference, ship-to name and address, and the export ID;
-    /// nothing else. CSV, sorted by transaction ID.
-    pub fn export_shipping(
+    /// Writes the shipping manifest of `shipments` to `path` (which must
+    /// not exist): transaction ID, package reference, ship-to name and
+    /// address, and the export ID; nothing else. CSV, sorted by transaction
+    /// ID. On failure, the partial file is removed.
+    pub(crate) fn write_shipping(
         &self,
-        date: &str,
-        out: &Path,
+        shipments: &Shipments,
+        path: &Path,
         target: &Target,
-    ) -> Result<ShippingReport> {
-        let shipments = self.shipments(date)?;
-        let export_id = rxvault_crypto::random_id()?;
-        let rows: Vec<[String; 10]> = shipments
-            .rows
-            .iter()
-            .map(|r| {
-                [
-                    r.transaction_id.clone(),
-                    r.package_ref.clone(),
-                    r.ship_to_name.clone(),
-                    r.address_line1.clone(),
-                    r.address_line2.clone(),
-                    r.city.clone(),
-                    r.state.clone(),
-                    r.postal_code.clone(),
-                    r.country.clone(),
-                    export_id.clone(),
-                ]
-            })
-            .collect();
-        let (patients, skipped) = (shipments.patients, shipments.skipped);
-        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        export_id: &str,
+    ) -> Result<()> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(io_err(parent))?;
         }
-        if out.exists() {
-            return Err(Error::Invalid(format!(
-                "{} already exists; refusing to overwrite it",
-                out.display()
-            )));
-        }
-        let path = match target {
-            Target::Plaintext => out.to_path_buf(),
-            Target::Age(_) if out.extension().is_some_and(|e| e == "age") => out.to_path_buf(),
-            Target::Age(_) => PathBuf::from(format!("{}.age", out.display())),
-        };
-        let mut output = Output::create(path.clone(), target)?;
-        {
+        let mut output = Output::create(path.to_path_buf(), target)?;
+        let tmp = output.tmp.clone();
+        let rows = (|| {
             let mut csv = csv::Writer::from_writer(&mut output.writer);
             let header = [
                 "transaction_id",
@@ -258,22 +338,33 @@ impl Vault {
                 "country",
                 "export_id",
             ];
-            let to_io = |e: csv::Error| io_err(&path)(std::io::Error::other(e.to_string()));
+            let to_io = |e: csv::Error| io_err(path)(std::io::Error::other(e.to_string()));
             csv.write_record(header).map_err(to_io)?;
-            for row in &rows {
-                csv.write_record(row).map_err(to_io)?;
+            for r in &shipments.rows {
+                csv.write_record([
+                    &r.transaction_id,
+                    &r.package_ref,
+                    &r.ship_to_name,
+                    &r.address_line1,
+                    &r.address_line2,
+                    &r.city,
+                    &r.state,
+                    &r.postal_code,
+                    &r.country,
+                    export_id,
+                ])
+                .map_err(to_io)?;
             }
-            csv.flush().map_err(io_err(&path))?;
+            csv.flush().map_err(io_err(path))?;
+            Ok::<_, Error>(())
+        })();
+        let written = rows.and_then(|()| output.finish());
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
-        output.finish()?;
-        tracing::info!(export = %export_id, rows = rows.len(), "shipping manifest written");
-        Ok(ShippingReport {
-            export_id,
-            path,
-            rows: rows.len() as u64,
-            skipped,
-            patients,
-        })
+        written?;
+        tracing::info!(export = %export_id, rows = shipments.rows.len(), "shipping manifest written");
+        Ok(())
     }
 
     /// The packages of the fills prepared on `date` (sorted by transaction
@@ -389,7 +480,8 @@ pub struct ShippingReport {
     pub patients: Vec<rxvault_model::Rid>,
 }
 
-fn prepare_dir(out: &Path) -> Result<()> {
+/// Refuses an export folder that exists and is not empty.
+pub(crate) fn check_dir(out: &Path) -> Result<()> {
     if out.exists() {
         let mut entries = std::fs::read_dir(out).map_err(io_err(out))?;
         if entries.next().is_some() {
@@ -398,10 +490,37 @@ fn prepare_dir(out: &Path) -> Result<()> {
                 out.display()
             )));
         }
-    } else {
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(out)
-            .map_err(io_err(out))?;
     }
     Ok(())
+}
+
+/// Checks `out` and creates it (mode 0700) if needed; whether it created it.
+fn prepare_dir(out: &Path) -> Result<bool> {
+    check_dir(out)?;
+    if out.exists() {
+        return Ok(false);
+    }
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(out)
+        .map_err(io_err(out))?;
+    Ok(true)
+}
+
+/// The file a shipping export to `out` writes (`.age` appended when
+/// encrypted), refused if it exists.
+pub(crate) fn shipping_path(out: &Path, target: &Target) -> Result<PathBuf> {
+    let path = match target {
+        Target::Plaintext => out.to_path_buf(),
+        Target::Age(_) if out.extension().is_some_and(|e| e == "age") => out.to_path_buf(),
+        Target::Age(_) => PathBuf::from(format!("{}.age", out.display())),
+    };
+    for p in [out, path.as_path()] {
+        if p.exists() {
+            return Err(Error::Invalid(format!(
+                "{} already exists; refusing to overwrite it",
+                p.display()
+            )));
+        }
+    }
+    Ok(path)
 }

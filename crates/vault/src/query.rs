@@ -34,7 +34,7 @@ pub enum Find {
 }
 
 impl Find {
-    fn index(&self) -> (IndexKind, String) {
+    pub(crate) fn index(&self) -> (IndexKind, String) {
         match self {
             Find::FamilyBirthDate { family, birth_date } => {
                 (IndexKind::FamilyBirthDate, format!("{family}|{birth_date}"))

@@ -6,6 +6,7 @@ use rxvault_crypto::Passphrase;
 use rxvault_fhir::Resource;
 use rxvault_model::{CategorySet, Clock, ManualClock, RecordKind};
 use rxvault_testkit::{pg::Schema, shared_data};
+use rxvault_vault::access::Requester;
 use rxvault_vault::export::Target;
 use rxvault_vault::import::ImportOptions;
 use rxvault_vault::keys::{InitKey, Quiet, RotateOptions, rotate};
@@ -218,7 +219,7 @@ fn import_then_export_round_trips_semantically() {
 
         let out = fx._tmp.path().join("export");
         let export = vault
-            .export_fhir(&out, &Target::Plaintext, &mut Quiet)
+            .export_fhir_for(&Requester::local(), &out, &Target::Plaintext, &mut Quiet)
             .unwrap();
         assert_eq!(export.export_id.len(), 32);
         let exported = by_id(stored_input(&out));
@@ -265,7 +266,12 @@ fn encrypted_export_needs_the_identity() {
         rxvault_crypto::export::Recipients::parse(std::slice::from_ref(&identity.1)).unwrap();
     let out = fx._tmp.path().join("export");
     vault
-        .export_fhir(&out, &Target::Age(recipients), &mut Quiet)
+        .export_fhir_for(
+            &Requester::local(),
+            &out,
+            &Target::Age(recipients),
+            &mut Quiet,
+        )
         .unwrap();
     let sealed = std::fs::read(out.join("Patient.ndjson.age")).unwrap();
     let first = read_ndjson(&shared_data("synthea-10").join("Patient.ndjson"));
@@ -401,7 +407,7 @@ fn flipped_or_swapped_ciphertexts_are_errors_never_wrong_data() {
         let out = fx._tmp.path().join("export-after-tamper");
         assert!(
             vault
-                .export_fhir(&out, &Target::Plaintext, &mut Quiet)
+                .export_fhir_for(&Requester::local(), &out, &Target::Plaintext, &mut Quiet)
                 .is_err(),
             "{backend}"
         );
@@ -636,7 +642,7 @@ fn shipping_manifest_holds_only_shipping_data() {
         let (vault, input) = fx.synth_imported(300);
         let out = fx._tmp.path().join("ship.csv");
         let report = vault
-            .export_shipping("2026-11-28", &out, &Target::Plaintext)
+            .export_shipping_for(&Requester::local(), "2026-11-28", &out, &Target::Plaintext)
             .unwrap();
         let fills: Vec<Resource> = read_ndjson(&input.join("MedicationDispense.ndjson"));
         let today: Vec<&Resource> = fills
@@ -693,7 +699,7 @@ fn key_rotation_rewraps_reencrypts_and_retires_the_old_kek() {
         let vault = fx.imported("synthea-10");
         let before = fx._tmp.path().join("before");
         vault
-            .export_fhir(&before, &Target::Plaintext, &mut Quiet)
+            .export_fhir_for(&Requester::local(), &before, &Target::Plaintext, &mut Quiet)
             .unwrap();
         let old_deks = vault.key_status().unwrap().data_keys;
         drop(vault);
@@ -744,7 +750,7 @@ fn key_rotation_rewraps_reencrypts_and_retires_the_old_kek() {
 
         let after = fx._tmp.path().join("after");
         fx.open()
-            .export_fhir(&after, &Target::Plaintext, &mut Quiet)
+            .export_fhir_for(&Requester::local(), &after, &Target::Plaintext, &mut Quiet)
             .unwrap();
         assert_eq!(
             by_id(stored_input(&before)),
@@ -1326,7 +1332,7 @@ fn issue_9_an_old_format_vault_migrates_and_reads_identically() {
     assert_eq!(vault.store().schema_version().unwrap(), 3);
     let out = fx._tmp.path().join("export");
     vault
-        .export_fhir(&out, &Target::Plaintext, &mut Quiet)
+        .export_fhir_for(&Requester::local(), &out, &Target::Plaintext, &mut Quiet)
         .unwrap();
     let exported = by_id(
         STORED
@@ -1634,7 +1640,7 @@ fn issue_9_an_old_format_vault_migrates_on_postgres() {
     assert_eq!(versions(&fx), BTreeMap::from([(2, 53)]));
     let out = fx._tmp.path().join("export");
     vault
-        .export_fhir(&out, &Target::Plaintext, &mut Quiet)
+        .export_fhir_for(&Requester::local(), &out, &Target::Plaintext, &mut Quiet)
         .unwrap();
     let exported = by_id(
         STORED

@@ -20,7 +20,7 @@
 //! Patients are `entity` entries with role 1 (Patient), identified only by
 //! their record key (`urn:rxvault:record-key`).
 
-use crate::entry::{Action, ActorKind, LoggedEntry, Outcome, WriteOp};
+use crate::entry::{Action, ActorKind, ExportProtection, LoggedEntry, Outcome, WriteOp};
 use crate::{Result, io_err, rfc3339_ms};
 use serde_json::{Value, json};
 use std::io::Write;
@@ -75,7 +75,14 @@ pub fn audit_event(e: &LoggedEntry, ctx: &FhirContext) -> Value {
                 action,
             )
         }
-        Action::Export { .. } => (coding(DCM, "110106", "Export"), None, "R"),
+        Action::Export { .. } | Action::ExportStarted { .. } => {
+            (coding(DCM, "110106", "Export"), None, "R")
+        }
+        Action::ExportFinished { .. } | Action::ExportFailed { .. } => (
+            coding(DCM, "110106", "Export"),
+            Some(rx(x.action.kind().name())),
+            "R",
+        ),
         Action::AuthSuccess { .. }
         | Action::AuthFailure { .. }
         | Action::MfaSuccess { .. }
@@ -195,11 +202,20 @@ pub fn audit_event(e: &LoggedEntry, ctx: &FhirContext) -> Value {
             }
             event_detail = Some(d);
         }
-        Action::Search { query, results } => entities.push(json!({
-            "type": coding(ENTITY_TYPE, "2", "System Object"),
-            "role": coding(OBJECT_ROLE, "24", "Query"),
-            "detail": detail(&[("query-kind", query.clone()), ("results", results.to_string())]),
-        })),
+        Action::Search { query, results, kind, categories } => {
+            let mut d = vec![("query-kind", query.clone()), ("results", results.to_string())];
+            if let Some(k) = kind {
+                d.push(("record-type", k.fhir_type().to_string()));
+            }
+            if let Some(c) = categories {
+                d.push(("field-categories", c.iter().map(|c| c.name()).collect::<Vec<_>>().join(",")));
+            }
+            entities.push(json!({
+                "type": coding(ENTITY_TYPE, "2", "System Object"),
+                "role": coding(OBJECT_ROLE, "24", "Query"),
+                "detail": detail(&d),
+            }))
+        }
         Action::Write { kind, records, .. } => {
             let mut d = vec![("records", records.to_string())];
             if let Some(k) = kind {
@@ -218,6 +234,46 @@ pub fn audit_event(e: &LoggedEntry, ctx: &FhirContext) -> Value {
             "role": coding(OBJECT_ROLE, "3", "Report"),
             "name": file,
             "detail": detail(&[("records", records.to_string()), ("patients", patients.to_string())]),
+        })),
+        Action::ExportStarted { export_id, format, destination, protection, categories, records } => {
+            let mut d = vec![
+                ("format", format.name().to_string()),
+                ("records", records.to_string()),
+                ("patients", x.patients.len().to_string()),
+            ];
+            match protection {
+                ExportProtection::Plaintext => d.push(("protection", "plaintext".into())),
+                ExportProtection::Age { recipients } => {
+                    d.push(("protection", "age".into()));
+                    d.extend(recipients.iter().map(|r| ("age-recipient", r.clone())));
+                }
+            }
+            d.extend(categories.iter().map(|(k, c)| {
+                ("field-categories", format!("{}:{}", k.fhir_type(), c.iter().map(|c| c.name()).collect::<Vec<_>>().join(",")))
+            }));
+            entities.push(json!({
+                "what": { "identifier": { "system": "urn:rxvault:export-id", "value": export_id } },
+                "type": coding(ENTITY_TYPE, "2", "System Object"),
+                "role": coding(OBJECT_ROLE, "3", "Report"),
+                "name": destination,
+                "detail": detail(&d),
+            }))
+        }
+        Action::ExportFinished { export_id, records, patients, files } => {
+            let mut d = vec![("records", records.to_string()), ("patients", patients.to_string())];
+            d.extend(files.iter().map(|f| ("file", f.clone())));
+            entities.push(json!({
+                "what": { "identifier": { "system": "urn:rxvault:export-id", "value": export_id } },
+                "type": coding(ENTITY_TYPE, "2", "System Object"),
+                "role": coding(OBJECT_ROLE, "3", "Report"),
+                "detail": detail(&d),
+            }))
+        }
+        Action::ExportFailed { export_id, reason } => entities.push(json!({
+            "what": { "identifier": { "system": "urn:rxvault:export-id", "value": export_id } },
+            "type": coding(ENTITY_TYPE, "2", "System Object"),
+            "role": coding(OBJECT_ROLE, "3", "Report"),
+            "detail": detail(&[("reason", reason.clone())]),
         })),
         Action::BreakGlass { reason } => {
             purpose = Some(json!([{ "coding": [ coding(ACT_REASON, "ETREAT", "Emergency Treatment") ], "text": reason }]));

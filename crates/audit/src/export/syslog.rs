@@ -16,7 +16,7 @@
 //! and free text is cut at 1,024 characters, so a message always fits a
 //! UDP datagram when at most `max_patients` patients are listed.
 
-use crate::entry::{Action, LoggedEntry, Outcome};
+use crate::entry::{Action, ExportProtection, LoggedEntry, Outcome};
 use crate::{Error, Result, io_err, rfc3339_ms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -61,6 +61,14 @@ pub fn severity(e: &LoggedEntry) -> u8 {
         (Action::Alert { .. }, _) => 2,
         (_, Outcome::Error) => 3,
         (_, Outcome::Denied) | (Action::Lockout { .. } | Action::BreakGlass { .. }, _) => 4,
+        // PHI about to leave in the clear.
+        (
+            Action::ExportStarted {
+                protection: ExportProtection::Plaintext,
+                ..
+            },
+            _,
+        ) => 4,
         (Action::AuthFailure { .. } | Action::MfaFailure { .. }, _) => 4,
         _ if e.entry.break_glass.is_some() => 4,
         _ => 6,
@@ -127,9 +135,21 @@ pub fn format(e: &LoggedEntry, config: &SyslogConfig) -> String {
             let names: Vec<&str> = categories.iter().map(|c| c.name()).collect();
             params.push(("categories", names.join(",")));
         }
-        Action::Search { query, results } => {
+        Action::Search {
+            query,
+            results,
+            kind,
+            categories,
+        } => {
             params.push(("query", query.clone()));
             params.push(("results", results.to_string()));
+            if let Some(k) = kind {
+                params.push(("recordType", k.fhir_type().into()));
+            }
+            if let Some(c) = categories {
+                let names: Vec<&str> = c.iter().map(|c| c.name()).collect();
+                params.push(("categories", names.join(",")));
+            }
         }
         Action::Write {
             kind,
@@ -158,6 +178,49 @@ pub fn format(e: &LoggedEntry, config: &SyslogConfig) -> String {
             params.push(("file", file.clone()));
             params.push(("records", records.to_string()));
             params.push(("exportPatients", patients.to_string()));
+        }
+        Action::ExportStarted {
+            export_id,
+            format,
+            destination,
+            protection,
+            categories,
+            records,
+        } => {
+            params.push(("exportId", export_id.clone()));
+            params.push(("format", format.name().into()));
+            params.push(("file", destination.clone()));
+            match protection {
+                ExportProtection::Plaintext => params.push(("protection", "plaintext".into())),
+                ExportProtection::Age { recipients } => {
+                    params.push(("protection", "age".into()));
+                    params.push(("recipients", recipients.join(",")));
+                }
+            }
+            let held: Vec<String> = categories
+                .iter()
+                .map(|(k, c)| {
+                    let names: Vec<&str> = c.iter().map(|c| c.name()).collect();
+                    format!("{}:{}", k.fhir_type(), names.join(","))
+                })
+                .collect();
+            params.push(("categories", held.join(";")));
+            params.push(("records", records.to_string()));
+        }
+        Action::ExportFinished {
+            export_id,
+            records,
+            patients,
+            files,
+        } => {
+            params.push(("exportId", export_id.clone()));
+            params.push(("records", records.to_string()));
+            params.push(("exportPatients", patients.to_string()));
+            params.push(("files", files.join(",")));
+        }
+        Action::ExportFailed { export_id, reason } => {
+            params.push(("exportId", export_id.clone()));
+            params.push(("reason", reason.clone()));
         }
         Action::BreakGlass { reason } => params.push(("reason", reason.clone())),
         Action::AuthSuccess { method }

@@ -41,6 +41,8 @@ pub fn entry(i: u64) -> Entry {
         0 => Action::Search {
             query: "phone".into(),
             results: 2,
+            kind: None,
+            categories: None,
         },
         _ => Action::Read {
             kind: Some(RecordKind::Patient),

@@ -47,6 +47,8 @@ fn all_actions() -> Vec<LoggedEntry> {
             Action::Search {
                 query: "phone".into(),
                 results: 2,
+                kind: Some(RecordKind::Patient),
+                categories: Some(CategorySet::of(&[FieldCategory::Demographics])),
             },
         ),
         mk(
