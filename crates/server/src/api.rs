@@ -420,6 +420,59 @@ pub async fn step_up(
     .await
 }
 
+/// `POST /api/v1/sessions/step-up/passkey/challenge`: WebAuthn request
+/// options for a step-up in the caller's session (an account whose second
+/// factor is a passkey).
+pub async fn step_up_passkey_challenge(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    blocking(move || Ok(Json(state.auth.start_passkey_step_up(&caller.principal)?).into_response()))
+        .await
+}
+
+/// The assertion of a passkey step-up.
+#[derive(Debug, Deserialize)]
+pub struct PasskeyStepUpRequest {
+    credential: Value,
+}
+
+/// `POST /api/v1/sessions/step-up/passkey`: the assertion; a fresh second
+/// factor in the caller's session, audited like a TOTP step-up.
+pub async fn step_up_passkey(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<PasskeyStepUpRequest>,
+) -> ApiResult {
+    blocking(move || {
+        let credential: rxvault_auth::passkey::PublicKeyCredential =
+            serde_json::from_value(body.credential)
+                .map_err(|_| ApiError::bad_request("credential: not a WebAuthn assertion"))?;
+        match state
+            .auth
+            .finish_passkey_step_up(&caller.principal, &credential)
+        {
+            Ok(_) => {
+                state
+                    .vault
+                    .record(caller.requester().entry(AuditAction::MfaSuccess {
+                        method: "webauthn-step-up".into(),
+                    }))?;
+                Ok(StatusCode::NO_CONTENT.into_response())
+            }
+            Err(e) => {
+                state.vault.record(
+                    caller
+                        .requester()
+                        .entry(AuditAction::MfaFailure {
+                            method: "webauthn-step-up".into(),
+                        })
+                        .outcome(Outcome::Denied),
+                )?;
+                Err(e.into())
+            }
+        }
+    })
+    .await
+}
+
 /// What to revoke.
 #[derive(Debug, Deserialize)]
 pub struct RevokeRequest {

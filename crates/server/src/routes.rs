@@ -1,11 +1,12 @@
 //! The route table: every endpoint once, with the permission-table action
-//! it needs. The router, the OpenAPI document and the authorization-matrix
-//! test are all built from this one table, so they cannot disagree.
+//! it needs and the handler that serves it. The router, the OpenAPI
+//! document and the authorization-matrix test are all built from this one
+//! table: an endpoint exists, is documented and is tested by being in it.
 
 use crate::state::AppState;
 use crate::{api, fhir, oversight};
 use axum::Router;
-use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use axum::routing::MethodRouter;
 use rxvault_auth::Action;
 use serde_json::{Map, Value, json};
 
@@ -21,7 +22,7 @@ pub enum Guard {
 }
 
 /// One endpoint.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Endpoint {
     /// HTTP method (lower case).
     pub method: &'static str,
@@ -39,13 +40,44 @@ pub struct Endpoint {
     pub ok: (u16, &'static str),
     /// Whether it is FHIR (`application/fhir+json`).
     pub fhir: bool,
+    /// The route it is served on: its path, or the route all FHIR types
+    /// share.
+    pub route: &'static str,
+    /// Adds its handler, for its method, to the route's method router.
+    pub handler: fn(MethodRouter<AppState>) -> MethodRouter<AppState>,
 }
 
-const fn ep(
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("guard", &self.guard)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An entry: `ep!(method, path, guard, summary, handler)`. The method is
+/// written once: it names both the entry's method and the method router
+/// the handler is added under.
+macro_rules! ep {
+    ($method:ident, $path:literal, $guard:expr, $summary:literal, $handler:path) => {
+        endpoint(
+            stringify!($method),
+            $path,
+            $guard,
+            $summary,
+            |r: MethodRouter<AppState>| r.$method($handler),
+        )
+    };
+}
+
+const fn endpoint(
     method: &'static str,
     path: &'static str,
     guard: Guard,
     summary: &'static str,
+    handler: fn(MethodRouter<AppState>) -> MethodRouter<AppState>,
 ) -> Endpoint {
     Endpoint {
         method,
@@ -56,6 +88,8 @@ const fn ep(
         query: &[],
         ok: (200, "Object"),
         fhir: false,
+        route: path,
+        handler,
     }
 }
 
@@ -74,10 +108,21 @@ const fn query(mut e: Endpoint, q: &'static [(&'static str, bool, &'static str)]
     e
 }
 
-const fn fhir_ep(mut e: Endpoint) -> Endpoint {
+const fn fhir_ep(mut e: Endpoint, route: &'static str) -> Endpoint {
     e.fhir = true;
     e.ok = (200, "FhirResource");
+    e.route = route;
     e
+}
+
+/// A FHIR read (`/fhir/<type>/{id}`), on the route every type shares.
+const fn fhir_read(e: Endpoint) -> Endpoint {
+    fhir_ep(e, "/fhir/{resource_type}/{id}")
+}
+
+/// A FHIR search (`/fhir/<type>`), on the route every type shares.
+const fn fhir_search(e: Endpoint) -> Endpoint {
+    fhir_ep(e, "/fhir/{resource_type}")
 }
 
 use Guard::{Public, Session};
@@ -117,64 +162,66 @@ const FHIR_RECORD_QUERY: &[(&str, bool, &str)] = &[
 
 /// Every endpoint.
 #[rustfmt::skip]
-pub const ENDPOINTS: &[Endpoint] = &[
-    ep("get", "/api/v1/health", Public, "Liveness"),
-    ep("get", "/api/v1/openapi.json", Public, "This OpenAPI document"),
-    ok(body(ep("post", "/api/v1/sessions", Public, "Log in: password, then a second factor"), "LoginRequest"), 200, "LoginStep"),
-    ok(body(ep("post", "/api/v1/sessions/totp", Public, "Second factor: a TOTP code"), "CodeRequest"), 200, "SessionToken"),
-    ok(body(ep("post", "/api/v1/sessions/recovery-code", Public, "Second factor: a single-use recovery code"), "CodeRequest"), 200, "SessionToken"),
-    ok(body(ep("post", "/api/v1/sessions/passkey/challenge", Public, "Second factor: WebAuthn request options"), "PendingRequest"), 200, "Object"),
-    ok(body(ep("post", "/api/v1/sessions/passkey", Public, "Second factor: a WebAuthn assertion"), "PasskeyRequest"), 200, "SessionToken"),
-    ok(body(ep("post", "/api/v1/sessions/enrol/passkey", Public, "Enrol a passkey: WebAuthn creation options"), "PendingRequest"), 200, "Object"),
-    ok(body(ep("post", "/api/v1/sessions/enrol/passkey/confirm", Public, "Enrol a passkey: the registration"), "PasskeyRequest"), 200, "SessionToken"),
-    ok(body(ep("post", "/api/v1/sessions/enrol/totp", Public, "Enrol TOTP (a login without a second factor)"), "PendingRequest"), 200, "TotpEnrolment"),
-    ok(body(ep("post", "/api/v1/sessions/enrol/totp/confirm", Public, "Confirm TOTP enrolment with a first code"), "CodeRequest"), 200, "SessionToken"),
-    ok(ep("get", "/api/v1/sessions", Session, "The caller's sessions"), 200, "Array"),
-    ok(ep("delete", "/api/v1/sessions/current", Session, "Log out"), 204, "Empty"),
-    ok(body(ep("post", "/api/v1/sessions/step-up", Session, "A fresh second factor (step-up)"), "StepUpRequest"), 204, "Empty"),
-    body(ep("post", "/api/v1/sessions/revoke", Guard::Action(Action::RevokeSessions), "Revoke sessions by id, user or host"), "RevokeRequest"),
-    ok(query(ep("get", "/api/v1/patients", Guard::Action(Action::PatientSearch), "Find patients (blind indexes)"), PATIENT_QUERY), 200, "Array"),
-    ok(body(ep("post", "/api/v1/patients", Guard::Action(Action::PatientCreate), "Create a patient (FHIR Patient)"), "FhirResource"), 201, "Id"),
-    ok(ep("get", "/api/v1/patients/{id}", Guard::Action(Action::PatientRead), "Read a patient (FHIR Patient, masked)"), 200, "FhirResource"),
-    ok(body(ep("put", "/api/v1/patients/{id}", Guard::Action(Action::PatientUpdate), "Update a patient"), "FhirResource"), 200, "Id"),
-    ep("get", "/api/v1/patients/{id}/chart", Guard::Action(Action::PatientRead), "A patient's chart as the caller may see it"),
-    ok(ep("get", "/api/v1/patients/{id}/coverages", Guard::Action(Action::CoverageRead), "A patient's health plans"), 200, "Array"),
-    ok(ep("get", "/api/v1/patients/{id}/prescriptions", Guard::Action(Action::PrescriptionRead), "A patient's prescriptions"), 200, "Array"),
-    ok(ep("get", "/api/v1/patients/{id}/fills", Guard::Action(Action::FillRead), "A patient's fills"), 200, "Array"),
-    ok(ep("get", "/api/v1/patients/{id}/allergies", Guard::Action(Action::AllergyRead), "A patient's allergies"), 200, "Array"),
-    ok(body(ep("post", "/api/v1/coverages", Guard::Action(Action::CoverageWrite), "Create a health plan (FHIR Coverage)"), "FhirResource"), 201, "Id"),
-    ok(ep("get", "/api/v1/coverages/{id}", Guard::Action(Action::CoverageRead), "Read a health plan"), 200, "FhirResource"),
-    ok(body(ep("put", "/api/v1/coverages/{id}", Guard::Action(Action::CoverageWrite), "Update a health plan"), "FhirResource"), 200, "Id"),
-    ok(body(ep("post", "/api/v1/prescriptions", Guard::Action(Action::PrescriptionCreate), "Receive an e-prescription (FHIR MedicationRequest)"), "FhirResource"), 201, "Id"),
-    ok(ep("get", "/api/v1/prescriptions/{id}", Guard::Action(Action::PrescriptionRead), "Read a prescription"), 200, "FhirResource"),
-    ok(body(ep("put", "/api/v1/prescriptions/{id}", Guard::Action(Action::PrescriptionUpdate), "Update a prescription"), "FhirResource"), 200, "Id"),
-    ok(body(ep("post", "/api/v1/fills", Guard::Action(Action::FillCreate), "Record a fill (FHIR MedicationDispense)"), "FhirResource"), 201, "Id"),
-    ok(ep("get", "/api/v1/fills/{id}", Guard::Action(Action::FillRead), "Read a fill"), 200, "FhirResource"),
-    ok(body(ep("put", "/api/v1/fills/{id}", Guard::Action(Action::FillUpdate), "Update a fill (status, carrier, tracking)"), "FhirResource"), 200, "Id"),
-    ok(body(ep("post", "/api/v1/allergies", Guard::Action(Action::AllergyWrite), "Record an allergy (FHIR AllergyIntolerance)"), "FhirResource"), 201, "Id"),
-    ok(ep("get", "/api/v1/allergies/{id}", Guard::Action(Action::AllergyRead), "Read an allergy"), 200, "FhirResource"),
-    ok(body(ep("put", "/api/v1/allergies/{id}", Guard::Action(Action::AllergyWrite), "Update an allergy"), "FhirResource"), 200, "Id"),
-    ok(query(ep("get", "/api/v1/shipments", Guard::Action(Action::ShippingManifest), "The day's packages: ship-to only"), &[("date", false, "YYYY-MM-DD (default today)")]), 200, "Array"),
-    ok(body(ep("post", "/api/v1/exports", Guard::Action(Action::BulkExport), "Bulk FHIR export, encrypted to age recipients (step-up)"), "ExportRequest"), 201, "Object"),
-    ok(ep("get", "/api/v1/users", Guard::Action(Action::UserAdmin), "List users (step-up)"), 200, "Array"),
-    ok(body(ep("post", "/api/v1/users", Guard::Action(Action::UserAdmin), "Create a user (step-up)"), "NewUser"), 201, "Object"),
-    body(ep("patch", "/api/v1/users/{id}", Guard::Action(Action::UserAdmin), "Change a user's role or disable them (step-up)"), "UserChange"),
-    ok(ep("delete", "/api/v1/users/{id}/mfa", Guard::Action(Action::UserAdmin), "Reset a user's second factors (step-up)"), 204, "Empty"),
-    ok(body(ep("post", "/api/v1/break-glass", Guard::Action(Action::BreakGlass), "Emergency access, with a reason (step-up)"), "BreakGlassRequest"), 201, "Object"),
-    ok(query(ep("get", "/api/v1/break-glass", Guard::Action(Action::AuditRead), "Break-glass grants to review (privacy officer)"), &[("unreviewed", false, "true (default) or false")]), 200, "Array"),
-    ok(ep("post", "/api/v1/break-glass/{id}/review", Guard::Action(Action::AuditRead), "Mark a break-glass grant reviewed (privacy officer)"), 204, "Empty"),
-    ok(query(ep("get", "/api/v1/audit", Guard::Action(Action::AuditRead), "Forensic audit query (privacy officer)"), AUDIT_QUERY), 200, "Array"),
-    fhir_ep(ep("get", "/fhir/metadata", Public, "FHIR CapabilityStatement")),
-    fhir_ep(ep("get", "/fhir/Patient/{id}", Guard::Action(Action::PatientRead), "FHIR read Patient")),
-    fhir_ep(query(ep("get", "/fhir/Patient", Guard::Action(Action::PatientSearch), "FHIR search Patient"), FHIR_PATIENT_QUERY)),
-    fhir_ep(ep("get", "/fhir/Coverage/{id}", Guard::Action(Action::CoverageRead), "FHIR read Coverage")),
-    fhir_ep(query(ep("get", "/fhir/Coverage", Guard::Action(Action::CoverageRead), "FHIR search Coverage"), FHIR_RECORD_QUERY)),
-    fhir_ep(ep("get", "/fhir/MedicationRequest/{id}", Guard::Action(Action::PrescriptionRead), "FHIR read MedicationRequest")),
-    fhir_ep(query(ep("get", "/fhir/MedicationRequest", Guard::Action(Action::PrescriptionRead), "FHIR search MedicationRequest"), FHIR_RECORD_QUERY)),
-    fhir_ep(ep("get", "/fhir/MedicationDispense/{id}", Guard::Action(Action::FillRead), "FHIR read MedicationDispense")),
-    fhir_ep(query(ep("get", "/fhir/MedicationDispense", Guard::Action(Action::FillRead), "FHIR search MedicationDispense"), FHIR_RECORD_QUERY)),
-    fhir_ep(ep("get", "/fhir/AllergyIntolerance/{id}", Guard::Action(Action::AllergyRead), "FHIR read AllergyIntolerance")),
-    fhir_ep(query(ep("get", "/fhir/AllergyIntolerance", Guard::Action(Action::AllergyRead), "FHIR search AllergyIntolerance"), FHIR_RECORD_QUERY)),
+pub static ENDPOINTS: &[Endpoint] = &[
+    ep!(get, "/api/v1/health", Public, "Liveness", api::health),
+    ep!(get, "/api/v1/openapi.json", Public, "This OpenAPI document", openapi_json),
+    ok(body(ep!(post, "/api/v1/sessions", Public, "Log in: password, then a second factor", api::login), "LoginRequest"), 200, "LoginStep"),
+    ok(body(ep!(post, "/api/v1/sessions/totp", Public, "Second factor: a TOTP code", api::login_totp), "CodeRequest"), 200, "SessionToken"),
+    ok(body(ep!(post, "/api/v1/sessions/recovery-code", Public, "Second factor: a single-use recovery code", api::login_recovery), "CodeRequest"), 200, "SessionToken"),
+    ok(body(ep!(post, "/api/v1/sessions/passkey/challenge", Public, "Second factor: WebAuthn request options", api::passkey_challenge), "PendingRequest"), 200, "Object"),
+    ok(body(ep!(post, "/api/v1/sessions/passkey", Public, "Second factor: a WebAuthn assertion", api::passkey_login), "PasskeyRequest"), 200, "SessionToken"),
+    ok(body(ep!(post, "/api/v1/sessions/enrol/passkey", Public, "Enrol a passkey: WebAuthn creation options", api::enrol_passkey_start), "PendingRequest"), 200, "Object"),
+    ok(body(ep!(post, "/api/v1/sessions/enrol/passkey/confirm", Public, "Enrol a passkey: the registration", api::enrol_passkey_confirm), "PasskeyRequest"), 200, "SessionToken"),
+    ok(body(ep!(post, "/api/v1/sessions/enrol/totp", Public, "Enrol TOTP (a login without a second factor)", api::enrol_totp_start), "PendingRequest"), 200, "TotpEnrolment"),
+    ok(body(ep!(post, "/api/v1/sessions/enrol/totp/confirm", Public, "Confirm TOTP enrolment with a first code", api::enrol_totp_confirm), "CodeRequest"), 200, "SessionToken"),
+    ok(ep!(get, "/api/v1/sessions", Session, "The caller's sessions", api::own_sessions), 200, "Array"),
+    ok(ep!(delete, "/api/v1/sessions/current", Session, "Log out", api::logout), 204, "Empty"),
+    ok(body(ep!(post, "/api/v1/sessions/step-up", Session, "A fresh second factor (step-up)", api::step_up), "StepUpRequest"), 204, "Empty"),
+    ok(ep!(post, "/api/v1/sessions/step-up/passkey/challenge", Session, "Step-up with a passkey: WebAuthn request options", api::step_up_passkey_challenge), 200, "Object"),
+    ok(body(ep!(post, "/api/v1/sessions/step-up/passkey", Session, "Step-up with a passkey: the assertion", api::step_up_passkey), "PasskeyStepUpRequest"), 204, "Empty"),
+    body(ep!(post, "/api/v1/sessions/revoke", Guard::Action(Action::RevokeSessions), "Revoke sessions by id, user or host", api::revoke), "RevokeRequest"),
+    ok(query(ep!(get, "/api/v1/patients", Guard::Action(Action::PatientSearch), "Find patients (blind indexes)", api::search_patients), PATIENT_QUERY), 200, "Array"),
+    ok(body(ep!(post, "/api/v1/patients", Guard::Action(Action::PatientCreate), "Create a patient (FHIR Patient)", api::create_patient), "FhirResource"), 201, "Id"),
+    ok(ep!(get, "/api/v1/patients/{id}", Guard::Action(Action::PatientRead), "Read a patient (FHIR Patient, masked)", api::read_patient), 200, "FhirResource"),
+    ok(body(ep!(put, "/api/v1/patients/{id}", Guard::Action(Action::PatientUpdate), "Update a patient", api::update_patient), "FhirResource"), 200, "Id"),
+    ep!(get, "/api/v1/patients/{id}/chart", Guard::Action(Action::PatientRead), "A patient's chart as the caller may see it", api::chart),
+    ok(ep!(get, "/api/v1/patients/{id}/coverages", Guard::Action(Action::CoverageRead), "A patient's health plans", api::coverages_of_patient), 200, "Array"),
+    ok(ep!(get, "/api/v1/patients/{id}/prescriptions", Guard::Action(Action::PrescriptionRead), "A patient's prescriptions", api::prescriptions_of_patient), 200, "Array"),
+    ok(ep!(get, "/api/v1/patients/{id}/fills", Guard::Action(Action::FillRead), "A patient's fills", api::fills_of_patient), 200, "Array"),
+    ok(ep!(get, "/api/v1/patients/{id}/allergies", Guard::Action(Action::AllergyRead), "A patient's allergies", api::allergies_of_patient), 200, "Array"),
+    ok(body(ep!(post, "/api/v1/coverages", Guard::Action(Action::CoverageWrite), "Create a health plan (FHIR Coverage)", api::create_coverage), "FhirResource"), 201, "Id"),
+    ok(ep!(get, "/api/v1/coverages/{id}", Guard::Action(Action::CoverageRead), "Read a health plan", api::read_coverage), 200, "FhirResource"),
+    ok(body(ep!(put, "/api/v1/coverages/{id}", Guard::Action(Action::CoverageWrite), "Update a health plan", api::update_coverage), "FhirResource"), 200, "Id"),
+    ok(body(ep!(post, "/api/v1/prescriptions", Guard::Action(Action::PrescriptionCreate), "Receive an e-prescription (FHIR MedicationRequest)", api::create_prescription), "FhirResource"), 201, "Id"),
+    ok(ep!(get, "/api/v1/prescriptions/{id}", Guard::Action(Action::PrescriptionRead), "Read a prescription", api::read_prescription), 200, "FhirResource"),
+    ok(body(ep!(put, "/api/v1/prescriptions/{id}", Guard::Action(Action::PrescriptionUpdate), "Update a prescription", api::update_prescription), "FhirResource"), 200, "Id"),
+    ok(body(ep!(post, "/api/v1/fills", Guard::Action(Action::FillCreate), "Record a fill (FHIR MedicationDispense)", api::create_fill), "FhirResource"), 201, "Id"),
+    ok(ep!(get, "/api/v1/fills/{id}", Guard::Action(Action::FillRead), "Read a fill", api::read_fill), 200, "FhirResource"),
+    ok(body(ep!(put, "/api/v1/fills/{id}", Guard::Action(Action::FillUpdate), "Update a fill (status, carrier, tracking)", api::update_fill), "FhirResource"), 200, "Id"),
+    ok(body(ep!(post, "/api/v1/allergies", Guard::Action(Action::AllergyWrite), "Record an allergy (FHIR AllergyIntolerance)", api::create_allergy), "FhirResource"), 201, "Id"),
+    ok(ep!(get, "/api/v1/allergies/{id}", Guard::Action(Action::AllergyRead), "Read an allergy", api::read_allergy), 200, "FhirResource"),
+    ok(body(ep!(put, "/api/v1/allergies/{id}", Guard::Action(Action::AllergyWrite), "Update an allergy", api::update_allergy), "FhirResource"), 200, "Id"),
+    ok(query(ep!(get, "/api/v1/shipments", Guard::Action(Action::ShippingManifest), "The day's packages: ship-to only", api::shipments), &[("date", false, "YYYY-MM-DD (default today)")]), 200, "Array"),
+    ok(body(ep!(post, "/api/v1/exports", Guard::Action(Action::BulkExport), "Bulk FHIR export, encrypted to age recipients (step-up)", api::export), "ExportRequest"), 201, "Object"),
+    ok(ep!(get, "/api/v1/users", Guard::Action(Action::UserAdmin), "List users (step-up)", api::users), 200, "Array"),
+    ok(body(ep!(post, "/api/v1/users", Guard::Action(Action::UserAdmin), "Create a user (step-up)", api::create_user), "NewUser"), 201, "Object"),
+    body(ep!(patch, "/api/v1/users/{id}", Guard::Action(Action::UserAdmin), "Change a user's role or disable them (step-up)", api::change_user), "UserChange"),
+    ok(ep!(delete, "/api/v1/users/{id}/mfa", Guard::Action(Action::UserAdmin), "Reset a user's second factors (step-up)", api::reset_mfa), 204, "Empty"),
+    ok(body(ep!(post, "/api/v1/break-glass", Guard::Action(Action::BreakGlass), "Emergency access, with a reason (step-up)", api::break_glass), "BreakGlassRequest"), 201, "Object"),
+    ok(query(ep!(get, "/api/v1/break-glass", Guard::Action(Action::AuditRead), "Break-glass grants to review (privacy officer)", oversight::grants), &[("unreviewed", false, "true (default) or false")]), 200, "Array"),
+    ok(ep!(post, "/api/v1/break-glass/{id}/review", Guard::Action(Action::AuditRead), "Mark a break-glass grant reviewed (privacy officer)", oversight::review), 204, "Empty"),
+    ok(query(ep!(get, "/api/v1/audit", Guard::Action(Action::AuditRead), "Forensic audit query (privacy officer)", oversight::audit), AUDIT_QUERY), 200, "Array"),
+    fhir_ep(ep!(get, "/fhir/metadata", Public, "FHIR CapabilityStatement", fhir::metadata), "/fhir/metadata"),
+    fhir_read(ep!(get, "/fhir/Patient/{id}", Guard::Action(Action::PatientRead), "FHIR read Patient", fhir::read)),
+    fhir_search(query(ep!(get, "/fhir/Patient", Guard::Action(Action::PatientSearch), "FHIR search Patient", fhir::search), FHIR_PATIENT_QUERY)),
+    fhir_read(ep!(get, "/fhir/Coverage/{id}", Guard::Action(Action::CoverageRead), "FHIR read Coverage", fhir::read)),
+    fhir_search(query(ep!(get, "/fhir/Coverage", Guard::Action(Action::CoverageRead), "FHIR search Coverage", fhir::search), FHIR_RECORD_QUERY)),
+    fhir_read(ep!(get, "/fhir/MedicationRequest/{id}", Guard::Action(Action::PrescriptionRead), "FHIR read MedicationRequest", fhir::read)),
+    fhir_search(query(ep!(get, "/fhir/MedicationRequest", Guard::Action(Action::PrescriptionRead), "FHIR search MedicationRequest", fhir::search), FHIR_RECORD_QUERY)),
+    fhir_read(ep!(get, "/fhir/MedicationDispense/{id}", Guard::Action(Action::FillRead), "FHIR read MedicationDispense", fhir::read)),
+    fhir_search(query(ep!(get, "/fhir/MedicationDispense", Guard::Action(Action::FillRead), "FHIR search MedicationDispense", fhir::search), FHIR_RECORD_QUERY)),
+    fhir_read(ep!(get, "/fhir/AllergyIntolerance/{id}", Guard::Action(Action::AllergyRead), "FHIR read AllergyIntolerance", fhir::read)),
+    fhir_search(query(ep!(get, "/fhir/AllergyIntolerance", Guard::Action(Action::AllergyRead), "FHIR search AllergyIntolerance", fhir::search), FHIR_RECORD_QUERY)),
 ];
 
 const AUDIT_QUERY: &[(&str, bool, &str)] = &[
@@ -194,95 +241,29 @@ const AUDIT_QUERY: &[(&str, bool, &str)] = &[
     ("limit", false, "At most this many (default 1000)"),
 ];
 
-fn handler(e: &Endpoint) -> MethodRouter<AppState> {
-    macro_rules! m {
-        ($h:expr) => {
-            match e.method {
-                "get" => get($h),
-                "post" => post($h),
-                "put" => put($h),
-                "patch" => patch($h),
-                _ => delete($h),
-            }
-        };
-    }
-    match (e.method, e.path) {
-        ("get", "/api/v1/health") => m!(api::health),
-        ("get", "/api/v1/openapi.json") => m!(openapi_json),
-        ("post", "/api/v1/sessions") => m!(api::login),
-        ("post", "/api/v1/sessions/totp") => m!(api::login_totp),
-        ("post", "/api/v1/sessions/recovery-code") => m!(api::login_recovery),
-        ("post", "/api/v1/sessions/enrol/totp") => m!(api::enrol_totp_start),
-        ("post", "/api/v1/sessions/passkey/challenge") => m!(api::passkey_challenge),
-        ("post", "/api/v1/sessions/passkey") => m!(api::passkey_login),
-        ("post", "/api/v1/sessions/enrol/passkey") => m!(api::enrol_passkey_start),
-        ("post", "/api/v1/sessions/enrol/passkey/confirm") => m!(api::enrol_passkey_confirm),
-        ("post", "/api/v1/sessions/enrol/totp/confirm") => m!(api::enrol_totp_confirm),
-        ("get", "/api/v1/sessions") => m!(api::own_sessions),
-        ("delete", "/api/v1/sessions/current") => m!(api::logout),
-        ("post", "/api/v1/sessions/step-up") => m!(api::step_up),
-        ("post", "/api/v1/sessions/revoke") => m!(api::revoke),
-        ("get", "/api/v1/patients") => m!(api::search_patients),
-        ("post", "/api/v1/patients") => m!(api::create_patient),
-        ("get", "/api/v1/patients/{id}") => m!(api::read_patient),
-        ("put", "/api/v1/patients/{id}") => m!(api::update_patient),
-        ("get", "/api/v1/patients/{id}/chart") => m!(api::chart),
-        ("get", "/api/v1/patients/{id}/coverages") => m!(api::coverages_of_patient),
-        ("get", "/api/v1/patients/{id}/prescriptions") => m!(api::prescriptions_of_patient),
-        ("get", "/api/v1/patients/{id}/fills") => m!(api::fills_of_patient),
-        ("get", "/api/v1/patients/{id}/allergies") => m!(api::allergies_of_patient),
-        ("post", "/api/v1/coverages") => m!(api::create_coverage),
-        ("get", "/api/v1/coverages/{id}") => m!(api::read_coverage),
-        ("put", "/api/v1/coverages/{id}") => m!(api::update_coverage),
-        ("post", "/api/v1/prescriptions") => m!(api::create_prescription),
-        ("get", "/api/v1/prescriptions/{id}") => m!(api::read_prescription),
-        ("put", "/api/v1/prescriptions/{id}") => m!(api::update_prescription),
-        ("post", "/api/v1/fills") => m!(api::create_fill),
-        ("get", "/api/v1/fills/{id}") => m!(api::read_fill),
-        ("put", "/api/v1/fills/{id}") => m!(api::update_fill),
-        ("post", "/api/v1/allergies") => m!(api::create_allergy),
-        ("get", "/api/v1/allergies/{id}") => m!(api::read_allergy),
-        ("put", "/api/v1/allergies/{id}") => m!(api::update_allergy),
-        ("get", "/api/v1/shipments") => m!(api::shipments),
-        ("post", "/api/v1/exports") => m!(api::export),
-        ("get", "/api/v1/users") => m!(api::users),
-        ("post", "/api/v1/users") => m!(api::create_user),
-        ("patch", "/api/v1/users/{id}") => m!(api::change_user),
-        ("delete", "/api/v1/users/{id}/mfa") => m!(api::reset_mfa),
-        ("post", "/api/v1/break-glass") => m!(api::break_glass),
-        ("get", "/api/v1/audit") => m!(oversight::audit),
-        ("get", "/api/v1/break-glass") => m!(oversight::grants),
-        ("post", "/api/v1/break-glass/{id}/review") => m!(oversight::review),
-        ("get", "/fhir/metadata") => m!(fhir::metadata),
-        (_, p) if p.starts_with("/fhir/") && p.ends_with("/{id}") => m!(fhir::read),
-        (_, p) if p.starts_with("/fhir/") => m!(fhir::search),
-        (method, path) => unreachable!("no handler for {method} {path}"),
-    }
-}
-
-/// The router: every endpoint of [`ENDPOINTS`].
+/// The router: every endpoint of [`ENDPOINTS`], with the handler its entry
+/// names. FHIR reads and searches of every type share one parameterised
+/// route each (`/fhir/{resource_type}/{id}`, `/fhir/{resource_type}`).
 pub fn router(state: AppState) -> Router {
-    let mut router: Router<AppState> = Router::new();
-    let mut fhir_read = false;
-    let mut fhir_search = false;
+    let mut routes: Vec<(&'static str, Vec<&'static str>, MethodRouter<AppState>)> = Vec::new();
     for e in ENDPOINTS {
-        // FHIR reads and searches share one parameterised route each.
-        let path = if e.path.starts_with("/fhir/") && e.path != "/fhir/metadata" {
-            if e.path.ends_with("/{id}") {
-                if std::mem::replace(&mut fhir_read, true) {
-                    continue;
-                }
-                "/fhir/{resource_type}/{id}"
-            } else {
-                if std::mem::replace(&mut fhir_search, true) {
-                    continue;
-                }
-                "/fhir/{resource_type}"
+        let at = match routes.iter().position(|(r, _, _)| *r == e.route) {
+            Some(i) => i,
+            None => {
+                routes.push((e.route, Vec::new(), MethodRouter::new()));
+                routes.len() - 1
             }
-        } else {
-            e.path
         };
-        router = router.route(path, handler(e));
+        let (_, methods, method_router) = &mut routes[at];
+        if methods.contains(&e.method) {
+            continue; // another FHIR type on the shared route
+        }
+        methods.push(e.method);
+        *method_router = (e.handler)(std::mem::take(method_router));
+    }
+    let mut router: Router<AppState> = Router::new();
+    for (route, _, method_router) in routes {
+        router = router.route(route, method_router);
     }
     router.with_state(state)
 }
@@ -419,6 +400,7 @@ pub fn openapi() -> Value {
                 "SessionToken": object(&["token", "session_id", "expires_at"], &[("token", string()), ("session_id", string()), ("expires_at", json!({"type": "integer"})), ("recovery_codes", json!({"type": "array", "items": string()}))]),
                 "TotpEnrolment": object(&["otpauth_uri", "secret"], &[("otpauth_uri", string()), ("secret", string())]),
                 "StepUpRequest": object(&["code"], &[("code", string())]),
+                "PasskeyStepUpRequest": object(&["credential"], &[("credential", json!({"type": "object"}))]),
                 "RevokeRequest": object(&[], &[("session", string()), ("user", string()), ("host", string())]),
                 "ExportRequest": object(&["recipients"], &[("recipients", json!({"type": "array", "items": string(), "minItems": 1}))]),
                 "NewUser": object(&["username", "role", "password"], &[("username", string()), ("role", json!({"type": "string", "enum": ["pharmacist", "technician", "shipping-clerk", "billing", "privacy-officer", "administrator"]})), ("password", string())]),

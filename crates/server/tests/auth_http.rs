@@ -114,10 +114,47 @@ async fn passkey_enrolment_and_login_over_https_and_a_tampered_assertion_is_reje
     )
     .await;
     assert_eq!(status, 200, "{issued}");
-    assert_eq!(
-        get(&h, "/api/v1/sessions", issued["token"].as_str().unwrap()).await,
-        200
+    let token = issued["token"].as_str().unwrap().to_string();
+    assert_eq!(get(&h, "/api/v1/sessions", &token).await, 200);
+
+    // Step-up with the passkey (issue 8, item 8: a passkey-only person
+    // could not step up over HTTPS): a bulk export needs a second factor
+    // in the last 5 minutes.
+    let authed = |path: &str, body: Value| {
+        h.client
+            .post(h.url(path))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let export =
+        json!({"recipients": ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]});
+    h.clock.advance(Duration::from_secs(6 * 60));
+    let r = authed("/api/v1/exports", export.clone()).await.unwrap();
+    assert_eq!(r.status(), 401, "the login's second factor is too old");
+    let r = authed("/api/v1/sessions/step-up/passkey/challenge", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let challenge: Value = r.json().await.unwrap();
+    let assertion = authenticator
+        .do_authentication(origin.clone(), serde_json::from_value(challenge).unwrap())
+        .unwrap();
+    let r = authed(
+        "/api/v1/sessions/step-up/passkey",
+        json!({"credential": assertion}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 204);
+    let stepped = h.last_entries(1).remove(0);
+    assert!(
+        matches!(&stepped.entry.action, rxvault_audit::Action::MfaSuccess { method } if method == "webauthn-step-up"),
+        "{:?}",
+        stepped.entry.action
     );
+    let r = authed("/api/v1/exports", export).await.unwrap();
+    assert_eq!(r.status(), 201, "stepped up: {}", r.text().await.unwrap());
 
     // A tampered assertion (one bit of the signature) is refused.
     let pending = passkey_pending(&h).await;

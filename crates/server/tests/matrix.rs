@@ -120,6 +120,7 @@ async fn request(
             Some(json!({"code": code}))
         }
         ("post", "/api/v1/sessions/revoke") => Some(json!({"host": "nowhere.example"})),
+        ("post", "/api/v1/sessions/step-up/passkey") => Some(json!({"credential": {}})),
         ("post", "/api/v1/exports") => Some(
             json!({"recipients": ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]}),
         ),
@@ -343,7 +344,18 @@ async fn authorization_matrix_every_endpoint_role_and_token_state(backend: Backe
             let constrained_out = permitted == Some(Constraint::FillsDatedToday)
                 && (e.path == "/api/v1/patients/{id}/fills"
                     || e.path == "/fhir/MedicationDispense" && path.contains("patient="));
+            // A passkey step-up needs passkeys: this harness configures no
+            // WebAuthn relying party (404) and its people have TOTP; the
+            // passkey flow is tested in auth_http.
+            let needs_passkey = e.path.starts_with("/api/v1/sessions/step-up/passkey");
             match permitted {
+                Some(_) if needs_passkey => {
+                    assert!(
+                        matches!(status, 400 | 404),
+                        "{} {path} as {who:?}: {status} {json}",
+                        e.method
+                    );
+                }
                 Some(_) if !constrained_out => {
                     assert!(
                         (200..300).contains(&status),
