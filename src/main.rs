@@ -437,10 +437,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 report.path.display(),
                 report.export_id
             );
-            if report.skipped > 0 {
-                outln!(
-                    "{} fills of that day have no ship-to or are not shipping",
-                    report.skipped
+            if report.from_patient_address > 0 {
+                eprintln!(
+                    "note: {} packages are addressed to the patient's own address (their fills \
+                     name no destination)",
+                    report.from_patient_address
+                );
+            }
+            if report.unresolved > 0 {
+                eprintln!(
+                    "warning: {} fills are NOT in the manifest: their destination is a Location \
+                     resource, which rxvault does not store (give the ship-to as a contained \
+                     Location)",
+                    report.unresolved
+                );
+            }
+            if report.skipped > report.unresolved {
+                eprintln!(
+                    "warning: {} fills of that day are not in the manifest (not shipping, or no \
+                     address known)",
+                    report.skipped - report.unresolved
                 );
             }
             Ok(ExitCode::SUCCESS)

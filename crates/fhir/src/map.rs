@@ -334,6 +334,9 @@ pub fn fill_view(r: &Resource) -> Result<Fill> {
         Some(d) => str_at(d, "MedicationDispense.destination", "reference")?,
         None => None,
     };
+    let external = destination
+        .filter(|d| !d.starts_with('#'))
+        .map(str::to_string);
     if let Some(local) = destination.and_then(|d| d.strip_prefix('#')) {
         for (i, c) in arr(r, t, "contained")?.iter().enumerate() {
             let path = format!("{t}.contained[{i}]");
@@ -374,6 +377,7 @@ pub fn fill_view(r: &Resource) -> Result<Fill> {
             .or(opt_str(r, t, "whenHandedOver")?)
             .map(str::to_string),
         quantity,
+        destination: if ship_to.is_some() { None } else { external },
         ship_to,
         carrier,
         tracking_number,
@@ -1112,6 +1116,7 @@ mod tests {
                 name: Some("Ana Peña".into()),
                 address: p.addresses[0].clone(),
             }),
+            destination: None,
             carrier: Some("USPS".into()),
             tracking_number: Some("9400".into()),
             status: "completed".into(),

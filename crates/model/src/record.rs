@@ -210,6 +210,10 @@ pub struct Fill {
     pub quantity: Option<f64>,
     /// Where it ships.
     pub ship_to: Option<ShipTo>,
+    /// `destination` when it names no contained `Location`: a reference to
+    /// a `Location` resource (which rxvault does not store), so the ship-to
+    /// is not known here.
+    pub destination: Option<String>,
     /// The carrier (`USPS`, `UPS`, ...).
     pub carrier: Option<String>,
     /// The carrier's tracking number.

@@ -567,6 +567,15 @@ impl Vault {
     /// those fills' shipping data for those patients.
     pub fn shipments_for(&self, who: &Requester, date: &str) -> Result<Vec<Shipment>> {
         let shipments = self.shipments(date)?;
+        if !shipments.from_patient.is_empty() {
+            self.record(
+                who.entry(Action::Read {
+                    kind: Some(RecordKind::Patient),
+                    categories: CategorySet::of(&crate::export::PATIENT_SHIP_TO),
+                })
+                .patients(shipments.from_patient.iter().copied()),
+            )?;
+        }
         self.record(
             who.entry(Action::Read {
                 kind: Some(RecordKind::Fill),
@@ -655,12 +664,28 @@ impl Vault {
     ) -> Result<ShippingReport> {
         let path = crate::export::shipping_path(out, target)?;
         let shipments = self.shipments(date)?;
+        if shipments.rows.is_empty() && shipments.skipped > 0 {
+            // A day of fills and not one label: the manifest would be
+            // empty and look like a day without packages.
+            return Err(crate::Error::Invalid(format!(
+                "none of the {} fills of {date} has a ship-to ({} name a Location resource as their \
+                 destination, which rxvault does not store; give the ship-to as a contained \
+                 Location, or no destination to use the patient's address): no manifest written",
+                shipments.skipped, shipments.unresolved
+            )));
+        }
         let export_id = rxvault_crypto::random_id()?;
         let mut categories = KindCategories::new();
         if !shipments.rows.is_empty() {
             categories.add(
                 RecordKind::Fill,
                 CategorySet::of(&crate::export::SHIPPING_CATEGORIES),
+            );
+        }
+        if !shipments.from_patient.is_empty() {
+            categories.add(
+                RecordKind::Patient,
+                CategorySet::of(&crate::export::PATIENT_SHIP_TO),
             );
         }
         self.record(
@@ -693,6 +718,8 @@ impl Vault {
             path,
             rows: shipments.rows.len() as u64,
             skipped: shipments.skipped,
+            unresolved: shipments.unresolved,
+            from_patient_address: shipments.from_patient_packages,
             patients: shipments.patients,
         })
     }

@@ -21,7 +21,7 @@ use crate::{Error, Result, Vault, io_err};
 use rxvault_audit::KindCategories;
 use rxvault_crypto::export::Recipients;
 use rxvault_fhir::map;
-use rxvault_model::{CategorySet, FieldCategory, IndexKind, RecordKind, Rid, normalize};
+use rxvault_model::{CategorySet, FieldCategory, IndexKind, RecordKind, Rid, ShipTo, normalize};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::{BTreeSet, HashSet};
@@ -395,9 +395,36 @@ impl Vault {
                 fill.status.as_str(),
                 "cancelled" | "declined" | "entered-in-error" | "stopped"
             );
-            let Some(ship) = fill.ship_to.filter(|_| shipped) else {
+            if !shipped {
                 out.skipped += 1;
                 continue;
+            }
+            // The ship-to: the contained Location the fill's destination
+            // names; with no destination at all, the patient's address (the
+            // documented fallback); a destination naming a Location
+            // resource (not stored here) is never guessed at.
+            let ship = match (fill.ship_to, &fill.destination) {
+                (Some(ship), _) => ship,
+                (None, Some(_)) => {
+                    out.unresolved += 1;
+                    out.skipped += 1;
+                    continue;
+                }
+                (None, None) => match record
+                    .patient
+                    .map(|p| self.patient_ship_to(&p))
+                    .transpose()?
+                {
+                    Some(Some(ship)) => {
+                        out.from_patient.push(record.patient.expect("matched Some"));
+                        out.from_patient_packages += 1;
+                        ship
+                    }
+                    _ => {
+                        out.skipped += 1;
+                        continue;
+                    }
+                },
             };
             let package_ref = match (&fill.carrier, &fill.tracking_number) {
                 (Some(c), Some(t)) => format!("{c} {t}"),
@@ -424,9 +451,40 @@ impl Vault {
         out.rows
             .sort_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
         out.patients = patients.into_iter().collect();
+        out.from_patient.sort();
+        out.from_patient.dedup();
         Ok(out)
     }
+
+    /// A patient's name and home (else first) address, for a fill that
+    /// names no destination: decrypts the patient's `Demographics` and
+    /// `Contact` (audited as such by the callers).
+    fn patient_ship_to(&self, patient: &rxvault_model::Rid) -> Result<Option<ShipTo>> {
+        let Some(record) = self.store.get(RecordKind::Patient, patient)? else {
+            return Ok(None);
+        };
+        let resource = self.open_record(&record, CategorySet::of(&PATIENT_SHIP_TO))?;
+        let p = map::patient_view(&resource).map_err(|e| Error::Corrupt {
+            what: format!("patient {patient}"),
+            message: e.to_string(),
+        })?;
+        let address = p
+            .addresses
+            .iter()
+            .find(|a| a.use_.as_deref() == Some("home"))
+            .or_else(|| p.addresses.first())
+            .cloned();
+        Ok(address.map(|address| ShipTo {
+            name: p.primary_name().map(|n| n.display()),
+            address,
+        }))
+    }
 }
+
+/// The patient categories a ship-to taken from the patient's own address
+/// decrypts (name and address; the rest of those parts is never written).
+pub(crate) const PATIENT_SHIP_TO: [FieldCategory; 2] =
+    [FieldCategory::Demographics, FieldCategory::Contact];
 
 /// One package of the shipping manifest: nothing but what goes on the label.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -462,6 +520,13 @@ pub struct Shipments {
     pub patients: Vec<rxvault_model::Rid>,
     /// Fills of that day not listed (no ship-to, or not shipping).
     pub skipped: u64,
+    /// Of those, fills whose destination is a `Location` resource rxvault
+    /// does not store (their ship-to is unknown here).
+    pub unresolved: u64,
+    /// Patients whose own address was used (fills naming no destination).
+    pub from_patient: Vec<rxvault_model::Rid>,
+    /// Packages addressed that way.
+    pub from_patient_packages: u64,
 }
 
 /// What a shipping export wrote.
@@ -475,6 +540,10 @@ pub struct ShippingReport {
     pub rows: u64,
     /// Fills of that day not listed (no ship-to, or not shipping).
     pub skipped: u64,
+    /// Of those, fills naming a `Location` resource as their destination.
+    pub unresolved: u64,
+    /// Packages addressed from the patient's own address (no destination).
+    pub from_patient_address: u64,
     /// The patients whose names and addresses the file holds.
     #[serde(skip)]
     pub patients: Vec<rxvault_model::Rid>,

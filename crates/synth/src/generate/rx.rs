@@ -260,6 +260,7 @@ pub(crate) fn dispensing(
                         name: Some(person.display_name.clone()),
                         address,
                     }),
+                    destination: None,
                     carrier: Some(carrier.name().to_string()),
                     tracking_number: Some(tracking_number(&mut rng, ctx.seed, carrier)),
                     status: if today { "in-progress" } else { "completed" }.to_string(),
