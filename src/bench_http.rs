@@ -188,7 +188,12 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
             .collect(),
     );
 
-    let auth = Arc::new(Auth::open(vault.clone(), AuthConfig::default())?);
+    let auth = Arc::new(Auth::new(
+        vault.clone(),
+        vault.auth_store()?,
+        vault.clock().clone(),
+        AuthConfig::default(),
+    )?);
     let holder = auth.key_holder();
     holder.create_user("bench", Role::Pharmacist, &Password::new(PASSWORD.into()))?;
     let secret = TotpSecret::from_base32(&holder.enrol_totp("bench")?.secret_base32())?;

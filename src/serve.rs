@@ -53,7 +53,12 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         }),
         ..AuthConfig::default()
     };
-    let auth = Arc::new(Auth::open(vault.clone(), config)?);
+    let auth = Arc::new(Auth::new(
+        vault.clone(),
+        vault.auth_store()?,
+        vault.clock().clone(),
+        config,
+    )?);
     let tls = match (a.tls_cert, a.tls_key) {
         (Some(cert), Some(key)) => TlsSource::Files { cert, key },
         _ => TlsSource::SelfSigned,

@@ -186,8 +186,17 @@ pub enum SessionCommand {
 }
 
 fn open_auth(args: &VaultArgs) -> Result<Auth> {
-    let vault = Arc::new(crate::open(args)?);
-    Ok(Auth::open(vault, AuthConfig::default())?)
+    auth_of(Arc::new(crate::open(args)?))
+}
+
+/// Identity and access over `vault`'s keys and identity store.
+fn auth_of(vault: Arc<rxvault_vault::Vault>) -> Result<Auth> {
+    Ok(Auth::new(
+        vault.clone(),
+        vault.auth_store()?,
+        vault.clock().clone(),
+        AuthConfig::default(),
+    )?)
 }
 
 /// Opens identity and access for an administrative change, after recording
@@ -200,7 +209,7 @@ fn open_auth_for(args: &VaultArgs, operation: &str, target: &str) -> Result<Auth
             target: target.to_string(),
         },
     ))?;
-    Ok(Auth::open(vault, AuthConfig::default())?)
+    auth_of(vault)
 }
 
 fn role(name: &str) -> Result<Role> {

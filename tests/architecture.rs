@@ -196,6 +196,10 @@ fn the_store_cannot_decrypt_and_the_model_is_a_leaf() {
             .all(|d| !d.starts_with("rxvault-")),
         "rxvault-model depends on no other rxvault crate"
     );
+    assert!(
+        !g.transitive("rxvault-auth").contains("rxvault-vault"),
+        "rxvault-auth takes the vault's keys and its identity store, not the vault"
+    );
     let fhir = g.transitive("rxvault-fhir");
     assert!(
         !fhir.contains("rxvault-store") && !fhir.contains("rxvault-crypto"),

@@ -240,7 +240,7 @@ impl Admin<'_> {
         let factors = self.auth.factors(&id)?;
         let throttle_subject = self
             .auth
-            .vault
+            .keys
             .keyring()
             .keyed_hash("auth/throttle/account", a.username.as_bytes());
         let locked = self

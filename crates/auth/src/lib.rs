@@ -36,7 +36,7 @@
 //! # fn example(vault: std::sync::Arc<rxvault_vault::Vault>) -> Result<(), Box<dyn std::error::Error>> {
 //! use rxvault_auth::{Action, Auth, AuthConfig, Login};
 //! use rxvault_crypto::Password;
-//! let auth = Auth::open(vault, AuthConfig::default())?;
+//! let auth = Auth::new(vault.clone(), vault.auth_store()?, vault.clock().clone(), AuthConfig::default())?;
 //! let source = "192.0.2.10".parse()?;
 //! let Login::SecondFactor(pending) =
 //!     auth.login_password("pat", &Password::new("correct horse battery".into()), source, None)?
@@ -68,7 +68,7 @@
 //! | [`Error::NotFound`] | 404 | administration only (a user, session, key or grant id); never from login. |
 //! | [`Error::Conflict`] | 409 | user name taken, passkey already registered. |
 //! | [`Error::PasskeysDisabled`] | 404 | the server has no WebAuthn relying party configured. |
-//! | [`Error::Store`], [`Error::Crypto`], [`Error::Vault`] | 500 (503 for a full disk) | logged server-side; the body says nothing more. |
+//! | [`Error::Store`], [`Error::Crypto`] | 500 (503 for a full disk) | logged server-side; the body says nothing more. |
 //!
 //! Timing follows the same rule: an unknown user name costs one Argon2id
 //! verification (against [`rxvault_crypto::password::dummy_hash`]) like a
@@ -114,7 +114,6 @@ pub use session::{
 
 use rxvault_model::{Clock, Timestamp};
 use rxvault_store::auth::AuthStore;
-use rxvault_vault::Vault;
 use std::sync::Arc;
 
 /// Errors of identity and access. See the crate documentation for how each
@@ -175,9 +174,6 @@ pub enum Error {
     /// Cryptography failed.
     #[error(transparent)]
     Crypto(#[from] rxvault_crypto::Error),
-    /// The vault failed (keys).
-    #[error(transparent)]
-    Vault(#[from] rxvault_vault::Error),
 }
 
 /// This crate's result type.
@@ -188,7 +184,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Cheap to share (`Arc<Auth>`); every method is blocking (Argon2id, store
 /// I/O), so async callers use a blocking pool.
 pub struct Auth {
-    vault: Arc<Vault>,
+    /// The vault's keys, and nothing else of the vault.
+    keys: Arc<dyn rxvault_crypto::LiveKeys>,
     store: Arc<dyn AuthStore>,
     clock: Arc<dyn Clock>,
     config: AuthConfig,
@@ -207,28 +204,15 @@ impl std::fmt::Debug for Auth {
 }
 
 impl Auth {
-    /// Identity and access for `vault`, in the vault's own database (the
-    /// SQLite `vault.db` or its PostgreSQL schema). Time comes from the
-    /// vault's clock.
-    pub fn open(vault: Arc<Vault>, config: AuthConfig) -> Result<Auth> {
-        let store: Arc<dyn AuthStore> = match &vault.config().store {
-            rxvault_vault::StoreConfig::Sqlite => Arc::new(
-                rxvault_store::SqlAuthStore::open_sqlite(&vault.config().sqlite_path())?,
-            ),
-            rxvault_vault::StoreConfig::Postgres { url, schema } => {
-                // As the vault does: the environment may hold the URL (and
-                // its password) instead of rxvault.toml.
-                let url = std::env::var("RXVAULT_PG_URL").unwrap_or_else(|_| url.clone());
-                Arc::new(rxvault_store::SqlAuthStore::open_postgres(&url, schema)?)
-            }
-        };
-        Self::with_store(vault, store, config)
-    }
-
-    /// Identity and access over an explicit store.
-    pub fn with_store(
-        vault: Arc<Vault>,
+    /// Identity and access from the narrow pieces it needs: the vault's
+    /// keys (sealing its own secrets, keyed hashes, the password pepper),
+    /// its identity store (the vault's database: `Vault::auth_store`) and
+    /// a clock. No vault is needed: a detector that revokes sessions, or a
+    /// test, can build one from a keyring and a store.
+    pub fn new(
+        keys: Arc<dyn rxvault_crypto::LiveKeys>,
         store: Arc<dyn AuthStore>,
+        clock: Arc<dyn Clock>,
         config: AuthConfig,
     ) -> Result<Auth> {
         let webauthn = config.webauthn.as_ref().map(passkey::build).transpose()?;
@@ -236,9 +220,9 @@ impl Auth {
         // pay for creating it (a timing difference).
         let _ = rxvault_crypto::password::dummy_hash();
         Ok(Auth {
-            pepper: vault.keyring().password_pepper(),
-            clock: vault.clock().clone(),
-            vault,
+            pepper: keys.keyring().password_pepper(),
+            clock,
+            keys,
             store,
             config,
             webauthn,
@@ -286,8 +270,8 @@ impl Auth {
         id: &[u8],
         plaintext: &[u8],
     ) -> Result<(Vec<u8>, rxvault_model::DekId)> {
-        self.vault.ensure_data_key()?;
-        let sealed = self.vault.keyring().seal_blob(domain, id, plaintext)?;
+        self.keys.ensure_data_key()?;
+        let sealed = self.keys.keyring().seal_blob(domain, id, plaintext)?;
         let dek = rxvault_crypto::otp::blob_dek(&sealed).ok_or_else(|| {
             Error::Crypto(rxvault_crypto::Error::Integrity {
                 what: format!("freshly sealed {domain} value"),
@@ -302,26 +286,10 @@ impl Auth {
         &self,
         open: impl Fn(&rxvault_crypto::Keyring) -> rxvault_crypto::Result<T>,
     ) -> Result<T> {
-        let keyring = self.vault.keyring();
+        let keyring = self.keys.keyring();
         match open(keyring) {
             Err(rxvault_crypto::Error::UnknownDek(_)) => {
-                for k in self.vault.store().keys()? {
-                    let Some(purpose) = rxvault_crypto::KeyPurpose::from_code(k.purpose) else {
-                        continue;
-                    };
-                    let id = rxvault_model::DekId(k.id);
-                    if purpose == rxvault_crypto::KeyPurpose::Data
-                        && k.kek_version == keyring.kek_version()
-                        && !keyring.has_dek(id)
-                    {
-                        keyring.load(&rxvault_crypto::WrappedKey {
-                            id,
-                            purpose,
-                            kek_version: k.kek_version,
-                            wrapped: k.wrapped,
-                        })?;
-                    }
-                }
+                self.keys.reload_data_keys()?;
                 Ok(open(keyring)?)
             }
             other => Ok(other?),

@@ -128,6 +128,25 @@ pub enum Error {
     /// Encrypting an export failed.
     #[error("export encryption: {0}")]
     Export(String),
+    /// Storing or loading wrapped keys failed (the store's message).
+    #[error("key store: {0}")]
+    KeyStore(String),
+}
+
+/// A live vault's keys as the crates beside the vault use them (identity
+/// and access): the keyring, a data key for this process to seal with, and
+/// the data keys other processes stored since. Narrower than the vault:
+/// no records, no store. `rxvault-vault`'s `Vault` is one; a test can make
+/// one from a keyring alone.
+pub trait LiveKeys: Send + Sync {
+    /// The keyring.
+    fn keyring(&self) -> &Keyring;
+    /// Makes sure this process has a data key to seal with (creating and
+    /// storing one on first use).
+    fn ensure_data_key(&self) -> Result<()>;
+    /// Loads the data keys other processes stored since the keys were
+    /// opened.
+    fn reload_data_keys(&self) -> Result<()>;
 }
 
 /// A random identifier: 16 bytes from the operating system's generator, as

@@ -353,6 +353,22 @@ impl Vault {
         self.reload_keys()
     }
 
+    /// The identity store of this vault (its own database: the SQLite
+    /// `vault.db` or its PostgreSQL schema), for `rxvault_auth::Auth::new`.
+    pub fn auth_store(&self) -> Result<Arc<dyn rxvault_store::auth::AuthStore>> {
+        Ok(match &self.config().store {
+            crate::StoreConfig::Sqlite => Arc::new(rxvault_store::SqlAuthStore::open_sqlite(
+                &self.config().sqlite_path(),
+            )?),
+            crate::StoreConfig::Postgres { url, schema } => {
+                // As the vault does: the environment may hold the URL (and
+                // its password) instead of rxvault.toml.
+                let url = std::env::var("RXVAULT_PG_URL").unwrap_or_else(|_| url.clone());
+                Arc::new(rxvault_store::SqlAuthStore::open_postgres(&url, schema)?)
+            }
+        })
+    }
+
     /// Loads data keys other processes created since this vault was opened.
     pub(crate) fn reload_keys(&self) -> Result<()> {
         for w in stored_keys(self.store.as_ref())? {
@@ -1047,5 +1063,29 @@ impl Vault {
             "records migrated to envelope format 2"
         );
         Ok(())
+    }
+}
+
+/// The vault's keys for identity and access (`rxvault_auth::Auth::new`):
+/// the keyring and its data keys, nothing of the records or the store.
+impl rxvault_crypto::LiveKeys for Vault {
+    fn keyring(&self) -> &Keyring {
+        Vault::keyring(self)
+    }
+
+    fn ensure_data_key(&self) -> rxvault_crypto::Result<()> {
+        self.ensure_dek().map_err(key_store_error)
+    }
+
+    fn reload_data_keys(&self) -> rxvault_crypto::Result<()> {
+        self.reload_keys().map_err(key_store_error)
+    }
+}
+
+/// A vault error as the keys' caller sees it (a crypto error stays one).
+fn key_store_error(e: Error) -> rxvault_crypto::Error {
+    match e {
+        Error::Crypto(c) => c,
+        other => rxvault_crypto::Error::KeyStore(other.to_string()),
     }
 }

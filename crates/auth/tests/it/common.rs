@@ -67,7 +67,13 @@ impl Fx {
         let vault = Arc::new(
             Vault::open(&data, Some(KeySource::File(key.clone())), clock.clone()).unwrap(),
         );
-        let auth = Auth::open(vault.clone(), config).unwrap();
+        let auth = Auth::new(
+            vault.clone(),
+            vault.auth_store().unwrap(),
+            vault.clock().clone(),
+            config,
+        )
+        .unwrap();
         Fx {
             clock,
             auth,
@@ -87,7 +93,14 @@ impl Fx {
             self.clock.clone(),
         )
         .unwrap();
-        Auth::open(Arc::new(vault), self.auth.config().clone()).unwrap()
+        let vault = Arc::new(vault);
+        Auth::new(
+            vault.clone(),
+            vault.auth_store().unwrap(),
+            vault.clock().clone(),
+            self.auth.config().clone(),
+        )
+        .unwrap()
     }
 
     pub fn now(&self) -> i64 {

@@ -9,6 +9,7 @@ mod admin;
 mod break_glass;
 mod login;
 mod matrix;
+mod no_vault;
 mod passkeys;
 mod sessions;
 mod throttle;

@@ -369,7 +369,15 @@ fn setup(pg: Option<rxvault_testkit::pg::Schema>, auth_config: AuthConfig) -> Se
         "the synthetic data has what the tests need"
     );
 
-    let auth = Arc::new(Auth::open(vault.clone(), auth_config).unwrap());
+    let auth = Arc::new(
+        Auth::new(
+            vault.clone(),
+            vault.auth_store().unwrap(),
+            vault.clock().clone(),
+            auth_config,
+        )
+        .unwrap(),
+    );
     let holder = auth.key_holder();
     let mut secrets = HashMap::new();
     for role in Role::ALL {

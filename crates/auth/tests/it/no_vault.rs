@@ -1,0 +1,75 @@
+//! Identity and access without a vault (issue 8, item 7): a keyring and an
+//! identity store are all `Auth` needs, so a detector (or this test) can
+//! sign people in and revoke their sessions with no vault open.
+
+use rxvault_auth::{Auth, AuthConfig, Error, Login, Role};
+use rxvault_crypto::kek::LocalKek;
+use rxvault_crypto::{Keyring, LiveKeys, Password, SecretKey, TotpSecret};
+use rxvault_model::ManualClock;
+use rxvault_store::{SqlAuthStore, SqliteStore};
+use std::sync::Arc;
+
+/// A keyring with its data key: nothing to create or reload.
+struct Keys(Keyring);
+
+impl LiveKeys for Keys {
+    fn keyring(&self) -> &Keyring {
+        &self.0
+    }
+    fn ensure_data_key(&self) -> rxvault_crypto::Result<()> {
+        Ok(())
+    }
+    fn reload_data_keys(&self) -> rxvault_crypto::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn auth_signs_in_and_revokes_from_a_keyring_and_a_store_alone() {
+    let (ring, _) = Keyring::create(
+        "no-vault",
+        Box::new(LocalKek::new(1, SecretKey::generate().unwrap())),
+    )
+    .unwrap();
+    let dek = ring.prepare_dek().unwrap();
+    ring.activate(dek);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("identity.db");
+    drop(SqliteStore::create(&db).unwrap());
+    let store = Arc::new(SqlAuthStore::open_sqlite(&db).unwrap());
+    let clock = Arc::new(ManualClock::new(
+        time::macros::datetime!(2026-11-28 15:00 UTC),
+    ));
+    let auth = Auth::new(
+        Arc::new(Keys(ring)),
+        store,
+        clock.clone(),
+        AuthConfig::default(),
+    )
+    .unwrap();
+
+    let password = Password::new("violet harbor lantern 42".into());
+    let admin = auth.key_holder();
+    admin
+        .create_user("pat", Role::Pharmacist, &password)
+        .unwrap();
+    let totp = TotpSecret::from_base32(&admin.enrol_totp("pat").unwrap().secret_base32()).unwrap();
+    let here = "192.0.2.7".parse().unwrap();
+    let Login::SecondFactor(pending) = auth.login_password("pat", &password, here, None).unwrap()
+    else {
+        panic!("pat has a second factor")
+    };
+    clock.advance(std::time::Duration::from_secs(30));
+    let now = rxvault_model::Clock::now(clock.as_ref()).unix_timestamp();
+    let session = auth
+        .verify_totp(pending, totp.code_at(now).as_str())
+        .unwrap();
+    let token = session.token().clone();
+    assert!(auth.authenticate(&token, here, None).is_ok());
+    // What a detector does on an alert: every session of the person ends.
+    assert_eq!(auth.key_holder().revoke_user_sessions("pat").unwrap(), 1);
+    assert!(matches!(
+        auth.authenticate(&token, here, None),
+        Err(Error::Unauthenticated)
+    ));
+}
