@@ -616,9 +616,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let report = vault.check_records(&mut bar)?;
             bar.finish();
             for f in &report.findings {
-                println!("{} record {}: {}", f.kind.table(), f.rid, f.problem);
+                outln!("{} record {}: {}", f.kind.table(), f.rid, f.problem);
             }
-            println!(
+            outln!(
                 "{} records checked, {} problems",
                 report.checked,
                 report.findings.len()
