@@ -191,6 +191,7 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
     let auth = Arc::new(Auth::new(
         vault.clone(),
         vault.auth_store()?,
+        vault.clone(),
         vault.clock().clone(),
         AuthConfig::default(),
     )?);

@@ -56,6 +56,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     let auth = Arc::new(Auth::new(
         vault.clone(),
         vault.auth_store()?,
+        vault.clone(),
         vault.clock().clone(),
         config,
     )?);

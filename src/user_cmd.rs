@@ -194,31 +194,10 @@ fn auth_of(vault: Arc<rxvault_vault::Vault>) -> Result<Auth> {
     Ok(Auth::new(
         vault.clone(),
         vault.auth_store()?,
+        vault.clone(),
         vault.clock().clone(),
         AuthConfig::default(),
     )?)
-}
-
-/// Opens identity and access for an administrative change, after recording
-/// it (audit first: no change happens unrecorded).
-fn open_auth_for(args: &VaultArgs, operation: &str, target: &str) -> Result<Auth> {
-    let vault = Arc::new(crate::open(args)?);
-    vault.record(rxvault_vault::access::Requester::local().entry(
-        rxvault_audit::Action::UserAdmin {
-            operation: operation.to_string(),
-            target: target.to_string(),
-        },
-    ))?;
-    auth_of(vault)
-}
-
-fn role(name: &str) -> Result<Role> {
-    Role::from_name(name).with_context(|| {
-        format!(
-            "unknown role {name:?}: one of {}",
-            Role::ALL.map(|r| r.name()).join(", ")
-        )
-    })
 }
 
 /// A password from a file (one trailing newline is not part of it) or,
@@ -300,12 +279,7 @@ fn rfc3339(t: rxvault_model::Timestamp) -> String {
 pub fn run_user(command: UserCommand) -> Result<ExitCode> {
     match command {
         UserCommand::Add(a) => {
-            let operation = if a.service {
-                "create-service-account".to_string()
-            } else {
-                format!("create ({})", a.role.as_deref().unwrap_or("?"))
-            };
-            let auth = open_auth_for(&a.vault, &operation, &a.username)?;
+            let auth = open_auth(&a.vault)?;
             let admin = auth.key_holder();
             if a.service {
                 let info = admin.create_service_account(&a.username)?;
@@ -316,9 +290,11 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            let role = role(a.role.as_deref().unwrap_or_default())?;
+            let role = a.role.as_deref().unwrap_or_default();
             let password = read_password(a.password_file.as_deref())?;
-            let info = admin.create_user(&a.username, role, &password)?;
+            // Audited by rxvault-auth with its real outcome (an unknown
+            // role or a taken name as denied).
+            let info = admin.create_user_named(&a.username, role, &password)?;
             outln!("created {} ({}) as {role}", info.username, info.id);
             if a.no_totp {
                 outln!(
@@ -381,16 +357,12 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Disable(n) => {
-            open_auth_for(&n.vault, "disable", &n.username)?
-                .key_holder()
-                .disable(&n.username)?;
+            open_auth(&n.vault)?.key_holder().disable(&n.username)?;
             outln!("{} disabled; its sessions are revoked", n.username);
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Enable(n) => {
-            open_auth_for(&n.vault, "enable", &n.username)?
-                .key_holder()
-                .enable(&n.username)?;
+            open_auth(&n.vault)?.key_holder().enable(&n.username)?;
             outln!("{} enabled", n.username);
             Ok(ExitCode::SUCCESS)
         }
@@ -399,10 +371,9 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             username,
             role: r,
         } => {
-            let r = role(&r)?;
-            open_auth_for(&vault, &format!("role {r}"), &username)?
+            open_auth(&vault)?
                 .key_holder()
-                .set_role(&username, r)?;
+                .set_role_named(&username, &r)?;
             outln!("{username} is now {r}");
             Ok(ExitCode::SUCCESS)
         }
@@ -411,7 +382,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             username,
             totp,
         } => {
-            let auth = open_auth_for(&vault, "reset-mfa", &username)?;
+            let auth = open_auth(&vault)?;
             let admin = auth.key_holder();
             admin.reset_mfa(&username)?;
             outln!("second factors of {username} removed; sessions revoked");
@@ -426,9 +397,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Unlock(n) => {
-            open_auth_for(&n.vault, "unlock", &n.username)?
-                .key_holder()
-                .unlock(&n.username)?;
+            open_auth(&n.vault)?.key_holder().unlock(&n.username)?;
             outln!("{} unlocked", n.username);
             Ok(ExitCode::SUCCESS)
         }
@@ -438,7 +407,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             password_file,
         } => {
             let password = read_password(password_file.as_deref())?;
-            open_auth_for(&vault, "set-password", &username)?
+            open_auth(&vault)?
                 .key_holder()
                 .set_password(&username, &password)?;
             outln!("password of {username} changed; sessions revoked");
@@ -467,7 +436,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
                 .iter()
                 .map(|a| a.parse::<Cidr>())
                 .collect::<Result<Vec<_>, _>>()?;
-            let auth = open_auth_for(&vault, "issue-api-key", &service)?;
+            let auth = open_auth(&vault)?;
             let issued = auth.key_holder().issue_api_key(
                 &service,
                 &scopes,
@@ -517,9 +486,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::RevokeKey { vault, id } => {
-            open_auth_for(&vault, "revoke-api-key", &id)?
-                .key_holder()
-                .revoke_api_key(&id)?;
+            open_auth(&vault)?.key_holder().revoke_api_key(&id)?;
             outln!("API key {id} revoked");
             Ok(ExitCode::SUCCESS)
         }
@@ -590,13 +557,7 @@ pub fn run_session(command: SessionCommand) -> Result<ExitCode> {
             user,
             host,
         } => {
-            let target = format!(
-                "session={} user={} host={}",
-                id.as_deref().unwrap_or("-"),
-                user.as_deref().unwrap_or("-"),
-                host.as_deref().unwrap_or("-")
-            );
-            let auth = open_auth_for(&vault, "revoke-sessions", &target)?;
+            let auth = open_auth(&vault)?;
             let admin = auth.key_holder();
             let n = match (id, user, host) {
                 (Some(id), None, None) => admin.revoke_session(&SessionId::new(&id))?,

@@ -170,6 +170,38 @@ impl Actor {
             id: "rxvault".into(),
         }
     }
+
+    /// Someone at this machine's command line (holding the vault's key):
+    /// the operating-system user (`USER`, `LOGNAME`, else `uid:<n>`).
+    pub fn local_operator() -> Self {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(uid)
+            .unwrap_or_else(|| "unknown".into());
+        Self::local(user)
+    }
+}
+
+/// `uid:<n>` of this process (Linux), when no user name is in the
+/// environment.
+fn uid() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?;
+    Some(format!("uid:{uid}"))
+}
+
+/// Where a crate beside the vault records what it does: the vault's audit
+/// log (`rxvault-vault`'s `Vault` is one). `record` returns once the entry
+/// is durable.
+pub trait Sink: Send + Sync {
+    /// Records `entry` durably, or says why it could not.
+    fn record_entry(&self, entry: Entry) -> std::result::Result<(), String>;
 }
 
 /// How it ended.

@@ -86,7 +86,7 @@ pub mod verify;
 pub use checkpoint::{Checkpoint, SignedCheckpoint, VerifierKey};
 pub use entry::{
     Action, ActionKind, Actor, ActorKind, Entry, ExportFormat, ExportProtection, Header,
-    KindCategories, LoggedEntry, Outcome, StoredEntry, WriteOp,
+    KindCategories, LoggedEntry, Outcome, Sink, StoredEntry, WriteOp,
 };
 pub use log::{AuditConfig, AuditLog, Pending, Receipt, StoreLocation, open_store};
 pub use reader::{AuditReader, ExportScope, ExportStatus, PatientSeen, Query};

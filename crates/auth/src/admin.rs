@@ -23,6 +23,7 @@ use crate::principal::{Actor, HostId, Principal, SessionId, UserId};
 use crate::session::{RevokeTarget, SessionInfo};
 use crate::throttle::normalize_username;
 use crate::{Action, Auth, Error, Result, Role, Scope, policy, secs, ts};
+use rxvault_audit::Action as AuditAction;
 use rxvault_crypto::password::hash_password;
 use rxvault_crypto::{Password, Token, TokenKind, TotpSecret};
 use rxvault_model::Timestamp;
@@ -265,25 +266,33 @@ impl Admin<'_> {
     /// against the policy). They must enrol a second factor at first login
     /// unless the key holder enrols one now.
     pub fn create_user(&self, username: &str, role: Role, password: &Password) -> Result<UserInfo> {
-        let name = validate_username(username)?;
-        let password = policy::check(&name, password).map_err(Error::WeakPassword)?;
-        let hash = hash_password(&password, &self.auth.pepper)?;
-        let now = self.now();
-        let account = StoredAccount {
-            id: rxvault_crypto::random_id()?,
-            username: name.clone(),
-            kind: AccountKind::Human,
-            role: role.name().to_string(),
-            disabled: false,
-            password_hash: Some(hash.as_str().to_string()),
-            created_at: now,
-            updated_at: now,
-        };
-        if !self.auth.store.create_account(&account)? {
-            return Err(Error::Conflict(format!("the user name {name} is taken")));
-        }
-        tracing::info!(user = %account.id, role = %role, "user created");
-        self.info(account)
+        self.audited(
+            AuditAction::UserAdmin {
+                operation: format!("create ({role})"),
+                target: username.to_string(),
+            },
+            || {
+                let name = validate_username(username)?;
+                let password = policy::check(&name, password).map_err(Error::WeakPassword)?;
+                let hash = hash_password(&password, &self.auth.pepper)?;
+                let now = self.now();
+                let account = StoredAccount {
+                    id: rxvault_crypto::random_id()?,
+                    username: name.clone(),
+                    kind: AccountKind::Human,
+                    role: role.name().to_string(),
+                    disabled: false,
+                    password_hash: Some(hash.as_str().to_string()),
+                    created_at: now,
+                    updated_at: now,
+                };
+                if !self.auth.store.create_account(&account)? {
+                    return Err(Error::Conflict(format!("the user name {name} is taken")));
+                }
+                tracing::info!(user = %account.id, role = %role, "user created");
+                self.info(account)
+            },
+        )
     }
 
     /// Every account.
@@ -305,81 +314,134 @@ impl Admin<'_> {
     /// Changes a person's role (effective on their next request). An
     /// administrator may not change their own.
     pub fn set_role(&self, username: &str, role: Role) -> Result<()> {
-        let a = self.person(username)?;
-        if self
-            .by
-            .as_ref()
-            .is_some_and(|p| p.user_id().as_str() == a.id)
-        {
-            return Err(Error::Forbidden {
-                action: Action::UserAdmin,
-            });
-        }
-        self.auth.store.update_account(
-            &a.id,
-            &AccountUpdate::Role(role.name().into()),
-            self.now(),
-        )?;
-        tracing::info!(user = %a.id, role = %role, "role changed");
-        Ok(())
+        self.audited(
+            AuditAction::RoleAdmin {
+                operation: "set".into(),
+                role: role.name().to_string(),
+                target: Some(username.to_string()),
+            },
+            || {
+                let a = self.person(username)?;
+                if self
+                    .by
+                    .as_ref()
+                    .is_some_and(|p| p.user_id().as_str() == a.id)
+                {
+                    return Err(Error::Forbidden {
+                        action: Action::UserAdmin,
+                    });
+                }
+                self.auth.store.update_account(
+                    &a.id,
+                    &AccountUpdate::Role(role.name().into()),
+                    self.now(),
+                )?;
+                tracing::info!(user = %a.id, role = %role, "role changed");
+                Ok(())
+            },
+        )
     }
 
     /// Disables an account and revokes its sessions at once (a service
     /// account's keys stop working too).
     pub fn disable(&self, username: &str) -> Result<()> {
-        let a = self.account(username)?;
-        self.auth
-            .store
-            .update_account(&a.id, &AccountUpdate::Disabled(true), self.now())?;
-        self.auth
-            .revoke_unchecked(&RevokeTarget::User(UserId(a.id.clone())))?;
-        tracing::info!(user = %a.id, "account disabled");
-        Ok(())
+        self.audited(
+            AuditAction::UserAdmin {
+                operation: "disable".into(),
+                target: username.to_string(),
+            },
+            || {
+                let a = self.account(username)?;
+                self.auth.store.update_account(
+                    &a.id,
+                    &AccountUpdate::Disabled(true),
+                    self.now(),
+                )?;
+                self.auth
+                    .revoke_unchecked(&RevokeTarget::User(UserId(a.id.clone())))?;
+                tracing::info!(user = %a.id, "account disabled");
+                Ok(())
+            },
+        )
     }
 
     /// Enables a disabled account.
     pub fn enable(&self, username: &str) -> Result<()> {
-        let a = self.account(username)?;
-        self.auth
-            .store
-            .update_account(&a.id, &AccountUpdate::Disabled(false), self.now())?;
-        Ok(())
+        self.audited(
+            AuditAction::UserAdmin {
+                operation: "enable".into(),
+                target: username.to_string(),
+            },
+            || {
+                let a = self.account(username)?;
+                self.auth.store.update_account(
+                    &a.id,
+                    &AccountUpdate::Disabled(false),
+                    self.now(),
+                )?;
+                Ok(())
+            },
+        )
     }
 
     /// Clears a login name's failure count (after a lockout).
     pub fn unlock(&self, username: &str) -> Result<()> {
-        let name = normalize_username(username);
-        self.auth.unlock_name(&name)?;
-        tracing::info!("login name unlocked");
-        Ok(())
+        self.audited(
+            AuditAction::UserAdmin {
+                operation: "unlock".into(),
+                target: username.to_string(),
+            },
+            || {
+                let name = normalize_username(username);
+                self.auth.unlock_name(&name)?;
+                tracing::info!("login name unlocked");
+                Ok(())
+            },
+        )
     }
 
     /// Removes every second factor of a person (lost phone and recovery
     /// codes) and revokes their sessions: at their next login they must
     /// enrol a new one.
     pub fn reset_mfa(&self, username: &str) -> Result<()> {
-        let a = self.person(username)?;
-        self.auth.store.clear_second_factors(&a.id)?;
-        self.auth
-            .revoke_unchecked(&RevokeTarget::User(UserId(a.id.clone())))?;
-        tracing::warn!(user = %a.id, "second factors reset");
-        Ok(())
+        self.audited(
+            AuditAction::UserAdmin {
+                operation: "reset-mfa".into(),
+                target: username.to_string(),
+            },
+            || {
+                let a = self.person(username)?;
+                self.auth.store.clear_second_factors(&a.id)?;
+                self.auth
+                    .revoke_unchecked(&RevokeTarget::User(UserId(a.id.clone())))?;
+                tracing::warn!(user = %a.id, "second factors reset");
+                Ok(())
+            },
+        )
     }
 
     /// Sets a person's password (checked against the policy) and revokes
     /// their sessions.
     pub fn set_password(&self, username: &str, password: &Password) -> Result<()> {
-        let a = self.person(username)?;
-        let password = policy::check(&a.username, password).map_err(Error::WeakPassword)?;
-        let hash = hash_password(&password, &self.auth.pepper)?;
-        self.auth.store.update_account(
-            &a.id,
-            &AccountUpdate::PasswordHash(hash.as_str().into()),
-            self.now(),
-        )?;
-        self.auth
-            .revoke_unchecked(&RevokeTarget::User(UserId(a.id.clone())))?;
-        Ok(())
+        self.audited(
+            AuditAction::UserAdmin {
+                operation: "set-password".into(),
+                target: username.to_string(),
+            },
+            || {
+                let a = self.person(username)?;
+                let password = policy::check(&a.username, password).map_err(Error::WeakPassword)?;
+                let hash = hash_password(&password, &self.auth.pepper)?;
+                self.auth.store.update_account(
+                    &a.id,
+                    &AccountUpdate::PasswordHash(hash.as_str().into()),
+                    self.now(),
+                )?;
+                self.auth
+                    .revoke_unchecked(&RevokeTarget::User(UserId(a.id.clone())))?;
+                Ok(())
+            },
+        )
     }
 
     /// Sessions, of one person or all; only live ones unless `all`.
@@ -400,42 +462,74 @@ impl Admin<'_> {
 
     /// Revokes one session.
     pub fn revoke_session(&self, id: &SessionId) -> Result<u64> {
-        self.auth
-            .revoke_unchecked(&RevokeTarget::Session(id.clone()))
+        self.audited(
+            AuditAction::UserAdmin {
+                operation: "revoke-session".into(),
+                target: id.as_str().to_string(),
+            },
+            || {
+                self.auth
+                    .revoke_unchecked(&RevokeTarget::Session(id.clone()))
+            },
+        )
     }
 
     /// Revokes every session of a person.
     pub fn revoke_user_sessions(&self, username: &str) -> Result<u64> {
-        let a = self.account(username)?;
-        self.auth
-            .revoke_unchecked(&RevokeTarget::User(UserId(a.id)))
+        self.audited(
+            AuditAction::UserAdmin {
+                operation: "revoke-sessions".into(),
+                target: username.to_string(),
+            },
+            || {
+                let a = self.account(username)?;
+                self.auth
+                    .revoke_unchecked(&RevokeTarget::User(UserId(a.id)))
+            },
+        )
     }
 
     /// Revokes every session opened from a host.
     pub fn revoke_host_sessions(&self, host: &HostId) -> Result<u64> {
-        self.auth
-            .revoke_unchecked(&RevokeTarget::Host(host.clone()))
+        self.audited(
+            AuditAction::UserAdmin {
+                operation: "revoke-host-sessions".into(),
+                target: host.as_str().to_string(),
+            },
+            || {
+                self.auth
+                    .revoke_unchecked(&RevokeTarget::Host(host.clone()))
+            },
+        )
     }
 
     /// Creates a service account (no password, no interactive login).
     pub fn create_service_account(&self, name: &str) -> Result<UserInfo> {
-        let name = validate_username(name)?;
-        let now = self.now();
-        let account = StoredAccount {
-            id: rxvault_crypto::random_id()?,
-            username: name.clone(),
-            kind: AccountKind::Service,
-            role: SERVICE_ROLE.into(),
-            disabled: false,
-            password_hash: None,
-            created_at: now,
-            updated_at: now,
-        };
-        if !self.auth.store.create_account(&account)? {
-            return Err(Error::Conflict(format!("the name {name} is taken")));
-        }
-        tracing::info!(account = %account.id, "service account created");
-        self.info(account)
+        self.audited(
+            AuditAction::UserAdmin {
+                operation: "create-service-account".into(),
+                target: name.to_string(),
+            },
+            || {
+                let name = validate_username(name)?;
+                let now = self.now();
+                let account = StoredAccount {
+                    id: rxvault_crypto::random_id()?,
+                    username: name.clone(),
+                    kind: AccountKind::Service,
+                    role: SERVICE_ROLE.into(),
+                    disabled: false,
+                    password_hash: None,
+                    created_at: now,
+                    updated_at: now,
+                };
+                if !self.auth.store.create_account(&account)? {
+                    return Err(Error::Conflict(format!("the name {name} is taken")));
+                }
+                tracing::info!(account = %account.id, "service account created");
+                self.info(account)
+            },
+        )
     }
 
     /// Issues an API key for a service account, with scopes, an optional
@@ -447,29 +541,37 @@ impl Admin<'_> {
         allowed_sources: &[Cidr],
         lifetime: Option<Duration>,
     ) -> Result<IssuedApiKey> {
-        let a = self.service(service)?;
-        if scopes.is_empty() {
-            return Err(Error::Invalid("an API key needs at least one scope".into()));
-        }
-        let key = Token::generate(TokenKind::ApiKey)?;
-        let now = self.now();
-        let id = rxvault_crypto::random_id()?;
-        let mut names: Vec<&str> = scopes.iter().map(|s| s.name()).collect();
-        names.sort_unstable();
-        names.dedup();
-        self.auth.store.insert_api_key(&StoredApiKey {
-            id: id.clone(),
-            key_hash: key.hash(TokenKind::ApiKey).0,
-            account_id: a.id.clone(),
-            scopes: names.join(" "),
-            allowed_sources: cidr::render_list(allowed_sources),
-            created_at: now,
-            expires_at: lifetime.map(|d| now.saturating_add(secs(d))),
-            revoked_at: None,
-            last_used_at: None,
-        })?;
-        tracing::info!(account = %a.id, key = %id, "API key issued");
-        Ok(IssuedApiKey { id, key })
+        self.audited(
+            AuditAction::UserAdmin {
+                operation: "issue-api-key".into(),
+                target: service.to_string(),
+            },
+            || {
+                let a = self.service(service)?;
+                if scopes.is_empty() {
+                    return Err(Error::Invalid("an API key needs at least one scope".into()));
+                }
+                let key = Token::generate(TokenKind::ApiKey)?;
+                let now = self.now();
+                let id = rxvault_crypto::random_id()?;
+                let mut names: Vec<&str> = scopes.iter().map(|s| s.name()).collect();
+                names.sort_unstable();
+                names.dedup();
+                self.auth.store.insert_api_key(&StoredApiKey {
+                    id: id.clone(),
+                    key_hash: key.hash(TokenKind::ApiKey).0,
+                    account_id: a.id.clone(),
+                    scopes: names.join(" "),
+                    allowed_sources: cidr::render_list(allowed_sources),
+                    created_at: now,
+                    expires_at: lifetime.map(|d| now.saturating_add(secs(d))),
+                    revoked_at: None,
+                    last_used_at: None,
+                })?;
+                tracing::info!(account = %a.id, key = %id, "API key issued");
+                Ok(IssuedApiKey { id, key })
+            },
+        )
     }
 
     /// A service account's API keys (none of them usable: ids and
@@ -503,34 +605,125 @@ impl Admin<'_> {
 
     /// Revokes an API key.
     pub fn revoke_api_key(&self, id: &str) -> Result<()> {
-        if !self.auth.store.revoke_api_key(id, self.now())? {
-            return Err(Error::NotFound {
-                what: "active API key",
-            });
-        }
-        tracing::info!(key = %id, "API key revoked");
-        Ok(())
+        self.audited(
+            AuditAction::UserAdmin {
+                operation: "revoke-api-key".into(),
+                target: id.to_string(),
+            },
+            || {
+                if !self.auth.store.revoke_api_key(id, self.now())? {
+                    return Err(Error::NotFound {
+                        what: "active API key",
+                    });
+                }
+                tracing::info!(key = %id, "API key revoked");
+                Ok(())
+            },
+        )
     }
+}
+
+impl Admin<'_> {
+    /// The audit entry of an act by this administrator (the key holder:
+    /// the local operator).
+    fn entry(&self, action: AuditAction) -> rxvault_audit::Entry {
+        match &self.by {
+            Some(p) => p.audit_entry(action),
+            None => rxvault_audit::Entry::new(rxvault_audit::Actor::local_operator(), action),
+        }
+    }
+
+    /// Does `act` and records it with its real outcome: a refusal (a bad
+    /// name, role or password, a taken name, no such account, not allowed)
+    /// as denied, a failure as an error. One entry per act, the same
+    /// whether the command line or HTTPS asked.
+    fn audited<T>(&self, action: AuditAction, act: impl FnOnce() -> Result<T>) -> Result<T> {
+        let result = act();
+        let outcome = match &result {
+            Ok(_) => rxvault_audit::Outcome::Success,
+            Err(e) if e.is_refusal() => rxvault_audit::Outcome::Denied,
+            Err(_) => rxvault_audit::Outcome::Error,
+        };
+        self.auth.record(self.entry(action).outcome(outcome))?;
+        result
+    }
+
+    /// [`create_user`](Self::create_user) with the role by name (as typed
+    /// on the command line or sent over HTTPS): an unknown role is a
+    /// refused create, audited as such.
+    pub fn create_user_named(
+        &self,
+        username: &str,
+        role: &str,
+        password: &Password,
+    ) -> Result<UserInfo> {
+        match Role::from_name(role) {
+            Some(role) => self.create_user(username, role, password),
+            None => self.audited(
+                AuditAction::UserAdmin {
+                    operation: format!("create ({role})"),
+                    target: username.to_string(),
+                },
+                || Err(unknown_role(role)),
+            ),
+        }
+    }
+
+    /// [`set_role`](Self::set_role) with the role by name.
+    pub fn set_role_named(&self, username: &str, role: &str) -> Result<()> {
+        match Role::from_name(role) {
+            Some(r) => self.set_role(username, r),
+            None => self.audited(
+                AuditAction::RoleAdmin {
+                    operation: "set".into(),
+                    role: role.to_string(),
+                    target: Some(username.to_string()),
+                },
+                || Err(unknown_role(role)),
+            ),
+        }
+    }
+}
+
+fn unknown_role(role: &str) -> Error {
+    let known: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
+    Error::Invalid(format!("no role {role:?} (roles: {})", known.join(", ")))
 }
 
 impl KeyHolder<'_> {
     /// Enrols a new TOTP authenticator for a person, replacing any, to hand
     /// over in person (the command line prints its QR code).
     pub fn enrol_totp(&self, username: &str) -> Result<TotpEnrolment> {
-        let a = self.person(username)?;
-        let secret = TotpSecret::generate()?;
-        self.auth.store_totp(&UserId(a.id.clone()), &secret, None)?;
-        tracing::info!(user = %a.id, "TOTP enrolled by the key holder");
-        Ok(TotpEnrolment::new(
-            secret,
-            &self.auth.config.issuer,
-            &a.username,
-        ))
+        self.audited(
+            AuditAction::UserAdmin {
+                operation: "enrol-totp".into(),
+                target: username.to_string(),
+            },
+            || {
+                let a = self.person(username)?;
+                let secret = TotpSecret::generate()?;
+                self.auth.store_totp(&UserId(a.id.clone()), &secret, None)?;
+                tracing::info!(user = %a.id, "TOTP enrolled by the key holder");
+                Ok(TotpEnrolment::new(
+                    secret,
+                    &self.auth.config.issuer,
+                    &a.username,
+                ))
+            },
+        )
     }
 
     /// Replaces a person's recovery codes, to hand over in person.
     pub fn issue_recovery_codes(&self, username: &str) -> Result<RecoveryCodes> {
-        let a = self.person(username)?;
-        self.auth.new_recovery_codes(&UserId(a.id))
+        self.audited(
+            AuditAction::UserAdmin {
+                operation: "issue-recovery-codes".into(),
+                target: username.to_string(),
+            },
+            || {
+                let a = self.person(username)?;
+                self.auth.new_recovery_codes(&UserId(a.id))
+            },
+        )
     }
 }

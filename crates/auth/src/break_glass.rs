@@ -103,52 +103,66 @@ impl Auth {
     /// the audit. The grant applies from the principal's next
     /// authentication on (the next request).
     pub fn break_glass(&self, principal: &Principal, reason: &str) -> Result<BreakGlassGrant> {
-        self.authorize(principal, Action::BreakGlass)?;
-        let session = principal.session_id().cloned().ok_or(Error::Forbidden {
-            action: Action::BreakGlass,
-        })?;
-        let reason = reason.trim();
-        let n = reason.chars().count();
-        if !(MIN_REASON_CHARS..=MAX_REASON_CHARS).contains(&n)
-            || reason.chars().any(|c| c.is_control() && c != '\n')
-        {
-            return Err(Error::Invalid(format!(
-                "break-glass needs a reason of {MIN_REASON_CHARS} to {MAX_REASON_CHARS} characters"
-            )));
-        }
-        let now = self.now_unix();
-        let session_end = principal
-            .session_expires_at()
-            .map_or(now, |t| t.unix_timestamp());
-        let expires = now
-            .saturating_add(secs(self.config.break_glass_duration))
-            .min(session_end);
-        let id = rxvault_crypto::random_id()?;
-        let (sealed, dek) = self.seal(SEAL_DOMAIN, id.as_bytes(), reason.as_bytes())?;
-        self.store.insert_break_glass(&StoredBreakGlass {
-            id: id.clone(),
-            account_id: principal.user_id().as_str().to_string(),
-            session_id: session.as_str().to_string(),
-            sealed_reason: sealed,
-            dek,
-            started_at: now,
-            expires_at: expires,
-            ended_at: None,
-            reviewed_at: None,
-            reviewed_by: None,
-        })?;
-        tracing::warn!(grant = %id, user = %principal.user_id(), "break-glass started");
-        Ok(BreakGlassGrant {
-            id,
-            user: principal.user_id().clone(),
-            session,
-            reason: reason.to_string(),
-            started_at: ts(now),
-            expires_at: ts(expires),
-            ended_at: None,
-            reviewed_at: None,
-            reviewed_by: None,
-        })
+        // Audited with its real outcome (a refusal, such as a reason too
+        // short, as denied), the grant id in the entry when granted.
+        let result = (|| {
+            self.authorize(principal, Action::BreakGlass)?;
+            let session = principal.session_id().cloned().ok_or(Error::Forbidden {
+                action: Action::BreakGlass,
+            })?;
+            let reason = reason.trim();
+            let n = reason.chars().count();
+            if !(MIN_REASON_CHARS..=MAX_REASON_CHARS).contains(&n)
+                || reason.chars().any(|c| c.is_control() && c != '\n')
+            {
+                return Err(Error::Invalid(format!(
+                    "break-glass needs a reason of {MIN_REASON_CHARS} to {MAX_REASON_CHARS} characters"
+                )));
+            }
+            let now = self.now_unix();
+            let session_end = principal
+                .session_expires_at()
+                .map_or(now, |t| t.unix_timestamp());
+            let expires = now
+                .saturating_add(secs(self.config.break_glass_duration))
+                .min(session_end);
+            let id = rxvault_crypto::random_id()?;
+            let (sealed, dek) = self.seal(SEAL_DOMAIN, id.as_bytes(), reason.as_bytes())?;
+            self.store.insert_break_glass(&StoredBreakGlass {
+                id: id.clone(),
+                account_id: principal.user_id().as_str().to_string(),
+                session_id: session.as_str().to_string(),
+                sealed_reason: sealed,
+                dek,
+                started_at: now,
+                expires_at: expires,
+                ended_at: None,
+                reviewed_at: None,
+                reviewed_by: None,
+            })?;
+            tracing::warn!(grant = %id, user = %principal.user_id(), "break-glass started");
+            Ok(BreakGlassGrant {
+                id,
+                user: principal.user_id().clone(),
+                session,
+                reason: reason.to_string(),
+                started_at: ts(now),
+                expires_at: ts(expires),
+                ended_at: None,
+                reviewed_at: None,
+                reviewed_by: None,
+            })
+        })();
+        let mut entry = principal.audit_entry(rxvault_audit::Action::BreakGlass {
+            reason: reason.trim().to_string(),
+        });
+        entry = match &result {
+            Ok(grant) => entry.break_glass(grant.id.clone()),
+            Err(e) if e.is_refusal() => entry.outcome(rxvault_audit::Outcome::Denied),
+            Err(_) => entry.outcome(rxvault_audit::Outcome::Error),
+        };
+        self.record(entry)?;
+        result
     }
 
     /// Break-glass grants for the privacy officer ([`Action::AuditRead`]),

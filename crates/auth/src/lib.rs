@@ -174,6 +174,18 @@ pub enum Error {
     /// Cryptography failed.
     #[error(transparent)]
     Crypto(#[from] rxvault_crypto::Error),
+    /// The audit log could not record an act (it happened; the caller must
+    /// treat the request as failed).
+    #[error("the audit log could not record this: {0}")]
+    Audit(String),
+}
+
+impl Error {
+    /// A refusal: the act was not allowed or not valid (audited as denied),
+    /// as opposed to a failure of the machinery (audited as an error).
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, Error::Store(_) | Error::Crypto(_) | Error::Audit(_))
+    }
 }
 
 /// This crate's result type.
@@ -186,6 +198,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Auth {
     /// The vault's keys, and nothing else of the vault.
     keys: Arc<dyn rxvault_crypto::LiveKeys>,
+    /// Where administrative acts and break-glass are recorded, with their
+    /// real outcomes (the vault's audit log).
+    audit: Arc<dyn rxvault_audit::Sink>,
     store: Arc<dyn AuthStore>,
     clock: Arc<dyn Clock>,
     config: AuthConfig,
@@ -206,12 +221,14 @@ impl std::fmt::Debug for Auth {
 impl Auth {
     /// Identity and access from the narrow pieces it needs: the vault's
     /// keys (sealing its own secrets, keyed hashes, the password pepper),
-    /// its identity store (the vault's database: `Vault::auth_store`) and
-    /// a clock. No vault is needed: a detector that revokes sessions, or a
-    /// test, can build one from a keyring and a store.
+    /// its identity store (the vault's database: `Vault::auth_store`), the
+    /// audit log its acts are recorded in, and a clock. No vault is needed:
+    /// a detector that revokes sessions, or a test, can build one from a
+    /// keyring, a store and a sink.
     pub fn new(
         keys: Arc<dyn rxvault_crypto::LiveKeys>,
         store: Arc<dyn AuthStore>,
+        audit: Arc<dyn rxvault_audit::Sink>,
         clock: Arc<dyn Clock>,
         config: AuthConfig,
     ) -> Result<Auth> {
@@ -224,9 +241,15 @@ impl Auth {
             clock,
             keys,
             store,
+            audit,
             config,
             webauthn,
         })
+    }
+
+    /// Records `entry` durably in the audit log.
+    pub(crate) fn record(&self, entry: rxvault_audit::Entry) -> Result<()> {
+        self.audit.record_entry(entry).map_err(Error::Audit)
     }
 
     /// Decides whether `principal` may do `action` now: the permission

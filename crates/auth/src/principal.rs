@@ -198,6 +198,29 @@ impl Principal {
         self.break_glass.as_ref()
     }
 
+    /// An audit entry for `action` by this principal: the person or the
+    /// service account and key, their session, source address, host, and
+    /// the break-glass grant in force, if any.
+    pub fn audit_entry(&self, action: rxvault_audit::Action) -> rxvault_audit::Entry {
+        let actor = match &self.actor {
+            Actor::User { username, .. } => rxvault_audit::Actor::user(username.clone()),
+            Actor::Service { name, key_id, .. } => {
+                rxvault_audit::Actor::service(format!("{name}/{key_id}"))
+            }
+        };
+        let mut e = rxvault_audit::Entry::new(actor, action).source(self.source);
+        if let Some(s) = &self.session {
+            e = e.session(s.as_str().to_string());
+        }
+        if let Some(h) = &self.host {
+            e = e.host(h.as_str().to_string());
+        }
+        if let Some(g) = &self.break_glass {
+            e = e.break_glass(g.id.clone());
+        }
+        e
+    }
+
     /// Whether the permission table (and an active break-glass grant) lets
     /// this principal do `action`, and with which limit. Step-up is checked
     /// by [`Auth::authorize`](crate::Auth::authorize), which needs the clock.

@@ -292,19 +292,37 @@ impl Auth {
     /// anything else needs [`Action::RevokeSessions`](crate::Action) (the
     /// administrator, or a service key with `sessions.revoke`, such as the
     /// workstation agent). Returns how many were revoked.
+    /// Audited here, with its outcome (a refusal as denied).
     pub fn revoke(&self, by: &Principal, target: &RevokeTarget) -> Result<u64> {
-        let own = match target {
-            RevokeTarget::User(u) => u == by.user_id(),
-            RevokeTarget::Session(id) => self
-                .store
-                .session(id.as_str())?
-                .is_some_and(|s| s.account_id == by.user_id().as_str()),
-            RevokeTarget::Host(_) => false,
+        let result = (|| {
+            let own = match target {
+                RevokeTarget::User(u) => u == by.user_id(),
+                RevokeTarget::Session(id) => self
+                    .store
+                    .session(id.as_str())?
+                    .is_some_and(|s| s.account_id == by.user_id().as_str()),
+                RevokeTarget::Host(_) => false,
+            };
+            if !own {
+                self.authorize(by, crate::Action::RevokeSessions)?;
+            }
+            self.revoke_unchecked(target)
+        })();
+        let (operation, target) = match target {
+            RevokeTarget::Session(id) => ("revoke-session", id.as_str().to_string()),
+            RevokeTarget::User(u) => ("revoke-sessions", u.as_str().to_string()),
+            RevokeTarget::Host(h) => ("revoke-host-sessions", h.as_str().to_string()),
         };
-        if !own {
-            self.authorize(by, crate::Action::RevokeSessions)?;
-        }
-        self.revoke_unchecked(target)
+        let entry = by.audit_entry(rxvault_audit::Action::UserAdmin {
+            operation: operation.into(),
+            target,
+        });
+        self.record(match &result {
+            Ok(_) => entry,
+            Err(e) if e.is_refusal() => entry.outcome(rxvault_audit::Outcome::Denied),
+            Err(_) => entry.outcome(rxvault_audit::Outcome::Error),
+        })?;
+        result
     }
 
     pub(crate) fn revoke_unchecked(&self, target: &RevokeTarget) -> Result<u64> {

@@ -503,13 +503,8 @@ pub async fn revoke(
                 ));
             }
         };
+        // Audited by rxvault-auth, with its outcome.
         let n = state.auth.revoke(&caller.principal, &target)?;
-        state
-            .vault
-            .record(caller.requester().entry(AuditAction::UserAdmin {
-                operation: "revoke-sessions".into(),
-                target: format!("{n} sessions"),
-            }))?;
         Ok(Json(json!({"revoked": n})).into_response())
     })
     .await
@@ -952,10 +947,6 @@ fn user_json(u: &rxvault_auth::UserInfo) -> Value {
     })
 }
 
-fn parse_role(name: &str) -> Result<Role, ApiError> {
-    Role::from_name(name).ok_or_else(|| ApiError::bad_request("unknown role"))
-}
-
 /// `GET /api/v1/users`.
 pub async fn users(State(state): State<AppState>, caller: Caller) -> ApiResult {
     caller.authorize(&state, Action::UserAdmin).await?;
@@ -975,14 +966,10 @@ pub async fn create_user(
     caller.authorize(&state, Action::UserAdmin).await?;
     blocking(move || {
         let admin = state.auth.admin(&caller.principal)?;
-        let role = parse_role(&body.role)?;
-        state
-            .vault
-            .record(caller.requester().entry(AuditAction::UserAdmin {
-                operation: format!("create ({})", role.name()),
-                target: body.username.clone(),
-            }))?;
-        let user = admin.create_user(&body.username, role, &Password::new(body.password))?;
+        // Audited by rxvault-auth with its real outcome (an unknown role or
+        // a taken name as denied).
+        let user =
+            admin.create_user_named(&body.username, &body.role, &Password::new(body.password))?;
         Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
     })
     .await
@@ -998,23 +985,9 @@ pub async fn change_user(
     caller.authorize(&state, Action::UserAdmin).await?;
     blocking(move || {
         let admin = state.auth.admin(&caller.principal)?;
-        let role = body.role.as_deref().map(parse_role).transpose()?;
-        let operation = format!(
-            "change{}{}",
-            role.map(|r| format!(" role={}", r.name()))
-                .unwrap_or_default(),
-            body.disabled
-                .map(|d| format!(" disabled={d}"))
-                .unwrap_or_default()
-        );
-        state
-            .vault
-            .record(caller.requester().entry(AuditAction::UserAdmin {
-                operation,
-                target: username.clone(),
-            }))?;
-        if let Some(role) = role {
-            admin.set_role(&username, role)?;
+        // Each change is audited by rxvault-auth with its real outcome.
+        if let Some(role) = &body.role {
+            admin.set_role_named(&username, role)?;
         }
         match body.disabled {
             Some(true) => admin.disable(&username)?,
@@ -1036,12 +1009,6 @@ pub async fn reset_mfa(
     caller.authorize(&state, Action::UserAdmin).await?;
     blocking(move || {
         let admin = state.auth.admin(&caller.principal)?;
-        state
-            .vault
-            .record(caller.requester().entry(AuditAction::UserAdmin {
-                operation: "reset-mfa".into(),
-                target: username.clone(),
-            }))?;
         admin.reset_mfa(&username)?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
@@ -1065,7 +1032,7 @@ pub async fn break_glass(
 ) -> ApiResult {
     caller.authorize(&state, Action::BreakGlass).await?;
     blocking(move || {
-        state.vault.record(caller.requester().entry(AuditAction::BreakGlass { reason: body.reason.clone() }))?;
+        // Audited by rxvault-auth with its real outcome.
         let grant = state.auth.break_glass(&caller.principal, &body.reason)?;
         Ok((
             StatusCode::CREATED,

@@ -46,14 +46,8 @@ impl Requester {
     /// Someone at this machine's command line (holding the vault's key):
     /// recorded as the local operating-system user.
     pub fn local() -> Self {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .ok()
-            .filter(|u| !u.is_empty())
-            .or_else(uid)
-            .unwrap_or_else(|| "unknown".into());
         Self {
-            actor: Actor::local(user),
+            actor: Actor::local_operator(),
             session: None,
             source: None,
             host: None,
@@ -78,18 +72,6 @@ impl Requester {
         }
         e
     }
-}
-
-/// `uid:<n>` of this process (Linux), when no user name is in the
-/// environment.
-fn uid() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?;
-    Some(format!("uid:{uid}"))
 }
 
 /// The field categories a caller may see, per record kind.
@@ -848,5 +830,12 @@ impl Find {
             Find::TransactionId(_) => "transaction-id",
             Find::PatientIdentifier(_) => "patient-identifier",
         }
+    }
+}
+
+/// Identity and access record their acts here: the vault's audit log.
+impl rxvault_audit::Sink for Vault {
+    fn record_entry(&self, entry: Entry) -> std::result::Result<(), String> {
+        self.record(entry).map(drop).map_err(|e| e.to_string())
     }
 }

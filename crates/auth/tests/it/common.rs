@@ -70,6 +70,7 @@ impl Fx {
         let auth = Auth::new(
             vault.clone(),
             vault.auth_store().unwrap(),
+            vault.clone(),
             vault.clock().clone(),
             config,
         )
@@ -97,6 +98,7 @@ impl Fx {
         Auth::new(
             vault.clone(),
             vault.auth_store().unwrap(),
+            vault.clone(),
             vault.clock().clone(),
             self.auth.config().clone(),
         )

@@ -9,6 +9,17 @@ use rxvault_model::ManualClock;
 use rxvault_store::{SqlAuthStore, SqliteStore};
 use std::sync::Arc;
 
+/// The entries identity and access record, kept in memory.
+#[derive(Default)]
+struct Log(std::sync::Mutex<Vec<rxvault_audit::Entry>>);
+
+impl rxvault_audit::Sink for Log {
+    fn record_entry(&self, entry: rxvault_audit::Entry) -> Result<(), String> {
+        self.0.lock().unwrap().push(entry);
+        Ok(())
+    }
+}
+
 /// A keyring with its data key: nothing to create or reload.
 struct Keys(Keyring);
 
@@ -40,9 +51,11 @@ fn auth_signs_in_and_revokes_from_a_keyring_and_a_store_alone() {
     let clock = Arc::new(ManualClock::new(
         time::macros::datetime!(2026-11-28 15:00 UTC),
     ));
+    let log = Arc::new(Log::default());
     let auth = Auth::new(
         Arc::new(Keys(ring)),
         store,
+        log.clone(),
         clock.clone(),
         AuthConfig::default(),
     )
@@ -72,4 +85,43 @@ fn auth_signs_in_and_revokes_from_a_keyring_and_a_store_alone() {
         auth.authenticate(&token, here, None),
         Err(Error::Unauthenticated)
     ));
+
+    // Every administrative act was recorded by the library, once, with its
+    // real outcome: refusals as denied (issue 8, item 2).
+    assert!(
+        admin
+            .create_user("pat", Role::Technician, &password)
+            .is_err()
+    );
+    assert!(
+        admin
+            .create_user_named("eve", "superuser", &password)
+            .is_err()
+    );
+    let entries = log.0.lock().unwrap();
+    let seen: Vec<(String, rxvault_audit::Outcome)> = entries
+        .iter()
+        .map(|e| match &e.action {
+            rxvault_audit::Action::UserAdmin { operation, target } => {
+                (format!("{operation} {target}"), e.outcome)
+            }
+            other => (format!("{other:?}"), e.outcome),
+        })
+        .collect();
+    use rxvault_audit::Outcome::{Denied, Success};
+    assert_eq!(
+        seen,
+        vec![
+            ("create (pharmacist) pat".to_string(), Success),
+            ("enrol-totp pat".to_string(), Success),
+            ("revoke-sessions pat".to_string(), Success),
+            ("create (technician) pat".to_string(), Denied),
+            ("create (superuser) eve".to_string(), Denied),
+        ]
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.actor.kind == rxvault_audit::ActorKind::Local)
+    );
 }

@@ -373,6 +373,7 @@ fn setup(pg: Option<rxvault_testkit::pg::Schema>, auth_config: AuthConfig) -> Se
         Auth::new(
             vault.clone(),
             vault.auth_store().unwrap(),
+            vault.clone(),
             vault.clock().clone(),
             auth_config,
         )
