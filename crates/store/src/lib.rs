@@ -64,6 +64,10 @@ pub enum Error {
     /// A stored value that cannot be right (corruption or tampering).
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// An argument the store refuses (what is wrong with it; never the
+    /// value if it could be an identifier).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// This crate's result type.
