@@ -30,6 +30,7 @@ use crate::checkpoint::{Checkpoint, SignedCheckpoint, origin_for};
 use crate::entry::{self, ActionKind, ActorKind, Entry, Header, Outcome, Tokens};
 use crate::merkle::{self, CompactRange, Hash};
 use crate::reader::AuditReader;
+use crate::stream::Hub;
 use crate::{Error, Result, unix_ms};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use rxvault_crypto::Keyring;
@@ -283,6 +284,9 @@ pub struct AuditLog {
     sender: Option<Sender<Msg>>,
     committer: Option<JoinHandle<()>>,
     reader: AuditReader,
+    /// The committed end, published by the writer after each commit, and
+    /// the live stream's subscriptions it wakes ([`crate::stream`]).
+    hub: Arc<Hub>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -374,12 +378,14 @@ impl AuditLog {
             epoch: AtomicU64::new(0),
             base: Mutex::new((0, base.clone())),
         });
+        let hub = Arc::new(Hub::new(size));
         let writer = Writer {
             store,
             ctx: ctx.clone(),
             base: base.clone(),
             epoch: 0,
             shared: shared.clone(),
+            hub: hub.clone(),
         };
         let builder = Builder {
             ctx,
@@ -398,7 +404,12 @@ impl AuditLog {
             sender: Some(sender),
             committer: Some(handle),
             reader,
+            hub,
         })
+    }
+
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.hub
     }
 
     /// Read access (entries, proofs, queries).
@@ -778,6 +789,8 @@ struct Writer {
     base: Base,
     epoch: u64,
     shared: Arc<Shared>,
+    /// Told the committed end after every commit (the live stream).
+    hub: Arc<Hub>,
 }
 
 impl Writer {
@@ -869,6 +882,9 @@ impl Writer {
         signed: Option<SignedCheckpoint>,
     ) {
         let size = self.base.size;
+        // The stream first: consumers read the entries from the store
+        // themselves, so this costs the writer an atomic and a few rings.
+        self.hub.publish(size);
         for ((_, completer), mut r) in appends.into_iter().zip(receipts) {
             r.tree_size = size;
             completer.complete(Ok(r));
