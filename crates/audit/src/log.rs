@@ -21,6 +21,11 @@
 //! reloads the tree from the store and retries, sealing again for the new
 //! indexes.
 //!
+//! After each commit the writer publishes the log's committed end to the
+//! live stream ([`crate::stream`]): an atomic and a wake-up per
+//! subscription, before the callers are answered; consumers read the
+//! entries from the store themselves.
+//!
 //! Checkpoints are signed by the committer after `checkpoint_every`
 //! entries, after `checkpoint_interval` (by the log's clock) when entries
 //! are pending a checkpoint, and on demand ([`AuditLog::checkpoint`]); each

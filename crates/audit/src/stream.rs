@@ -54,7 +54,40 @@
 //!
 //! The subscription is blocking (store reads are); an async program runs it
 //! on a thread of its own (or `spawn_blocking`) and stops it with a
-//! [`StopHandle`].
+//! [`StopHandle`]. A subscription may outlive its [`AuditLog`]: it then
+//! follows by polling. Entries sealed with a data key the keyring has not
+//! loaded (another process created it) fail with
+//! [`rxvault_crypto::Error::UnknownDek`] at their index: load the key and
+//! call again.
+//!
+//! # Example
+//! ```
+//! use rxvault_audit::{Action, Actor, AuditConfig, AuditLog, Entry, StoreLocation};
+//! use rxvault_crypto::{Keyring, SecretKey, kek::LocalKek};
+//! use rxvault_model::{CategorySet, SystemClock};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let (keyring, _) = Keyring::create("vault-1", Box::new(LocalKek::new(1, SecretKey::generate()?)))?;
+//! # let dek = keyring.prepare_dek()?;
+//! # keyring.activate(dek);
+//! # let signer = keyring.prepare_signer()?;
+//! # keyring.install_signer(signer);
+//! # let location = StoreLocation::Sqlite { dir: dir.path().to_path_buf() };
+//! let log = AuditLog::open_for(&location, "vault-1", Arc::new(keyring), Arc::new(SystemClock),
+//!                              AuditConfig::for_vault("vault-1"))?;
+//! let mut detector = log.subscribe("detector")?;
+//! log.append(Entry::new(Actor::user("alice"), Action::Read { kind: None, categories: CategorySet::ALL }))?;
+//! for e in detector.next_batch(100, Duration::from_secs(1))? {
+//!     assert_eq!(e.entry.actor.id, "alice");
+//!     // ... act on it, durably, then:
+//!     detector.ack(e.index)?;
+//! }
+//! assert_eq!(detector.position(), 1);
+//! # Ok(()) }
+//! ```
 
 use crate::entry::{self, LoggedEntry, StoredEntry};
 use crate::log::AuditLog;

@@ -706,3 +706,32 @@ fn a_missing_entry_stops_the_stream_at_its_index() {
         assert_eq!(sub.next_index(), 2);
     }
 }
+
+#[test]
+fn the_stream_bench_runs_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = Vec::new();
+    let figures = rxvault_audit::bench::stream::run(
+        &rxvault_audit::bench::stream::StreamBenchConfig {
+            dir: dir.path().to_path_buf(),
+            sqlite: true,
+            postgres: None,
+            entries: 2000,
+            producers: 2,
+            window: 64,
+            consumers: 3,
+            paced_rate: 2000,
+            paced_entries: 200,
+            child_command: None,
+        },
+        &mut |l| lines.push(l.to_string()),
+    )
+    .unwrap();
+    let f = &figures[0];
+    assert_eq!(f.backend, "SQLite");
+    assert_eq!((f.alone.entries, f.attached.entries), (4000, 4000));
+    // Every entry delivered to each of 3 consumers was measured.
+    assert_eq!(f.loaded.unwrap().samples, 3 * 2000, "{lines:?}");
+    assert_eq!(f.paced.unwrap().samples, 3 * 200, "{lines:?}");
+    assert!(f.cross_process.is_none());
+}

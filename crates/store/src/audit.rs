@@ -34,11 +34,13 @@
 //! [`AuditStore::advance_consumer`] (an acknowledgement repeated or
 //! arriving late changes nothing); [`AuditStore::set_consumer`] moves one
 //! anywhere (a replay) or removes it. On SQLite a position is written on
-//! its own connection with `synchronous=NORMAL`: it holds the write lock
-//! for a WAL append, never for an fsync, so consumers acknowledging do not
-//! stall group commits; a power loss may lose the newest positions (the
-//! entries are then delivered again, never skipped), a crashed process
-//! loses nothing.
+//! its own connection with `synchronous=NORMAL`, between two of this
+//! process's commits: it holds the write lock for a WAL append, never for
+//! an fsync, so consumers acknowledging do not stall group commits; a
+//! power loss may lose the newest positions (the entries are then
+//! delivered again, never skipped), a crashed process loses nothing. On
+//! PostgreSQL a position is committed with `synchronous_commit` off, for
+//! the same reason and with the same consequence for a server crash.
 //!
 //! # The lookup index
 //! PostgreSQL: `audit_postings ((key, first_idx) PK, min/max time, idxs)`,
@@ -860,13 +862,24 @@ impl SqliteAuditStore {
         Ok(())
     }
 
-    /// Runs `f` on the positions connection.
+    /// Runs `f` on the positions connection, between two of this
+    /// process's commits (holding the writer's mutex, so that it never
+    /// waits on its own writer through SQLite's sleeping busy handler,
+    /// whose sleeps grow to 100 ms); other processes' commits are waited
+    /// for in steps of 250 µs.
     fn write_position<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut guard = self.positions.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            let conn = Self::connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+            let mut conn = Self::connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
             conn.execute_batch("PRAGMA synchronous = NORMAL;")
                 .map_err(sqlite_err)?;
+            // About 10 s in all, like the other connections' timeout.
+            conn.busy_handler(Some(|tries: i32| {
+                std::thread::sleep(std::time::Duration::from_micros(250));
+                tries < 40_000
+            }))
+            .map_err(sqlite_err)?;
             *guard = Some(conn);
         }
         let conn = guard.as_ref().expect("opened above");
@@ -1586,6 +1599,25 @@ impl PgAuditStore {
         })
     }
 
+    /// A consumer position write: its own transaction with
+    /// `synchronous_commit` off (a crash of the server may lose the newest
+    /// positions, so entries come again; the log's commits are unaffected).
+    fn write_position(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>> {
+        self.with(|c| {
+            let s = c.statement(sql)?;
+            let mut tx = c.client.transaction().map_err(pg_err)?;
+            tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
+                .map_err(pg_err)?;
+            let rows = tx.query(&s, params).map_err(pg_err)?;
+            tx.commit().map_err(pg_err)?;
+            Ok(rows)
+        })
+    }
+
     fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
         self.with(|c| {
             let s = c.statement(sql)?;
@@ -1806,7 +1838,7 @@ impl AuditStore for PgAuditStore {
     fn advance_consumer(&self, name: &str, next_index: u64) -> Result<u64> {
         check_consumer_name(name)?;
         let next = to_i64(next_index)?;
-        let rows = self.query(&self.sql.consumer_advance, &[&name, &next])?;
+        let rows = self.write_position(&self.sql.consumer_advance, &[&name, &next])?;
         let row = rows
             .first()
             .ok_or_else(|| Error::Corrupt("audit consumer position not returned".into()))?;
@@ -1816,8 +1848,8 @@ impl AuditStore for PgAuditStore {
     fn set_consumer(&self, name: &str, next_index: Option<u64>) -> Result<()> {
         check_consumer_name(name)?;
         match next_index {
-            Some(n) => self.query(&self.sql.consumer_set, &[&name, &to_i64(n)?])?,
-            None => self.query(&self.sql.consumer_delete, &[&name])?,
+            Some(n) => self.write_position(&self.sql.consumer_set, &[&name, &to_i64(n)?])?,
+            None => self.write_position(&self.sql.consumer_delete, &[&name])?,
         };
         Ok(())
     }
