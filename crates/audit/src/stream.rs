@@ -47,7 +47,7 @@
 //!   (skipping indexes it has already done), or by keeping its position in
 //!   its own store, in the transaction of its effect, and subscribing with
 //!   [`Subscription::open_at`] / [`AuditLog::follow`].
-//! - **Latency**: in this process, a consumer waiting in `next` wakes when
+//! - **Latency**: in this process, a consumer waiting in `recv` wakes when
 //!   the writer publishes (measured by `rxvault audit bench`, see
 //!   BENCHMARKS.md); entries of other processes within one poll interval
 //!   plus a read.
@@ -80,7 +80,7 @@
 //!                              AuditConfig::for_vault("vault-1"))?;
 //! let mut detector = log.subscribe("detector")?;
 //! log.append(Entry::new(Actor::user("alice"), Action::Read { kind: None, categories: CategorySet::ALL }))?;
-//! for e in detector.next_batch(100, Duration::from_secs(1))? {
+//! for e in detector.recv_batch(100, Duration::from_secs(1))? {
 //!     assert_eq!(e.entry.actor.id, "alice");
 //!     // ... act on it, durably, then:
 //!     detector.ack(e.index)?;
@@ -133,7 +133,22 @@ pub(crate) struct Hub {
     record: AtomicBool,
     /// (committed end, when it was published), for the benchmark.
     commits: Mutex<Vec<(u64, Instant)>>,
+    /// The last [`CACHED_CHUNKS`] chunks this process's subscriptions
+    /// opened, shared (see [`Hub::chunk`]).
+    chunks: Mutex<VecDeque<(u64, Arc<ChunkSlot>)>>,
 }
+
+/// Entries per shared chunk: subscriptions of one log read and open the
+/// complete chunks `[k * CHUNK, (k + 1) * CHUNK)` once between them.
+const CHUNK: u64 = 1024;
+
+/// Chunks kept for subscriptions behind the first (about a megabyte of
+/// opened entries each).
+const CACHED_CHUNKS: usize = 8;
+
+/// A chunk being read by one subscription, or read (`None`: it could not
+/// be, each subscription reads it alone).
+type ChunkSlot = std::sync::OnceLock<Option<Arc<[LoggedEntry]>>>;
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -150,7 +165,36 @@ impl Hub {
             bells: Mutex::new(Vec::new()),
             record: AtomicBool::new(false),
             commits: Mutex::new(Vec::new()),
+            chunks: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// The opened chunk at `from` (committed, complete), read and opened by
+    /// `load` in the first subscription to ask; the others asking meanwhile
+    /// wait for it rather than read it again. Three consumers in step cost
+    /// one read and one decryption per entry, not three. Consumers are
+    /// never buffered for: a chunk is kept only while it is among the last
+    /// few asked for.
+    fn chunk(
+        &self,
+        from: u64,
+        load: impl FnOnce() -> Option<Arc<[LoggedEntry]>>,
+    ) -> Option<Arc<[LoggedEntry]>> {
+        let slot = {
+            let mut chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+            match chunks.iter().find(|(f, _)| *f == from) {
+                Some((_, slot)) => slot.clone(),
+                None => {
+                    let slot = Arc::new(ChunkSlot::new());
+                    chunks.push_back((from, slot.clone()));
+                    if chunks.len() > CACHED_CHUNKS {
+                        chunks.pop_front();
+                    }
+                    slot
+                }
+            }
+        };
+        slot.get_or_init(load).clone()
     }
 
     /// Called by the writer after a commit: everything below `end` is
@@ -242,7 +286,7 @@ impl Bell {
 }
 
 /// Stops a [`Subscription`] from another thread: a consumer waiting in
-/// [`next`](Subscription::next) (or about to) gets [`Error::Closed`].
+/// [`recv`](Subscription::recv) (or about to) gets [`Error::Closed`].
 #[derive(Clone)]
 pub struct StopHandle(Arc<Bell>);
 
@@ -445,23 +489,23 @@ impl Subscription {
 
     /// The next entry; blocks until there is one (or the subscription is
     /// stopped: [`Error::Closed`]).
-    pub fn next(&mut self) -> Result<LoggedEntry> {
+    pub fn recv(&mut self) -> Result<LoggedEntry> {
         loop {
-            if let Some(e) = self.next_timeout(Duration::from_secs(3600))? {
+            if let Some(e) = self.recv_timeout(Duration::from_secs(3600))? {
                 return Ok(e);
             }
         }
     }
 
     /// The next entry, waiting at most `timeout` for one.
-    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<LoggedEntry>> {
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<LoggedEntry>> {
         self.fill(Instant::now() + timeout)?;
         Ok(self.buffer.pop_front())
     }
 
     /// Up to `max` entries (at least one unless `timeout` passed first),
     /// in index order.
-    pub fn next_batch(&mut self, max: usize, timeout: Duration) -> Result<Vec<LoggedEntry>> {
+    pub fn recv_batch(&mut self, max: usize, timeout: Duration) -> Result<Vec<LoggedEntry>> {
         self.fill(Instant::now() + timeout)?;
         let n = max.max(1).min(self.buffer.len());
         Ok(self.buffer.drain(..n).collect())
@@ -528,7 +572,25 @@ impl Subscription {
     /// error comes when it is next.
     fn read(&mut self) -> Result<()> {
         let from = self.next;
-        let to = self.end.min(from.saturating_add(self.options.batch as u64));
+        let mut to = self.end.min(from.saturating_add(self.options.batch as u64));
+        if let Some(hub) = &self.hub
+            && self.options.batch as u64 >= CHUNK
+        {
+            if !from.is_multiple_of(CHUNK) {
+                // Up to the next chunk's start, so that the reads after
+                // are shared.
+                to = to.min(from.next_multiple_of(CHUNK));
+            } else if self.end >= from + CHUNK {
+                let keyring = self.reader.keyring().expect("checked at start");
+                if let Some(chunk) = hub.chunk(from, || load_chunk(&self.reader, keyring, from)) {
+                    self.buffer.extend(chunk.iter().cloned());
+                    self.next = from + CHUNK;
+                    return Ok(());
+                }
+            }
+            // Otherwise the log's incomplete last chunk, or a chunk that
+            // did not load: read alone.
+        }
         let rows = self.reader.store().entries(from, to)?;
         let keyring = self
             .reader
@@ -556,6 +618,23 @@ impl Subscription {
             _ => Ok(()),
         }
     }
+}
+
+/// Reads and opens the whole chunk at `from` (`None` if any entry of it
+/// is missing or does not open: the subscription's own read reports it).
+fn load_chunk(reader: &AuditReader, keyring: &Keyring, from: u64) -> Option<Arc<[LoggedEntry]>> {
+    let rows = reader.store().entries(from, from + CHUNK).ok()?;
+    if rows.len() as u64 != CHUNK {
+        return None;
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for (want, (index, bytes)) in (from..).zip(&rows) {
+        if *index != want {
+            return None;
+        }
+        out.push(open_one(keyring, *index, bytes).ok()?);
+    }
+    Some(out.into())
 }
 
 /// Decodes and opens a stored entry. A data key this keyring has not

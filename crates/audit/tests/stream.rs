@@ -315,7 +315,7 @@ fn child_consume(at: &Where, keys: &Path) {
     let stall_at = env_u64("RXVAULT_STREAM_STALL_AT");
     let mut written = 0u64;
     while sub.next_index() < total {
-        let batch = match sub.next_batch(256, Duration::from_secs(1)) {
+        let batch = match sub.recv_batch(256, Duration::from_secs(1)) {
             Ok(b) => b,
             // An entry sealed with a data key this process has not loaded
             // yet (another process's, stored meanwhile).
@@ -397,7 +397,7 @@ fn stream_run(at: Where, keys: &Path, server_each: u64, cli: u64) {
                     let mut seen = Vec::with_capacity(total as usize);
                     while sub.next_index() < total {
                         assert!(Instant::now() < deadline, "consumer timed out");
-                        for e in sub.next_batch(1024, Duration::from_millis(500)).unwrap() {
+                        for e in sub.recv_batch(1024, Duration::from_millis(500)).unwrap() {
                             let (source, seq) = origin(&e);
                             seen.push((e.index, source, seq));
                         }
@@ -591,7 +591,7 @@ fn a_subscriber_wakes_on_commit_and_resumes_after_its_acknowledgement() {
     let mut sub = log.subscribe_with("detector", slow_poll).unwrap();
     assert_eq!(sub.position(), 0);
     assert!(
-        sub.next_timeout(Duration::from_millis(20))
+        sub.recv_timeout(Duration::from_millis(20))
             .unwrap()
             .is_none()
     );
@@ -599,7 +599,7 @@ fn a_subscriber_wakes_on_commit_and_resumes_after_its_acknowledgement() {
     std::thread::scope(|s| {
         let waiter = s.spawn(move || {
             let started = Instant::now();
-            let e = sub.next().unwrap();
+            let e = sub.recv().unwrap();
             (e.index, started.elapsed(), sub)
         });
         std::thread::sleep(Duration::from_millis(50));
@@ -613,7 +613,7 @@ fn a_subscriber_wakes_on_commit_and_resumes_after_its_acknowledgement() {
         for seq in 1..5 {
             log.append(entry("server-0", seq)).unwrap();
         }
-        let batch = sub.next_batch(3, Duration::from_secs(5)).unwrap();
+        let batch = sub.recv_batch(3, Duration::from_secs(5)).unwrap();
         assert_eq!(batch.iter().map(|e| e.index).collect::<Vec<_>>(), [1, 2, 3]);
         // Only what was delivered can be acknowledged.
         assert!(matches!(sub.ack(4), Err(Error::Invalid(_))));
@@ -624,13 +624,13 @@ fn a_subscriber_wakes_on_commit_and_resumes_after_its_acknowledgement() {
         drop(sub);
         let mut again = log.subscribe_with("detector", slow_poll).unwrap();
         assert_eq!(again.position(), 3);
-        let e = again.next_timeout(Duration::from_secs(5)).unwrap().unwrap();
+        let e = again.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
         assert_eq!((e.index, origin(&e)), (3, ("server-0".to_string(), 3)));
-        // Stopped from another thread: next() gives up.
+        // Stopped from another thread: recv() gives up.
         let stop = again.stop_handle();
         let t = s.spawn(move || {
-            again.next().unwrap();
-            again.next()
+            again.recv().unwrap();
+            again.recv()
         });
         std::thread::sleep(Duration::from_millis(50));
         stop.stop();
@@ -655,7 +655,7 @@ fn a_consumer_without_the_log_follows_by_polling() {
     let mut sub =
         Subscription::open_at(store.clone(), ring.clone(), 0, StreamOptions::default()).unwrap();
     assert_eq!(
-        sub.next_timeout(Duration::from_secs(5))
+        sub.recv_timeout(Duration::from_secs(5))
             .unwrap()
             .unwrap()
             .index,
@@ -665,7 +665,7 @@ fn a_consumer_without_the_log_follows_by_polling() {
     assert!(matches!(sub.ack(0), Err(Error::Invalid(_))));
     let started = Instant::now();
     log.append(entry("server-0", 1)).unwrap();
-    let e = sub.next_timeout(Duration::from_secs(5)).unwrap().unwrap();
+    let e = sub.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
     assert_eq!(e.index, 1);
     assert!(started.elapsed() < Duration::from_secs(5));
     // A position past the log's end is refused.
@@ -696,10 +696,10 @@ fn a_missing_entry_stops_the_stream_at_its_index() {
     let mut sub = log.subscribe("detector").unwrap();
     // What comes before the gap is delivered, then the gap is an error at
     // its index, every time: nothing after it is ever delivered.
-    let batch = sub.next_batch(10, Duration::from_secs(5)).unwrap();
+    let batch = sub.recv_batch(10, Duration::from_secs(5)).unwrap();
     assert_eq!(batch.iter().map(|e| e.index).collect::<Vec<_>>(), [0, 1]);
     for _ in 0..2 {
-        match sub.next_batch(10, Duration::from_secs(1)) {
+        match sub.recv_batch(10, Duration::from_secs(1)) {
             Err(Error::Malformed { index: 2, .. }) => {}
             other => panic!("expected entry 2 missing, got {other:?}"),
         }
@@ -734,4 +734,41 @@ fn the_stream_bench_runs_small() {
     assert_eq!(f.loaded.unwrap().samples, 3 * 2000, "{lines:?}");
     assert_eq!(f.paced.unwrap().samples, 3 * 200, "{lines:?}");
     assert!(f.cross_process.is_none());
+}
+
+#[test]
+fn a_missing_entry_in_a_shared_chunk_stops_every_subscription_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = sqlite_log(dir.path());
+    let pending: Vec<_> = (0..1100)
+        .map(|seq| log.submit(entry("server-0", seq)).unwrap())
+        .collect();
+    for p in pending {
+        p.wait().unwrap();
+    }
+    let c = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    c.execute("DELETE FROM audit_entries WHERE idx = 500", [])
+        .unwrap();
+    let mut subs: Vec<Subscription> = ["a", "b"]
+        .iter()
+        .map(|n| log.subscribe(n).unwrap())
+        .collect();
+    for sub in &mut subs {
+        let mut seen = Vec::new();
+        let failed = loop {
+            match sub.recv_batch(usize::MAX, Duration::from_secs(1)) {
+                Ok(b) => seen.extend(b.iter().map(|e| e.index)),
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            matches!(failed, Error::Malformed { index: 500, .. }),
+            "{failed}"
+        );
+        assert_eq!(seen, (0..500).collect::<Vec<_>>());
+    }
+    // Past the gap, a chunk that is whole is shared as usual.
+    let mut late = log.follow(1024, StreamOptions::default()).unwrap();
+    let b = late.recv_batch(usize::MAX, Duration::from_secs(1)).unwrap();
+    assert_eq!(b.first().map(|e| e.index), Some(1024));
 }

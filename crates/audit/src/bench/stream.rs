@@ -11,7 +11,7 @@
 //!    producers' time only.
 //! 2. **commit-to-delivery latency in this process**: from the writer
 //!    publishing a commit (just after the store's commit returned) to a
-//!    consumer's `next_batch` returning the entry, for every entry and
+//!    consumer's `recv_batch` returning the entry, for every entry and
 //!    every consumer. Under the full load of 1 (the attached runs), and at
 //!    a paced rate (`paced_rate` entries/s from the producers).
 //! 3. **commit-to-delivery latency across processes**: a child process
@@ -278,7 +278,7 @@ fn consume(mut sub: Subscription, entries: u64) -> Result<Vec<Delivered>> {
     let mut out = Vec::new();
     let mut acked = Instant::now();
     while sub.next_index() < entries {
-        let batch = sub.next_batch(usize::MAX, Duration::from_millis(200))?;
+        let batch = sub.recv_batch(usize::MAX, Duration::from_millis(200))?;
         let at = Instant::now();
         if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
             out.push((first.index, last.index + 1, at));
