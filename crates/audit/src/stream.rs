@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! writer thread ──commit──> store          consumer (its own thread)
-//!      │                      ▲              Subscription::next()
+//!      │                      ▲              Subscription::recv()
 //!      └─ Hub: "committed up  │ entries        │  1. committed end: the Hub's
 //!         to N" (an atomic,   └────────────────┘     (this process) or the
 //!         then a ring of each   from..N by index     store's size, polled
@@ -13,13 +13,19 @@
 //! ```
 //!
 //! **The committer never waits for a consumer and buffers nothing for
-//! one.** After a group commits, the writer raises the [`Hub`]'s committed
+//! one.** After a group commits, the writer raises the log's `Hub`'s committed
 //! end (an atomic) and rings each subscription's bell (a flag and a
 //! condvar, no queue). Consumers read the entries themselves, from the
 //! store, by index range, at their own pace; a slow consumer costs the
 //! committer nothing but being ring-able. Entries committed elsewhere are
 //! found by polling the store's size every
 //! [`poll_interval`](StreamOptions::poll_interval) (50 ms by default).
+//!
+//! **Shared reads.** Subscriptions of one [`AuditLog`] read and open each
+//! complete chunk of 1,024 entries once between them (the first to ask
+//! reads it, the others wait for it; the last 8 chunks are kept), so three
+//! consumers in step cost one store read and one decryption per entry.
+//! The log's last, incomplete chunk each reads alone.
 //!
 //! **What the store says is the truth.** The committed end (from the Hub
 //! or the store) only says how far to read; entries are read back from the
@@ -47,6 +53,12 @@
 //!   (skipping indexes it has already done), or by keeping its position in
 //!   its own store, in the transaction of its effect, and subscribing with
 //!   [`Subscription::open_at`] / [`AuditLog::follow`].
+//! - **Acknowledging** is one small write to the audit store (SQLite:
+//!   between two of this process's commits, no fsync; PostgreSQL:
+//!   `synchronous_commit` off), so a power loss or a database crash may
+//!   lose the newest positions: those entries come again, none is skipped.
+//!   Acknowledge per batch, or every few tens of milliseconds under load,
+//!   not per entry.
 //! - **Latency**: in this process, a consumer waiting in `recv` wakes when
 //!   the writer publishes (measured by `rxvault audit bench`, see
 //!   BENCHMARKS.md); entries of other processes within one poll interval

@@ -4,7 +4,7 @@
 //! a process of its own, killed with SIGKILL and restarted, and resumes
 //! with no gap.
 //!
-//! Child processes are this test binary run again (`child_process`, an
+//! Child processes are this test binary run again (`stream::child_process`, an
 //! ignored test that does nothing unless `RXVAULT_STREAM_CHILD` says what
 //! to be).
 //!
@@ -201,12 +201,17 @@ fn config() -> AuditConfig {
 
 fn child(mode: &str, at: &Where, keys: &Path) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["child_process", "--exact", "--ignored", "--nocapture"])
-        .env("RXVAULT_STREAM_CHILD", mode)
-        .env("RXVAULT_STREAM_KEYS", keys)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    c.args([
+        "stream::child_process",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+    ])
+    .env("RXVAULT_STREAM_CHILD", mode)
+    .env("RXVAULT_STREAM_KEYS", keys)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     at.env(&mut c);
     c
 }
