@@ -53,6 +53,13 @@ pub enum AuditCommand {
     /// Benchmark: append with group commit (with and without the tree),
     /// verify, and queries over a large log. Figures are printed.
     Bench(BenchArgs),
+    /// Benchmark of the live stream: append rate with consumers attached
+    /// or not, commit-to-delivery latency in this process and from another
+    /// process, on SQLite and PostgreSQL. Figures are printed.
+    BenchStream(BenchStreamArgs),
+    /// The stream benchmark's appending process (started by bench-stream).
+    #[command(hide = true)]
+    BenchStreamChild(BenchStreamChildArgs),
 }
 
 /// Flags of `audit verify`.
@@ -223,6 +230,60 @@ pub struct BenchArgs {
     dir: Option<PathBuf>,
 }
 
+/// Flags of `audit bench-stream`.
+#[derive(Args, Debug)]
+pub struct BenchStreamArgs {
+    /// Entries per append run (four runs per backend).
+    #[arg(long, default_value_t = 1_000_000)]
+    entries: u64,
+    /// Producer threads.
+    #[arg(long, default_value_t = 4)]
+    producers: usize,
+    /// Entries each producer keeps in flight.
+    #[arg(long, default_value_t = 16_384)]
+    window: usize,
+    /// Consumers attached.
+    #[arg(long, default_value_t = 3)]
+    consumers: usize,
+    /// The latency runs' append rate (entries/s).
+    #[arg(long, default_value_t = 2_000)]
+    paced_rate: u64,
+    /// Entries per latency run.
+    #[arg(long, default_value_t = 20_000)]
+    paced_entries: u64,
+    /// Skip SQLite.
+    #[arg(long)]
+    no_sqlite: bool,
+    /// Run on PostgreSQL too, at this URL (throwaway schemas, dropped).
+    #[arg(long, env = "RXVAULT_BENCH_PG_URL", hide_env_values = true)]
+    pg_url: Option<String>,
+    /// Skip the cross-process run.
+    #[arg(long)]
+    no_cross_process: bool,
+    /// Where to work (default: a temporary folder, removed afterwards).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// Flags of the hidden `audit bench-stream-child`.
+#[derive(Args, Debug)]
+pub struct BenchStreamChildArgs {
+    #[arg(long)]
+    keys: PathBuf,
+    #[arg(long)]
+    entries: u64,
+    #[arg(long)]
+    rate: u64,
+    #[arg(long)]
+    producers: usize,
+    /// The SQLite log's folder.
+    #[arg(long)]
+    sqlite: Option<PathBuf>,
+    /// The PostgreSQL schema (the URL comes in RXVAULT_BENCH_PG_URL).
+    #[arg(long)]
+    pg_schema: Option<String>,
+}
+
 /// Runs an audit command.
 pub fn run(cmd: AuditCommand) -> Result<ExitCode> {
     match cmd {
@@ -233,6 +294,8 @@ pub fn run(cmd: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Export(a) => export(&a),
         AuditCommand::Status(a) => status(&a),
         AuditCommand::Bench(a) => bench(&a),
+        AuditCommand::BenchStream(a) => bench_stream(&a),
+        AuditCommand::BenchStreamChild(a) => bench_stream_child(&a),
     }
 }
 
@@ -774,6 +837,84 @@ fn bench(a: &BenchArgs) -> Result<ExitCode> {
             queries: a.queries,
         },
         &mut |line| outln!("{line}"),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_dir(dir: Option<&Path>) -> Result<tempfile::TempDir> {
+    Ok(match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            tempfile::Builder::new()
+                .prefix("audit-bench")
+                .tempdir_in(d)?
+        }
+        None => tempfile::Builder::new()
+            .prefix("rxvault-audit-bench")
+            .tempdir()?,
+    })
+}
+
+fn bench_stream(a: &BenchStreamArgs) -> Result<ExitCode> {
+    let tmp = bench_dir(a.dir.as_deref())?;
+    println!(
+        "rxvault audit bench-stream: {} cores, SQLite in {}{}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        tmp.path().display(),
+        if a.pg_url.is_some() {
+            ", and PostgreSQL"
+        } else {
+            ""
+        }
+    );
+    let child_command = if a.no_cross_process {
+        None
+    } else {
+        let exe = std::env::current_exe().context("finding this program for the child process")?;
+        Some(vec![
+            exe.into_os_string(),
+            "audit".into(),
+            "bench-stream-child".into(),
+        ])
+    };
+    rxvault_audit::bench::stream::run(
+        &rxvault_audit::bench::stream::StreamBenchConfig {
+            dir: tmp.path().to_path_buf(),
+            sqlite: !a.no_sqlite,
+            postgres: a.pg_url.clone(),
+            entries: a.entries,
+            producers: a.producers,
+            window: a.window,
+            consumers: a.consumers,
+            paced_rate: a.paced_rate,
+            paced_entries: a.paced_entries,
+            child_command,
+        },
+        &mut |line| println!("{line}"),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_stream_child(a: &BenchStreamChildArgs) -> Result<ExitCode> {
+    let location = match (&a.sqlite, &a.pg_schema) {
+        (Some(dir), None) => StoreLocation::Sqlite { dir: dir.clone() },
+        (None, Some(schema)) => StoreLocation::Postgres {
+            url: std::env::var(rxvault_audit::bench::stream::CHILD_PG_URL)
+                .context("the PostgreSQL URL")?,
+            schema: schema.clone(),
+        },
+        _ => bail!("give one of --sqlite and --pg-schema"),
+    };
+    rxvault_audit::bench::stream::child(
+        &rxvault_audit::bench::stream::ChildArgs {
+            keys: a.keys.clone(),
+            location,
+            entries: a.entries,
+            rate: a.rate,
+            producers: a.producers,
+        },
+        &mut std::io::stdin().lock(),
+        &mut std::io::stdout().lock(),
     )?;
     Ok(ExitCode::SUCCESS)
 }

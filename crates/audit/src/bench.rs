@@ -15,6 +15,10 @@
 //! 3. **query**: a log of `query_entries` entries (written through the same
 //!    pipeline), then "which patients did session S see between T1 and T2"
 //!    and the same for a user and a host, each timed.
+//!
+//! The live stream's figures are [`stream`] (`rxvault audit bench-stream`).
+
+pub mod stream;
 
 use crate::entry::{Action, Actor, Entry};
 use crate::log::{AuditConfig, AuditLog, Pending, Receipt};

@@ -22,6 +22,10 @@
 //! - [`reader`]: [`AuditReader`], proofs, entries and forensic
 //!   [`Query`]s answered from indexes, and the scope of an export
 //!   ([`AuditReader::export_scope`]).
+//! - [`stream`]: the live stream ([`AuditLog::subscribe`] →
+//!   [`Subscription`]): every committed entry, in index order, from this
+//!   process's writer at once and from other processes by polling, with
+//!   consumers' positions stored in the audit store.
 //! - [`verify`]: recomputes everything from the raw entries and reports
 //!   edits, deletions, reorderings, insertions, truncation, rollback and bad
 //!   signatures with the first bad index.
@@ -81,6 +85,7 @@ pub mod export;
 pub mod log;
 pub mod merkle;
 pub mod reader;
+pub mod stream;
 pub mod verify;
 
 pub use checkpoint::{Checkpoint, SignedCheckpoint, VerifierKey};
@@ -91,6 +96,7 @@ pub use entry::{
 pub use log::{AuditConfig, AuditLog, Pending, Receipt, StoreLocation, open_store};
 pub use reader::{AuditReader, ExportScope, ExportStatus, PatientSeen, Query};
 pub use rxvault_store::audit::AuditStore;
+pub use stream::{StopHandle, StreamOptions, Subscription};
 pub use verify::{Problem, ProblemKind, Report, VerifyOptions};
 
 use std::sync::Arc;

@@ -21,6 +21,11 @@
 //! reloads the tree from the store and retries, sealing again for the new
 //! indexes.
 //!
+//! After each commit the writer publishes the log's committed end to the
+//! live stream ([`crate::stream`]): an atomic and a wake-up per
+//! subscription, before the callers are answered; consumers read the
+//! entries from the store themselves.
+//!
 //! Checkpoints are signed by the committer after `checkpoint_every`
 //! entries, after `checkpoint_interval` (by the log's clock) when entries
 //! are pending a checkpoint, and on demand ([`AuditLog::checkpoint`]); each
@@ -30,6 +35,7 @@ use crate::checkpoint::{Checkpoint, SignedCheckpoint, origin_for};
 use crate::entry::{self, ActionKind, ActorKind, Entry, Header, Outcome, Tokens};
 use crate::merkle::{self, CompactRange, Hash};
 use crate::reader::AuditReader;
+use crate::stream::Hub;
 use crate::{Error, Result, unix_ms};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use rxvault_crypto::Keyring;
@@ -283,6 +289,9 @@ pub struct AuditLog {
     sender: Option<Sender<Msg>>,
     committer: Option<JoinHandle<()>>,
     reader: AuditReader,
+    /// The committed end, published by the writer after each commit, and
+    /// the live stream's subscriptions it wakes ([`crate::stream`]).
+    hub: Arc<Hub>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -374,12 +383,14 @@ impl AuditLog {
             epoch: AtomicU64::new(0),
             base: Mutex::new((0, base.clone())),
         });
+        let hub = Arc::new(Hub::new(size));
         let writer = Writer {
             store,
             ctx: ctx.clone(),
             base: base.clone(),
             epoch: 0,
             shared: shared.clone(),
+            hub: hub.clone(),
         };
         let builder = Builder {
             ctx,
@@ -398,7 +409,12 @@ impl AuditLog {
             sender: Some(sender),
             committer: Some(handle),
             reader,
+            hub,
         })
+    }
+
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.hub
     }
 
     /// Read access (entries, proofs, queries).
@@ -778,6 +794,8 @@ struct Writer {
     base: Base,
     epoch: u64,
     shared: Arc<Shared>,
+    /// Told the committed end after every commit (the live stream).
+    hub: Arc<Hub>,
 }
 
 impl Writer {
@@ -869,6 +887,9 @@ impl Writer {
         signed: Option<SignedCheckpoint>,
     ) {
         let size = self.base.size;
+        // The stream first: consumers read the entries from the store
+        // themselves, so this costs the writer an atomic and a few rings.
+        self.hub.publish(size);
         for ((_, completer), mut r) in appends.into_iter().zip(receipts) {
             r.tree_size = size;
             completer.complete(Ok(r));

@@ -23,8 +23,25 @@
 //! audit_nodes       (level, idx) PK, hash             complete-subtree hashes
 //! audit_checkpoints (size PK, time_ms, root, note)    signed checkpoints
 //! audit_deks        (dek PK, first_idx)               data keys entry bodies use
+//! audit_consumers   (name PK, next_idx)               stream consumers' positions
 //! audit_meta        (key PK, value)                   schema version
 //! ```
+//!
+//! # Stream consumers' positions
+//! `audit_consumers` (schema v3) holds, per named consumer of the live
+//! audit stream (`rxvault_audit::stream`), the index of the first entry it
+//! has not acknowledged. It is not evidence and not part of the log: no
+//! hash covers it. Positions only move forward through
+//! [`AuditStore::advance_consumer`] (an acknowledgement repeated or
+//! arriving late changes nothing); [`AuditStore::set_consumer`] moves one
+//! anywhere (a replay) or removes it. On SQLite a position is written on
+//! its own connection with `synchronous=NORMAL`, between two of this
+//! process's commits: it holds the write lock for a WAL append, never for
+//! an fsync, so consumers acknowledging do not stall group commits; a
+//! power loss may lose the newest positions (the entries are then
+//! delivered again, never skipped), a crashed process loses nothing. On
+//! PostgreSQL a position is committed with `synchronous_commit` off, for
+//! the same reason and with the same consequence for a server crash.
 //!
 //! # The lookup index
 //! PostgreSQL: `audit_postings ((key, first_idx) PK, min/max time, idxs)`,
@@ -66,8 +83,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// The audit schema version this build writes. v2: SQLite writes the
-/// lookup index in runs (PostgreSQL: unchanged).
-pub const AUDIT_SCHEMA_VERSION: u32 = 2;
+/// lookup index in runs (PostgreSQL: unchanged). v3: `audit_consumers`
+/// (both backends).
+pub const AUDIT_SCHEMA_VERSION: u32 = 3;
+
+/// The longest stream consumer name.
+pub const CONSUMER_NAME_MAX: usize = 64;
 
 /// SQLite: how many entries' keys wait in `audit_pending` before they are
 /// written as one run of postings.
@@ -291,6 +312,39 @@ pub trait AuditStore: Send + Sync + std::fmt::Debug {
     /// (`audit verify`) that read entries, nodes and checkpoints in many
     /// queries and must not mistake a concurrent append for tampering.
     fn snapshot(&self) -> Result<Box<dyn AuditStore>>;
+    /// The stored position of stream consumer `name` (the index of the
+    /// first entry it has not acknowledged), if it has one.
+    fn consumer_position(&self, name: &str) -> Result<Option<u64>>;
+
+    /// Moves consumer `name`'s position forward to `next_index` (creating
+    /// it there if it has none); a position already at or past it is kept.
+    /// Returns the stored position.
+    fn advance_consumer(&self, name: &str, next_index: u64) -> Result<u64>;
+
+    /// Sets consumer `name`'s position to `next_index`, backwards too, or
+    /// with `None` removes the consumer.
+    fn set_consumer(&self, name: &str, next_index: Option<u64>) -> Result<()>;
+
+    /// Every consumer and its position, by name.
+    fn consumers(&self) -> Result<Vec<(String, u64)>>;
+}
+
+/// Checks a consumer name: 1 to [`CONSUMER_NAME_MAX`] characters of
+/// `A-Z a-z 0-9 . _ -` (names are stored in clear: they name programs,
+/// never people).
+pub fn check_consumer_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= CONSUMER_NAME_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "audit stream consumer names are 1 to {CONSUMER_NAME_MAX} characters of A-Z a-z 0-9 . _ -"
+        )))
+    }
 }
 
 const MIGRATION_1: &[&str] = &[
@@ -329,10 +383,15 @@ const SQLITE_MIGRATION_2: &[&str] = &[
     "DROP TABLE audit_postings_v1",
 ];
 
+/// v3 (both backends): stream consumers' positions.
+const MIGRATION_3: &[&str] =
+    &["CREATE TABLE audit_consumers (name TEXT PRIMARY KEY, next_idx BIGINT NOT NULL)"];
+
 fn migration(backend: Backend, version: u32) -> &'static [&'static str] {
     match (backend, version) {
         (_, 1) => MIGRATION_1,
         (Backend::Sqlite, 2) => SQLITE_MIGRATION_2,
+        (_, 3) => MIGRATION_3,
         // PostgreSQL v2: no change (its index stays one row per key per
         // commit).
         _ => &[],
@@ -363,6 +422,11 @@ struct AuditSql {
     latest_checkpoint: String,
     deks: String,
     meta_get: String,
+    consumer_get: String,
+    consumer_advance: String,
+    consumer_set: String,
+    consumer_delete: String,
+    consumers: String,
 }
 
 impl AuditSql {
@@ -404,6 +468,21 @@ impl AuditSql {
                     .into(),
             deks: "SELECT dek FROM audit_deks ORDER BY dek".into(),
             meta_get: dialect("SELECT value FROM audit_meta WHERE key = ?"),
+            consumer_get: dialect("SELECT next_idx FROM audit_consumers WHERE name = ?"),
+            // Forward only, in one statement: acknowledgements from two
+            // threads (or a late one) cannot move a position back.
+            consumer_advance: dialect(
+                "INSERT INTO audit_consumers (name, next_idx) VALUES (?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET next_idx = CASE \
+                 WHEN excluded.next_idx > audit_consumers.next_idx THEN excluded.next_idx \
+                 ELSE audit_consumers.next_idx END RETURNING next_idx",
+            ),
+            consumer_set: dialect(
+                "INSERT INTO audit_consumers (name, next_idx) VALUES (?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET next_idx = excluded.next_idx",
+            ),
+            consumer_delete: dialect("DELETE FROM audit_consumers WHERE name = ?"),
+            consumers: "SELECT name, next_idx FROM audit_consumers ORDER BY name".into(),
         }
     }
 }
@@ -641,6 +720,10 @@ pub struct SqliteAuditStore {
     /// A snapshot's one connection, inside its read transaction: every
     /// read goes to it.
     pinned: Option<Mutex<Connection>>,
+    /// Writes consumers' positions (opened on first use), with
+    /// `synchronous=NORMAL`: an acknowledgement never holds the database's
+    /// write lock through an fsync (see the module docs).
+    positions: Mutex<Option<Connection>>,
     sql: AuditSql,
 }
 
@@ -699,6 +782,7 @@ impl SqliteAuditStore {
             writer: Some(Mutex::new(conn)),
             readers: Pool::new(pool::SQLITE_IDLE),
             pinned: None,
+            positions: Mutex::new(None),
             sql: AuditSql::new(|s| s.to_string()),
         })
     }
@@ -800,6 +884,30 @@ impl SqliteAuditStore {
                 .map_err(sqlite_err)?;
         }
         Ok(())
+    }
+
+    /// Runs `f` on the positions connection, between two of this
+    /// process's commits (holding the writer's mutex, so that it never
+    /// waits on its own writer through SQLite's sleeping busy handler,
+    /// whose sleeps grow to 100 ms); other processes' commits are waited
+    /// for in steps of 250 µs.
+    fn write_position<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let _writer = self.writer()?;
+        let mut guard = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            let mut conn = Self::connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+            conn.execute_batch("PRAGMA synchronous = NORMAL;")
+                .map_err(sqlite_err)?;
+            // About 10 s in all, like the other connections' timeout.
+            conn.busy_handler(Some(|tries: i32| {
+                std::thread::sleep(std::time::Duration::from_micros(250));
+                tries < 40_000
+            }))
+            .map_err(sqlite_err)?;
+            *guard = Some(conn);
+        }
+        let conn = guard.as_ref().expect("opened above");
+        f(conn).map_err(sqlite_err)
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
@@ -1282,8 +1390,60 @@ impl AuditStore for SqliteAuditStore {
             writer: None,
             readers: Pool::new(0),
             pinned: Some(Mutex::new(conn)),
+            positions: Mutex::new(None),
             sql: AuditSql::new(|s| s.to_string()),
         }))
+    }
+
+    fn consumer_position(&self, name: &str) -> Result<Option<u64>> {
+        check_consumer_name(name)?;
+        let v: Option<i64> = self.read(|c| {
+            c.prepare_cached(&self.sql.consumer_get)?
+                .query_row(params![name], |r| r.get(0))
+                .optional()
+        })?;
+        v.map(|v| to_u64(v, "consumer position")).transpose()
+    }
+
+    fn advance_consumer(&self, name: &str, next_index: u64) -> Result<u64> {
+        check_consumer_name(name)?;
+        let next = to_i64(next_index)?;
+        let v: i64 = self.write_position(|c| {
+            c.prepare_cached(&self.sql.consumer_advance)?
+                .query_row(params![name, next], |r| r.get(0))
+        })?;
+        to_u64(v, "consumer position")
+    }
+
+    fn set_consumer(&self, name: &str, next_index: Option<u64>) -> Result<()> {
+        check_consumer_name(name)?;
+        match next_index {
+            Some(n) => {
+                let n = to_i64(n)?;
+                self.write_position(|c| {
+                    c.prepare_cached(&self.sql.consumer_set)?
+                        .execute(params![name, n])
+                })?;
+            }
+            None => {
+                self.write_position(|c| {
+                    c.prepare_cached(&self.sql.consumer_delete)?
+                        .execute(params![name])
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn consumers(&self) -> Result<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> = self.read(|c| {
+            c.prepare_cached(&self.sql.consumers)?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })?;
+        rows.into_iter()
+            .map(|(n, v)| Ok((n, to_u64(v, "consumer position")?)))
+            .collect()
     }
 }
 
@@ -1499,6 +1659,25 @@ impl PgAuditStore {
             }
             tx.commit().map_err(pg_err)?;
             Ok((true, first, size))
+        })
+    }
+
+    /// A consumer position write: its own transaction with
+    /// `synchronous_commit` off (a crash of the server may lose the newest
+    /// positions, so entries come again; the log's commits are unaffected).
+    fn write_position(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>> {
+        self.with(|c| {
+            let s = c.statement(sql)?;
+            let mut tx = c.client.transaction().map_err(pg_err)?;
+            tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
+                .map_err(pg_err)?;
+            let rows = tx.query(&s, params).map_err(pg_err)?;
+            tx.commit().map_err(pg_err)?;
+            Ok(rows)
         })
     }
 
@@ -1725,5 +1904,39 @@ impl AuditStore for PgAuditStore {
             pinned: Some(Mutex::new(conn)),
             sql: AuditSql::new(crate::sql::numbered),
         }))
+    }
+
+    fn consumer_position(&self, name: &str) -> Result<Option<u64>> {
+        check_consumer_name(name)?;
+        self.query(&self.sql.consumer_get, &[&name])?
+            .first()
+            .map(|r| to_u64(r.get(0), "consumer position"))
+            .transpose()
+    }
+
+    fn advance_consumer(&self, name: &str, next_index: u64) -> Result<u64> {
+        check_consumer_name(name)?;
+        let next = to_i64(next_index)?;
+        let rows = self.write_position(&self.sql.consumer_advance, &[&name, &next])?;
+        let row = rows
+            .first()
+            .ok_or_else(|| Error::Corrupt("audit consumer position not returned".into()))?;
+        to_u64(row.get(0), "consumer position")
+    }
+
+    fn set_consumer(&self, name: &str, next_index: Option<u64>) -> Result<()> {
+        check_consumer_name(name)?;
+        match next_index {
+            Some(n) => self.write_position(&self.sql.consumer_set, &[&name, &to_i64(n)?])?,
+            None => self.write_position(&self.sql.consumer_delete, &[&name])?,
+        };
+        Ok(())
+    }
+
+    fn consumers(&self) -> Result<Vec<(String, u64)>> {
+        self.query(&self.sql.consumers, &[])?
+            .iter()
+            .map(|r| Ok((r.get(0), to_u64(r.get(1), "consumer position")?)))
+            .collect()
     }
 }

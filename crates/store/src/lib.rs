@@ -72,6 +72,10 @@ pub enum Error {
     /// A write through a read-only snapshot.
     #[error("this is a read-only snapshot of the store")]
     ReadOnly,
+    /// An argument the store refuses (what is wrong with it; never the
+    /// value if it could be an identifier).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A PostgreSQL error with what its `Display` leaves out: the server's

@@ -571,3 +571,153 @@ fn export_ids_are_lookup_keys_like_the_others() {
         assert!(find(vec![AuditKey::Export([3; 16])]).is_empty());
     });
 }
+
+#[test]
+fn consumer_positions_move_forward_only_and_persist() {
+    each_backend(|s, reopen| {
+        let r = s.append(&AuditBatch {
+            entries: (0..3).map(|i| entry(i, i as i64, vec![user(1)])).collect(),
+            ..Default::default()
+        });
+        assert_eq!(r.unwrap(), Appended::Committed);
+        assert_eq!(s.consumer_position("detector").unwrap(), None);
+        assert!(s.consumers().unwrap().is_empty());
+        assert_eq!(s.advance_consumer("detector", 5).unwrap(), 5);
+        // A repeated or late acknowledgement never moves it back.
+        assert_eq!(s.advance_consumer("detector", 5).unwrap(), 5);
+        assert_eq!(s.advance_consumer("detector", 3).unwrap(), 5);
+        assert_eq!(s.advance_consumer("detector", 9).unwrap(), 9);
+        assert_eq!(s.advance_consumer("siem.export-1", 0).unwrap(), 0);
+        assert_eq!(s.consumer_position("detector").unwrap(), Some(9));
+        // A replay moves it anywhere.
+        s.set_consumer("detector", Some(2)).unwrap();
+        assert_eq!(s.consumer_position("detector").unwrap(), Some(2));
+        s.set_consumer("new_one", Some(7)).unwrap();
+        assert_eq!(
+            s.consumers().unwrap(),
+            vec![
+                ("detector".to_string(), 2),
+                ("new_one".to_string(), 7),
+                ("siem.export-1".to_string(), 0)
+            ]
+        );
+        s.set_consumer("new_one", None).unwrap();
+        assert_eq!(s.consumer_position("new_one").unwrap(), None);
+        // Positions are not the log.
+        assert_eq!(s.size().unwrap(), 3);
+        let again = reopen().unwrap();
+        assert_eq!(again.consumer_position("detector").unwrap(), Some(2));
+        assert_eq!(again.consumers().unwrap().len(), 2);
+        for bad in [
+            "",
+            "a b",
+            "dé",
+            "x'; DROP TABLE audit_entries; --",
+            &"n".repeat(65),
+        ] {
+            assert!(
+                matches!(s.consumer_position(bad), Err(Error::Invalid(_))),
+                "{bad:?}"
+            );
+            assert!(matches!(s.advance_consumer(bad, 1), Err(Error::Invalid(_))));
+            assert!(matches!(
+                s.set_consumer(bad, Some(1)),
+                Err(Error::Invalid(_))
+            ));
+        }
+        assert_eq!(s.advance_consumer(&"n".repeat(64), 1).unwrap(), 1);
+    });
+}
+
+#[test]
+fn concurrent_acknowledgements_keep_the_highest() {
+    each_backend(|s, _| {
+        std::thread::scope(|scope| {
+            for t in 0..4u64 {
+                scope.spawn(move || {
+                    for k in 0..50u64 {
+                        // Interleaved: thread t acknowledges t, t+4, ...
+                        let stored = s.advance_consumer("racer", k * 4 + t).unwrap();
+                        assert!(stored >= k * 4 + t);
+                    }
+                });
+            }
+        });
+        assert_eq!(s.consumer_position("racer").unwrap(), Some(199));
+    });
+}
+
+#[test]
+fn acknowledgements_beside_appends_lose_nothing() {
+    each_backend(|s, _| {
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for i in 0..200u64 {
+                    let r = s
+                        .append(&AuditBatch {
+                            entries: vec![entry(i, i as i64, vec![user(1)])],
+                            ..Default::default()
+                        })
+                        .unwrap();
+                    assert_eq!(r, Appended::Committed);
+                }
+            });
+            scope.spawn(|| {
+                for k in 1..=200u64 {
+                    s.advance_consumer("beside", k).unwrap();
+                }
+            });
+        });
+        assert_eq!(s.size().unwrap(), 200);
+        assert_eq!(s.consumer_position("beside").unwrap(), Some(200));
+    });
+}
+
+#[test]
+fn a_version_2_log_gains_consumer_positions() {
+    // Schema v2 as the previous build wrote it: everything but
+    // audit_consumers.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    {
+        let s = SqliteAuditStore::open(&path, true).unwrap();
+        let r = s.append(&AuditBatch {
+            entries: (0..2).map(|i| entry(i, i as i64, vec![user(1)])).collect(),
+            ..Default::default()
+        });
+        assert_eq!(r.unwrap(), Appended::Committed);
+    }
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(
+        "DROP TABLE audit_consumers;
+         UPDATE audit_meta SET value = '2' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(c);
+    let s = SqliteAuditStore::open(&path, false).unwrap();
+    assert_eq!(s.schema_version().unwrap(), AUDIT_SCHEMA_VERSION);
+    assert_eq!(s.size().unwrap(), 2);
+    assert_eq!(s.advance_consumer("detector", 2).unwrap(), 2);
+    drop(s);
+
+    if let Some(schema) = Schema::new("auditv2") {
+        let s = PgAuditStore::open(&schema.url, &schema.name).unwrap();
+        let r = s.append(&AuditBatch {
+            entries: (0..2).map(|i| entry(i, i as i64, vec![user(1)])).collect(),
+            ..Default::default()
+        });
+        assert_eq!(r.unwrap(), Appended::Committed);
+        drop(s);
+        let mut c = postgres::Client::connect(&schema.url, postgres::NoTls).unwrap();
+        c.batch_execute(&format!(
+            "DROP TABLE \"{0}\".audit_consumers;
+             UPDATE \"{0}\".audit_meta SET value = '2' WHERE key = 'schema_version'",
+            schema.name
+        ))
+        .unwrap();
+        let s = PgAuditStore::open(&schema.url, &schema.name).unwrap();
+        assert_eq!(s.schema_version().unwrap(), AUDIT_SCHEMA_VERSION);
+        assert_eq!(s.size().unwrap(), 2);
+        assert_eq!(s.advance_consumer("detector", 2).unwrap(), 2);
+    }
+}

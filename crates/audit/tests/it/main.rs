@@ -5,4 +5,5 @@ mod export;
 mod kat;
 mod log;
 mod properties;
+mod stream;
 mod tamper;
