@@ -857,7 +857,7 @@ fn bench_dir(dir: Option<&Path>) -> Result<tempfile::TempDir> {
 
 fn bench_stream(a: &BenchStreamArgs) -> Result<ExitCode> {
     let tmp = bench_dir(a.dir.as_deref())?;
-    println!(
+    outln!(
         "rxvault audit bench-stream: {} cores, SQLite in {}{}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         tmp.path().display(),
@@ -890,7 +890,7 @@ fn bench_stream(a: &BenchStreamArgs) -> Result<ExitCode> {
             paced_entries: a.paced_entries,
             child_command,
         },
-        &mut |line| println!("{line}"),
+        &mut |line| outln!("{line}"),
     )?;
     Ok(ExitCode::SUCCESS)
 }

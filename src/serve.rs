@@ -85,19 +85,6 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             server.local_addr,
             rxvault_server::tls::cert_path(&vault).display()
         );
-        // Expired sessions and ceremonies are purged hourly.
-        let purge = auth.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-            loop {
-                tick.tick().await;
-                let auth = purge.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    auth.purge(std::time::Duration::from_secs(7 * 86400))
-                })
-                .await;
-            }
-        });
         let shutdown = async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -107,7 +94,11 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
                 _ = term.recv() => {}
             }
         };
-        server.run(shutdown).await?;
+        // Everything long-running, wired in one place: the jobs every
+        // server runs (and, as they come, detection, backups, agents).
+        rxvault_server::services::Services::standard(auth.clone())
+            .run(vault.clone(), server, shutdown)
+            .await?;
         // Cover everything served with a signed checkpoint before exiting
         // (store work: on the blocking pool).
         let v = vault.clone();

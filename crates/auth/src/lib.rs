@@ -36,7 +36,13 @@
 //! # fn example(vault: std::sync::Arc<rxvault_vault::Vault>) -> Result<(), Box<dyn std::error::Error>> {
 //! use rxvault_auth::{Action, Auth, AuthConfig, Login};
 //! use rxvault_crypto::Password;
-//! let auth = Auth::new(vault.clone(), vault.auth_store()?, vault.clock().clone(), AuthConfig::default())?;
+//! let auth = Auth::new(
+//!     vault.clone(),           // its keys
+//!     vault.auth_store()?,     // its identity store
+//!     vault.clone(),           // its audit log
+//!     vault.clock().clone(),
+//!     AuthConfig::default(),
+//! )?;
 //! let source = "192.0.2.10".parse()?;
 //! let Login::SecondFactor(pending) =
 //!     auth.login_password("pat", &Password::new("correct horse battery".into()), source, None)?

@@ -9,6 +9,8 @@
 //! - [`api`]: JSON handlers; [`oversight`]: the privacy officer's (audit
 //!   queries, break-glass review); [`fhir`]: FHIR handlers;
 //!   [`fhir_format`]: Bundles, OperationOutcomes, the CapabilityStatement.
+//! - [`services`]: the composition root: the server, scheduled jobs and
+//!   audit-stream consumers, started and stopped together.
 //! - [`state`]: shared state, the blocking pool, the [`state::Caller`]
 //!   extractor (authentication).
 //! - [`error`]: how failures map to status codes (no user enumeration).
@@ -29,6 +31,7 @@ pub mod fhir_format;
 pub mod http;
 pub mod oversight;
 pub mod routes;
+pub mod services;
 pub mod state;
 pub mod tls;
 
