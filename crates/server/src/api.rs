@@ -394,30 +394,38 @@ pub async fn step_up(
     caller: Caller,
     Json(body): Json<StepUpRequest>,
 ) -> ApiResult {
-    blocking(
-        move || match state.auth.step_up_totp(&caller.principal, &body.code) {
-            Ok(_) => {
-                state
-                    .vault
-                    .record(caller.requester().entry(AuditAction::MfaSuccess {
-                        method: "totp-step-up".into(),
-                    }))?;
-                Ok(StatusCode::NO_CONTENT.into_response())
-            }
-            Err(e) => {
-                state.vault.record(
-                    caller
-                        .requester()
-                        .entry(AuditAction::MfaFailure {
-                            method: "totp-step-up".into(),
-                        })
-                        .outcome(Outcome::Denied),
-                )?;
-                Err(e.into())
-            }
-        },
-    )
+    blocking(move || {
+        let result = state.auth.step_up_totp(&caller.principal, &body.code);
+        step_up_answer(&state, &caller, "totp-step-up", result)
+    })
     .await
+}
+
+/// A step-up's answer, audited: a second factor accepted or refused.
+fn step_up_answer<T>(
+    state: &AppState,
+    caller: &Caller,
+    method: &str,
+    result: rxvault_auth::Result<T>,
+) -> ApiResult {
+    let method = method.to_string();
+    match result {
+        Ok(_) => {
+            state
+                .vault
+                .record(caller.requester().entry(AuditAction::MfaSuccess { method }))?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Err(e) => {
+            state.vault.record(
+                caller
+                    .requester()
+                    .entry(AuditAction::MfaFailure { method })
+                    .outcome(Outcome::Denied),
+            )?;
+            Err(e.into())
+        }
+    }
 }
 
 /// `POST /api/v1/sessions/step-up/passkey/challenge`: WebAuthn request
@@ -445,30 +453,10 @@ pub async fn step_up_passkey(
         let credential: rxvault_auth::passkey::PublicKeyCredential =
             serde_json::from_value(body.credential)
                 .map_err(|_| ApiError::bad_request("credential: not a WebAuthn assertion"))?;
-        match state
+        let result = state
             .auth
-            .finish_passkey_step_up(&caller.principal, &credential)
-        {
-            Ok(_) => {
-                state
-                    .vault
-                    .record(caller.requester().entry(AuditAction::MfaSuccess {
-                        method: "webauthn-step-up".into(),
-                    }))?;
-                Ok(StatusCode::NO_CONTENT.into_response())
-            }
-            Err(e) => {
-                state.vault.record(
-                    caller
-                        .requester()
-                        .entry(AuditAction::MfaFailure {
-                            method: "webauthn-step-up".into(),
-                        })
-                        .outcome(Outcome::Denied),
-                )?;
-                Err(e.into())
-            }
-        }
+            .finish_passkey_step_up(&caller.principal, &credential);
+        step_up_answer(&state, &caller, "webauthn-step-up", result)
     })
     .await
 }
