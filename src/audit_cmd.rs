@@ -547,11 +547,11 @@ fn row(e: &LoggedEntry) -> String {
 
 /// Reading the audit log is itself audited (DICOM 110101 "Audit Log Used").
 fn record_use(vault: &Vault, what: &str) -> Result<()> {
-    vault.record(
-        rxvault_vault::access::Requester::local().entry(rxvault_audit::Action::Other(format!(
-            "audit-log-used: {what}"
-        ))),
-    )?;
+    vault.record(rxvault_vault::access::Requester::local().entry(
+        rxvault_audit::Action::AuditLogUsed {
+            purpose: what.to_string(),
+        },
+    ))?;
     Ok(())
 }
 

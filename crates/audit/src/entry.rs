@@ -421,6 +421,23 @@ pub enum Action {
         /// What it says (no PHI).
         detail: String,
     },
+    /// An action the permission table refused before anything was read
+    /// (the attempted act by its permission name, e.g. `allergies.read`).
+    AccessDenied {
+        /// The permission-table action refused.
+        action: String,
+    },
+    /// The audit log itself used (DICOM 110101 "Audit Log Used"): a query,
+    /// an export of it, the break-glass review list.
+    AuditLogUsed {
+        /// What (`query`, `export`, `break-glass-review-list`, ...).
+        purpose: String,
+    },
+    /// A break-glass grant marked reviewed by the privacy officer.
+    BreakGlassReviewed {
+        /// The grant.
+        grant: String,
+    },
     /// Anything else.
     Other(String),
 }
@@ -467,13 +484,19 @@ pub enum ActionKind {
     Backup,
     /// [`Action::Alert`].
     Alert,
+    /// [`Action::AccessDenied`].
+    AccessDenied,
+    /// [`Action::AuditLogUsed`].
+    AuditLogUsed,
+    /// [`Action::BreakGlassReviewed`].
+    BreakGlassReviewed,
     /// [`Action::Other`].
     Other,
 }
 
 impl ActionKind {
     /// Every kind.
-    pub const ALL: [ActionKind; 20] = [
+    pub const ALL: [ActionKind; 23] = [
         ActionKind::AuthSuccess,
         ActionKind::AuthFailure,
         ActionKind::MfaSuccess,
@@ -493,6 +516,9 @@ impl ActionKind {
         ActionKind::KeyAdmin,
         ActionKind::Backup,
         ActionKind::Alert,
+        ActionKind::AccessDenied,
+        ActionKind::AuditLogUsed,
+        ActionKind::BreakGlassReviewed,
         ActionKind::Other,
     ];
 
@@ -518,6 +544,9 @@ impl ActionKind {
             ActionKind::KeyAdmin => 22,
             ActionKind::Backup => 30,
             ActionKind::Alert => 31,
+            ActionKind::AccessDenied => 18,
+            ActionKind::AuditLogUsed => 40,
+            ActionKind::BreakGlassReviewed => 41,
             ActionKind::Other => 99,
         }
     }
@@ -549,6 +578,9 @@ impl ActionKind {
             ActionKind::KeyAdmin => "key-admin",
             ActionKind::Backup => "backup",
             ActionKind::Alert => "alert",
+            ActionKind::AccessDenied => "access-denied",
+            ActionKind::AuditLogUsed => "audit-log-used",
+            ActionKind::BreakGlassReviewed => "break-glass-reviewed",
             ActionKind::Other => "other",
         }
     }
@@ -588,6 +620,9 @@ impl Action {
             Action::KeyAdmin { .. } => ActionKind::KeyAdmin,
             Action::Backup { .. } => ActionKind::Backup,
             Action::Alert { .. } => ActionKind::Alert,
+            Action::AccessDenied { .. } => ActionKind::AccessDenied,
+            Action::AuditLogUsed { .. } => ActionKind::AuditLogUsed,
+            Action::BreakGlassReviewed { .. } => ActionKind::BreakGlassReviewed,
             Action::Other(_) => ActionKind::Other,
         }
     }

@@ -81,11 +81,11 @@ pub async fn audit(
         limit: q.limit.unwrap_or(1000).min(10_000),
     };
     blocking(move || {
-        state.vault.record(
-            caller
-                .requester()
-                .entry(AuditAction::Other("audit-log-used: query".into())),
-        )?;
+        state
+            .vault
+            .record(caller.requester().entry(AuditAction::AuditLogUsed {
+                purpose: "query".into(),
+            }))?;
         let log = state.vault.audit()?;
         let entries = log
             .reader()
@@ -118,7 +118,9 @@ pub async fn grants(
     blocking(move || {
         state
             .vault
-            .record(caller.requester().entry(AuditAction::Other("audit-log-used: break-glass review list".into())))?;
+            .record(caller.requester().entry(AuditAction::AuditLogUsed {
+                purpose: "break-glass-review-list".into(),
+            }))?;
         let grants = state.auth.break_glass_grants(&caller.principal, q.unreviewed.unwrap_or(true))?;
         let list: Vec<Value> = grants
             .iter()
@@ -148,7 +150,7 @@ pub async fn review(
         state.vault.record(
             caller
                 .requester()
-                .entry(AuditAction::Other(format!("break-glass reviewed: {id}"))),
+                .entry(AuditAction::BreakGlassReviewed { grant: id.clone() }),
         )?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })

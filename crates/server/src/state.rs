@@ -215,7 +215,9 @@ impl Caller {
     /// The audit entry of a refused `action`.
     pub fn denial(&self, action: Action) -> rxvault_audit::Entry {
         self.requester()
-            .entry(rxvault_audit::Action::Other(format!("denied {action}")))
+            .entry(rxvault_audit::Action::AccessDenied {
+                action: action.to_string(),
+            })
             .outcome(rxvault_audit::Outcome::Denied)
     }
 

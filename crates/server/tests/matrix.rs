@@ -626,6 +626,30 @@ async fn reads_under_break_glass_are_marked_in_the_audit_and_its_exports(backend
     let denial = h.last_entries(1).remove(0);
     assert_eq!(denial.entry.outcome, rxvault_audit::Outcome::Denied);
     assert_eq!(denial.entry.break_glass, None);
+    // A typed refusal naming the permission (issue 8, item 2: was free text).
+    assert!(
+        matches!(&denial.entry.action, rxvault_audit::Action::AccessDenied { action } if action == "allergy.read"),
+        "{:?}",
+        denial.entry.action
+    );
+
+    // A reason too short is refused, and audited as refused (issue 8,
+    // item 2: it was recorded as a successful break-glass).
+    let (status, _) = send(
+        &h,
+        Method::POST,
+        "/api/v1/break-glass",
+        Some(&token),
+        &Some(json!({"reason": "x"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let refused = h.last_entries(1).remove(0);
+    assert!(matches!(
+        refused.entry.action,
+        rxvault_audit::Action::BreakGlass { .. }
+    ));
+    assert_eq!(refused.entry.outcome, rxvault_audit::Outcome::Denied);
 
     let (status, grant) = send(
         &h,

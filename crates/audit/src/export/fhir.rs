@@ -12,6 +12,8 @@
 //! | anything done under a break-glass grant | as its action | as its action; `purposeOfEvent` `ETREAT`, the text naming the grant | as its action |
 //! | user / role / key administration | 110113 Security Alert | DICOM 110137 / 110136 / 110129 | E |
 //! | alert | 110113 Security Alert | (rxvault code) | E |
+//! | access denied, break-glass reviewed | 110113 Security Alert | (rxvault code) | E |
+//! | audit log used | 110101 Audit Log Used | | E |
 //! | backup, other | 110100 Application Activity | (rxvault code) | E |
 //!
 //! `outcome` is `0` (success), `4` (denied: minor failure) or `8` (error:
@@ -125,6 +127,17 @@ pub fn audit_event(e: &LoggedEntry, ctx: &FhirContext) -> Value {
         Action::Backup { .. } => (
             coding(DCM, "110100", "Application Activity"),
             Some(rx("backup")),
+            "E",
+        ),
+        Action::AccessDenied { .. } => (
+            coding(DCM, "110113", "Security Alert"),
+            Some(rx("access-denied")),
+            "E",
+        ),
+        Action::AuditLogUsed { .. } => (coding(DCM, "110101", "Audit Log Used"), None, "E"),
+        Action::BreakGlassReviewed { .. } => (
+            coding(DCM, "110113", "Security Alert"),
+            Some(rx("break-glass-reviewed")),
             "E",
         ),
         Action::Other(_) => (
@@ -314,6 +327,9 @@ pub fn audit_event(e: &LoggedEntry, ctx: &FhirContext) -> Value {
         Action::Alert { kind, detail: text } => {
             event_detail = Some(vec![("alert", kind.clone()), ("detail", text.clone())]);
         }
+        Action::AccessDenied { action } => event_detail = Some(vec![("action", action.clone())]),
+        Action::AuditLogUsed { purpose } => event_detail = Some(vec![("purpose", purpose.clone())]),
+        Action::BreakGlassReviewed { grant } => event_detail = Some(vec![("grant", grant.clone())]),
         Action::Other(text) => event_detail = Some(vec![("description", text.clone())]),
         Action::Logout => {}
     }

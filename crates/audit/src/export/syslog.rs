@@ -266,6 +266,9 @@ pub fn format(e: &LoggedEntry, config: &SyslogConfig) -> String {
             params.push(("alert", kind.clone()));
             params.push(("detail", detail.clone()));
         }
+        Action::AccessDenied { action } => params.push(("action", action.clone())),
+        Action::AuditLogUsed { purpose } => params.push(("purpose", purpose.clone())),
+        Action::BreakGlassReviewed { grant } => params.push(("grant", grant.clone())),
         Action::Other(text) => params.push(("detail", text.clone())),
         Action::Logout => {}
     }
