@@ -198,17 +198,22 @@ impl Principal {
         self.break_glass.as_ref()
     }
 
-    /// An audit entry for `action` by this principal: the person or the
-    /// service account and key, their session, source address, host, and
-    /// the break-glass grant in force, if any.
-    pub fn audit_entry(&self, action: rxvault_audit::Action) -> rxvault_audit::Entry {
-        let actor = match &self.actor {
+    /// This principal as the audit log names it: the person, or the
+    /// service account and its key (`name/key-id`).
+    pub fn audit_actor(&self) -> rxvault_audit::Actor {
+        match &self.actor {
             Actor::User { username, .. } => rxvault_audit::Actor::user(username.clone()),
             Actor::Service { name, key_id, .. } => {
                 rxvault_audit::Actor::service(format!("{name}/{key_id}"))
             }
-        };
-        let mut e = rxvault_audit::Entry::new(actor, action).source(self.source);
+        }
+    }
+
+    /// An audit entry for `action` by this principal: the person or the
+    /// service account and key, their session, source address, host, and
+    /// the break-glass grant in force, if any.
+    pub fn audit_entry(&self, action: rxvault_audit::Action) -> rxvault_audit::Entry {
+        let mut e = rxvault_audit::Entry::new(self.audit_actor(), action).source(self.source);
         if let Some(s) = &self.session {
             e = e.session(s.as_str().to_string());
         }

@@ -234,14 +234,8 @@ impl Caller {
 
 /// The audit log's view of a principal.
 pub fn requester(p: &Principal) -> Requester {
-    let actor = match p.actor() {
-        rxvault_auth::Actor::User { username, .. } => rxvault_audit::Actor::user(username.clone()),
-        rxvault_auth::Actor::Service { name, key_id, .. } => {
-            rxvault_audit::Actor::service(format!("{name}/{key_id}"))
-        }
-    };
     Requester {
-        actor,
+        actor: p.audit_actor(),
         session: p.session_id().map(|s| s.as_str().to_string()),
         source: Some(p.source()),
         host: p.host().map(|h| h.as_str().to_string()),

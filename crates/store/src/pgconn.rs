@@ -184,28 +184,10 @@ pub(crate) fn split_tls_params(url: &str) -> Result<(String, TlsParams)> {
 }
 
 fn percent_decode(s: &str) -> Result<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = s
-                    .get(i + 1..i + 3)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| {
-                        config_error("a bad %-escape in the connection string".into())
-                    })?;
-                out.push(hex);
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| config_error("the connection string is not UTF-8".into()))
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|v| v.into_owned())
+        .map_err(|_| config_error("the connection string is not UTF-8".into()))
 }
 
 /// The rustls configuration: roots from `root_cert` (a PEM file, or

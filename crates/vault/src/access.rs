@@ -155,7 +155,7 @@ impl Vault {
                 dir: self.config.dir.clone(),
             },
             crate::StoreConfig::Postgres { url, schema } => StoreLocation::Postgres {
-                url: std::env::var("RXVAULT_PG_URL").unwrap_or_else(|_| url.clone()),
+                url: crate::config::pg_url(url),
                 schema: schema.clone(),
             },
         };

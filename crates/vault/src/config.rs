@@ -36,6 +36,12 @@ pub enum StoreConfig {
     },
 }
 
+/// The PostgreSQL URL to connect with: `RXVAULT_PG_URL` if set (so a
+/// password need not be written in `rxvault.toml`), else the recorded one.
+pub(crate) fn pg_url(recorded: &str) -> String {
+    std::env::var("RXVAULT_PG_URL").unwrap_or_else(|_| recorded.to_string())
+}
+
 /// How the KEK is obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

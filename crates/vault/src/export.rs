@@ -382,6 +382,8 @@ impl Vault {
         ]);
         let mut out = Shipments::default();
         let mut patients = std::collections::BTreeSet::new();
+        let mut own_address: std::collections::HashMap<Rid, Option<ShipTo>> =
+            std::collections::HashMap::new();
         for record in self.lookup_records(IndexKind::FillDate, &token)? {
             if record.kind != RecordKind::Fill {
                 continue;
@@ -412,7 +414,15 @@ impl Vault {
                 }
                 (None, None) => match record
                     .patient
-                    .map(|p| self.patient_ship_to(&p))
+                    .map(|p| -> Result<Option<ShipTo>> {
+                        // A patient's fills of the day share one decryption.
+                        if let Some(known) = own_address.get(&p) {
+                            return Ok(known.clone());
+                        }
+                        let ship = self.patient_ship_to(&p)?;
+                        own_address.insert(p, ship.clone());
+                        Ok(ship)
+                    })
                     .transpose()?
                 {
                     Some(Some(ship)) => {

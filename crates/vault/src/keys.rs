@@ -130,7 +130,7 @@ fn open_store(config: &VaultConfig, create: bool) -> Result<Box<dyn Store>> {
             }
         }
         StoreConfig::Postgres { url, schema } => {
-            let url = std::env::var("RXVAULT_PG_URL").unwrap_or_else(|_| url.clone());
+            let url = crate::config::pg_url(url);
             if create {
                 Box::new(PgStore::create(&url, schema)?)
             } else {
@@ -360,12 +360,9 @@ impl Vault {
             crate::StoreConfig::Sqlite => Arc::new(rxvault_store::SqlAuthStore::open_sqlite(
                 &self.config().sqlite_path(),
             )?),
-            crate::StoreConfig::Postgres { url, schema } => {
-                // As the vault does: the environment may hold the URL (and
-                // its password) instead of rxvault.toml.
-                let url = std::env::var("RXVAULT_PG_URL").unwrap_or_else(|_| url.clone());
-                Arc::new(rxvault_store::SqlAuthStore::open_postgres(&url, schema)?)
-            }
+            crate::StoreConfig::Postgres { url, schema } => Arc::new(
+                rxvault_store::SqlAuthStore::open_postgres(&crate::config::pg_url(url), schema)?,
+            ),
         })
     }
 
