@@ -317,7 +317,7 @@ fn reader(vault: &Vault) -> Result<AuditReader> {
     let store = open_store(&location(vault.config()), true)?;
     Ok(AuditReader::new(
         store.into(),
-        Some(vault.keyring().clone()),
+        Some(vault.secrets().clone()),
     ))
 }
 
@@ -362,7 +362,7 @@ fn verify(a: &VerifyArgs) -> Result<ExitCode> {
         (VaultConfig::load(&a.vault.data)?, None)
     } else {
         let vault = crate::open(&a.vault)?;
-        (vault.config().clone(), Some(vault.keyring().clone()))
+        (vault.config().clone(), Some(vault.secrets().clone()))
     };
     let location = location(&config);
     if let StoreLocation::Sqlite { dir } = &location
@@ -487,7 +487,7 @@ fn parse_time(s: &str) -> Result<i64> {
 
 fn to_query(f: &Filter, vault: &Vault) -> Result<Query> {
     let patient = match (&f.patient, &f.patient_key) {
-        (Some(id), _) => Some(vault.keyring().rid(RecordKind::Patient, id)),
+        (Some(id), _) => Some(vault.rid(RecordKind::Patient, id)),
         (None, Some(hex)) => {
             Some(Rid::from_hex(hex).with_context(|| format!("{hex:?} is not a record key"))?)
         }
@@ -1001,9 +1001,7 @@ mod tests {
             let vault = self.vault();
             let log = vault.audit().unwrap();
             for i in 0..n {
-                let patient = vault
-                    .keyring()
-                    .rid(RecordKind::Patient, &format!("p{}", i % 4));
+                let patient = vault.rid(RecordKind::Patient, &format!("p{}", i % 4));
                 log.append(
                     Entry::new(
                         Actor::user(format!("user{}", i % 2)),

@@ -177,7 +177,8 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
     };
     let input = tmp.path().join("input");
     rxvault_synth::write_ndjson(&config, &input, &mut |_| {})?;
-    vault.import(
+    vault.import_for(
+        &rxvault_vault::access::Requester::local(),
         std::slice::from_ref(&input),
         &ImportOptions::default(),
         &mut (),

@@ -592,12 +592,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status(args) => {
             let vault = open(&args)?;
-            outln!(
-                "vault {} ({:?})",
-                vault.config().vault_id,
-                vault.store().backend()
-            );
-            outln!("schema version {}", vault.store().schema_version()?);
+            outln!("vault {} ({:?})", vault.config().vault_id, vault.backend());
+            outln!("schema version {}", vault.schema_version()?);
             for (kind, n) in vault.counts()? {
                 outln!("{:>9}  {kind}", n);
             }

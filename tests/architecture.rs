@@ -223,3 +223,59 @@ fn only_the_server_crate_knows_http() {
         }
     }
 }
+
+/// The manifests as Cargo read them (`cargo metadata --no-deps`): each
+/// workspace package's declared dependencies (kind, features) and feature
+/// table. Renames do not hide a dependency: `name` is the package's.
+fn manifests() -> Vec<Value> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked", "--no-deps"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(out.status.success());
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    meta["packages"].as_array().unwrap().clone()
+}
+
+#[test]
+fn only_tests_and_benchmarks_switch_on_the_unaudited_paths() {
+    // `rxvault-vault`'s feature `unaudited` makes its paths beneath the
+    // audited entry points public (`Vault::unaudited`). A normal or build
+    // dependency that enables it, directly or through a feature of its
+    // own, would give that crate PHI without an audit entry.
+    let mut dev_uses = 0;
+    for p in manifests() {
+        let name = p["name"].as_str().unwrap();
+        for d in p["dependencies"].as_array().unwrap() {
+            if d["name"] != "rxvault-vault" {
+                continue;
+            }
+            let enables = d["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == "unaudited");
+            let dev = d["kind"] == "dev";
+            assert!(
+                !enables || dev,
+                "{name} enables rxvault-vault/unaudited in a {} dependency",
+                d["kind"].as_str().unwrap_or("normal")
+            );
+            dev_uses += usize::from(enables);
+        }
+        for (feature, enables) in p["features"].as_object().unwrap() {
+            for e in enables.as_array().unwrap() {
+                let e = e.as_str().unwrap();
+                assert!(
+                    !(e.contains("unaudited") && name != "rxvault-vault"),
+                    "{name}'s feature {feature} enables {e}"
+                );
+            }
+        }
+    }
+    // The check above ran over the real manifests (the tests that need the
+    // unaudited paths do enable it, as dev-dependencies).
+    assert!(dev_uses >= 2, "{dev_uses} dev-dependencies enable it");
+}

@@ -26,7 +26,7 @@ use crate::reader::{AuditReader, Query};
 use crate::verify::{VerifyOptions, verify};
 use crate::{Result, io_err};
 use rxvault_crypto::kek::LocalKek;
-use rxvault_crypto::{Keyring, SecretKey};
+use rxvault_crypto::{SecretKey, Secrets};
 use rxvault_model::{CategorySet, Clock, FieldCategory, RecordKind, Rid, Timestamp};
 use rxvault_store::SqliteAuditStore;
 use rxvault_store::audit::{AUDIT_DB_FILE, AuditStore};
@@ -108,13 +108,13 @@ impl Clock for TickClock {
 }
 
 /// A keyring as a vault would hand it over: a data key and a signing key.
-pub fn bench_keyring() -> Result<Arc<Keyring>> {
-    let (ring, _) = Keyring::create("bench", Box::new(LocalKek::new(1, SecretKey::generate()?)))?;
+pub fn bench_keyring() -> Result<Secrets> {
+    let (ring, _) = Secrets::create("bench", Box::new(LocalKek::new(1, SecretKey::generate()?)))?;
     let dek = ring.prepare_dek()?;
     ring.activate(dek);
     let signer = ring.prepare_signer()?;
     ring.install_signer(signer);
-    Ok(Arc::new(ring))
+    Ok(ring)
 }
 
 /// The synthetic entry `i`: 200 users, sessions of 64 entries, 40 hosts,
@@ -170,7 +170,7 @@ fn open_sqlite(dir: &Path) -> Result<Arc<dyn AuditStore>> {
 /// the tree, from `producers` threads with `window` entries in flight each.
 pub fn append(
     dir: &Path,
-    keyring: Arc<Keyring>,
+    keyring: Secrets,
     entries: u64,
     producers: usize,
     window: usize,

@@ -25,7 +25,7 @@ use crate::Result;
 use crate::merkle::Hash;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use rxvault_crypto::{Keyring, sha256, verify_signature};
+use rxvault_crypto::{Secrets, sha256, verify_signature};
 use std::fmt;
 
 /// The signed-note signature type of Ed25519.
@@ -160,7 +160,7 @@ fn body_text(c: &Checkpoint, key: &VerifierKey) -> String {
 impl Checkpoint {
     /// Signs this checkpoint with the vault's key (the keyring must hold
     /// the signing key).
-    pub fn sign(self, keyring: &Keyring) -> Result<SignedCheckpoint> {
+    pub fn sign(self, keyring: &Secrets) -> Result<SignedCheckpoint> {
         valid_name(&self.origin)?;
         if self.origin.contains('\n') {
             return Err(bad("the origin is one line").into());
@@ -313,8 +313,8 @@ mod tests {
     use rxvault_crypto::SecretKey;
     use rxvault_crypto::kek::LocalKek;
 
-    fn keyring() -> Keyring {
-        let (ring, _) = Keyring::create(
+    fn keyring() -> Secrets {
+        let (ring, _) = Secrets::create(
             "v1",
             Box::new(LocalKek::new(1, SecretKey::generate().unwrap())),
         )

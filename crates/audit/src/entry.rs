@@ -17,9 +17,9 @@
 //! u16  action code           u8 outcome         u8 actor kind
 //! u8   flags: which tokens follow (1 actor, 2 session, 4 host, 8 address,
 //!      16 export id)
-//! 16×  tokens, in that order (keyed hashes: Keyring::keyed_hash)
+//! 16×  tokens, in that order (keyed hashes: Secrets::keyed_hash)
 //! u32  patient count, 16× each     u32 resource count, 16× each
-//! u32  body length, body: Keyring::seal_blob("audit", index as u64 BE,
+//! u32  body length, body: Secrets::seal_blob("audit", index as u64 BE,
 //!      SHA-256(header bytes) ‖ JSON{actor id, session, address, host, action details})
 //! ```
 //!
@@ -49,7 +49,7 @@
 //! started entry is what must be assumed taken.
 
 use crate::{Error, Result};
-use rxvault_crypto::{Keyring, sha256};
+use rxvault_crypto::{Secrets, sha256};
 use rxvault_model::{CategorySet, FieldCategory, RecordKind, Rid};
 use rxvault_store::audit::AuditKey;
 use serde::{Deserialize, Serialize};
@@ -956,7 +956,7 @@ pub struct Tokens {
 
 impl Tokens {
     /// The tokens of `entry` under `keyring`'s index key.
-    pub fn of(keyring: &Keyring, entry: &Entry) -> Self {
+    pub fn of(keyring: &Secrets, entry: &Entry) -> Self {
         Self {
             actor: Some(keyring.keyed_hash(domain::USER, entry.actor.id.as_bytes())),
             session: entry
@@ -1333,7 +1333,7 @@ pub(crate) fn body_json(entry: &Entry) -> Result<Vec<u8>> {
 /// Seals `body_json` for `header`: the plaintext is the header's digest
 /// followed by the JSON.
 pub(crate) fn seal_body(
-    keyring: &Keyring,
+    keyring: &Secrets,
     header_bytes: &[u8],
     index: u64,
     json: &[u8],
@@ -1358,7 +1358,7 @@ pub(crate) enum BodyCheck {
 }
 
 /// Checks the body of an entry at `position` without parsing the JSON.
-pub(crate) fn check_body(keyring: &Keyring, entry: &View<'_>, position: u64) -> BodyCheck {
+pub(crate) fn check_body(keyring: &Secrets, entry: &View<'_>, position: u64) -> BodyCheck {
     match keyring.open_blob(SEAL_DOMAIN, &seal_id(position), entry.body) {
         Ok(plain) => {
             if plain.len() >= 32 && plain[..32] == sha256(&[entry.header]) {
@@ -1373,7 +1373,7 @@ pub(crate) fn check_body(keyring: &Keyring, entry: &View<'_>, position: u64) -> 
 }
 
 /// Whether the body of an entry was sealed for `index` (opens there).
-pub(crate) fn sealed_for(keyring: &Keyring, entry: &View<'_>, index: u64) -> bool {
+pub(crate) fn sealed_for(keyring: &Secrets, entry: &View<'_>, index: u64) -> bool {
     keyring
         .open_blob(SEAL_DOMAIN, &seal_id(index), entry.body)
         .is_ok()
@@ -1381,7 +1381,7 @@ pub(crate) fn sealed_for(keyring: &Keyring, entry: &View<'_>, index: u64) -> boo
 
 /// Opens a stored entry: checks the body against the header and returns
 /// what it says.
-pub fn open(keyring: &Keyring, stored: &StoredEntry) -> Result<LoggedEntry> {
+pub fn open(keyring: &Secrets, stored: &StoredEntry) -> Result<LoggedEntry> {
     let h = &stored.header;
     let plain = keyring
         .open_blob(SEAL_DOMAIN, &seal_id(h.index), &stored.body)

@@ -49,21 +49,21 @@
 //! # Example
 //! ```
 //! use rxvault_audit::{Action, Actor, AuditConfig, AuditLog, Entry, StoreLocation};
-//! use rxvault_crypto::{Keyring, SecretKey, kek::LocalKek};
+//! use rxvault_crypto::{Secrets, SecretKey, kek::LocalKek};
 //! use rxvault_model::{CategorySet, SystemClock, Rid};
 //! use std::sync::Arc;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
 //! // What the vault does: a keyring with a data key and a signing key.
-//! let (keyring, _) = Keyring::create("vault-1", Box::new(LocalKek::new(1, SecretKey::generate()?)))?;
+//! let (keyring, _) = Secrets::create("vault-1", Box::new(LocalKek::new(1, SecretKey::generate()?)))?;
 //! let dek = keyring.prepare_dek()?;
 //! keyring.activate(dek);
 //! let signer = keyring.prepare_signer()?;
 //! keyring.install_signer(signer);
 //!
 //! let location = StoreLocation::Sqlite { dir: dir.path().to_path_buf() };
-//! let log = AuditLog::open_for(&location, "vault-1", Arc::new(keyring), Arc::new(SystemClock),
+//! let log = AuditLog::open_for(&location, "vault-1", keyring, Arc::new(SystemClock),
 //!                              AuditConfig::for_vault("vault-1"))?;
 //! let receipt = log.append(
 //!     Entry::new(Actor::user("alice"), Action::Read { kind: None, categories: CategorySet::ALL })

@@ -38,7 +38,7 @@ use crate::reader::AuditReader;
 use crate::stream::Hub;
 use crate::{Error, Result, unix_ms};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use rxvault_crypto::Keyring;
+use rxvault_crypto::Secrets;
 use rxvault_model::{Clock, Rid};
 use rxvault_store::audit::{
     AUDIT_DB_FILE, AuditBatch, AuditCheckpoint, AuditEntryWrite, AuditNode, AuditStore,
@@ -284,7 +284,7 @@ enum Msg {
 /// it (or [`close`](Self::close)) commits everything already submitted,
 /// then stops the committer.
 pub struct AuditLog {
-    keyring: Arc<Keyring>,
+    keyring: Secrets,
     clock: Arc<dyn Clock>,
     sender: Option<Sender<Msg>>,
     committer: Option<JoinHandle<()>>,
@@ -310,7 +310,7 @@ impl AuditLog {
     pub fn open_for(
         location: &StoreLocation,
         vault_id: &str,
-        keyring: Arc<Keyring>,
+        keyring: Secrets,
         clock: Arc<dyn Clock>,
         config: AuditConfig,
     ) -> Result<Self> {
@@ -326,7 +326,7 @@ impl AuditLog {
     /// is not signed by this keyring's key.
     pub fn open(
         store: Box<dyn AuditStore>,
-        keyring: Arc<Keyring>,
+        keyring: Secrets,
         clock: Arc<dyn Clock>,
         config: AuditConfig,
     ) -> Result<Self> {
@@ -335,7 +335,7 @@ impl AuditLog {
 
     pub(crate) fn start(
         store: Arc<dyn AuditStore>,
-        keyring: Arc<Keyring>,
+        keyring: Secrets,
         clock: Arc<dyn Clock>,
         config: AuditConfig,
         tree: bool,
@@ -528,7 +528,7 @@ struct Base {
 
 /// What the builder and the writer share, read-only.
 struct Ctx {
-    keyring: Arc<Keyring>,
+    keyring: Secrets,
     clock: Arc<dyn Clock>,
     config: AuditConfig,
     with_tree: bool,

@@ -25,7 +25,7 @@ use crate::entry::{
 };
 use crate::merkle::{self, Hash, Subtrees};
 use crate::{Error, Result};
-use rxvault_crypto::Keyring;
+use rxvault_crypto::Secrets;
 use rxvault_model::Rid;
 use rxvault_store::audit::{AuditKey, AuditLookup, AuditStore};
 use std::collections::BTreeMap;
@@ -137,7 +137,7 @@ impl Query {
             || self.export.is_some()
     }
 
-    fn keys(&self, keyring: Option<&Keyring>) -> Result<Vec<AuditKey>> {
+    fn keys(&self, keyring: Option<&Secrets>) -> Result<Vec<AuditKey>> {
         let mut keys = Vec::new();
         if let Some(p) = self.patient {
             keys.push(AuditKey::Patient(p));
@@ -251,13 +251,13 @@ pub struct ExportScope {
 #[derive(Debug, Clone)]
 pub struct AuditReader {
     store: Arc<dyn AuditStore>,
-    keyring: Option<Arc<Keyring>>,
+    keyring: Option<Secrets>,
 }
 
 impl AuditReader {
     /// A reader over `store`; with a keyring it can search by identifier
     /// and open entry bodies.
-    pub fn new(store: Arc<dyn AuditStore>, keyring: Option<Arc<Keyring>>) -> Self {
+    pub fn new(store: Arc<dyn AuditStore>, keyring: Option<Secrets>) -> Self {
         Self { store, keyring }
     }
 
@@ -267,13 +267,13 @@ impl AuditReader {
     }
 
     /// The keyring, if any.
-    pub fn keyring(&self) -> Option<&Keyring> {
-        self.keyring.as_deref()
+    pub fn keyring(&self) -> Option<&Secrets> {
+        self.keyring.as_ref()
     }
 
-    fn need_keyring(&self) -> Result<&Keyring> {
+    fn need_keyring(&self) -> Result<&Secrets> {
         self.keyring
-            .as_deref()
+            .as_ref()
             .ok_or_else(|| Error::Invalid("opening audit entries needs the vault's key".into()))
     }
 
@@ -335,7 +335,7 @@ impl AuditReader {
 
     /// The entries matching `query`, keyless (headers and sealed bodies).
     pub fn query_stored(&self, query: &Query) -> Result<Vec<StoredEntry>> {
-        let keys = query.keys(self.keyring.as_deref())?;
+        let keys = query.keys(self.keyring.as_ref())?;
         let lookup = AuditLookup {
             keys: keys.clone(),
             from_ms: query.from_ms,

@@ -75,20 +75,20 @@
 //! # Example
 //! ```
 //! use rxvault_audit::{Action, Actor, AuditConfig, AuditLog, Entry, StoreLocation};
-//! use rxvault_crypto::{Keyring, SecretKey, kek::LocalKek};
+//! use rxvault_crypto::{Secrets, SecretKey, kek::LocalKek};
 //! use rxvault_model::{CategorySet, SystemClock};
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let dir = tempfile::tempdir()?;
-//! # let (keyring, _) = Keyring::create("vault-1", Box::new(LocalKek::new(1, SecretKey::generate()?)))?;
+//! # let (keyring, _) = Secrets::create("vault-1", Box::new(LocalKek::new(1, SecretKey::generate()?)))?;
 //! # let dek = keyring.prepare_dek()?;
 //! # keyring.activate(dek);
 //! # let signer = keyring.prepare_signer()?;
 //! # keyring.install_signer(signer);
 //! # let location = StoreLocation::Sqlite { dir: dir.path().to_path_buf() };
-//! let log = AuditLog::open_for(&location, "vault-1", Arc::new(keyring), Arc::new(SystemClock),
+//! let log = AuditLog::open_for(&location, "vault-1", keyring, Arc::new(SystemClock),
 //!                              AuditConfig::for_vault("vault-1"))?;
 //! let mut detector = log.subscribe("detector")?;
 //! log.append(Entry::new(Actor::user("alice"), Action::Read { kind: None, categories: CategorySet::ALL }))?;
@@ -105,7 +105,7 @@ use crate::entry::{self, LoggedEntry, StoredEntry};
 use crate::log::AuditLog;
 use crate::reader::AuditReader;
 use crate::{Error, Result};
-use rxvault_crypto::Keyring;
+use rxvault_crypto::Secrets;
 use rxvault_model::DekId;
 use rxvault_store::audit::{AuditStore, check_consumer_name};
 use std::collections::VecDeque;
@@ -391,7 +391,7 @@ impl Subscription {
     /// finds new entries by polling only.
     pub fn open(
         store: Arc<dyn AuditStore>,
-        keyring: Arc<Keyring>,
+        keyring: Secrets,
         name: &str,
         options: StreamOptions,
     ) -> Result<Self> {
@@ -408,7 +408,7 @@ impl Subscription {
     /// position, by polling.
     pub fn open_at(
         store: Arc<dyn AuditStore>,
-        keyring: Arc<Keyring>,
+        keyring: Secrets,
         from: u64,
         options: StreamOptions,
     ) -> Result<Self> {
@@ -634,7 +634,7 @@ impl Subscription {
 
 /// Reads and opens the whole chunk at `from` (`None` if any entry of it
 /// is missing or does not open: the subscription's own read reports it).
-fn load_chunk(reader: &AuditReader, keyring: &Keyring, from: u64) -> Option<Arc<[LoggedEntry]>> {
+fn load_chunk(reader: &AuditReader, keyring: &Secrets, from: u64) -> Option<Arc<[LoggedEntry]>> {
     let rows = reader.store().entries(from, from + CHUNK).ok()?;
     if rows.len() as u64 != CHUNK {
         return None;
@@ -652,7 +652,7 @@ fn load_chunk(reader: &AuditReader, keyring: &Keyring, from: u64) -> Option<Arc<
 /// Decodes and opens a stored entry. A data key this keyring has not
 /// loaded (another process made it) is [`rxvault_crypto::Error::UnknownDek`],
 /// so the caller can load it and ask again.
-fn open_one(keyring: &Keyring, index: u64, bytes: &[u8]) -> Result<LoggedEntry> {
+fn open_one(keyring: &Secrets, index: u64, bytes: &[u8]) -> Result<LoggedEntry> {
     let stored = StoredEntry::decode(bytes).map_err(|e| Error::Malformed {
         index,
         reason: e.to_string(),

@@ -31,18 +31,17 @@ use crate::checkpoint::SignedCheckpoint;
 use crate::entry::{self, BodyCheck, StoredEntry};
 use crate::merkle::{self, CompactRange, Hash};
 use crate::reader::StoreSubtrees;
-use rxvault_crypto::Keyring;
+use rxvault_crypto::Secrets;
 use rxvault_store::audit::{AuditKey, AuditLookup, AuditStore, RawEntry};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::sync::Arc;
 
 /// What to verify against.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
     /// The vault's keyring: its signing key is trusted, and entry bodies
     /// are checked against their headers and positions.
-    pub keyring: Option<Arc<Keyring>>,
+    pub keyring: Option<Secrets>,
     /// More trusted Ed25519 public keys.
     pub trusted_keys: Vec<[u8; 32]>,
     /// Checkpoints kept outside the log (witness copies).
@@ -252,11 +251,11 @@ pub fn verify(store: &dyn AuditStore, options: &VerifyOptions) -> Result<Report>
 }
 
 fn verify_snapshot(store: &dyn AuditStore, options: &VerifyOptions) -> Result<Report> {
-    let keyring = options.keyring.as_deref();
+    let keyring = options.keyring.as_ref();
     let mut problems = Vec::new();
 
     // 1. Trust anchors.
-    let vault_key = keyring.and_then(Keyring::signing_public_key);
+    let vault_key = keyring.and_then(Secrets::signing_public_key);
     let mut trusted: Vec<[u8; 32]> = options.trusted_keys.clone();
     trusted.extend(vault_key);
     let mut externals = Vec::new();

@@ -242,7 +242,7 @@ impl Admin<'_> {
         let throttle_subject = self
             .auth
             .keys
-            .keyring()
+            .secrets()
             .keyed_hash("auth/throttle/account", a.username.as_bytes());
         let locked = self
             .auth

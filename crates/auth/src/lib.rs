@@ -243,7 +243,7 @@ impl Auth {
         // pay for creating it (a timing difference).
         let _ = rxvault_crypto::password::dummy_hash();
         Ok(Auth {
-            pepper: keys.keyring().password_pepper(),
+            pepper: keys.secrets().password_pepper(),
             clock,
             keys,
             store,
@@ -300,7 +300,7 @@ impl Auth {
         plaintext: &[u8],
     ) -> Result<(Vec<u8>, rxvault_model::DekId)> {
         self.keys.ensure_data_key()?;
-        let sealed = self.keys.keyring().seal_blob(domain, id, plaintext)?;
+        let sealed = self.keys.secrets().seal_blob(domain, id, plaintext)?;
         let dek = rxvault_crypto::otp::blob_dek(&sealed).ok_or_else(|| {
             Error::Crypto(rxvault_crypto::Error::Integrity {
                 what: format!("freshly sealed {domain} value"),
@@ -313,9 +313,9 @@ impl Auth {
     /// stored since the vault was opened if the value needs one.
     fn with_keys<T>(
         &self,
-        open: impl Fn(&rxvault_crypto::Keyring) -> rxvault_crypto::Result<T>,
+        open: impl Fn(&rxvault_crypto::Secrets) -> rxvault_crypto::Result<T>,
     ) -> Result<T> {
-        let keyring = self.keys.keyring();
+        let keyring = self.keys.secrets();
         match open(keyring) {
             Err(rxvault_crypto::Error::UnknownDek(_)) => {
                 self.keys.reload_data_keys()?;

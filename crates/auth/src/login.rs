@@ -496,7 +496,7 @@ impl Auth {
         last_step: Option<u64>,
     ) -> Result<()> {
         self.keys.ensure_data_key()?;
-        let sealed = secret.seal(self.keys.keyring(), user.as_str().as_bytes())?;
+        let sealed = secret.seal(self.keys.secrets(), user.as_str().as_bytes())?;
         let dek = rxvault_crypto::otp::blob_dek(&sealed).ok_or_else(|| {
             Error::Crypto(rxvault_crypto::Error::Integrity {
                 what: "freshly sealed TOTP secret".into(),

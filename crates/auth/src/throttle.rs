@@ -39,7 +39,7 @@ impl Auth {
     /// The subjects of an attempt by login name `username` (normalised)
     /// from `source`; `None` for attempts without a name (API keys).
     pub(crate) fn subjects(&self, username: Option<&str>, source: IpAddr) -> Subjects {
-        let keyring = self.keys.keyring();
+        let keyring = self.keys.secrets();
         let source = match source {
             IpAddr::V4(a) => keyring.keyed_hash("auth/throttle/source", &a.octets()),
             IpAddr::V6(a) => keyring.keyed_hash("auth/throttle/source", &a.octets()),
@@ -200,7 +200,7 @@ impl Auth {
 
     /// Clears a login name's failures (an administrator's unlock).
     pub(crate) fn unlock_name(&self, username: &str) -> Result<()> {
-        let keyring = self.keys.keyring();
+        let keyring = self.keys.secrets();
         let account = keyring.keyed_hash("auth/throttle/account", username.as_bytes());
         self.store
             .clear_failures(ThrottleScope::Account, &account)?;

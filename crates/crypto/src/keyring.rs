@@ -2,19 +2,19 @@
 //!
 //! # Data keys and nonces
 //! Each process that writes creates its own data-encryption key (DEK) the
-//! first time it needs one ([`Keyring::prepare_dek`], persisted by the caller,
-//! then [`Keyring::activate`]). A DEK therefore seals in exactly one process
+//! first time it needs one ([`Secrets::prepare_dek`], persisted by the caller,
+//! then [`Secrets::activate`]). A DEK therefore seals in exactly one process
 //! lifetime, which makes a per-DEK counter a safe nonce: the 96-bit nonce is
 //! 32 zero bits followed by a 64-bit counter (NIST SP 800-38D §8.2.1, the
 //! deterministic construction). After [`SEALS_PER_DEK`] seals the keyring
 //! refuses to seal ([`Error::DekExhausted`](crate::Error)) until a new DEK is
 //! activated, keeping every key far below GCM's 2^32-invocation guidance.
 //! DEKs written by other processes are loaded on demand
-//! ([`Keyring::load`]).
+//! ([`Secrets::load`]).
 //!
 //! # Blind indexes
 //! The index key is an HMAC-SHA256 key, separate from every DEK. Record keys
-//! ([`Keyring::rid`]) and index tokens ([`Keyring::token`]) are its output
+//! ([`Secrets::rid`]) and index tokens ([`Secrets::token`]) are its output
 //! truncated to 128 bits, with domain separation between the two and between
 //! index kinds.
 
@@ -44,7 +44,7 @@ pub const SIGNING_KEY_ID: DekId = DekId(1);
 /// Ids below this are reserved for keys with a fixed role.
 const FIRST_DEK_ID: u32 = 16;
 
-/// The format byte of a sealed blob ([`Keyring::seal_blob`]).
+/// The format byte of a sealed blob ([`Secrets::seal_blob`]).
 const BLOB_VERSION: u8 = 2;
 
 /// What a wrapped key is for.
@@ -128,14 +128,46 @@ impl fmt::Debug for NewSigner {
     }
 }
 
-/// The keys of one open vault.
-pub struct Keyring {
+/// The keys of one open vault, for everything but records: the vault's
+/// own secrets (sealed blobs: audit entry bodies, authenticator secrets,
+/// break-glass reasons, the TLS key), its keyed hashes (record keys, blind
+/// index tokens, audit hashes), the password pepper, checkpoint signing and
+/// the data keys themselves (prepared, loaded and activated, never exposed).
+///
+/// It cannot open or seal a record: that is [`Keyring`]'s, and a
+/// `Keyring` never leaves `rxvault-vault`, whose audited entry points are
+/// the one way to decrypted PHI. A `Secrets` is what the vault hands to
+/// identity and access, the audit log and the server (cheap to clone: the
+/// keys are shared, never copied).
+#[derive(Clone)]
+pub struct Secrets(Arc<Inner>);
+
+struct Inner {
     vault_id: String,
     kek: Box<dyn Kek>,
     index: hmac::Key,
     deks: RwLock<HashMap<DekId, Arc<LessSafeKey>>>,
     active: RwLock<Option<Arc<Active>>>,
     signer: RwLock<Option<Arc<Ed25519KeyPair>>>,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secrets")
+            .field("vault_id", &self.0.vault_id)
+            .field("kek", &self.0.kek)
+            .field("deks", &self.0.deks.read().map(|d| d.len()).unwrap_or(0))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys of one open vault, records included: what [`Secrets`] does
+/// (through `Deref`), plus sealing and opening records and re-wrapping the
+/// keys for a KEK rotation. Only `rxvault-vault` holds one (checked by
+/// `tests/architecture.rs`): every decryption of a record goes through the
+/// vault's audited entry points.
+pub struct Keyring {
+    secrets: Secrets,
     /// Whether version 1 envelopes are opened (while migrating only).
     legacy: AtomicBool,
 }
@@ -143,10 +175,15 @@ pub struct Keyring {
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Keyring")
-            .field("vault_id", &self.vault_id)
-            .field("kek", &self.kek)
-            .field("deks", &self.deks.read().map(|d| d.len()).unwrap_or(0))
+            .field("secrets", &self.secrets)
             .finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for Keyring {
+    type Target = Secrets;
+    fn deref(&self) -> &Secrets {
+        &self.secrets
     }
 }
 
@@ -193,8 +230,8 @@ fn wrap(
     })
 }
 
-impl Keyring {
-    /// A new vault's keyring: a fresh index key, returned wrapped for storage.
+impl Secrets {
+    /// A new vault's keys: a fresh index key, returned wrapped for storage.
     pub fn create(vault_id: &str, kek: Box<dyn Kek>) -> Result<(Self, WrappedKey)> {
         let index_key = SecretKey::generate()?;
         let wrapped = wrap(
@@ -209,15 +246,14 @@ impl Keyring {
     }
 
     fn with_index_key(vault_id: &str, kek: Box<dyn Kek>, index_key: &SecretKey) -> Self {
-        Self {
+        Self(Arc::new(Inner {
             vault_id: vault_id.to_string(),
             kek,
             index: hmac::Key::new(hmac::HMAC_SHA256, index_key.expose()),
             deks: RwLock::new(HashMap::new()),
             active: RwLock::new(None),
             signer: RwLock::new(None),
-            legacy: AtomicBool::new(false),
-        }
+        }))
     }
 
     /// Opens a vault's keyring from its stored wrapped keys. Fails with
@@ -259,7 +295,7 @@ impl Keyring {
         let ring = Self::with_index_key(vault_id, kek, &index_key);
         for w in wrapped
             .iter()
-            .filter(|w| w.kek_version == ring.kek.version())
+            .filter(|w| w.kek_version == ring.0.kek.version())
         {
             match w.purpose {
                 KeyPurpose::Data => ring.load(w)?,
@@ -277,7 +313,7 @@ impl Keyring {
             Ed25519KeyPair::from_seed_unchecked(seed.expose()).map_err(|_| Error::Integrity {
                 what: "signing key".into(),
             })?;
-        *self.signer.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(pair));
+        *self.0.signer.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(pair));
         Ok(())
     }
 
@@ -287,8 +323,8 @@ impl Keyring {
         let seed = SecretKey::generate()?;
         let pair = Ed25519KeyPair::from_seed_unchecked(seed.expose()).map_err(|_| Error::Random)?;
         let wrapped = wrap(
-            &self.vault_id,
-            self.kek.as_ref(),
+            &self.0.vault_id,
+            self.0.kek.as_ref(),
             SIGNING_KEY_ID,
             KeyPurpose::Signing,
             &seed,
@@ -301,12 +337,13 @@ impl Keyring {
 
     /// Makes a prepared (and persisted) signing key the one this vault signs with.
     pub fn install_signer(&self, signer: NewSigner) {
-        *self.signer.write().unwrap_or_else(|e| e.into_inner()) = Some(signer.pair);
+        *self.0.signer.write().unwrap_or_else(|e| e.into_inner()) = Some(signer.pair);
     }
 
     /// The signing key's public half, if the vault has one.
     pub fn signing_public_key(&self) -> Option<[u8; 32]> {
-        self.signer
+        self.0
+            .signer
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
@@ -321,6 +358,7 @@ impl Keyring {
     /// Signs `message` with the vault's signing key (Ed25519).
     pub fn sign(&self, message: &[u8]) -> Result<[u8; 64]> {
         let signer = self
+            .0
             .signer
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -370,6 +408,7 @@ impl Keyring {
         ));
         let nonce: [u8; 12] = sealed[5..17].try_into().expect("12 bytes");
         let key = self
+            .0
             .deks
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -395,6 +434,7 @@ impl Keyring {
     /// reserved on it (the nonces are never handed out again).
     fn reserve_nonces(&self, n: u64) -> Result<(Arc<Active>, u64)> {
         let active = self
+            .0
             .active
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -411,9 +451,10 @@ impl Keyring {
     /// index key, so a wrap it does not open was altered:
     /// [`Error::CorruptKey`], never [`Error::WrongKey`].
     fn unwrap_stored(&self, w: &WrappedKey) -> Result<SecretKey> {
-        self.kek
+        self.0
+            .kek
             .unwrap(
-                &wrap_aad(&self.vault_id, w.id, w.purpose, w.kek_version),
+                &wrap_aad(&self.0.vault_id, w.id, w.purpose, w.kek_version),
                 &w.wrapped,
             )
             .map_err(|e| match e {
@@ -424,13 +465,14 @@ impl Keyring {
 
     /// The KEK version this keyring unwraps with.
     pub fn kek_version(&self) -> u32 {
-        self.kek.version()
+        self.0.kek.version()
     }
 
     /// Loads a DEK another process stored.
     pub fn load(&self, w: &WrappedKey) -> Result<()> {
         let key = self.unwrap_stored(w)?;
-        self.deks
+        self.0
+            .deks
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(w.id, Arc::new(aead_key(&key)));
@@ -439,7 +481,8 @@ impl Keyring {
 
     /// Whether a DEK is loaded.
     pub fn has_dek(&self, id: DekId) -> bool {
-        self.deks
+        self.0
+            .deks
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .contains_key(&id)
@@ -447,7 +490,8 @@ impl Keyring {
 
     /// The DEK this process seals with, if one is active.
     pub fn active_dek(&self) -> Option<DekId> {
-        self.active
+        self.0
+            .active
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
@@ -469,8 +513,8 @@ impl Keyring {
         };
         let key = SecretKey::generate()?;
         let wrapped = wrap(
-            &self.vault_id,
-            self.kek.as_ref(),
+            &self.0.vault_id,
+            self.0.kek.as_ref(),
             id,
             KeyPurpose::Data,
             &key,
@@ -484,34 +528,21 @@ impl Keyring {
     /// Makes a prepared (and persisted) DEK the one this process seals with.
     pub fn activate(&self, dek: NewDek) {
         let id = dek.wrapped.id;
-        self.deks
+        self.0
+            .deks
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, dek.key.clone());
-        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Active {
+        *self.0.active.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Active {
             id,
             key: dek.key,
             counter: AtomicU64::new(0),
         }));
     }
 
-    /// Rewraps every stored key of this keyring's KEK version (index key,
-    /// DEKs, signing key) under `new_kek`, for a KEK rotation. The caller
-    /// stores the result and opens a new keyring with the new KEK.
-    pub fn rewrap(&self, new_kek: &dyn Kek, stored: &[WrappedKey]) -> Result<Vec<WrappedKey>> {
-        stored
-            .iter()
-            .filter(|w| w.kek_version == self.kek.version())
-            .map(|w| {
-                let key = self.unwrap_stored(w)?;
-                wrap(&self.vault_id, new_kek, w.id, w.purpose, &key)
-            })
-            .collect()
-    }
-
     /// The storage key of the record of `kind` with FHIR id `id`.
     pub fn rid(&self, kind: RecordKind, id: &str) -> Rid {
-        let mut ctx = hmac::Context::with_key(&self.index);
+        let mut ctx = hmac::Context::with_key(&self.0.index);
         ctx.update(b"rxvault/rid/v1\0");
         ctx.update(kind.fhir_type().as_bytes());
         ctx.update(b"\0");
@@ -521,7 +552,7 @@ impl Keyring {
 
     /// The blind-index token of an (already normalised) value.
     pub fn token(&self, kind: IndexKind, normalized: &str) -> IndexToken {
-        let mut ctx = hmac::Context::with_key(&self.index);
+        let mut ctx = hmac::Context::with_key(&self.0.index);
         ctx.update(b"rxvault/index/v1\0");
         ctx.update(kind.name().as_bytes());
         ctx.update(b"\0");
@@ -533,7 +564,7 @@ impl Keyring {
     /// (which lives as long as the vault: rotating the KEK re-wraps it, so
     /// stored hashes stay valid).
     pub fn password_pepper(&self) -> crate::password::Pepper {
-        let tag = hmac::sign(&self.index, b"rxvault/password-pepper/v1");
+        let tag = hmac::sign(&self.0.index, b"rxvault/password-pepper/v1");
         let mut bytes = [0u8; 32];
         bytes.copy_from_slice(tag.as_ref());
         crate::password::Pepper::from_bytes(bytes)
@@ -544,12 +575,53 @@ impl Keyring {
     /// address). Domains are separate from each other and from
     /// [`token`](Self::token) and [`rid`](Self::rid).
     pub fn keyed_hash(&self, domain: &str, value: &[u8]) -> [u8; 16] {
-        let mut ctx = hmac::Context::with_key(&self.index);
+        let mut ctx = hmac::Context::with_key(&self.0.index);
         ctx.update(b"rxvault/keyed/v1\0");
         ctx.update(domain.as_bytes());
         ctx.update(b"\0");
         ctx.update(value);
         truncate(ctx.sign().as_ref())
+    }
+}
+
+impl Keyring {
+    /// A new vault's keyring: a fresh index key, returned wrapped for storage.
+    pub fn create(vault_id: &str, kek: Box<dyn Kek>) -> Result<(Self, WrappedKey)> {
+        let (secrets, wrapped) = Secrets::create(vault_id, kek)?;
+        Ok((Self::with(secrets), wrapped))
+    }
+
+    /// Opens a vault's keyring from its stored wrapped keys (see
+    /// [`Secrets::open`]).
+    pub fn open(vault_id: &str, kek: Box<dyn Kek>, wrapped: &[WrappedKey]) -> Result<Self> {
+        Secrets::open(vault_id, kek, wrapped).map(Self::with)
+    }
+
+    fn with(secrets: Secrets) -> Self {
+        Self {
+            secrets,
+            legacy: AtomicBool::new(false),
+        }
+    }
+
+    /// The keys without the records: what the vault hands to the crates
+    /// beside it.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// Rewraps every stored key of this keyring's KEK version (index key,
+    /// DEKs, signing key) under `new_kek`, for a KEK rotation. The caller
+    /// stores the result and opens a new keyring with the new KEK.
+    pub fn rewrap(&self, new_kek: &dyn Kek, stored: &[WrappedKey]) -> Result<Vec<WrappedKey>> {
+        stored
+            .iter()
+            .filter(|w| w.kek_version == self.secrets.0.kek.version())
+            .map(|w| {
+                let key = self.secrets.unwrap_stored(w)?;
+                wrap(&self.secrets.0.vault_id, new_kek, w.id, w.purpose, &key)
+            })
+            .collect()
     }
 
     /// Seals a record's parts (categories strictly increasing) with the
@@ -748,7 +820,9 @@ impl Keyring {
     }
 
     fn key_of(&self, env: &Envelope<'_>) -> Result<Arc<LessSafeKey>> {
-        self.deks
+        self.secrets
+            .0
+            .deks
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&env.dek)

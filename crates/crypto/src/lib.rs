@@ -7,11 +7,14 @@
 //!  ├── wraps ──> DEK 1, DEK 2, ...          data-encryption keys; AES-256-GCM
 //!  └── wraps ──> index key                  HMAC-SHA256 key for blind indexes
 //! ```
-//! Only wrapped keys are stored in the vault. A [`Keyring`] is the unwrapped
-//! set a running process holds: it seals and opens records
-//! ([`Keyring::seal_record`], [`Keyring::open_record`]) and computes the
-//! keyed hashes the store uses in place of identifiers ([`Keyring::rid`],
-//! [`Keyring::token`]).
+//! Only wrapped keys are stored in the vault. A running process holds the
+//! unwrapped set in two shapes: [`Secrets`] computes the keyed hashes the
+//! store uses in place of identifiers ([`Secrets::rid`],
+//! [`Secrets::token`]), seals the vault's own secrets ([`Secrets::seal_blob`])
+//! and signs audit checkpoints; a [`Keyring`] is a `Secrets` that also seals
+//! and opens records ([`Keyring::seal_record`], [`Keyring::open_record`]).
+//! Only `rxvault-vault` holds a `Keyring`; the crates beside it get
+//! `Secrets` (through [`LiveKeys`]), which cannot decrypt a record.
 //!
 //! # Modules
 //! - [`secret`]: [`SecretKey`] and [`Passphrase`], zeroized on drop, redacted
@@ -67,7 +70,7 @@ pub mod token;
 
 pub use kek::Kek;
 pub use keyring::{
-    Binding, KeyPurpose, Keyring, NewDek, NewSigner, WrappedKey, sha256, verify_signature,
+    Binding, KeyPurpose, Keyring, NewDek, NewSigner, Secrets, WrappedKey, sha256, verify_signature,
 };
 pub use otp::TotpSecret;
 pub use password::{Password, PasswordHash, Pepper};
@@ -134,13 +137,13 @@ pub enum Error {
 }
 
 /// A live vault's keys as the crates beside the vault use them (identity
-/// and access): the keyring, a data key for this process to seal with, and
-/// the data keys other processes stored since. Narrower than the vault:
+/// and access): its [`Secrets`], a data key for this process to seal with,
+/// and the data keys other processes stored since. Narrower than the vault:
 /// no records, no store. `rxvault-vault`'s `Vault` is one; a test can make
-/// one from a keyring alone.
+/// one from `Secrets` alone.
 pub trait LiveKeys: Send + Sync {
-    /// The keyring.
-    fn keyring(&self) -> &Keyring;
+    /// The keys, without the records.
+    fn secrets(&self) -> &Secrets;
     /// Makes sure this process has a data key to seal with (creating and
     /// storing one on first use).
     fn ensure_data_key(&self) -> Result<()>;

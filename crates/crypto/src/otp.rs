@@ -19,7 +19,7 @@
 //! `HMAC_SHA1_FOR_LEGACY_USE_ONLY`. HOTP relies only on HMAC's PRF
 //! property, which SHA-1's collision weakness does not affect.
 
-use crate::{Error, Keyring, Result};
+use crate::{Error, Result, Secrets};
 use ring::hmac;
 use rxvault_model::DekId;
 use std::fmt;
@@ -37,7 +37,7 @@ pub const SECRET_BYTES: usize = 20;
 /// Fewest bytes a secret may have (128 bits, RFC 4226 §4 R6).
 pub const MIN_SECRET_BYTES: usize = 16;
 
-/// The sealing domain of TOTP secrets ([`Keyring::seal_blob`]).
+/// The sealing domain of TOTP secrets ([`Secrets::seal_blob`]).
 const SEAL_DOMAIN: &str = "auth/totp-secret";
 
 /// The HOTP value of `counter` under `key` (RFC 4226 §5.3), reduced to
@@ -159,12 +159,12 @@ impl TotpSecret {
     /// Seals the secret with the vault keyring's active data key, bound to
     /// `account` (the user id): a sealed secret moved to another account
     /// does not open.
-    pub fn seal(&self, keyring: &Keyring, account: &[u8]) -> Result<Vec<u8>> {
+    pub fn seal(&self, keyring: &Secrets, account: &[u8]) -> Result<Vec<u8>> {
         keyring.seal_blob(SEAL_DOMAIN, account, &self.0)
     }
 
     /// Opens a secret sealed by [`seal`](Self::seal) for `account`.
-    pub fn open(keyring: &Keyring, account: &[u8], sealed: &[u8]) -> Result<Self> {
+    pub fn open(keyring: &Secrets, account: &[u8], sealed: &[u8]) -> Result<Self> {
         let bytes = keyring.open_blob(SEAL_DOMAIN, account, sealed)?;
         Self::from_bytes(bytes.to_vec())
     }
@@ -176,7 +176,7 @@ impl fmt::Debug for TotpSecret {
     }
 }
 
-/// The data key that sealed a value produced by [`Keyring::seal_blob`] (its
+/// The data key that sealed a value produced by [`Secrets::seal_blob`] (its
 /// header: a format byte, then the key id big-endian), so stores can report
 /// which data keys sealed values still need. `None` if it is not a sealed
 /// blob.
@@ -359,7 +359,7 @@ mod tests {
 
     #[test]
     fn sealed_secrets_open_only_for_their_account() {
-        let (ring, _) = Keyring::create(
+        let (ring, _) = crate::Keyring::create(
             "v",
             Box::new(LocalKek::new(1, SecretKey::generate().unwrap())),
         )

@@ -114,7 +114,7 @@ impl fmt::Debug for PasswordHash {
 
 /// A secret mixed into every password hash: Argon2's secret input, NIST SP
 /// 800-63B §5.1.1.2's "secret salt known only to the verifier". It is
-/// derived from the vault's keys ([`crate::Keyring::password_pepper`]), so
+/// derived from the vault's keys ([`crate::Secrets::password_pepper`]), so
 /// hashes copied with the database cannot even be tested against a guess
 /// without the key.
 pub struct Pepper(Zeroizing<[u8; 32]>);

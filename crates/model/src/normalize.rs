@@ -5,15 +5,42 @@
 //! not stop a pharmacist from finding a patient. Each function returns `None`
 //! when nothing indexable is left.
 
-/// Upper-case letters and digits only (`"O'Brien-Smith 2"` → `"OBRIENSMITH2"`).
+/// Upper-case letters and digits only, accents folded
+/// (`"O'Brien-Smith 2"` → `"OBRIENSMITH2"`, `"González"` → `"GONZALEZ"`).
 ///
-/// Non-ASCII letters are kept (upper-cased), so `"Peña"` and `"PEÑA"` match.
+/// Clerks type names without accents, and macOS sends them decomposed
+/// (NFD): the value is decomposed (NFKD, which also folds compatibility
+/// forms such as ligatures and full-width letters), combining marks are
+/// dropped, and the letters that carry their stroke in the letter itself
+/// and do not decompose are folded by hand (Ø → O, Ł → L, Đ → D, Ħ → H,
+/// Æ → AE, Œ → OE, Þ → TH; ß upper-cases to SS). Other scripts are kept,
+/// upper-cased where they have case. The cost is collisions: names that
+/// differ only by accents (Peña and Pena) share an index key, so a search
+/// returns both when the birth date matches too.
 pub fn name_key(value: &str) -> Option<String> {
-    let key: String = value
-        .chars()
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_normalization::char::is_combining_mark;
+    // Upper-casing can make a letter that decomposes again (ǆ → Ǆ → DŽ):
+    // decompose, case, decompose, so a key is its own key.
+    let upper: String = value
+        .nfkd()
+        .filter(|c| !is_combining_mark(*c))
         .flat_map(char::to_uppercase)
-        .filter(|c| c.is_alphanumeric())
         .collect();
+    let mut key = String::with_capacity(upper.len());
+    for u in upper.nfkd().filter(|c| !is_combining_mark(*c)) {
+        match u {
+            'Ø' => key.push('O'),
+            'Ł' => key.push('L'),
+            'Đ' | 'Ð' => key.push('D'),
+            'Ħ' => key.push('H'),
+            'Æ' => key.push_str("AE"),
+            'Œ' => key.push_str("OE"),
+            'Þ' => key.push_str("TH"),
+            u if u.is_alphanumeric() => key.push(u),
+            _ => {}
+        }
+    }
     (!key.is_empty()).then_some(key)
 }
 
@@ -31,8 +58,14 @@ pub fn phone_digits(value: &str) -> Option<String> {
 
 /// Identifiers (member IDs, Rx numbers, transaction IDs): letters and digits,
 /// upper-cased; spaces, dashes and other separators dropped.
+/// No accent folding: an identifier is compared as written.
 pub fn identifier_key(value: &str) -> Option<String> {
-    name_key(value)
+    let key: String = value
+        .chars()
+        .flat_map(char::to_uppercase)
+        .filter(|c| c.is_alphanumeric())
+        .collect();
+    (!key.is_empty()).then_some(key)
 }
 
 /// A FHIR date or dateTime reduced to its `YYYY-MM-DD` day; `None` for
@@ -79,6 +112,18 @@ mod tests {
     fn examples() {
         assert_eq!(name_key(" o'Brien-smith ").as_deref(), Some("OBRIENSMITH"));
         assert_eq!(name_key("Peña").as_deref(), name_key("PEÑA").as_deref());
+        // Accents fold, composed (NFC) or decomposed (NFD, as macOS sends).
+        for typed in ["González", "Gonza\u{301}lez", "GONZALEZ", "gonzalez"] {
+            assert_eq!(name_key(typed).as_deref(), Some("GONZALEZ"), "{typed:?}");
+        }
+        assert_eq!(
+            name_key("Søren Łukasz Æbeltoft").as_deref(),
+            Some("SORENLUKASZAEBELTOFT")
+        );
+        assert_eq!(name_key("Straße").as_deref(), Some("STRASSE"));
+        assert_eq!(name_key("ﬁnley").as_deref(), Some("FINLEY"));
+        assert_eq!(name_key("Nguyễn").as_deref(), Some("NGUYEN"));
+        assert_eq!(name_key("王").as_deref(), Some("王"));
         assert_eq!(name_key(" - "), None);
         assert_eq!(phone_digits("555-810-7203").as_deref(), Some("5558107203"));
         assert_eq!(

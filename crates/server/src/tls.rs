@@ -8,7 +8,6 @@
 
 use crate::{Error, Result};
 use rxvault_crypto::tls::{self, TlsKey};
-use rxvault_store::{Op, WriteBatch};
 use rxvault_vault::Vault;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,12 +50,11 @@ fn read(path: &Path) -> Result<String> {
 /// The vault's self-signed certificate and key, generated (and stored
 /// sealed) on first use.
 pub fn self_signed(vault: &Vault) -> Result<(String, TlsKey)> {
-    let store = vault.store();
     let id = vault.config().vault_id.as_bytes();
-    if let (Some(cert), Some(sealed)) = (store.meta(META_CERT)?, store.meta(META_KEY)?) {
+    if let (Some(cert), Some(sealed)) = (vault.meta(META_CERT)?, vault.meta(META_KEY)?) {
         let sealed =
             hex_decode(&sealed).ok_or_else(|| Error::Config("stored TLS key is corrupt".into()))?;
-        let open = || vault.keyring().open_blob("tls-key", id, &sealed);
+        let open = || vault.secrets().open_blob("tls-key", id, &sealed);
         let pem = match open() {
             Err(rxvault_crypto::Error::UnknownDek(_)) => {
                 vault.reload_data_keys()?;
@@ -76,20 +74,8 @@ pub fn self_signed(vault: &Vault) -> Result<(String, TlsKey)> {
     ];
     let (cert, key) = tls::self_signed(&names)?;
     vault.ensure_data_key()?;
-    let sealed = vault.keyring().seal_blob("tls-key", id, key.pem_bytes())?;
-    store.write(&WriteBatch {
-        ops: vec![
-            Op::Meta {
-                key: META_KEY.into(),
-                value: Some(hex_encode(&sealed)),
-            },
-            Op::Meta {
-                key: META_CERT.into(),
-                value: Some(cert.clone()),
-            },
-        ],
-        at: vault.clock().now().unix_timestamp(),
-    })?;
+    let sealed = vault.secrets().seal_blob("tls-key", id, key.pem_bytes())?;
+    vault.write_meta(&[(META_KEY, &hex_encode(&sealed)), (META_CERT, &cert)])?;
     write_cert(vault, &cert)?;
     tracing::info!("generated a self-signed TLS certificate");
     Ok((cert, key))

@@ -140,12 +140,16 @@ async fn request(
             h.blocking(|| {
                 let record = h
                     .vault
+                    .unaudited()
                     .store()
                     .get(k, &h.vault.rid(k, &id))
                     .unwrap()
                     .unwrap();
                 Some(Value::Object(
-                    h.vault.open_record(&record, who.categories(k)).unwrap(),
+                    h.vault
+                        .unaudited()
+                        .open_record(&record, who.categories(k))
+                        .unwrap(),
                 ))
             })
         }
@@ -167,6 +171,7 @@ impl NowUnix for rxvault_model::ManualClock {
 fn patient_mrn(h: &Harness) -> String {
     let record = h.blocking(|| {
         h.vault
+            .unaudited()
             .chart(&h.ids[&RecordKind::Patient], CategorySet::ALL)
             .unwrap()
             .unwrap()
@@ -181,6 +186,7 @@ fn transaction_id(h: &Harness) -> String {
     h.blocking(|| {
         let record = h
             .vault
+            .unaudited()
             .store()
             .get(
                 RecordKind::Fill,
@@ -188,7 +194,10 @@ fn transaction_id(h: &Harness) -> String {
             )
             .unwrap()
             .unwrap();
-        h.vault.open_record(&record, CategorySet::ALL).unwrap()["identifier"][0]["value"]
+        h.vault
+            .unaudited()
+            .open_record(&record, CategorySet::ALL)
+            .unwrap()["identifier"][0]["value"]
             .as_str()
             .unwrap()
             .to_string()
@@ -445,6 +454,7 @@ async fn authorization_matrix_every_endpoint_role_and_token_state(backend: Backe
                     .rid(RecordKind::Patient, &h.ids[&RecordKind::Patient]);
                 let fill_patient = h.blocking(|| {
                     h.vault
+                        .unaudited()
                         .store()
                         .get(
                             RecordKind::Fill,
@@ -573,6 +583,7 @@ async fn writes_keep_what_the_writer_cannot_see(backend: Backend) {
     assert_eq!(status, 200);
     let full = h.blocking(|| {
         h.vault
+            .unaudited()
             .chart(patient, CategorySet::ALL)
             .unwrap()
             .unwrap()

@@ -172,6 +172,10 @@ pub enum Op {
         envelope: Vec<u8>,
         /// Its data key.
         dek: DekId,
+        /// With `Some`, the record's blind-index entries become these when
+        /// the swap happens (a re-index: the new envelope binds them);
+        /// with `None` they stay.
+        tokens: Option<Vec<(IndexKind, IndexToken)>>,
     },
     /// Set (or with `None`, remove) a metadata entry.
     Meta {

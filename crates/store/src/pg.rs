@@ -477,8 +477,9 @@ impl Store for PgStore {
                         expected,
                         envelope,
                         dek,
+                        tokens,
                     } => {
-                        tx.execute(
+                        let swapped = tx.execute(
                             &self.sql.table(*kind).reseal,
                             &[
                                 envelope,
@@ -488,6 +489,16 @@ impl Store for PgStore {
                                 expected,
                             ],
                         )?;
+                        if let (1, Some(tokens)) = (swapped, tokens) {
+                            let code = i64::from(kind.code());
+                            tx.execute(&self.sql.tokens_delete, &[&code, &&rid.0[..]])?;
+                            for (index, token) in tokens {
+                                tx.execute(
+                                    &self.sql.token_insert,
+                                    &[&i64::from(index.code()), &&token.0[..], &code, &&rid.0[..]],
+                                )?;
+                            }
+                        }
                     }
                     Op::Meta {
                         key,

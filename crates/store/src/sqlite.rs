@@ -335,17 +335,34 @@ impl Store for SqliteStore {
                         expected,
                         envelope,
                         dek,
-                    } => tx
-                        .prepare_cached(&self.sql.table(*kind).reseal)?
-                        .execute(params![
-                            envelope,
-                            i64::from(dek.0),
-                            batch.at,
-                            &rid.0[..],
-                            expected
-                        ])
-                        .map(drop)
-                        .map_err(map_err),
+                        tokens,
+                    } => (|| {
+                        let swapped =
+                            tx.prepare_cached(&self.sql.table(*kind).reseal)?
+                                .execute(params![
+                                    envelope,
+                                    i64::from(dek.0),
+                                    batch.at,
+                                    &rid.0[..],
+                                    expected
+                                ])?;
+                        if let (1, Some(tokens)) = (swapped, tokens) {
+                            let code = i64::from(kind.code());
+                            tx.prepare_cached(&self.sql.tokens_delete)?
+                                .execute(params![code, &rid.0[..]])?;
+                            let mut insert = tx.prepare_cached(&self.sql.token_insert)?;
+                            for (index, token) in tokens {
+                                insert.execute(params![
+                                    i64::from(index.code()),
+                                    &token.0[..],
+                                    code,
+                                    &rid.0[..]
+                                ])?;
+                            }
+                        }
+                        Ok::<(), rusqlite::Error>(())
+                    })()
+                    .map_err(map_err),
                     Op::Meta {
                         key,
                         value: Some(v),

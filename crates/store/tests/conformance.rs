@@ -232,6 +232,7 @@ fn reseal_is_a_compare_and_swap() {
             expected: expected.to_vec(),
             envelope: new.to_vec(),
             dek: DekId(8),
+            tokens: None,
         };
         s.write(&batch(vec![reseal(b"stale", b"lost")])).unwrap();
         assert_eq!(
@@ -245,6 +246,45 @@ fn reseal_is_a_compare_and_swap() {
             s.lookup(IndexKind::TransactionId, &token(5)).unwrap().len(),
             1,
             "tokens survive a reseal"
+        );
+
+        // A re-index: the entries are replaced only if the swap happens.
+        let reindex = |expected: &[u8], new: &[u8], t: u8| Op::Reseal {
+            kind: RecordKind::Fill,
+            rid: rid(1),
+            expected: expected.to_vec(),
+            envelope: new.to_vec(),
+            dek: DekId(9),
+            tokens: Some(vec![(IndexKind::TransactionId, token(t))]),
+        };
+        s.write(&batch(vec![reindex(b"stale", b"lost", 6)]))
+            .unwrap();
+        assert!(
+            s.lookup(IndexKind::TransactionId, &token(6))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            s.lookup(IndexKind::TransactionId, &token(5)).unwrap().len(),
+            1
+        );
+        s.write(&batch(vec![reindex(b"new", b"newer", 6)])).unwrap();
+        assert!(
+            s.lookup(IndexKind::TransactionId, &token(5))
+                .unwrap()
+                .is_empty(),
+            "the old entry is gone"
+        );
+        assert_eq!(
+            s.lookup(IndexKind::TransactionId, &token(6)).unwrap(),
+            vec![IndexHit {
+                kind: RecordKind::Fill,
+                rid: rid(1)
+            }]
+        );
+        assert_eq!(
+            s.get(RecordKind::Fill, &rid(1)).unwrap().unwrap().envelope,
+            b"newer"
         );
     });
 }

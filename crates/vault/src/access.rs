@@ -162,7 +162,7 @@ impl Vault {
         let log = AuditLog::open_for(
             &location,
             &self.config.vault_id,
-            self.keys.clone(),
+            self.keys.secrets().clone(),
             self.clock.clone(),
             AuditConfig::for_vault(&self.config.vault_id),
         )?;

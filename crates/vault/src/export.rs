@@ -371,7 +371,7 @@ impl Vault {
     /// ID), decrypting of each fill only its `Shipping`, `Identifiers` and
     /// `Administrative` categories. Not audited: see
     /// [`Vault::shipments_for`](crate::Vault::shipments_for).
-    pub fn shipments(&self, date: &str) -> Result<Shipments> {
+    pub(crate) fn shipments(&self, date: &str) -> Result<Shipments> {
         let day = normalize::day(date)
             .ok_or_else(|| Error::Invalid(format!("the date must be YYYY-MM-DD, not {date:?}")))?;
         let token = self.keys.token(IndexKind::FillDate, &day);

@@ -138,12 +138,13 @@ impl<R: Read> Read for Counting<R> {
 }
 
 impl Vault {
+    #[cfg(feature = "unaudited")]
     /// Imports files and folders (walked for `.ndjson`, `.jsonl`, `.json`).
     ///
     /// Returns the report when every file was read; bad records are in the
     /// report, not an error. An `Err` means the import stopped (a file could
     /// not be read, the store failed): everything committed before stays.
-    pub fn import(
+    pub(crate) fn import(
         &self,
         paths: &[PathBuf],
         options: &ImportOptions,

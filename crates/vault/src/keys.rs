@@ -56,6 +56,11 @@ pub(crate) mod meta {
     pub const RECORD_FORMAT_CURRENT: &str = "2";
     /// The record format migration's cursor, while it runs.
     pub const RECORD_MIGRATION: &str = "record_migration";
+    /// How patient names are normalised in the name index; patients are
+    /// re-indexed on open until it is [`NAME_INDEX_CURRENT`].
+    pub const NAME_INDEX: &str = "name_index";
+    /// Accents folded (`rxvault_model::normalize::name_key`).
+    pub const NAME_INDEX_CURRENT: &str = "folded-1";
     pub fn kdf(version: u32) -> String {
         format!("kdf.v{version}")
     }
@@ -197,6 +202,10 @@ impl Vault {
                 meta::RECORD_FORMAT_CURRENT.to_string(),
             ),
             (
+                meta::NAME_INDEX.to_string(),
+                meta::NAME_INDEX_CURRENT.to_string(),
+            ),
+            (
                 meta::CREATED_AT.to_string(),
                 clock.now().unix_timestamp().to_string(),
             ),
@@ -297,6 +306,7 @@ impl Vault {
             audit_open: std::sync::Mutex::new(()),
         };
         vault.migrate_records()?;
+        vault.refold_names()?;
         Ok(vault)
     }
 
@@ -955,6 +965,7 @@ impl ResealPass<'_> {
                         expected: r.envelope.clone(),
                         dek: Keyring::dek_of(&envelope)?,
                         envelope,
+                        tokens: None,
                     });
                 }
                 done.resealed += ops.len() as u64;
@@ -1063,11 +1074,66 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// Re-indexes patient names under the current normalisation (accents
+    /// folded), on open, once per vault: each patient whose name-index
+    /// entries differ from what the current `name_key` gives is resealed
+    /// with the new entries and its index rows replaced, as one
+    /// compare-and-swap (a writer that changed the patient meanwhile wrote
+    /// the new entries itself). Idempotent, so an interrupted pass simply
+    /// runs again; `meta.name_index` is set only after a whole pass.
+    pub(crate) fn refold_names(&self) -> Result<()> {
+        if self.store.meta(meta::NAME_INDEX)?.as_deref() == Some(meta::NAME_INDEX_CURRENT) {
+            return Ok(());
+        }
+        self.ensure_dek()?;
+        self.reload_keys()?;
+        let mut after: Option<Rid> = None;
+        let mut changed = 0usize;
+        loop {
+            let records = self.store.scan(RecordKind::Patient, after.as_ref(), 500)?;
+            let Some(last) = records.last().map(|r| r.rid) else {
+                break;
+            };
+            let mut ops = Vec::new();
+            for r in &records {
+                if let Some((envelope, tokens)) = crate::records::reindex(&self.keys, r)? {
+                    ops.push(Op::Reseal {
+                        kind: RecordKind::Patient,
+                        rid: r.rid,
+                        expected: r.envelope.clone(),
+                        dek: Keyring::dek_of(&envelope)?,
+                        envelope,
+                        tokens: Some(tokens),
+                    });
+                }
+            }
+            changed += ops.len();
+            if !ops.is_empty() {
+                self.store.write(&WriteBatch {
+                    ops,
+                    at: self.now_unix(),
+                })?;
+            }
+            after = Some(last);
+        }
+        self.store.write(&WriteBatch {
+            ops: vec![Op::Meta {
+                key: meta::NAME_INDEX.into(),
+                value: Some(meta::NAME_INDEX_CURRENT.into()),
+            }],
+            at: self.now_unix(),
+        })?;
+        tracing::info!(changed, "patient names re-indexed with accents folded");
+        Ok(())
+    }
+}
+
 /// The vault's keys for identity and access (`rxvault_auth::Auth::new`):
-/// the keyring and its data keys, nothing of the records or the store.
+/// its secrets and data keys, nothing of the records or the store.
 impl rxvault_crypto::LiveKeys for Vault {
-    fn keyring(&self) -> &Keyring {
-        Vault::keyring(self)
+    fn secrets(&self) -> &rxvault_crypto::Secrets {
+        Vault::secrets(self)
     }
 
     fn ensure_data_key(&self) -> rxvault_crypto::Result<()> {

@@ -15,7 +15,11 @@
 //!   decrypting (what no single read can see: records missing from a chart
 //!   or a search).
 //! - [`access`]: the audited entry points (read, search, write, export on
-//!   someone's behalf): no audit, no access.
+//!   someone's behalf): no audit, no access. They are the only public way
+//!   to decrypted PHI: the paths beneath them (the store, the keyring,
+//!   charts, searches, record opening, shipments, import) are crate-private,
+//!   reachable from tests and benchmarks only through `unaudited` (cargo
+//!   feature `unaudited`, enabled by dev-dependencies only).
 //!
 //! **Architecture invariant:** plaintext PHI exists only in this process's
 //! memory. It enters as parsed FHIR, is sealed before it is handed to the
@@ -32,6 +36,8 @@ pub mod integrity;
 pub mod keys;
 pub mod query;
 pub mod records;
+#[cfg(feature = "unaudited")]
+pub mod unaudited;
 
 use rxvault_crypto::Keyring;
 use rxvault_model::{Clock, RecordKind};
@@ -152,9 +158,22 @@ impl Vault {
         &self.config
     }
 
-    /// The store (ciphertext only).
-    pub fn store(&self) -> &dyn Store {
+    #[cfg(feature = "unaudited")]
+    /// The store (ciphertext only). Not public: the audited entry points
+    /// ([`access`]) are the one door to what it holds; tests and
+    /// benchmarks reach it through [`Vault::unaudited`].
+    pub(crate) fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    /// Which backend holds the vault (`sqlite`, `postgres`).
+    pub fn backend(&self) -> rxvault_store::Backend {
+        self.store.backend()
+    }
+
+    /// The store's schema version.
+    pub fn schema_version(&self) -> Result<u32> {
+        Ok(self.store.schema_version()?)
     }
 
     /// The clock the vault reads time from.
@@ -168,10 +187,47 @@ impl Vault {
         date_in(&self.zone, self.clock.now())
     }
 
-    /// The keyring (for crates that seal their own data with the vault's
-    /// keys, such as the audit log).
-    pub fn keyring(&self) -> &Arc<Keyring> {
+    #[cfg(feature = "unaudited")]
+    /// The keyring, records included. Not public: only this crate opens
+    /// records, behind its audited entry points.
+    pub(crate) fn keyring(&self) -> &Arc<Keyring> {
         &self.keys
+    }
+
+    /// The vault's keys without the records ([`rxvault_crypto::Secrets`]):
+    /// for the crates that seal their own data with them (the audit log,
+    /// identity and access, the server's TLS key). They cannot open a
+    /// record.
+    pub fn secrets(&self) -> &rxvault_crypto::Secrets {
+        self.keys.secrets()
+    }
+
+    /// A value of the store's metadata (settings and sealed blobs of the
+    /// vault's own, never PHI).
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.store.meta(key)?)
+    }
+
+    /// Writes values of the store's metadata, in one transaction. Only
+    /// keys of the server's own settings (`tls.*`): the vault's key and
+    /// format state is written by this crate alone.
+    pub fn write_meta(&self, pairs: &[(&str, &str)]) -> Result<()> {
+        if let Some((key, _)) = pairs.iter().find(|(k, _)| !k.starts_with("tls.")) {
+            return Err(Error::Invalid(format!(
+                "metadata key {key:?} is the vault's own"
+            )));
+        }
+        self.store.write(&rxvault_store::WriteBatch {
+            ops: pairs
+                .iter()
+                .map(|(key, value)| rxvault_store::Op::Meta {
+                    key: (*key).into(),
+                    value: Some((*value).into()),
+                })
+                .collect(),
+            at: self.now_unix(),
+        })?;
+        Ok(())
     }
 
     /// Counts of records per kind.

@@ -123,9 +123,10 @@ impl Chart {
 }
 
 impl Vault {
+    #[cfg(feature = "unaudited")]
     /// The chart of the patient with FHIR id `patient_id`, opening only the
     /// categories in `want` (not audited: see [`Vault::read_chart`]).
-    pub fn chart(&self, patient_id: &str, want: CategorySet) -> Result<Option<Chart>> {
+    pub(crate) fn chart(&self, patient_id: &str, want: CategorySet) -> Result<Option<Chart>> {
         self.chart_with(
             &self.rid(RecordKind::Patient, patient_id),
             &View::uniform(want),
@@ -134,7 +135,7 @@ impl Vault {
 
     /// The chart of the patient with storage key `rid`, opening of each kind
     /// only what `view` allows.
-    pub fn chart_with(&self, rid: &Rid, view: &View) -> Result<Option<Chart>> {
+    pub(crate) fn chart_with(&self, rid: &Rid, view: &View) -> Result<Option<Chart>> {
         let Some(record) = self.store.get(RecordKind::Patient, rid)? else {
             return Ok(None);
         };
@@ -158,7 +159,7 @@ impl Vault {
 
     /// The storage keys of the patients a search matches (no part is
     /// decrypted; each hit's binding is checked).
-    pub fn find_rids(&self, query: &Find) -> Result<Vec<Rid>> {
+    pub(crate) fn find_rids(&self, query: &Find) -> Result<Vec<Rid>> {
         let (kind, value) = query.index();
         let Some(token) = self.token(kind, &value) else {
             return Err(Error::Invalid(format!(
@@ -184,8 +185,9 @@ impl Vault {
         Ok(patients)
     }
 
+    #[cfg(feature = "unaudited")]
     /// The patients a search matches, opened with `want`.
-    pub fn find(&self, query: &Find, want: CategorySet) -> Result<Vec<(Rid, Patient)>> {
+    pub(crate) fn find(&self, query: &Find, want: CategorySet) -> Result<Vec<(Rid, Patient)>> {
         self.find_resources(query, want)?
             .into_iter()
             .map(|(rid, resource)| {
@@ -199,7 +201,11 @@ impl Vault {
     }
 
     /// The patients a search matches, as (possibly partial) FHIR resources.
-    pub fn find_resources(&self, query: &Find, want: CategorySet) -> Result<Vec<(Rid, Resource)>> {
+    pub(crate) fn find_resources(
+        &self,
+        query: &Find,
+        want: CategorySet,
+    ) -> Result<Vec<(Rid, Resource)>> {
         let mut out = Vec::new();
         for rid in self.find_rids(query)? {
             if let Some(record) = self.store.get(RecordKind::Patient, &rid)? {

@@ -160,7 +160,11 @@ impl Vault {
     }
 
     /// Validates and seals a resource of `kind` into a write for the store.
-    pub fn seal(&self, kind: RecordKind, resource: Resource) -> Result<RecordWrite, SealError> {
+    pub(crate) fn seal(
+        &self,
+        kind: RecordKind,
+        resource: Resource,
+    ) -> Result<RecordWrite, SealError> {
         let facts = facts(kind, &resource)?;
         let place = place_of(&self.keys, kind, &facts);
         let tokens = tokens_of(&self.keys, &facts);
@@ -198,7 +202,7 @@ impl Vault {
 
     /// Opens the categories `want` of a stored record and merges them into
     /// a (possibly partial) FHIR resource.
-    pub fn open_record(&self, record: &StoredRecord, want: CategorySet) -> Result<Resource> {
+    pub(crate) fn open_record(&self, record: &StoredRecord, want: CategorySet) -> Result<Resource> {
         let parts = self.open_parts(record, want)?;
         let mut maps = Vec::with_capacity(parts.len());
         for (category, bytes) in parts {
@@ -216,7 +220,7 @@ impl Vault {
     /// tree of values: the parts' members are joined as they were sealed
     /// (categories hold disjoint top-level elements), after each part is
     /// checked to be one well-formed JSON object. What a read serves as is.
-    pub fn open_record_json(
+    pub(crate) fn open_record_json(
         &self,
         record: &StoredRecord,
         want: CategorySet,
@@ -421,6 +425,36 @@ pub(crate) fn reseal(keys: &Keyring, record: &StoredRecord) -> Result<(Vec<u8>, 
     }
     let envelope = keys.seal_record(&place, &tokens_of(keys, &facts), &refs)?;
     Ok((envelope, place != stored))
+}
+
+/// A stored record resealed with the blind-index entries its content gives
+/// under today's normalisation, and those entries; `None` when they are
+/// the ones it carries (a re-index after `normalize` changed: accents).
+pub(crate) fn reindex(
+    keys: &Keyring,
+    record: &StoredRecord,
+) -> Result<Option<(Vec<u8>, Vec<(IndexKind, IndexToken)>)>> {
+    check_dek_column(record)?;
+    let stored = binding(record);
+    let parts = keys.open_record(&stored, &record.envelope, CategorySet::ALL)?;
+    let mut maps = Vec::with_capacity(parts.len());
+    for (category, bytes) in &parts {
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(m)) => maps.push(m),
+            _ => return Err(not_an_object(record, *category)),
+        }
+    }
+    let resource = split::merge(record.kind, maps);
+    let facts = facts(record.kind, &resource).map_err(|e| Error::Corrupt {
+        what: what(record),
+        message: e.to_string(),
+    })?;
+    let tokens = envelope::canonical_tokens(&tokens_of(keys, &facts));
+    if tokens == envelope::canonical_tokens(&Keyring::tokens_of(&record.envelope)?) {
+        return Ok(None);
+    }
+    let refs: Vec<(FieldCategory, &[u8])> = parts.iter().map(|(c, p)| (*c, &p[..])).collect();
+    Ok(Some((keys.seal_record(&stored, &tokens, &refs)?, tokens)))
 }
 
 fn what(record: &StoredRecord) -> String {

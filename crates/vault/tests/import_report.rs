@@ -49,13 +49,14 @@ fn derived_coverages_are_counted_as_stored() {
     )
     .unwrap();
     let report = vault
+        .unaudited()
         .import(
             std::slice::from_ref(&input),
             &ImportOptions::default(),
             &mut (),
         )
         .unwrap();
-    let store = vault.store();
+    let store = vault.unaudited().store();
     let mut stored_derived = 0u64;
     let mut after = None;
     loop {
@@ -73,6 +74,7 @@ fn derived_coverages_are_counted_as_stored() {
     assert_eq!(report.derived_coverages, stored_derived);
     // Importing again changes nothing and says so.
     let again = vault
+        .unaudited()
         .import(
             std::slice::from_ref(&input),
             &ImportOptions::default(),

@@ -93,6 +93,7 @@ fn contained_destinations_and_the_patients_address_are_shipped_to_and_location_r
     )
     .unwrap();
     let report = vault
+        .unaudited()
         .import(
             std::slice::from_ref(&input),
             &ImportOptions::default(),

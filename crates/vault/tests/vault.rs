@@ -48,6 +48,7 @@ impl Fixture {
         };
         rxvault_synth::write_ndjson(&config, &input, &mut |_| {}).unwrap();
         vault
+            .unaudited()
             .import(
                 std::slice::from_ref(&input),
                 &ImportOptions::default(),
@@ -61,6 +62,7 @@ impl Fixture {
     fn imported(&self, dataset: &str) -> Vault {
         let vault = self.open();
         vault
+            .unaudited()
             .import(&[shared_data(dataset)], &ImportOptions::default(), &mut ())
             .unwrap();
         vault
@@ -199,6 +201,7 @@ fn import_then_export_round_trips_semantically() {
         let vault = fx.open();
         let inputs = [shared_data("synthea-100"), shared_data("synthea-10")];
         let report = vault
+            .unaudited()
             .import(&inputs, &ImportOptions::default(), &mut ())
             .unwrap();
         assert_eq!(report.errors, 0, "{backend}: {:?}", report.first_errors);
@@ -208,6 +211,7 @@ fn import_then_export_round_trips_semantically() {
 
         // Importing again changes nothing (idempotent by FHIR id).
         vault
+            .unaudited()
             .import(&inputs, &ImportOptions::default(), &mut ())
             .unwrap();
         let total: u64 = vault.counts().unwrap().iter().map(|(_, n)| n).sum();
@@ -327,7 +331,13 @@ fn flipped_or_swapped_ciphertexts_are_errors_never_wrong_data() {
             vault.rid(RecordKind::Patient, a),
             vault.rid(RecordKind::Patient, b),
         );
-        assert!(vault.chart(a, CategorySet::ALL).unwrap().is_some());
+        assert!(
+            vault
+                .unaudited()
+                .chart(a, CategorySet::ALL)
+                .unwrap()
+                .is_some()
+        );
         drop(vault);
 
         // Flip one bit in a's ciphertext.
@@ -353,13 +363,17 @@ fn flipped_or_swapped_ciphertexts_are_errors_never_wrong_data() {
             }),
         }
         let vault = fx.open();
-        let err = vault.chart(a, CategorySet::ALL).unwrap_err();
+        let err = vault.unaudited().chart(a, CategorySet::ALL).unwrap_err();
         assert!(
             matches!(err, Error::Crypto(rxvault_crypto::Error::Integrity { .. })),
             "{backend}: {err}"
         );
         assert!(
-            vault.chart(b, CategorySet::ALL).unwrap().is_some(),
+            vault
+                .unaudited()
+                .chart(b, CategorySet::ALL)
+                .unwrap()
+                .is_some(),
             "{backend}: other records are unaffected"
         );
         drop(vault);
@@ -397,7 +411,7 @@ fn flipped_or_swapped_ciphertexts_are_errors_never_wrong_data() {
         }
         let vault = fx.open();
         for id in [b, c_id] {
-            let err = vault.chart(id, CategorySet::ALL).unwrap_err();
+            let err = vault.unaudited().chart(id, CategorySet::ALL).unwrap_err();
             assert!(
                 matches!(err, Error::Crypto(rxvault_crypto::Error::Integrity { .. })),
                 "{backend}: {err}"
@@ -450,6 +464,7 @@ fn bad_input_is_reported_with_locations_and_valid_records_still_import() {
         )
         .unwrap();
         let report = vault
+            .unaudited()
             .import(
                 std::slice::from_ref(&dir),
                 &ImportOptions {
@@ -486,7 +501,11 @@ fn bad_input_is_reported_with_locations_and_valid_records_still_import() {
         assert_eq!(report.stored.get("Patient"), Some(&2), "{backend}");
         for id in ["good-1", "good-2"] {
             assert!(
-                vault.chart(id, CategorySet::ALL).unwrap().is_some(),
+                vault
+                    .unaudited()
+                    .chart(id, CategorySet::ALL)
+                    .unwrap()
+                    .is_some(),
                 "{backend}: {id}"
             );
         }
@@ -502,6 +521,7 @@ fn bad_input_is_reported_with_locations_and_valid_records_still_import() {
         for p in read_ndjson(&shared_data("synthea-10").join("Patient.ndjson")) {
             assert!(
                 vault
+                    .unaudited()
                     .chart(p["id"].as_str().unwrap(), CategorySet::ALL)
                     .unwrap()
                     .is_some()
@@ -597,6 +617,7 @@ fn blind_index_searches_find_the_right_patients() {
             let birth = p["birthDate"].as_str().unwrap();
             let (y, m, d) = (&birth[..4], &birth[5..7], &birth[8..10]);
             let found = vault
+                .unaudited()
                 .find(
                     &Find::FamilyBirthDate {
                         family: family.to_uppercase(),
@@ -612,6 +633,7 @@ fn blind_index_searches_find_the_right_patients() {
             let phone = p["telecom"][0]["value"].as_str().unwrap();
             let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
             let found = vault
+                .unaudited()
                 .find(
                     &Find::Phone(format!(
                         "+1 ({}) {}-{}",
@@ -629,6 +651,7 @@ fn blind_index_searches_find_the_right_patients() {
         }
         assert!(
             vault
+                .unaudited()
                 .find(&Find::Phone("555-000-0000".into()), CategorySet::ALL)
                 .unwrap()
                 .is_empty()
@@ -792,6 +815,7 @@ fn passphrase_rotation_to_a_new_passphrase() {
     .unwrap();
     let vault = Vault::open(&data, Some(KeySource::Passphrase(old.clone())), clock()).unwrap();
     vault
+        .unaudited()
         .import(
             &[shared_data("synthea-10")],
             &ImportOptions::default(),
@@ -811,6 +835,7 @@ fn passphrase_rotation_to_a_new_passphrase() {
     let p = read_ndjson(&shared_data("synthea-10").join("Patient.ndjson"));
     assert!(
         vault
+            .unaudited()
             .chart(p[0]["id"].as_str().unwrap(), CategorySet::ALL)
             .unwrap()
             .is_some()
@@ -837,12 +862,14 @@ fn claims_yield_a_coverage_only_where_none_exists() {
     });
     std::fs::write(dir.join("tx.json"), bundle.to_string()).unwrap();
     let report = vault
+        .unaudited()
         .import(&[dir], &ImportOptions::default(), &mut ())
         .unwrap();
     assert_eq!(report.errors, 0, "{:?}", report.first_errors);
     assert_eq!(report.skipped.get("Observation"), Some(&1));
     let plans = |id: &str| -> Vec<String> {
         vault
+            .unaudited()
             .chart(id, CategorySet::ALL)
             .unwrap()
             .unwrap()
@@ -860,6 +887,7 @@ fn claims_yield_a_coverage_only_where_none_exists() {
         "the real Coverage replaces the derived one"
     );
     let found = vault
+        .unaudited()
         .find(&Find::MemberId("w-123".into()), CategorySet::ALL)
         .unwrap();
     assert_eq!(found.len(), 1);
@@ -872,7 +900,7 @@ fn masked_reads_decrypt_only_the_allowed_categories() {
     let p = read_ndjson(&shared_data("synthea-10").join("Patient.ndjson"));
     let id = p[0]["id"].as_str().unwrap();
     let contact_only = rxvault_model::CategorySet::of(&[rxvault_model::FieldCategory::Contact]);
-    let chart = vault.chart(id, contact_only).unwrap().unwrap();
+    let chart = vault.unaudited().chart(id, contact_only).unwrap().unwrap();
     assert!(chart.patient.get("address").is_some());
     assert!(
         chart.patient.get("name").is_none()
@@ -951,10 +979,10 @@ fn records_served_as_json_text_are_the_records_opened_as_resources() {
         .collect();
     let mut compared = 0;
     for kind in RecordKind::ALL {
-        for record in vault.store().scan(kind, None, 20).unwrap() {
+        for record in vault.unaudited().store().scan(kind, None, 20).unwrap() {
             for want in &subsets {
-                let tree = vault.open_record(&record, *want).unwrap();
-                let text = vault.open_record_json(&record, *want).unwrap();
+                let tree = vault.unaudited().open_record(&record, *want).unwrap();
+                let text = vault.unaudited().open_record_json(&record, *want).unwrap();
                 let parsed: Value = serde_json::from_slice(text.as_bytes()).unwrap();
                 assert_eq!(parsed, Value::Object(tree), "{kind:?} {want:?}");
                 compared += 1;
@@ -963,8 +991,15 @@ fn records_served_as_json_text_are_the_records_opened_as_resources() {
     }
     assert!(compared > 5 * 128, "{compared}");
     // The debug form never shows the content.
-    let record = &vault.store().scan(RecordKind::Patient, None, 1).unwrap()[0];
-    let text = vault.open_record_json(record, CategorySet::ALL).unwrap();
+    let record = &vault
+        .unaudited()
+        .store()
+        .scan(RecordKind::Patient, None, 1)
+        .unwrap()[0];
+    let text = vault
+        .unaudited()
+        .open_record_json(record, CategorySet::ALL)
+        .unwrap();
     assert!(format!("{text:?}").starts_with("ResourceJson("));
     assert!(!format!("{text:?}").contains("resourceType"));
 }
@@ -1013,6 +1048,7 @@ fn is_integrity(e: &Error) -> bool {
 
 fn allergy_ids(vault: &Vault, patient: &str) -> Vec<String> {
     vault
+        .unaudited()
         .chart(patient, CategorySet::ALL)
         .unwrap()
         .unwrap()
@@ -1061,11 +1097,15 @@ fn issue_9_a_records_patient_link_is_authenticated() {
         };
         set_link(&other_rid.0);
         let vault = fx.open();
-        let err = vault.chart(&other, CategorySet::ALL).unwrap_err();
+        let err = vault
+            .unaudited()
+            .chart(&other, CategorySet::ALL)
+            .unwrap_err();
         assert!(is_integrity(&err), "{backend}: {err}");
         assert!(err.to_string().contains("allergies record"), "{err}");
         // Also when the reader may see none of the allergy's categories.
         let err = vault
+            .unaudited()
             .chart(
                 &other,
                 CategorySet::of(&[rxvault_model::FieldCategory::Demographics]),
@@ -1083,11 +1123,15 @@ fn issue_9_a_records_patient_link_is_authenticated() {
         let vault = fx.open();
         assert!(!allergy_ids(&vault, &owner).contains(&id.to_string()));
         let stored = vault
+            .unaudited()
             .store()
             .get(RecordKind::Allergy, &rid)
             .unwrap()
             .unwrap();
-        let err = vault.open_record(&stored, CategorySet::ALL).unwrap_err();
+        let err = vault
+            .unaudited()
+            .open_record(&stored, CategorySet::ALL)
+            .unwrap_err();
         assert!(is_integrity(&err), "{backend}: {err}");
         let report = vault.check_records(&mut Quiet).unwrap();
         let problems: Vec<&str> = report
@@ -1125,6 +1169,7 @@ fn issue_9_a_records_patient_link_is_authenticated() {
         let vault = fx.open();
         let txn = fill["identifier"][0]["value"].as_str().unwrap();
         let err = vault
+            .unaudited()
             .find_rids(&Find::TransactionId(txn.to_string()))
             .unwrap_err();
         assert!(is_integrity(&err), "{backend}: {err}");
@@ -1155,7 +1200,7 @@ fn issue_9_flags_and_index_entries_are_authenticated() {
                 .unwrap()
         };
         let (today, earlier) = (dated(true), dated(false));
-        let listed = vault.shipments("2026-11-28").unwrap().fills;
+        let listed = vault.unaudited().shipments("2026-11-28").unwrap().fills;
         assert!(listed.contains(&today) || !listed.is_empty());
         assert!(!listed.contains(&earlier));
         drop(vault);
@@ -1166,7 +1211,11 @@ fn issue_9_flags_and_index_entries_are_authenticated() {
             "UPDATE coverages SET derived = 1 - derived WHERE rid = ?",
             &[&cov_rid.0],
         );
-        let err = fx.open().chart(&cov_owner, CategorySet::ALL).unwrap_err();
+        let err = fx
+            .open()
+            .unaudited()
+            .chart(&cov_owner, CategorySet::ALL)
+            .unwrap_err();
         assert!(is_integrity(&err), "{backend}: {err}");
         tamper(
             backend,
@@ -1174,7 +1223,12 @@ fn issue_9_flags_and_index_entries_are_authenticated() {
             "UPDATE coverages SET derived = 1 - derived WHERE rid = ?",
             &[&cov_rid.0],
         );
-        assert!(fx.open().chart(&cov_owner, CategorySet::ALL).is_ok());
+        assert!(
+            fx.open()
+                .unaudited()
+                .chart(&cov_owner, CategorySet::ALL)
+                .is_ok()
+        );
 
         // Today's fill-date entry moved to an earlier fill.
         tamper(
@@ -1184,7 +1238,7 @@ fn issue_9_flags_and_index_entries_are_authenticated() {
             &[&earlier.0, &today.0],
         );
         let vault = fx.open();
-        let err = vault.shipments("2026-11-28").unwrap_err();
+        let err = vault.unaudited().shipments("2026-11-28").unwrap_err();
         assert!(is_integrity(&err), "{backend}: {err}");
         assert!(err.to_string().contains("fill-date index entry"), "{err}");
         let report = vault.check_records(&mut Quiet).unwrap();
@@ -1206,7 +1260,7 @@ fn issue_9_flags_and_index_entries_are_authenticated() {
         );
         let vault = fx.open();
         // Restored (the earlier fill's own entry is a different token): back to normal.
-        let _ = vault.shipments("2026-11-28").unwrap();
+        let _ = vault.unaudited().shipments("2026-11-28").unwrap();
         drop(vault);
 
         // The data key column is a copy of the envelope's bound DEK id.
@@ -1218,11 +1272,15 @@ fn issue_9_flags_and_index_entries_are_authenticated() {
         );
         let vault = fx.open();
         let stored = vault
+            .unaudited()
             .store()
             .get(RecordKind::Fill, &today)
             .unwrap()
             .unwrap();
-        let err = vault.open_record(&stored, CategorySet::ALL).unwrap_err();
+        let err = vault
+            .unaudited()
+            .open_record(&stored, CategorySet::ALL)
+            .unwrap_err();
         assert!(
             err.to_string().contains("data key column"),
             "{backend}: {err}"
@@ -1329,7 +1387,7 @@ fn issue_9_an_old_format_vault_migrates_and_reads_identically() {
     assert_eq!(envelope_versions(&fx), BTreeMap::from([(2, 53)]));
     assert_eq!(meta_of(&fx, "record_format").as_deref(), Some("2"));
     assert_eq!(meta_of(&fx, "record_migration"), None);
-    assert_eq!(vault.store().schema_version().unwrap(), 3);
+    assert_eq!(vault.unaudited().store().schema_version().unwrap(), 3);
     let out = fx._tmp.path().join("export");
     vault
         .export_fhir_for(&Requester::local(), &out, &Target::Plaintext, &mut Quiet)
@@ -1359,6 +1417,7 @@ fn issue_9_an_old_format_vault_migrates_and_reads_identically() {
     });
     let vault = fx.open();
     let stored = vault
+        .unaudited()
         .store()
         .get(
             RecordKind::Allergy,
@@ -1366,7 +1425,10 @@ fn issue_9_an_old_format_vault_migrates_and_reads_identically() {
         )
         .unwrap()
         .unwrap();
-    let err = vault.open_record(&stored, CategorySet::ALL).unwrap_err();
+    let err = vault
+        .unaudited()
+        .open_record(&stored, CategorySet::ALL)
+        .unwrap_err();
     assert!(
         is_integrity(&err) && err.to_string().contains("no longer accepts"),
         "{err}"
@@ -1408,7 +1470,10 @@ fn issue_9_a_link_altered_before_the_migration_is_not_trusted() {
         .unwrap();
     });
     let vault = fx.open();
-    let err = vault.chart(&other, CategorySet::ALL).unwrap_err();
+    let err = vault
+        .unaudited()
+        .chart(&other, CategorySet::ALL)
+        .unwrap_err();
     assert!(is_integrity(&err), "{err}");
     let report = vault.check_records(&mut Quiet).unwrap();
     assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
@@ -1652,4 +1717,131 @@ fn issue_9_an_old_format_vault_migrates_on_postgres() {
         "the migrated vault reads identically"
     );
     assert!(vault.check_records(&mut Quiet).unwrap().findings.is_empty());
+}
+
+// --------------------------------------------------- issue 9, item 12 --
+
+/// Clerks type names without accents, and macOS sends them decomposed: a
+/// patient named González is found as Gonzalez, GONZALEZ and NFD
+/// "Gonza\u{301}lez"; a vault indexed before names were folded is
+/// re-indexed on open, on both backends.
+#[test]
+fn accented_names_are_found_as_typed_and_old_indexes_are_refolded() {
+    use rxvault_model::normalize::day;
+    use rxvault_model::{FieldCategory, IndexKind};
+    use rxvault_store::{Op, RecordWrite, WriteBatch};
+    let resource = |id: &str, family: &str| -> Resource {
+        serde_json::from_value(serde_json::json!({
+            "resourceType": "Patient", "id": id,
+            "name": [{"family": family, "given": ["Ana"]}],
+            "birthDate": "1961-07-04"
+        }))
+        .unwrap()
+    };
+    for (backend, fx) in fixtures() {
+        let vault = fx.open();
+        let u = vault.unaudited();
+        let write = |w: RecordWrite| {
+            u.store()
+                .write(&WriteBatch {
+                    ops: vec![Op::Put(w)],
+                    at: 0,
+                })
+                .unwrap()
+        };
+        write(
+            u.seal(RecordKind::Patient, resource("acc-1", "González"))
+                .unwrap(),
+        );
+        write(
+            u.seal(RecordKind::Patient, resource("acc-2", "Gonza\u{301}lez"))
+                .unwrap(),
+        );
+        write(
+            u.seal(RecordKind::Patient, resource("acc-3", "Gonzalez"))
+                .unwrap(),
+        );
+
+        // An old vault: patient acc-4 indexed under the unfolded key
+        // ("GONZÁLEZ", accents kept), sealed with that entry as before.
+        let mut old = u
+            .seal(RecordKind::Patient, resource("acc-4", "González"))
+            .unwrap();
+        let ring = u.keyring();
+        let unfolded = ring.token(
+            IndexKind::FamilyBirthDate,
+            &format!("GONZÁLEZ|{}", day("1961-07-04").unwrap()),
+        );
+        let place = rxvault_crypto::Binding {
+            kind: RecordKind::Patient,
+            rid: old.record.rid,
+            patient: None,
+            derived: false,
+        };
+        let parts = ring
+            .open_record(&place, &old.record.envelope, CategorySet::ALL)
+            .unwrap();
+        let refs: Vec<(FieldCategory, &[u8])> = parts.iter().map(|(c, p)| (*c, &p[..])).collect();
+        let folded = old.tokens.clone();
+        old.tokens = vec![(IndexKind::FamilyBirthDate, unfolded)];
+        old.record.envelope = ring.seal_record(&place, &old.tokens, &refs).unwrap();
+        write(old);
+        u.store()
+            .write(&WriteBatch {
+                ops: vec![Op::Meta {
+                    key: "name_index".into(),
+                    value: None,
+                }],
+                at: 0,
+            })
+            .unwrap();
+        drop(vault);
+
+        let vault = fx.open();
+        for typed in [
+            "Gonzalez",
+            "GONZALEZ",
+            "González",
+            "Gonza\u{301}lez",
+            "gonzález",
+        ] {
+            let mut found: Vec<String> = vault
+                .search_patients(
+                    &Requester::local(),
+                    &rxvault_vault::access::View::uniform(CategorySet::ALL),
+                    &Find::FamilyBirthDate {
+                        family: typed.into(),
+                        birth_date: "1961-07-04".into(),
+                    },
+                )
+                .unwrap()
+                .into_iter()
+                .map(|(_, r)| r["id"].as_str().unwrap().to_string())
+                .collect();
+            found.sort();
+            assert_eq!(
+                found,
+                ["acc-1", "acc-2", "acc-3", "acc-4"],
+                "{backend}: {typed:?}"
+            );
+        }
+        // The old entry is gone and the re-indexed record carries the new
+        // one: the integrity check agrees with the index.
+        assert!(
+            vault
+                .unaudited()
+                .store()
+                .lookup(IndexKind::FamilyBirthDate, &unfolded)
+                .unwrap()
+                .is_empty(),
+            "{backend}"
+        );
+        assert!(folded.iter().any(|(k, _)| *k == IndexKind::FamilyBirthDate));
+        let report = vault.check_records(&mut Quiet).unwrap();
+        assert!(
+            report.findings.is_empty(),
+            "{backend}: {:?}",
+            report.findings
+        );
+    }
 }

@@ -27,7 +27,7 @@ use crate::stream::{StreamOptions, Subscription};
 use crate::{Error, Result, io_err};
 use rxvault_crypto::kek::LocalKek;
 use rxvault_crypto::keyring::{KeyPurpose, WrappedKey};
-use rxvault_crypto::{Keyring, SecretKey};
+use rxvault_crypto::{SecretKey, Secrets};
 use rxvault_model::{Clock, DekId, SystemClock};
 use rxvault_store::PgAuditStore;
 use rxvault_store::audit::AuditStore;
@@ -314,7 +314,7 @@ fn latencies<T: Copy>(
 /// not); the producers' figures and, with consumers, the latencies.
 fn run_once(
     fresh: &Fresh,
-    keyring: &Arc<Keyring>,
+    keyring: &Secrets,
     cfg: &StreamBenchConfig,
     entries: u64,
     consumers: usize,
@@ -493,7 +493,7 @@ fn wall(anchor: (i128, Instant), at: Instant) -> i128 {
 
 fn cross_process(
     fresh: &Fresh,
-    keyring: &Arc<Keyring>,
+    keyring: &Secrets,
     keys: &Path,
     cmd: &[OsString],
     cfg: &StreamBenchConfig,
@@ -619,14 +619,14 @@ pub struct ChildArgs {
 /// appends at the paced rate, then writes `commit <end> <unix ns>` for
 /// each of its commits and `done`.
 pub fn child(args: &ChildArgs, input: &mut dyn BufRead, output: &mut dyn Write) -> Result<()> {
-    let keyring = Arc::new(Keyring::open(
+    let keyring = Secrets::open(
         "bench",
         Box::new(LocalKek::new(
             1,
             SecretKey::from_bytes(read_kek(&args.keys)?),
         )),
         &read_keys(&args.keys)?,
-    )?);
+    )?;
     let dek = keyring.prepare_dek()?;
     write_key(&args.keys, "dek-child", &dek.wrapped)?;
     keyring.activate(dek);
@@ -659,7 +659,7 @@ pub fn child(args: &ChildArgs, input: &mut dyn BufRead, output: &mut dyn Write) 
 
 /// A keyring whose KEK and wrapped keys are written to `dir`, so that the
 /// child process opens the same vault's keys (synthetic data only).
-fn shared_keyring(dir: &Path) -> Result<Arc<Keyring>> {
+fn shared_keyring(dir: &Path) -> Result<Secrets> {
     std::fs::create_dir_all(dir).map_err(io_err(dir.display().to_string()))?;
     let mut kek = [0u8; 32];
     for chunk in kek.chunks_mut(8) {
@@ -669,7 +669,7 @@ fn shared_keyring(dir: &Path) -> Result<Arc<Keyring>> {
     }
     let path = dir.join("kek");
     std::fs::write(&path, hex::encode(kek)).map_err(io_err(path.display().to_string()))?;
-    let (ring, index) = Keyring::create(
+    let (ring, index) = Secrets::create(
         "bench",
         Box::new(LocalKek::new(1, SecretKey::from_bytes(kek))),
     )?;
@@ -680,7 +680,7 @@ fn shared_keyring(dir: &Path) -> Result<Arc<Keyring>> {
     let signer = ring.prepare_signer()?;
     write_key(dir, "signer", &signer.wrapped)?;
     ring.install_signer(signer);
-    Ok(Arc::new(ring))
+    Ok(ring)
 }
 
 fn read_kek(dir: &Path) -> Result<[u8; 32]> {

@@ -3,15 +3,15 @@
 
 use rxvault_audit::{Action, Actor, AuditConfig, AuditLog, Entry, Outcome, StoreLocation};
 use rxvault_crypto::kek::LocalKek;
-use rxvault_crypto::{Keyring, SecretKey};
+use rxvault_crypto::{SecretKey, Secrets};
 use rxvault_model::{CategorySet, FieldCategory, ManualClock, RecordKind, Rid};
 use rxvault_testkit::pg::Schema;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 /// A keyring with a data key and a signing key, as the vault hands over.
-pub fn keyring() -> Arc<Keyring> {
-    let (ring, _) = Keyring::create(
+pub fn keyring() -> Secrets {
+    let (ring, _) = Secrets::create(
         "vault-1",
         Box::new(LocalKek::new(1, SecretKey::generate().unwrap())),
     )
@@ -20,7 +20,7 @@ pub fn keyring() -> Arc<Keyring> {
     ring.activate(dek);
     let s = ring.prepare_signer().unwrap();
     ring.install_signer(s);
-    Arc::new(ring)
+    ring
 }
 
 pub fn clock() -> Arc<ManualClock> {
@@ -134,7 +134,7 @@ pub fn config(every: u64) -> AuditConfig {
 }
 
 /// A log with `n` entries on `db`, checkpointed every `every`.
-pub fn filled(db: &Db, keyring: &Arc<Keyring>, n: u64, every: u64) -> AuditLog {
+pub fn filled(db: &Db, keyring: &Secrets, n: u64, every: u64) -> AuditLog {
     let log = AuditLog::open_for(
         &db.location(),
         "vault-1",

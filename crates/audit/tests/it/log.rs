@@ -7,7 +7,7 @@ use rxvault_audit::{
     Action, ActionKind, Actor, AuditLog, AuditReader, Entry, Error, Query, open_store,
 };
 use rxvault_crypto::kek::LocalKek;
-use rxvault_crypto::{Keyring, SecretKey};
+use rxvault_crypto::{SecretKey, Secrets};
 use rxvault_model::{Clock, ManualClock};
 use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-fn reader(db: &Db, keyring: &Arc<Keyring>) -> AuditReader {
+fn reader(db: &Db, keyring: &Secrets) -> AuditReader {
     AuditReader::new(
         open_store(&db.location(), false).unwrap().into(),
         Some(keyring.clone()),
@@ -410,12 +410,12 @@ fn keys_missing_are_errors_and_the_log_recovers_once_they_are_there() {
     let loc = rxvault_audit::StoreLocation::Sqlite {
         dir: dir.path().to_path_buf(),
     };
-    let (ring, _) = Keyring::create(
+    let (ring, _) = Secrets::create(
         "v",
         Box::new(LocalKek::new(1, SecretKey::generate().unwrap())),
     )
     .unwrap();
-    let ring = Arc::new(ring);
+
     let err = AuditLog::open_for(&loc, "v", ring.clone(), clock(), config(10)).unwrap_err();
     assert!(matches!(err, Error::NoSigner));
     let s = ring.prepare_signer().unwrap();
@@ -606,10 +606,10 @@ fn crash_child() {
 
 /// The same vault keys in parent and child: a KEK from a file, wrapped keys
 /// stored beside it.
-fn crash_keyring(dir: &std::path::Path, kek: [u8; 32]) -> Arc<Keyring> {
+fn crash_keyring(dir: &std::path::Path, kek: [u8; 32]) -> Secrets {
     let wrapped = dir.join("wrapped");
     let make = || LocalKek::new(1, SecretKey::from_bytes(kek));
-    let ring = if wrapped.exists() {
+    if wrapped.exists() {
         let text = std::fs::read_to_string(&wrapped).unwrap();
         let keys: Vec<rxvault_crypto::WrappedKey> = text
             .lines()
@@ -626,12 +626,12 @@ fn crash_keyring(dir: &std::path::Path, kek: [u8; 32]) -> Arc<Keyring> {
                 }
             })
             .collect();
-        let ring = Keyring::open("vault-1", Box::new(make()), &keys).unwrap();
+        let ring = Secrets::open("vault-1", Box::new(make()), &keys).unwrap();
         let dek = ring.prepare_dek().unwrap();
         ring.activate(dek);
         ring
     } else {
-        let (ring, index) = Keyring::create("vault-1", Box::new(make())).unwrap();
+        let (ring, index) = Secrets::create("vault-1", Box::new(make())).unwrap();
         let s = ring.prepare_signer().unwrap();
         let lines: Vec<String> = [index, s.wrapped.clone()]
             .iter()
@@ -649,8 +649,7 @@ fn crash_keyring(dir: &std::path::Path, kek: [u8; 32]) -> Arc<Keyring> {
         let dek = ring.prepare_dek().unwrap();
         ring.activate(dek);
         ring
-    };
-    Arc::new(ring)
+    }
 }
 
 #[test]

@@ -18,7 +18,7 @@ use rxvault_audit::{
 };
 use rxvault_crypto::kek::LocalKek;
 use rxvault_crypto::keyring::{KeyPurpose, WrappedKey};
-use rxvault_crypto::{Keyring, SecretKey};
+use rxvault_crypto::{SecretKey, Secrets};
 use rxvault_model::{CategorySet, DekId, Rid, SystemClock};
 use rxvault_testkit::pg::Schema;
 use std::collections::VecDeque;
@@ -70,9 +70,9 @@ fn read_keys(dir: &Path) -> Vec<WrappedKey> {
 
 /// The first process's keyring: index key, a data key and the signing
 /// key, stored (wrapped) in `dir` for the other processes.
-fn create_keyring(dir: &Path) -> Arc<Keyring> {
+fn create_keyring(dir: &Path) -> Secrets {
     std::fs::create_dir_all(dir).unwrap();
-    let (ring, index) = Keyring::create(VAULT, kek()).unwrap();
+    let (ring, index) = Secrets::create(VAULT, kek()).unwrap();
     write_key(dir, "index", &index);
     let dek = ring.prepare_dek().unwrap();
     write_key(dir, "dek-server", &dek.wrapped);
@@ -80,23 +80,23 @@ fn create_keyring(dir: &Path) -> Arc<Keyring> {
     let signer = ring.prepare_signer().unwrap();
     write_key(dir, "signer", &signer.wrapped);
     ring.install_signer(signer);
-    Arc::new(ring)
+    ring
 }
 
 /// Another process's keyring: every key stored in `dir`, and (to append)
 /// a data key of its own, stored there as `dek-<own>`.
-fn open_keyring(dir: &Path, own: Option<&str>) -> Arc<Keyring> {
-    let ring = Keyring::open(VAULT, kek(), &read_keys(dir)).unwrap();
+fn open_keyring(dir: &Path, own: Option<&str>) -> Secrets {
+    let ring = Secrets::open(VAULT, kek(), &read_keys(dir)).unwrap();
     if let Some(own) = own {
         let dek = ring.prepare_dek().unwrap();
         write_key(dir, &format!("dek-{own}"), &dek.wrapped);
         ring.activate(dek);
     }
-    Arc::new(ring)
+    ring
 }
 
 /// Loads the data keys other processes stored since.
-fn load_keys(ring: &Keyring, dir: &Path) {
+fn load_keys(ring: &Secrets, dir: &Path) {
     for w in read_keys(dir) {
         if w.purpose == KeyPurpose::Data && !ring.has_dek(w.id) {
             ring.load(&w).unwrap();
@@ -569,7 +569,7 @@ fn every_entry_once_in_order_to_three_consumers_postgres_million() {
 
 // ------------------------------------------------------------ behaviour
 
-fn sqlite_log(dir: &Path) -> (AuditLog, Arc<Keyring>) {
+fn sqlite_log(dir: &Path) -> (AuditLog, Secrets) {
     let ring = create_keyring(&dir.join("keys"));
     let log = AuditLog::open_for(
         &StoreLocation::Sqlite {

@@ -7,14 +7,13 @@ use rxvault_audit::checkpoint::{Checkpoint, SignedCheckpoint, origin_for};
 use rxvault_audit::merkle::{self, CompactRange, MemoryTree};
 use rxvault_audit::verify::verify;
 use rxvault_audit::{AuditLog, ProblemKind, Report, StoredEntry, VerifyOptions, open_store};
-use rxvault_crypto::Keyring;
-use std::sync::Arc;
+use rxvault_crypto::Secrets;
 
 const N: u64 = 100;
 
 /// A log of 100 entries with a checkpoint at every multiple of 10;
 /// returns the external (witness) copies of the checkpoints at 50 and 100.
-fn logged(db: &Db, k: &Arc<Keyring>) -> Vec<SignedCheckpoint> {
+fn logged(db: &Db, k: &Secrets) -> Vec<SignedCheckpoint> {
     let log =
         AuditLog::open_for(&db.location(), "vault-1", k.clone(), clock(), config(1000)).unwrap();
     let mut kept = Vec::new();
@@ -39,7 +38,7 @@ fn logged(db: &Db, k: &Arc<Keyring>) -> Vec<SignedCheckpoint> {
 
 fn check(
     db: &Db,
-    k: Option<&Arc<Keyring>>,
+    k: Option<&Secrets>,
     trusted: Vec<[u8; 32]>,
     external: Vec<SignedCheckpoint>,
 ) -> Report {

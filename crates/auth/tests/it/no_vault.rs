@@ -4,7 +4,7 @@
 
 use rxvault_auth::{Auth, AuthConfig, Error, Login, Role};
 use rxvault_crypto::kek::LocalKek;
-use rxvault_crypto::{Keyring, LiveKeys, Password, SecretKey, TotpSecret};
+use rxvault_crypto::{LiveKeys, Password, SecretKey, Secrets, TotpSecret};
 use rxvault_model::ManualClock;
 use rxvault_store::{SqlAuthStore, SqliteStore};
 use std::sync::Arc;
@@ -20,11 +20,11 @@ impl rxvault_audit::Sink for Log {
     }
 }
 
-/// A keyring with its data key: nothing to create or reload.
-struct Keys(Keyring);
+/// The keys with their data key: nothing to create or reload.
+struct Keys(Secrets);
 
 impl LiveKeys for Keys {
-    fn keyring(&self) -> &Keyring {
+    fn secrets(&self) -> &Secrets {
         &self.0
     }
     fn ensure_data_key(&self) -> rxvault_crypto::Result<()> {
@@ -37,7 +37,7 @@ impl LiveKeys for Keys {
 
 #[test]
 fn auth_signs_in_and_revokes_from_a_keyring_and_a_store_alone() {
-    let (ring, _) = Keyring::create(
+    let (ring, _) = Secrets::create(
         "no-vault",
         Box::new(LocalKek::new(1, SecretKey::generate().unwrap())),
     )

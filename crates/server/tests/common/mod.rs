@@ -329,6 +329,7 @@ fn setup(pg: Option<rxvault_testkit::pg::Schema>, auth_config: AuthConfig) -> Se
     };
     rxvault_synth::write_ndjson(&config, &input, &mut |_| {}).unwrap();
     vault
+        .unaudited()
         .import(
             std::slice::from_ref(&input),
             &ImportOptions::default(),
