@@ -1,14 +1,18 @@
 //! The unwrapped keys a running process holds, and what it does with them.
 //!
 //! # Data keys and nonces
-//! Each process that writes creates its own data-encryption key (DEK) the
-//! first time it needs one ([`Secrets::prepare_dek`], persisted by the caller,
-//! then [`Secrets::activate`]). A DEK therefore seals in exactly one process
-//! lifetime, which makes a per-DEK counter a safe nonce: the 96-bit nonce is
-//! 32 zero bits followed by a 64-bit counter (NIST SP 800-38D §8.2.1, the
-//! deterministic construction). After [`SEALS_PER_DEK`] seals the keyring
-//! refuses to seal ([`Error::DekExhausted`](crate::Error)) until a new DEK is
-//! activated, keeping every key far below GCM's 2^32-invocation guidance.
+//! The 96-bit nonce is 32 zero bits followed by a 64-bit counter (NIST SP
+//! 800-38D §8.2.1, the deterministic construction), so what matters is that
+//! no counter is used twice under one data-encryption key (DEK). A vault
+//! shares one DEK between its processes ([`Secrets::activate_shared`]): each
+//! process reserves disjoint blocks of counters from the vault's store
+//! ([`CounterSource`], a high-water mark advanced in one transaction; a
+//! block handed out is never handed out again, used or not), so data keys
+//! grow with data, not with processes. A DEK made for one process alone
+//! ([`Secrets::activate`]) counts from zero. After [`SEALS_PER_DEK`]
+//! counters the keyring refuses to seal with a DEK
+//! ([`Error::DekExhausted`](crate::Error)) until a new one is activated,
+//! keeping every key far below GCM's 2^32-invocation guidance.
 //! DEKs written by other processes are loaded on demand
 //! ([`Secrets::load`]).
 //!
@@ -29,7 +33,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use rxvault_model::{CategorySet, DekId, FieldCategory, IndexKind, IndexToken, RecordKind, Rid};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use zeroize::Zeroizing;
 
@@ -111,7 +115,41 @@ impl fmt::Debug for NewDek {
 struct Active {
     id: DekId,
     key: Arc<LessSafeKey>,
-    counter: AtomicU64,
+    counters: std::sync::Mutex<Counters>,
+    /// Where more counters come from, for a data key shared between
+    /// processes ([`Secrets::activate_shared`]); `None` for a key of this
+    /// process alone, whose counters are all its own.
+    source: Option<Arc<dyn CounterSource>>,
+}
+
+/// The nonce counters a process may use on its active data key:
+/// `next..end`, then (shared keys) another block from the source.
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    next: u64,
+    end: u64,
+    /// The size of the next block to reserve (doubling up to
+    /// [`MAX_COUNTER_BLOCK`]: a short-lived process wastes little, an
+    /// import asks rarely).
+    block: u64,
+    /// The key has no counters left anywhere.
+    spent: bool,
+}
+
+/// The first block of counters a process reserves on a shared data key.
+pub const FIRST_COUNTER_BLOCK: u64 = 1 << 12;
+/// The largest block reserved at once.
+pub const MAX_COUNTER_BLOCK: u64 = 1 << 20;
+
+/// Hands out disjoint ranges of a shared data key's nonce counters to the
+/// processes that seal with it (the vault keeps the high-water mark in its
+/// store, advanced in one transaction). Counters handed out are never
+/// handed out again, whether or not they were used, so no two seals under
+/// one key ever share a nonce.
+pub trait CounterSource: Send + Sync {
+    /// Reserves `n` consecutive counters of data key `dek`; returns the
+    /// first.
+    fn reserve(&self, dek: DekId, n: u64) -> Result<u64>;
 }
 
 /// A freshly generated signing key, to be persisted (its [`WrappedKey`])
@@ -440,10 +478,31 @@ impl Secrets {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or(Error::DekExhausted)?;
-        let first = active.counter.fetch_add(n, Ordering::Relaxed);
-        if first + n > SEALS_PER_DEK {
+        let mut c = active.counters.lock().unwrap_or_else(|e| e.into_inner());
+        if c.spent {
             return Err(Error::DekExhausted);
         }
+        if c.next + n > c.end {
+            let Some(source) = &active.source else {
+                c.spent = true;
+                return Err(Error::DekExhausted);
+            };
+            let block = c.block.max(n);
+            let start = source.reserve(active.id, block)?;
+            if start + block > SEALS_PER_DEK {
+                c.spent = true;
+                return Err(Error::DekExhausted);
+            }
+            *c = Counters {
+                next: start,
+                end: start + block,
+                block: (block * 2).min(MAX_COUNTER_BLOCK),
+                spent: false,
+            };
+        }
+        let first = c.next;
+        c.next += n;
+        drop(c);
         Ok((active, first))
     }
 
@@ -495,7 +554,7 @@ impl Secrets {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .filter(|a| a.counter.load(Ordering::Relaxed) < SEALS_PER_DEK)
+            .filter(|a| !a.counters.lock().unwrap_or_else(|e| e.into_inner()).spent)
             .map(|a| a.id)
     }
 
@@ -525,7 +584,8 @@ impl Secrets {
         })
     }
 
-    /// Makes a prepared (and persisted) DEK the one this process seals with.
+    /// Makes a prepared (and persisted) DEK the one this process seals
+    /// with, alone: its counters are all this process's.
     pub fn activate(&self, dek: NewDek) {
         let id = dek.wrapped.id;
         self.0
@@ -533,11 +593,65 @@ impl Secrets {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, dek.key.clone());
-        *self.0.active.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Active {
+        self.install(Active {
             id,
             key: dek.key,
-            counter: AtomicU64::new(0),
-        }));
+            counters: std::sync::Mutex::new(Counters {
+                next: 0,
+                end: SEALS_PER_DEK,
+                block: 0,
+                spent: false,
+            }),
+            source: None,
+        });
+    }
+
+    /// Makes a loaded DEK the one this process seals with, shared with
+    /// other processes: nonce counters come in blocks from `source`, so
+    /// processes never share one, and a vault does not gain a data key per
+    /// process. Fails with [`Error::DekExhausted`] if the key has no
+    /// counters left (the caller then makes a new one).
+    pub fn activate_shared(&self, id: DekId, source: Arc<dyn CounterSource>) -> Result<()> {
+        let key = self
+            .0
+            .deks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+            .ok_or(Error::UnknownDek(id))?;
+        let start = source.reserve(id, FIRST_COUNTER_BLOCK)?;
+        if start + FIRST_COUNTER_BLOCK > SEALS_PER_DEK {
+            return Err(Error::DekExhausted);
+        }
+        self.install(Active {
+            id,
+            key,
+            counters: std::sync::Mutex::new(Counters {
+                next: start,
+                end: start + FIRST_COUNTER_BLOCK,
+                block: (FIRST_COUNTER_BLOCK * 2).min(MAX_COUNTER_BLOCK),
+                spent: false,
+            }),
+            source: Some(source),
+        });
+        Ok(())
+    }
+
+    /// Installs a prepared (and persisted) DEK and makes it the shared one
+    /// this process seals with ([`activate_shared`](Self::activate_shared)).
+    pub fn activate_new_shared(&self, dek: NewDek, source: Arc<dyn CounterSource>) -> Result<()> {
+        let id = dek.wrapped.id;
+        self.0
+            .deks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, dek.key);
+        self.activate_shared(id, source)
+    }
+
+    fn install(&self, active: Active) {
+        *self.0.active.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(active));
     }
 
     /// The storage key of the record of `kind` with FHIR id `id`.

@@ -70,7 +70,8 @@ pub mod token;
 
 pub use kek::Kek;
 pub use keyring::{
-    Binding, KeyPurpose, Keyring, NewDek, NewSigner, Secrets, WrappedKey, sha256, verify_signature,
+    Binding, CounterSource, KeyPurpose, Keyring, NewDek, NewSigner, Secrets, WrappedKey, sha256,
+    verify_signature,
 };
 pub use otp::TotpSecret;
 pub use password::{Password, PasswordHash, Pepper};

@@ -204,6 +204,19 @@ pub struct IndexHit {
     pub rid: Rid,
 }
 
+/// The metadata key of a data key's nonce high-water mark.
+pub(crate) fn counters_key(dek: DekId) -> String {
+    format!("counters.{}", dek.0)
+}
+
+/// A stored high-water mark.
+pub(crate) fn parse_counter(value: Option<String>) -> Result<u64> {
+    value.map_or(Ok(0), |v| {
+        v.parse()
+            .map_err(|_| Error::Corrupt(format!("nonce counter {v:?}")))
+    })
+}
+
 /// The storage interface both backends implement.
 ///
 /// Every method is blocking; async callers use a blocking thread pool.
@@ -223,6 +236,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Stores wrapped keys (replacing same id and KEK version), atomically.
     fn put_keys(&self, keys: &[StoredKey]) -> Result<()>;
+
+    /// Reserves `n` consecutive nonce counters of data key `dek` and
+    /// returns the first: a high-water mark (metadata `counters.<dek>`)
+    /// advanced in one transaction, so no two calls, in any process, get
+    /// overlapping ranges.
+    fn reserve_counters(&self, dek: DekId, n: u64) -> Result<u64>;
+
+    /// Sets metadata `key` to `value` if it is `expected` now (`None`:
+    /// absent), in one transaction; returns the value it holds afterwards
+    /// (`value`, or what another writer put there first).
+    fn swap_meta(&self, key: &str, expected: Option<&str>, value: &str) -> Result<String>;
 
     /// Deletes the wraps under KEK versions other than `keep` of every key
     /// that has a wrap under `keep` (a key wrapped only under another

@@ -425,6 +425,54 @@ impl Store for PgStore {
             .collect()
     }
 
+    fn reserve_counters(&self, dek: DekId, n: u64) -> Result<u64> {
+        let key = crate::counters_key(dek);
+        self.transaction(|tx| {
+            // The row is created once (a racing creator does nothing),
+            // then held for the read-and-advance.
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, '0') ON CONFLICT (key) DO NOTHING",
+                &[&key],
+            )?;
+            let rows = tx.query("SELECT value FROM meta WHERE key = $1 FOR UPDATE", &[&key])?;
+            let start = crate::parse_counter(rows.first().map(|r| r.get(0)))?;
+            let end = start
+                .checked_add(n)
+                .ok_or(Error::Corrupt("nonce counter overflow".into()))?;
+            tx.execute(
+                "UPDATE meta SET value = $2 WHERE key = $1",
+                &[&key, &end.to_string()],
+            )?;
+            Ok(start)
+        })
+    }
+
+    fn swap_meta(&self, key: &str, expected: Option<&str>, value: &str) -> Result<String> {
+        self.transaction(|tx| {
+            // Held (or, if absent, its insertion raced) for the swap.
+            let rows = tx.query("SELECT value FROM meta WHERE key = $1 FOR UPDATE", &[&key])?;
+            let now: Option<String> = rows.first().map(|r| r.get(0));
+            if now.as_deref() != expected {
+                return Ok(now.unwrap_or_default());
+            }
+            let written = match expected {
+                None => tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                    &[&key, &value],
+                )?,
+                Some(_) => {
+                    tx.execute("UPDATE meta SET value = $2 WHERE key = $1", &[&key, &value])?
+                }
+            };
+            if written == 1 {
+                return Ok(value.to_string());
+            }
+            // Another writer inserted it first.
+            let rows = tx.query("SELECT value FROM meta WHERE key = $1", &[&key])?;
+            Ok(rows.first().map(|r| r.get(0)).unwrap_or_default())
+        })
+    }
+
     fn put_keys(&self, keys: &[StoredKey]) -> Result<()> {
         self.transaction(|tx| {
             for k in keys {

@@ -289,6 +289,40 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    fn reserve_counters(&self, dek: DekId, n: u64) -> Result<u64> {
+        let key = crate::counters_key(dek);
+        // An immediate transaction: SQLite's write lock orders the
+        // read-and-advance between processes.
+        self.write_with(|tx| {
+            let start = crate::parse_counter(
+                tx.prepare_cached(&self.sql.meta_get)?
+                    .query_row(params![key], |r| r.get(0))
+                    .optional()?,
+            )?;
+            let end = start
+                .checked_add(n)
+                .ok_or(Error::Corrupt("nonce counter overflow".into()))?;
+            tx.prepare_cached(&self.sql.meta_put)?
+                .execute(params![key, end.to_string()])?;
+            Ok(start)
+        })
+    }
+
+    fn swap_meta(&self, key: &str, expected: Option<&str>, value: &str) -> Result<String> {
+        self.write_with(|tx| {
+            let now: Option<String> = tx
+                .prepare_cached(&self.sql.meta_get)?
+                .query_row(params![key], |r| r.get(0))
+                .optional()?;
+            if now.as_deref() != expected {
+                return Ok(now.unwrap_or_default());
+            }
+            tx.prepare_cached(&self.sql.meta_put)?
+                .execute(params![key, value])?;
+            Ok(value.to_string())
+        })
+    }
+
     fn put_keys(&self, keys: &[StoredKey]) -> Result<()> {
         self.write_with(|tx| {
             let mut stmt = tx.prepare_cached(&self.sql.key_put)?;

@@ -56,6 +56,9 @@ pub(crate) mod meta {
     pub const RECORD_FORMAT_CURRENT: &str = "2";
     /// The record format migration's cursor, while it runs.
     pub const RECORD_MIGRATION: &str = "record_migration";
+    /// The data key the vault's processes share (its nonce counters are
+    /// reserved in blocks: `Store::reserve_counters`).
+    pub const SHARED_DEK: &str = "shared_dek";
     /// How patient names are normalised in the name index; patients are
     /// re-indexed on open until it is [`NAME_INDEX_CURRENT`].
     pub const NAME_INDEX: &str = "name_index";
@@ -297,7 +300,7 @@ impl Vault {
         })?;
         let vault = Vault {
             config,
-            store,
+            store: Arc::from(store),
             keys: Arc::new(keys),
             clock,
             zone,
@@ -317,9 +320,46 @@ impl Vault {
         if self.keys.active_dek().is_some() {
             return Ok(());
         }
+        let source: Arc<dyn rxvault_crypto::CounterSource> =
+            Arc::new(StoreCounters(self.store.clone()));
+        // The vault's shared data key, unless it is used up: data keys grow
+        // with data, not with processes.
+        let shared = self
+            .store
+            .meta(meta::SHARED_DEK)?
+            .and_then(|v| v.parse().ok())
+            .map(DekId);
+        if let Some(id) = shared {
+            if !self.keys.has_dek(id) {
+                self.reload_keys()?;
+            }
+            match self.keys.activate_shared(id, source.clone()) {
+                Ok(()) => return Ok(()),
+                Err(rxvault_crypto::Error::DekExhausted | rxvault_crypto::Error::UnknownDek(_)) => {
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let dek = self.keys.prepare_dek()?;
+        let id = dek.wrapped.id;
         self.store.put_keys(&[to_stored(&dek.wrapped)])?;
-        self.keys.activate(dek);
+        let expected = shared.map(|d| d.0.to_string());
+        let now = self
+            .store
+            .swap_meta(meta::SHARED_DEK, expected.as_deref(), &id.0.to_string())?;
+        if now != id.0.to_string() {
+            // Another process made the new shared key first: use it, and
+            // drop ours (it sealed nothing).
+            self.store.delete_key(id.0)?;
+            self.reload_keys()?;
+            let theirs = now.parse().map(DekId).map_err(|_| Error::Corrupt {
+                what: "shared data key".into(),
+                message: format!("{now:?} is not a key id"),
+            })?;
+            self.keys.activate_shared(theirs, source)?;
+            return Ok(());
+        }
+        self.keys.activate_new_shared(dek, source)?;
         Ok(())
     }
 
@@ -798,8 +838,16 @@ pub fn rotate(
         report.resealed = resealed;
         report.unused_keys = unused;
         st.phase = Phase::Switched;
+        // Re-encryption moves every record off the old data keys: the next
+        // process makes a new shared key rather than seal with an old one.
         store.write(&WriteBatch {
-            ops: vec![set_state(&st)?],
+            ops: vec![
+                set_state(&st)?,
+                Op::Meta {
+                    key: meta::SHARED_DEK.into(),
+                    value: None,
+                },
+            ],
             at: at(),
         })?;
     }
@@ -1126,6 +1174,17 @@ impl Vault {
         })?;
         tracing::info!(changed, "patient names re-indexed with accents folded");
         Ok(())
+    }
+}
+
+/// Nonce counters of a shared data key, from the vault's store.
+struct StoreCounters(Arc<dyn Store>);
+
+impl rxvault_crypto::CounterSource for StoreCounters {
+    fn reserve(&self, dek: DekId, n: u64) -> rxvault_crypto::Result<u64> {
+        self.0
+            .reserve_counters(dek, n)
+            .map_err(|e| rxvault_crypto::Error::KeyStore(e.to_string()))
     }
 }
 

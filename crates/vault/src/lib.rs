@@ -109,7 +109,7 @@ pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) ->
 /// An open vault.
 pub struct Vault {
     config: VaultConfig,
-    store: Box<dyn Store>,
+    store: Arc<dyn Store>,
     keys: Arc<Keyring>,
     clock: Arc<dyn Clock>,
     /// The pharmacy's time zone ([`Vault::today`]).

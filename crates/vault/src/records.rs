@@ -427,13 +427,13 @@ pub(crate) fn reseal(keys: &Keyring, record: &StoredRecord) -> Result<(Vec<u8>, 
     Ok((envelope, place != stored))
 }
 
+/// A resealed envelope and the index entries it binds.
+pub(crate) type Reindexed = (Vec<u8>, Vec<(IndexKind, IndexToken)>);
+
 /// A stored record resealed with the blind-index entries its content gives
 /// under today's normalisation, and those entries; `None` when they are
 /// the ones it carries (a re-index after `normalize` changed: accents).
-pub(crate) fn reindex(
-    keys: &Keyring,
-    record: &StoredRecord,
-) -> Result<Option<(Vec<u8>, Vec<(IndexKind, IndexToken)>)>> {
+pub(crate) fn reindex(keys: &Keyring, record: &StoredRecord) -> Result<Option<Reindexed>> {
     check_dek_column(record)?;
     let stored = binding(record);
     let parts = keys.open_record(&stored, &record.envelope, CategorySet::ALL)?;

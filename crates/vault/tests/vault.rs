@@ -1845,3 +1845,93 @@ fn accented_names_are_found_as_typed_and_old_indexes_are_refolded() {
         );
     }
 }
+
+/// Data keys grow with data, not with processes: vaults opened again and
+/// again (each as a new process would: its own keyring) seal with the one
+/// shared data key, and two sealing at once never use the same nonce under
+/// it (their counters come in disjoint blocks from the store), on both
+/// backends.
+#[test]
+fn processes_share_one_data_key_and_never_a_nonce() {
+    use rxvault_crypto::{KeyPurpose, envelope};
+    let resource = |n: usize| -> Resource {
+        serde_json::from_value(serde_json::json!({
+            "resourceType": "Patient", "id": format!("dek-{n}"),
+            "name": [{"family": "Okafor", "given": ["Ada"]}],
+            "telecom": [{"system": "phone", "value": "555-010-0199"}],
+            "birthDate": "1970-01-01"
+        }))
+        .unwrap()
+    };
+    for (backend, fx) in fixtures() {
+        // Two "processes" sealing at once, each more than one block.
+        let sealed: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..2)
+                .map(|w| {
+                    let fx = &fx;
+                    s.spawn(move || {
+                        let vault = fx.open();
+                        (0..1500)
+                            .map(|i| {
+                                vault
+                                    .unaudited()
+                                    .seal(RecordKind::Patient, resource(w * 10_000 + i))
+                                    .unwrap()
+                                    .record
+                                    .envelope
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        let mut nonces = std::collections::HashSet::new();
+        let mut deks = std::collections::HashSet::new();
+        for e in &sealed {
+            let env = envelope::decode(e).unwrap();
+            deks.insert(env.dek);
+            for nonce in env
+                .header
+                .iter()
+                .map(|h| h.nonce)
+                .chain(env.parts.iter().map(|p| p.nonce))
+            {
+                assert!(
+                    nonces.insert((env.dek, nonce)),
+                    "{backend}: a nonce was used twice"
+                );
+            }
+        }
+        assert!(nonces.len() > 2 * rxvault_crypto::keyring::FIRST_COUNTER_BLOCK as usize);
+        assert_eq!(deks.len(), 1, "{backend}: both sealed with the shared key");
+
+        // Ten more processes, each sealing (and auditing) something.
+        for i in 0..10 {
+            let vault = fx.open();
+            vault
+                .import_for(&Requester::local(), &[], &ImportOptions::default(), &mut ())
+                .unwrap();
+            vault
+                .unaudited()
+                .seal(RecordKind::Patient, resource(50_000 + i))
+                .unwrap();
+        }
+        let vault = fx.open();
+        let data_keys = vault
+            .unaudited()
+            .store()
+            .keys()
+            .unwrap()
+            .into_iter()
+            .filter(|k| k.purpose == KeyPurpose::Data.code())
+            .count();
+        assert_eq!(
+            data_keys, 1,
+            "{backend}: 12 processes, {data_keys} data keys"
+        );
+    }
+}
