@@ -1095,3 +1095,48 @@ fn issue_9_tampered_links_and_keys_get_the_right_errors() {
         "{err}"
     );
 }
+
+/// Issue 9, item 12, as separate processes: twenty `patient find`
+/// commands (each seals its audit entry) leave the vault with one data key
+/// (each process made its own before), and a clerk typing Gonzalez, or a
+/// Mac sending "Gonza\u{301}lez", finds González.
+#[test]
+fn cli_processes_share_a_data_key_and_accents_fold() {
+    let s = Scratch::new();
+    s.init(&[]);
+    let input = s.path("accents");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(
+        input.join("Patient.ndjson"),
+        "{\"resourceType\":\"Patient\",\"id\":\"gz-1\",\"name\":[{\"family\":\"González\",\"given\":[\"Lucía\"]}],\"birthDate\":\"1958-02-11\"}\n",
+    )
+    .unwrap();
+    s.ok_vault(&["import", input.to_str().unwrap()]);
+    for (i, typed) in ["Gonzalez", "GONZALEZ", "Gonza\u{301}lez", "gonzález"]
+        .iter()
+        .cycle()
+        .take(20)
+        .enumerate()
+    {
+        let found = s.ok_vault(&[
+            "patient",
+            "find",
+            "--family",
+            typed,
+            "--birth-date",
+            "1958-02-11",
+        ]);
+        assert!(found.starts_with("gz-1 "), "find {i} ({typed:?}): {found}");
+    }
+    let out = Command::new("sqlite3")
+        .arg(s.data().join("vault.db"))
+        .arg("SELECT COUNT(*) FROM data_keys WHERE purpose = 1;")
+        .output()
+        .expect("sqlite3 CLI");
+    let data_keys: u64 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(data_keys, 1, "22 processes made {data_keys} data keys");
+}
