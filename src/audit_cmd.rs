@@ -110,7 +110,8 @@ pub struct Filter {
     /// The action (read, search, write, export-started, export-finished,
     /// export-failed, export, break-glass, auth-success, auth-failure,
     /// mfa-success, mfa-failure, lockout, logout, user-admin, role-admin,
-    /// key-admin, backup, alert, other).
+    /// key-admin, backup, alert, access-denied, audit-log-used,
+    /// break-glass-reviewed, other).
     #[arg(long)]
     action: Option<String>,
     /// An export ID (the entries that started and ended that export).

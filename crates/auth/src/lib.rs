@@ -30,6 +30,12 @@
 //!   access to whole charts, flagged for the privacy officer.
 //! - **Service accounts** ([`admin`]): scoped API keys, no interactive
 //!   login, optional IP allow-lists ([`cidr`]).
+//! - **Its own audit trail** ([`trail`]): every sign-in step, lockout,
+//!   logout, administrative act and break-glass is recorded by the function
+//!   here that performs it, after it, with its real outcome and (for a
+//!   failed sign-in) the reason the client is not told, through the
+//!   [`rxvault_audit::Sink`] it was built with. Callers pass the request's
+//!   [`Client`] and write no entries of their own.
 //!
 //! # Example
 //! ```no_run

@@ -566,7 +566,7 @@ async fn sign_in_over_https_is_audited_once_by_rxvault_auth_with_its_reason(back
         last = entries;
     }
     assert_eq!(
-        last.iter().map(|e| said(e)).collect::<Vec<_>>(),
+        last.iter().map(&said).collect::<Vec<_>>(),
         vec![
             (
                 json!({"type": "auth-failure", "details": {"method": "password", "reason": "bad-password"}}),
@@ -587,7 +587,7 @@ async fn sign_in_over_https_is_audited_once_by_rxvault_auth_with_its_reason(back
     );
     assert_eq!(status, 423);
     assert_eq!(
-        entries.iter().map(|e| said(e)).collect::<Vec<_>>(),
+        entries.iter().map(&said).collect::<Vec<_>>(),
         vec![(
             json!({"type": "auth-failure", "details": {"method": "password", "reason": "locked"}}),
             "denied",

@@ -6,6 +6,11 @@
 //! before it returns any PHI (reads, searches) or makes a write visible to
 //! the caller. If the audit log cannot record, the request fails.
 //!
+//! Using the audit log itself (a query, an export of it, a verification)
+//! goes through here as well ([`Vault::use_audit_log`],
+//! [`Vault::verify_audit_log`]): recorded once the use ended, with its
+//! outcome.
+//!
 //! What a caller may see is a [`View`]: a [`CategorySet`] per record kind.
 //! The vault decrypts only those categories, and the audit entry records
 //! exactly which categories were decrypted for which patients.

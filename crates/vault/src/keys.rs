@@ -24,6 +24,13 @@
 //!    n+1 wrap (a key some other process created under n meanwhile is
 //!    rewrapped first, never lost), and n is removed from the key file.
 //!
+//! A rotation audits itself in the vault's log ([`rotate`]): a `key-admin`
+//! entry ([`rxvault_audit::KeyRotation`]) durable before the first change
+//! (started, or resumed with the phase found), and one at the end (finished
+//! with its counts, or failed with why). Its entries are sealed under a
+//! data key of its own, created under KEK n before the rewrap (or, on a
+//! resumed run, rewrapped as a straggler), so they open under n+1.
+//!
 //! # Envelope format migration
 //! [`Vault::open`] reseals every record of a vault written before envelope
 //! format 2 (which binds the patient link, the derived flag and the index
@@ -642,7 +649,7 @@ pub fn rotate(
     // current key before anything changes.
     let need_old = state.as_ref().is_none_or(|s| s.phase != Phase::Done);
     let old_ring = if need_old {
-        let kek = keys.old(&config, store.as_ref(), from)?;
+        let kek = keys.old_kek(&config, store.as_ref(), from)?;
         Some(Arc::new(
             Keyring::open(&config.vault_id, kek, &stored_keys(store.as_ref())?).map_err(
                 |e| match e {
@@ -662,7 +669,7 @@ pub fn rotate(
         Some(ring) => ring.clone(),
         None => Arc::new(Keyring::open(
             &config.vault_id,
-            keys.new(&config, store.as_ref(), to, &*clock)?,
+            keys.new_kek(&config, store.as_ref(), to, &*clock)?,
             &stored_keys(store.as_ref())?,
         )?),
     };
@@ -837,7 +844,7 @@ impl RotationKeys {
     }
 
     /// KEK version `from` (reads only).
-    fn old(&self, config: &VaultConfig, store: &dyn Store, from: u32) -> Result<Box<dyn Kek>> {
+    fn old_kek(&self, config: &VaultConfig, store: &dyn Store, from: u32) -> Result<Box<dyn Kek>> {
         match self {
             RotationKeys::File(path) => {
                 let file = Self::key_file(config, path)?;
@@ -857,7 +864,7 @@ impl RotationKeys {
 
     /// KEK version `to`, created on first use (appended to the key file,
     /// or its KDF salt stored).
-    fn new(
+    fn new_kek(
         &self,
         config: &VaultConfig,
         store: &dyn Store,
@@ -926,7 +933,7 @@ fn run_rotation(
     // clean-up is left.
     let mut new_kek = match &state {
         Some(s) if s.phase == Phase::Done => None,
-        _ => Some(keys.new(config, store, to, clock)?),
+        _ => Some(keys.new_kek(config, store, to, clock)?),
     };
     const NEW_KEK: &str = "the new key is loaded for every phase before the last";
 
