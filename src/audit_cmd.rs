@@ -17,8 +17,9 @@ use rxvault_audit::{
     VerifierKey, VerifyOptions, open_store, rfc3339_ms,
 };
 use rxvault_model::{RecordKind, Rid};
+use rxvault_vault::Vault;
+use rxvault_vault::access::{AuditLogUse, Requester};
 use rxvault_vault::config::{VaultConfig, write_atomic};
-use rxvault_vault::{StoreConfig, Vault};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -109,7 +110,8 @@ pub struct Filter {
     /// The action (read, search, write, export-started, export-finished,
     /// export-failed, export, break-glass, auth-success, auth-failure,
     /// mfa-success, mfa-failure, lockout, logout, user-admin, role-admin,
-    /// key-admin, backup, alert, other).
+    /// key-admin, backup, alert, access-denied, audit-log-used,
+    /// break-glass-reviewed, other).
     #[arg(long)]
     action: Option<String>,
     /// An export ID (the entries that started and ended that export).
@@ -299,22 +301,8 @@ pub fn run(cmd: AuditCommand) -> Result<ExitCode> {
     }
 }
 
-/// Where the vault's audit log is. `RXVAULT_PG_URL` overrides the
-/// configured URL, as for the vault itself.
-fn location(config: &VaultConfig) -> StoreLocation {
-    match &config.store {
-        StoreConfig::Sqlite => StoreLocation::Sqlite {
-            dir: config.dir.clone(),
-        },
-        StoreConfig::Postgres { url, schema } => StoreLocation::Postgres {
-            url: std::env::var("RXVAULT_PG_URL").unwrap_or_else(|_| url.clone()),
-            schema: schema.clone(),
-        },
-    }
-}
-
 fn reader(vault: &Vault) -> Result<AuditReader> {
-    let store = open_store(&location(vault.config()), true)?;
+    let store = open_store(&vault.config().audit_location(), true)?;
     Ok(AuditReader::new(
         store.into(),
         Some(vault.secrets().clone()),
@@ -358,13 +346,13 @@ fn verify(a: &VerifyArgs) -> Result<ExitCode> {
     for k in &a.trusted_keys {
         trusted.push(VerifierKey::parse(k).context("--trusted-key")?.key);
     }
-    let (config, keyring) = if a.without_key {
+    let (config, vault) = if a.without_key {
         (VaultConfig::load(&a.vault.data)?, None)
     } else {
         let vault = crate::open(&a.vault)?;
-        (vault.config().clone(), Some(vault.secrets().clone()))
+        (vault.config().clone(), Some(vault))
     };
-    let location = location(&config);
+    let location = config.audit_location();
     if let StoreLocation::Sqlite { dir } = &location
         && !dir.join(rxvault_store::audit::AUDIT_DB_FILE).exists()
     {
@@ -382,18 +370,24 @@ fn verify(a: &VerifyArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let store = open_store(&location, false)?;
-    let report = rxvault_audit::verify::verify(
-        store.as_ref(),
-        &VerifyOptions {
-            keyring,
-            trusted_keys: trusted,
-            external,
-            origin: Some(origin_for(&config.vault_id)),
-            check_index: a.check_index,
-            chunk: 0,
-        },
-    )?;
+    let mut options = VerifyOptions {
+        keyring: None,
+        trusted_keys: trusted,
+        external,
+        origin: Some(origin_for(&config.vault_id)),
+        check_index: a.check_index,
+        chunk: 0,
+    };
+    let report = match &vault {
+        // With the key, every body is opened, and the use is audited by
+        // the vault (an error when the log does not verify).
+        Some(vault) => {
+            options.keyring = Some(vault.secrets().clone());
+            vault.verify_audit_log(&local(), &options)?
+        }
+        // Without it nothing can be sealed: not audited.
+        None => rxvault_audit::verify::verify(open_store(&location, false)?.as_ref(), &options)?,
+    };
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&report_json(&report))?);
     } else {
@@ -545,25 +539,30 @@ fn row(e: &LoggedEntry) -> String {
     )
 }
 
-/// Reading the audit log is itself audited (DICOM 110101 "Audit Log Used").
-fn record_use(vault: &Vault, what: &str) -> Result<()> {
-    vault.record(rxvault_vault::access::Requester::local().entry(
-        rxvault_audit::Action::AuditLogUsed {
-            purpose: what.to_string(),
-        },
-    ))?;
-    Ok(())
+/// Reading the audit log is itself audited (DICOM 110101 "Audit Log
+/// Used"): by the vault, once the use ended, with its outcome
+/// ([`Vault::use_audit_log`]), as over HTTPS.
+fn local() -> Requester {
+    Requester::local()
+}
+
+/// What a write to standard output failing means to a scan.
+fn stdout_err(source: std::io::Error) -> rxvault_audit::Error {
+    rxvault_audit::Error::Io {
+        what: "standard output".into(),
+        source,
+    }
 }
 
 fn query(a: &QueryArgs) -> Result<ExitCode> {
     let vault = crate::open(&a.vault)?;
-    record_use(&vault, "query")?;
     let q = to_query(&a.filter, &vault)?;
-    let reader = reader(&vault)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if a.patients {
-        let seen = reader.patients_seen(&q)?;
+        let seen = vault.use_audit_log(&local(), AuditLogUse::PatientsSeen, |reader| {
+            reader.patients_seen(&q)
+        })?;
         for p in &seen {
             if a.json {
                 writeln!(
@@ -592,22 +591,22 @@ fn query(a: &QueryArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if !a.json {
-        writeln!(
-            out,
-            "{:>8}  {:<24}  {:<7} {:<16} {:<14} {:<15} {:<12} {:<12} {:<8} patients",
-            "index", "time", "actor", "id", "session", "address", "host", "action", "outcome"
-        )?;
-    }
-    let n = reader.scan(&q, 10_000, |e| {
-        if a.json {
-            jsonl::write(&mut out, &e)
-        } else {
-            writeln!(out, "{}", row(&e)).map_err(|source| rxvault_audit::Error::Io {
-                what: "standard output".into(),
-                source,
-            })
+    let n = vault.use_audit_log(&local(), AuditLogUse::Query, |reader| {
+        if !a.json {
+            writeln!(
+                out,
+                "{:>8}  {:<24}  {:<7} {:<16} {:<14} {:<15} {:<12} {:<12} {:<8} patients",
+                "index", "time", "actor", "id", "session", "address", "host", "action", "outcome"
+            )
+            .map_err(stdout_err)?;
         }
+        reader.scan(&q, 10_000, |e| {
+            if a.json {
+                jsonl::write(&mut out, &e)
+            } else {
+                writeln!(out, "{}", row(&e)).map_err(stdout_err)
+            }
+        })
     })?;
     if !a.json {
         eprintln!("{n} entries");
@@ -641,8 +640,10 @@ fn scope_json(s: &rxvault_audit::ExportScope) -> serde_json::Value {
 
 fn export_scope(a: &ExportScopeArgs) -> Result<ExitCode> {
     let vault = crate::open(&a.vault)?;
-    record_use(&vault, "export-scope")?;
-    let Some(scope) = reader(&vault)?.export_scope(&a.export)? else {
+    let scope = vault.use_audit_log(&local(), AuditLogUse::ExportScope, |reader| {
+        reader.export_scope(&a.export)
+    })?;
+    let Some(scope) = scope else {
         bail!(
             "the audit log has no started entry for export {:?} (exports made before \
              rxvault recorded them before writing are found with `audit query --action export`)",
@@ -716,9 +717,7 @@ fn resolve(addr: &str, default_port: u16) -> Result<(SocketAddr, String)> {
 
 fn export(a: &ExportArgs) -> Result<ExitCode> {
     let vault = crate::open(&a.vault)?;
-    record_use(&vault, "export")?;
     let q = to_query(&a.filter, &vault)?;
-    let reader = reader(&vault)?;
     let sending = a.udp.is_some() || a.tcp.is_some() || a.tls.is_some();
     if sending && a.format != ExportFormat::Syslog {
         bail!("--udp, --tcp and --tls send syslog: use --format syslog");
@@ -742,8 +741,11 @@ fn export(a: &ExportArgs) -> Result<ExitCode> {
             }
         };
         let mut sender = syslog::Sender::connect(&transport)?;
-        let n = reader.scan(&q, 10_000, |e| sender.send_entry(&e, &syslog_config))?;
-        sender.finish()?;
+        let n = vault.use_audit_log(&local(), AuditLogUse::Export, |reader| {
+            let n = reader.scan(&q, 10_000, |e| sender.send_entry(&e, &syslog_config))?;
+            sender.finish()?;
+            Ok(n)
+        })?;
         eprintln!("{n} entries sent");
         return Ok(ExitCode::SUCCESS);
     }
@@ -756,28 +758,34 @@ fn export(a: &ExportArgs) -> Result<ExitCode> {
     let ctx = FhirContext {
         vault_id: vault.config().vault_id.clone(),
     };
-    let n = match a.format {
-        ExportFormat::Jsonl => reader.scan(&q, 10_000, |e| jsonl::write(&mut sink, &e))?,
-        ExportFormat::Fhir => {
-            reader.scan(&q, 10_000, |e| fhir::write_ndjson(&mut sink, &e, &ctx))?
-        }
-        ExportFormat::Syslog => reader.scan(&q, 10_000, |e| {
-            writeln!(sink, "{}", syslog::format(&e, &syslog_config)).map_err(|source| {
-                rxvault_audit::Error::Io {
-                    what: "writing syslog lines".into(),
-                    source,
-                }
-            })
-        })?,
-        ExportFormat::FhirBundle => {
-            let now = rxvault_audit::unix_ms(vault.clock().now());
-            let mut w = BundleWriter::start(&mut sink, ctx.clone(), now)?;
-            let n = reader.scan(&q, 10_000, |e| w.push(&e))?;
-            w.finish()?;
-            n
-        }
-    };
-    sink.flush()?;
+    let now = rxvault_audit::unix_ms(vault.clock().now());
+    let n = vault.use_audit_log(&local(), AuditLogUse::Export, |reader| {
+        let n = match a.format {
+            ExportFormat::Jsonl => reader.scan(&q, 10_000, |e| jsonl::write(&mut sink, &e))?,
+            ExportFormat::Fhir => {
+                reader.scan(&q, 10_000, |e| fhir::write_ndjson(&mut sink, &e, &ctx))?
+            }
+            ExportFormat::Syslog => reader.scan(&q, 10_000, |e| {
+                writeln!(sink, "{}", syslog::format(&e, &syslog_config)).map_err(|source| {
+                    rxvault_audit::Error::Io {
+                        what: "writing syslog lines".into(),
+                        source,
+                    }
+                })
+            })?,
+            ExportFormat::FhirBundle => {
+                let mut w = BundleWriter::start(&mut sink, ctx.clone(), now)?;
+                let n = reader.scan(&q, 10_000, |e| w.push(&e))?;
+                w.finish()?;
+                n
+            }
+        };
+        sink.flush().map_err(|source| rxvault_audit::Error::Io {
+            what: "writing the export".into(),
+            source,
+        })?;
+        Ok(n)
+    })?;
     eprintln!("{n} entries exported");
     Ok(ExitCode::SUCCESS)
 }
@@ -957,7 +965,7 @@ mod tests {
             let key = root.join("vault.key");
             Vault::init(
                 &data,
-                StoreConfig::Sqlite,
+                rxvault_vault::StoreConfig::Sqlite,
                 InitKey::File(Some(key.clone())),
                 Arc::new(SystemClock),
             )

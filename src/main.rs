@@ -553,20 +553,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let report =
                 rxvault_vault::keys::rotate(&vault.data, &options, clock(), &mut progress)?;
             progress.finish();
-            // Recorded with the new key (the vault opens only with it now).
-            let now = match (&options.new_passphrase, &options.current) {
-                (Some(p), _) => Some(rxvault_vault::KeySource::Passphrase(p.clone())),
-                (None, current) => current.clone(),
-            };
-            let opened = Vault::open(&vault.data, now, clock())?;
-            opened.record(Requester::local().entry(rxvault_audit::Action::KeyAdmin {
-                operation: format!(
-                    "rotate-kek v{} to v{}{}",
-                    report.from,
-                    report.to,
-                    if reencrypt { " with re-encryption" } else { "" }
-                ),
-            }))?;
+            // Audited by rxvault-vault where it ran: started (or resumed),
+            // then finished or failed.
             outln!(
                 "KEK rotated from version {} to {}{}: {} keys rewrapped, {} records resealed ({} older data keys now seal no record)",
                 report.from,

@@ -78,7 +78,11 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         .thread_name("rxvault-http")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    // Borrowed, not moved: the last references to the vault and identity
+    // are dropped after the runtime, on this thread. (Dropping the vault
+    // reads its audit log to sign the closing checkpoint; on PostgreSQL that
+    // blocks, which aborts the process on a runtime thread.)
+    runtime.block_on(async {
         let server = Server::bind(vault.clone(), auth.clone(), &options).await?;
         outln!(
             "rxvault listening on https://{} (certificate: {})",

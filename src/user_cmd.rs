@@ -641,7 +641,7 @@ mod tests {
         let here = "127.0.0.1".parse().unwrap();
         let password = Password::new("violet harbor lantern 42".into());
         let Login::SecondFactor(p) = auth
-            .login_password("pat.smith", &password, here, None)
+            .login_password("pat.smith", &password, &rxvault_auth::Client::at(here))
             .unwrap()
         else {
             panic!("TOTP was enrolled")

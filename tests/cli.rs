@@ -506,6 +506,50 @@ fn sigkill_mid_reencryption_then_rerun_completes_the_rotation() {
     );
     let key = std::fs::read_to_string(s.key()).unwrap();
     assert_eq!(key.lines().filter(|l| l.starts_with("kek ")).count(), 1);
+
+    // Audited where it ran (issue 8, item 2): the killed run's start, the
+    // rerun resuming from the phase the killed run committed, and its end;
+    // the killed run has no end.
+    let audit = s.ok_vault(&["audit", "query", "--action", "key-admin", "--json"]);
+    let steps: Vec<(String, String, Option<String>)> = audit
+        .lines()
+        .map(|l| {
+            let e: Value = serde_json::from_str(l).unwrap();
+            let r = &e["action"]["details"]["rotation"];
+            assert_eq!(e["action"]["details"]["operation"], "rotate-kek");
+            assert_eq!((r["from"].as_u64(), r["to"].as_u64()), (Some(1), Some(2)));
+            assert_eq!(r["reencrypt"], true);
+            assert_eq!(e["actor"]["kind"], "local");
+            (
+                r["step"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+                r["phase"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("started".into(), "success".into(), None),
+            (
+                "resumed".into(),
+                "success".into(),
+                Some("reencrypting".into())
+            ),
+            ("finished".into(), "success".into(), None),
+        ]
+    );
+    assert!(
+        s.run(
+            &s.vault(&["audit", "verify"])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        )
+        .status
+        .success(),
+        "the log verifies after the KEK changed under the rotation's entries"
+    );
 }
 
 #[test]

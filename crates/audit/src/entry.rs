@@ -20,7 +20,8 @@
 //! 16×  tokens, in that order (keyed hashes: Secrets::keyed_hash)
 //! u32  patient count, 16× each     u32 resource count, 16× each
 //! u32  body length, body: Secrets::seal_blob("audit", index as u64 BE,
-//!      SHA-256(header bytes) ‖ JSON{actor id, session, address, host, action details})
+//!      SHA-256(header bytes) ‖ JSON{actor id, session, address, host,
+//!      user agent, action details})
 //! ```
 //!
 //! All integers are big-endian; decoding is strict (every byte accounted
@@ -36,6 +37,10 @@
 //! the sealed body; the header carries their keyed hashes, for lookups.
 //! The export-id token (flag 16) came after the others: entries written
 //! before it simply do not set the flag, and decode as they always did.
+//! Likewise the user agent (body field `u`, no token: nothing looks it up)
+//! and the optional details added to existing actions since
+//! ([`Action::MfaFailure`]'s reason, [`Action::KeyAdmin`]'s rotation) are
+//! left out when absent, so bodies written before them read unchanged.
 //!
 //! # Exports
 //! An export is recorded before its first byte is written
@@ -281,6 +286,11 @@ pub enum Action {
     MfaFailure {
         /// Which.
         method: String,
+        /// Why (no secrets: `wrong-code`, `replayed-code`, `locked`, ...;
+        /// `None` in entries written before second-factor failures
+        /// recorded it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// An account locked after failures.
     Lockout {
@@ -404,8 +414,13 @@ pub enum Action {
     },
     /// Key administration (rotation, re-encryption, signing key).
     KeyAdmin {
-        /// What (`rotate-kek`, `reencrypt`, ...).
+        /// What (`rotate-kek`, ...).
         operation: String,
+        /// A KEK rotation's step, versions and counts (`None` for other key
+        /// administration, and in entries written before rotations were
+        /// audited where they run: their operation said it in words).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rotation: Option<KeyRotation>,
     },
     /// A backup made, verified or restored.
     Backup {
@@ -674,6 +689,68 @@ pub enum ExportProtection {
     },
 }
 
+/// A step of a KEK rotation (`rxvault keys rotate`), as audited by the
+/// vault where the rotation runs: one entry before the first change
+/// (started, or resumed with the phase an interrupted run had reached),
+/// one at the end (finished, or failed with why); a rotation refused before
+/// it changed anything (an unusable new passphrase) is one refused entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRotation {
+    /// Which step.
+    pub step: RotationStep,
+    /// The KEK version rotated from.
+    pub from: u32,
+    /// The KEK version rotated to.
+    pub to: u32,
+    /// Whether every record is resealed under a fresh data key.
+    pub reencrypt: bool,
+    /// Resumed: the phase the interrupted rotation had committed
+    /// (`started`, `switched`, `reencrypting`, `done`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Finished: wrapped keys rewrapped under the new KEK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrapped: Option<u64>,
+    /// Finished: records resealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resealed: Option<u64>,
+    /// Failed or refused: why (an error message; errors carry no PHI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The step of a [`KeyRotation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RotationStep {
+    /// About to make its first change (outcome success).
+    Started,
+    /// Picking an interrupted rotation up again (outcome success).
+    Resumed,
+    /// Done: the vault is on the new KEK and the old one is gone (outcome
+    /// success).
+    Finished,
+    /// Stopped by an error after it started (outcome error, or denied when
+    /// the request itself was wrong); the committed phase stays, and the
+    /// next run resumes it.
+    Failed,
+    /// Refused before any change (outcome denied).
+    Refused,
+}
+
+impl RotationStep {
+    /// A short stable name (`started`, `resumed`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            RotationStep::Started => "started",
+            RotationStep::Resumed => "resumed",
+            RotationStep::Finished => "finished",
+            RotationStep::Failed => "failed",
+            RotationStep::Refused => "refused",
+        }
+    }
+}
+
 /// Field categories per record kind: what an export holds of each kind.
 /// Serialized as an object from FHIR type to category names; kinds with no
 /// category are left out.
@@ -838,6 +915,9 @@ pub struct Entry {
     pub source: Option<IpAddr>,
     /// The client's host or agent id, if known.
     pub host: Option<String>,
+    /// The client software as it names itself (an HTTP `User-Agent`), if
+    /// known: sign-in attempts carry it.
+    pub user_agent: Option<String>,
     /// What.
     pub action: Action,
     /// The patients concerned (record keys).
@@ -860,6 +940,7 @@ impl Entry {
             session: None,
             source: None,
             host: None,
+            user_agent: None,
             action,
             patients: Vec::new(),
             resources: Vec::new(),
@@ -886,6 +967,13 @@ impl Entry {
     #[must_use]
     pub fn host(mut self, host: impl Into<String>) -> Self {
         self.host = Some(host.into());
+        self
+    }
+
+    /// With the client software's name (an HTTP `User-Agent`).
+    #[must_use]
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = Some(user_agent.into());
         self
     }
 
@@ -1306,6 +1394,8 @@ pub(crate) struct Body {
     pub source: Option<IpAddr>,
     #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
     #[serde(rename = "x")]
     pub action: Action,
     #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
@@ -1324,6 +1414,7 @@ pub(crate) fn body_json(entry: &Entry) -> Result<Vec<u8>> {
         session: entry.session.clone(),
         source: entry.source,
         host: entry.host.clone(),
+        user_agent: entry.user_agent.clone(),
         action: entry.action.clone(),
         break_glass: entry.break_glass.clone(),
     })
@@ -1416,6 +1507,7 @@ pub fn open(keyring: &Secrets, stored: &StoredEntry) -> Result<LoggedEntry> {
             session: body.session,
             source: body.source,
             host: body.host,
+            user_agent: body.user_agent,
             action: body.action,
             patients: h.patients.clone(),
             resources: h.resources.clone(),
@@ -1515,6 +1607,50 @@ mod tests {
                 .windows(4)
                 .any(|w| w == br#""b":"#)
         );
+    }
+
+    #[test]
+    fn bodies_from_before_user_agents_reasons_and_rotation_steps_still_read() {
+        // Written before sign-in entries carried a user agent and a second
+        // factor's reason, and before rotations were typed.
+        let old: Body = serde_json::from_slice(
+            br#"{"a":"pat","i":"192.0.2.1","x":{"type":"mfa-failure","details":{"method":"totp"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(old.user_agent, None);
+        assert_eq!(
+            old.action,
+            Action::MfaFailure {
+                method: "totp".into(),
+                reason: None
+            }
+        );
+        let old: Action = serde_json::from_str(
+            r#"{"type":"key-admin","details":{"operation":"rotate-kek v1 to v2"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            old,
+            Action::KeyAdmin {
+                operation: "rotate-kek v1 to v2".into(),
+                rotation: None
+            }
+        );
+        // Absent details are left out, so such entries are written as before.
+        assert_eq!(
+            serde_json::to_string(&Action::MfaFailure {
+                method: "totp".into(),
+                reason: None
+            })
+            .unwrap(),
+            r#"{"type":"mfa-failure","details":{"method":"totp"}}"#
+        );
+        let plain = body_json(&Entry::new(Actor::user("bob"), Action::Logout)).unwrap();
+        assert!(!plain.windows(4).any(|w| w == br#""u":"#));
+        let with_ua = Entry::new(Actor::user("bob"), Action::Logout).user_agent("curl/8.5");
+        let json = body_json(&with_ua).unwrap();
+        let back: Body = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back.user_agent.as_deref(), Some("curl/8.5"));
     }
 
     #[test]
@@ -1637,6 +1773,23 @@ mod tests {
             Action::ExportFailed {
                 export_id: "e2".into(),
                 reason: "disk full".into(),
+            },
+            Action::MfaFailure {
+                method: "totp".into(),
+                reason: Some("wrong-code".into()),
+            },
+            Action::KeyAdmin {
+                operation: "rotate-kek".into(),
+                rotation: Some(KeyRotation {
+                    step: RotationStep::Resumed,
+                    from: 1,
+                    to: 2,
+                    reencrypt: true,
+                    phase: Some("reencrypting".into()),
+                    rewrapped: None,
+                    resealed: None,
+                    reason: None,
+                }),
             },
         ];
         for a in actions {

@@ -31,6 +31,9 @@ pub const MAX_REASON_CHARS: usize = 1000;
 
 const SEAL_DOMAIN: &str = "auth/break-glass-reason";
 
+/// The audit-log use of listing grants for review.
+pub const REVIEW_LIST: &str = "break-glass-review-list";
+
 /// A coded concept (FHIR `Coding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Coding {
@@ -166,46 +169,66 @@ impl Auth {
     }
 
     /// Break-glass grants for the privacy officer ([`Action::AuditRead`]),
-    /// oldest first, with their reasons.
+    /// oldest first, with their reasons. Audited here: a use of the audit
+    /// trail (DICOM 110101, `break-glass-review-list`), with its outcome.
     pub fn break_glass_grants(
         &self,
         principal: &Principal,
         unreviewed_only: bool,
     ) -> Result<Vec<BreakGlassGrant>> {
-        self.authorize(principal, Action::AuditRead)?;
-        self.store
-            .break_glass_grants(unreviewed_only)?
-            .into_iter()
-            .map(|g| {
-                let reason = self
-                    .with_keys(|k| k.open_blob(SEAL_DOMAIN, g.id.as_bytes(), &g.sealed_reason))?;
-                Ok(BreakGlassGrant {
-                    reason: String::from_utf8_lossy(&reason).into_owned(),
-                    user: UserId(g.account_id),
-                    session: SessionId(g.session_id),
-                    started_at: ts(g.started_at),
-                    expires_at: ts(g.expires_at),
-                    ended_at: g.ended_at.map(ts),
-                    reviewed_at: g.reviewed_at.map(ts),
-                    reviewed_by: g.reviewed_by.map(UserId),
-                    id: g.id,
+        let result = (|| {
+            self.authorize(principal, Action::AuditRead)?;
+            self.store
+                .break_glass_grants(unreviewed_only)?
+                .into_iter()
+                .map(|g| {
+                    let reason = self.with_keys(|k| {
+                        k.open_blob(SEAL_DOMAIN, g.id.as_bytes(), &g.sealed_reason)
+                    })?;
+                    Ok(BreakGlassGrant {
+                        reason: String::from_utf8_lossy(&reason).into_owned(),
+                        user: UserId(g.account_id),
+                        session: SessionId(g.session_id),
+                        started_at: ts(g.started_at),
+                        expires_at: ts(g.expires_at),
+                        ended_at: g.ended_at.map(ts),
+                        reviewed_at: g.reviewed_at.map(ts),
+                        reviewed_by: g.reviewed_by.map(UserId),
+                        id: g.id,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })();
+        self.audited_act(
+            principal.audit_entry(rxvault_audit::Action::AuditLogUsed {
+                purpose: REVIEW_LIST.into(),
+            }),
+            result,
+        )
     }
 
     /// Marks a grant reviewed by the privacy officer ([`Action::AuditRead`]).
+    /// Audited here (`break-glass-reviewed`; a grant that does not exist or
+    /// was reviewed already as denied).
     pub fn review_break_glass(&self, principal: &Principal, grant_id: &str) -> Result<()> {
-        self.authorize(principal, Action::AuditRead)?;
-        if !self.store.review_break_glass(
-            grant_id,
-            principal.user_id().as_str(),
-            self.now_unix(),
-        )? {
-            return Err(Error::NotFound {
-                what: "unreviewed break-glass grant",
-            });
-        }
-        Ok(())
+        let result = (|| {
+            self.authorize(principal, Action::AuditRead)?;
+            if !self.store.review_break_glass(
+                grant_id,
+                principal.user_id().as_str(),
+                self.now_unix(),
+            )? {
+                return Err(Error::NotFound {
+                    what: "unreviewed break-glass grant",
+                });
+            }
+            Ok(())
+        })();
+        self.audited_act(
+            principal.audit_entry(rxvault_audit::Action::BreakGlassReviewed {
+                grant: grant_id.to_string(),
+            }),
+            result,
+        )
     }
 }

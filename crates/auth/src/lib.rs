@@ -30,11 +30,17 @@
 //!   access to whole charts, flagged for the privacy officer.
 //! - **Service accounts** ([`admin`]): scoped API keys, no interactive
 //!   login, optional IP allow-lists ([`cidr`]).
+//! - **Its own audit trail** ([`trail`]): every sign-in step, lockout,
+//!   logout, administrative act and break-glass is recorded by the function
+//!   here that performs it, after it, with its real outcome and (for a
+//!   failed sign-in) the reason the client is not told, through the
+//!   [`rxvault_audit::Sink`] it was built with. Callers pass the request's
+//!   [`Client`] and write no entries of their own.
 //!
 //! # Example
 //! ```no_run
 //! # fn example(vault: std::sync::Arc<rxvault_vault::Vault>) -> Result<(), Box<dyn std::error::Error>> {
-//! use rxvault_auth::{Action, Auth, AuthConfig, Login};
+//! use rxvault_auth::{Action, Auth, AuthConfig, Client, Login};
 //! use rxvault_crypto::Password;
 //! let auth = Auth::new(
 //!     vault.clone(),           // its keys
@@ -44,8 +50,9 @@
 //!     AuthConfig::default(),
 //! )?;
 //! let source = "192.0.2.10".parse()?;
+//! let client = Client::at(source).user_agent("rxvault-desk/1.2");
 //! let Login::SecondFactor(pending) =
-//!     auth.login_password("pat", &Password::new("correct horse battery".into()), source, None)?
+//!     auth.login_password("pat", &Password::new("correct horse battery".into()), &client)?
 //! else {
 //!     return Ok(()); // no second factor yet: enrol one (Login::Enrol)
 //! };
@@ -93,6 +100,8 @@
 //! - [`throttle`]: failure counting and backoff.
 //! - [`break_glass`]: emergency access.
 //! - [`admin`]: user administration, service accounts and API keys.
+//! - [`trail`]: what sign-ins record in the audit log (the [`Client`]
+//!   a caller passes in, methods and failure reasons).
 //! - [`cidr`]: IP allow-lists.
 #![deny(missing_docs)]
 
@@ -107,6 +116,7 @@ pub mod policy;
 pub mod principal;
 pub mod session;
 pub mod throttle;
+pub mod trail;
 
 pub use admin::{Admin, ApiKeyInfo, IssuedApiKey, KeyHolder, UserInfo};
 pub use break_glass::{BreakGlassGrant, Coding};
@@ -117,6 +127,7 @@ pub use principal::{Access, Actor, HostId, Principal, SessionId, UserId};
 pub use session::{
     Authenticated, Enrolling, Factors, Login, PendingMfa, RevokeTarget, Session, SessionInfo,
 };
+pub use trail::{Client, Failure, Method};
 
 use rxvault_model::{Clock, Timestamp};
 use rxvault_store::auth::AuthStore;
@@ -204,8 +215,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Auth {
     /// The vault's keys, and nothing else of the vault.
     keys: Arc<dyn rxvault_crypto::LiveKeys>,
-    /// Where administrative acts and break-glass are recorded, with their
-    /// real outcomes (the vault's audit log).
+    /// Where sign-ins, second factors, lockouts, administrative acts and
+    /// break-glass are recorded, with their real outcomes (the vault's
+    /// audit log).
     audit: Arc<dyn rxvault_audit::Sink>,
     store: Arc<dyn AuthStore>,
     clock: Arc<dyn Clock>,

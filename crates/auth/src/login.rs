@@ -22,15 +22,16 @@ use crate::passkey::{
 use crate::principal::{Actor, HostId, Principal, SessionId, UserId};
 use crate::session::{Authenticated, Core, Enrolling, Factors, Login, PendingMfa, Session};
 use crate::throttle::normalize_username;
+use crate::trail::{Attempt, Client, Failed, Failure, Method};
 use crate::{Auth, Error, Result, Role, policy, ts};
 use base64::Engine;
+use rxvault_audit::Action as AuditAction;
 use rxvault_crypto::password::{self, PasswordHash};
 use rxvault_crypto::{Password, Token, TokenKind, TotpSecret};
 use rxvault_store::auth::{
     AccountKind, AccountUpdate, SessionStage, StoredAccount, StoredCeremony, StoredTotp,
 };
 use std::fmt;
-use std::net::IpAddr;
 use zeroize::Zeroizing;
 
 /// How many recovery codes an account gets.
@@ -105,19 +106,38 @@ impl Auth {
     /// Checks a password. On success the login continues with a second
     /// factor, or with enrolling one if the account has none. Unknown user,
     /// wrong password, disabled account and service account are all
-    /// [`Error::InvalidCredentials`], at the same cost.
+    /// [`Error::InvalidCredentials`], at the same cost. Audited here (see
+    /// [`crate::trail`]): the entry says which it was.
     pub fn login_password(
         &self,
         username: &str,
         password: &Password,
-        source: IpAddr,
-        host: Option<HostId>,
+        client: &Client,
     ) -> Result<Login> {
         let name = normalize_username(username);
-        let subjects = self.subjects(Some(&name), source);
+        let attempt = Attempt::login(&name, client);
+        let result = self.password_step(&name, password, client);
+        self.audited_step(&attempt, Method::Password, result, |login| {
+            let session = match login {
+                Login::SecondFactor(s) => s.core.attempt(),
+                Login::Enrol(s) => s.core.attempt(),
+            };
+            vec![session.entry(AuditAction::AuthSuccess {
+                method: Method::Password.name().into(),
+            })]
+        })
+    }
+
+    fn password_step(
+        &self,
+        name: &str,
+        password: &Password,
+        client: &Client,
+    ) -> Result<Login, Failed> {
+        let subjects = self.subjects(Some(name), client.source);
         self.check_throttle(subjects)?;
         let password = policy::normalize(password);
-        let account = self.store.account_by_username(&name)?;
+        let account = self.store.account_by_username(name).map_err(Error::from)?;
         let hash = account
             .as_ref()
             .and_then(|a| a.password_hash.as_deref())
@@ -130,20 +150,27 @@ impl Auth {
             }
         };
         let account = match account {
-            Some(a) if verified && a.kind == AccountKind::Human && !a.disabled => a,
-            _ => return Err(self.fail(subjects)),
+            None => return Err(self.failed(subjects, Failure::UnknownUser)),
+            Some(a) if a.kind != AccountKind::Human => {
+                return Err(self.failed(subjects, Failure::ServiceAccount));
+            }
+            Some(a) if a.disabled => return Err(self.failed(subjects, Failure::Disabled)),
+            Some(_) if !verified => return Err(self.failed(subjects, Failure::BadPassword)),
+            Some(a) => a,
         };
         if let Some(h) = &hash
             && !h.is_current()
         {
             // Parameters were raised (or the pepper added) since this hash
             // was made.
-            let new = password::hash_password(&password, &self.pepper)?;
-            self.store.update_account(
-                &account.id,
-                &AccountUpdate::PasswordHash(new.as_str().to_string()),
-                self.now_unix(),
-            )?;
+            let new = password::hash_password(&password, &self.pepper).map_err(Error::from)?;
+            self.store
+                .update_account(
+                    &account.id,
+                    &AccountUpdate::PasswordHash(new.as_str().to_string()),
+                    self.now_unix(),
+                )
+                .map_err(Error::from)?;
         }
         let user = UserId(account.id.clone());
         let factors = self.factors(&user)?;
@@ -152,8 +179,8 @@ impl Auth {
         } else {
             SessionStage::PendingEnrolment
         };
-        let (row, core) = self.new_session(&user, &account.username, stage, source, host)?;
-        self.store.insert_session(&row)?;
+        let (row, core) = self.new_session(&user, &account.username, stage, client)?;
+        self.store.insert_session(&row).map_err(Error::from)?;
         // The password was right: its attempt is given back.
         self.pass(subjects)?;
         Ok(if factors.any() {
@@ -170,9 +197,10 @@ impl Auth {
     }
 
     /// Picks a login up again from its pending-login token (the next HTTP
-    /// request of the same login). Anything but a live pending login from
-    /// the same source is [`Error::Unauthenticated`].
-    pub fn resume(&self, pending_token: &Token, source: IpAddr) -> Result<Login> {
+    /// request of the same login, from `client`). Anything but a live
+    /// pending login from the same source is [`Error::Unauthenticated`].
+    pub fn resume(&self, pending_token: &Token, client: &Client) -> Result<Login> {
+        let source = client.source;
         let hash = pending_token.hash(TokenKind::PendingLogin);
         let s = match self.store.session_by_token(&hash.0)? {
             Some(s)
@@ -195,6 +223,7 @@ impl Auth {
             expires_at: ts(s.expires_at),
             source,
             host: s.host.map(HostId::from_stored),
+            user_agent: client.user_agent.clone(),
         };
         let factors = self.factors(&user)?;
         Ok(match s.stage {
@@ -211,38 +240,51 @@ impl Auth {
         })
     }
 
-    /// Completes a login with a TOTP code.
+    /// Completes a login with a TOTP code. Audited here.
     pub fn verify_totp(
         &self,
         pending: Session<PendingMfa>,
         code: &str,
     ) -> Result<Session<Authenticated>> {
-        let subjects = self.subjects(Some(&pending.core.username), pending.core.source);
-        self.check_throttle(subjects)?;
-        if !self.check_totp(&pending.core.user, code)? {
-            return Err(self.fail(subjects));
-        }
-        self.finish_login(pending.core, subjects)
+        let attempt = pending.core.attempt();
+        let result = (|| {
+            let subjects = self.subjects(Some(&pending.core.username), pending.core.source);
+            self.check_throttle(subjects)?;
+            if let Some(why) = self.check_totp(&pending.core.user, code)? {
+                return Err(self.failed(subjects, why));
+            }
+            self.finish_login(pending.core, subjects)
+        })();
+        self.audited_step(&attempt, Method::Totp, result, |s| {
+            vec![attempt.done_by(s.principal(), mfa_success(Method::Totp))]
+        })
     }
 
-    /// Completes a login with a recovery code (spent by this use).
+    /// Completes a login with a recovery code (spent by this use). Audited
+    /// here.
     pub fn verify_recovery_code(
         &self,
         pending: Session<PendingMfa>,
         code: &str,
     ) -> Result<Session<Authenticated>> {
-        let subjects = self.subjects(Some(&pending.core.username), pending.core.source);
-        self.check_throttle(subjects)?;
-        let hash = Token::from_presented(code).hash(TokenKind::RecoveryCode);
-        if !self.store.consume_recovery_code(
-            pending.core.user.as_str(),
-            &hash.0,
-            self.now_unix(),
-        )? {
-            return Err(self.fail(subjects));
-        }
-        tracing::warn!(user = %pending.core.user, "recovery code used");
-        self.finish_login(pending.core, subjects)
+        let attempt = pending.core.attempt();
+        let result = (|| {
+            let subjects = self.subjects(Some(&pending.core.username), pending.core.source);
+            self.check_throttle(subjects)?;
+            let hash = Token::from_presented(code).hash(TokenKind::RecoveryCode);
+            if !self
+                .store
+                .consume_recovery_code(pending.core.user.as_str(), &hash.0, self.now_unix())
+                .map_err(Error::from)?
+            {
+                return Err(self.failed(subjects, Failure::WrongRecoveryCode));
+            }
+            tracing::warn!(user = %pending.core.user, "recovery code used");
+            self.finish_login(pending.core, subjects)
+        })();
+        self.audited_step(&attempt, Method::RecoveryCode, result, |s| {
+            vec![attempt.done_by(s.principal(), mfa_success(Method::RecoveryCode))]
+        })
     }
 
     /// Starts a passkey login: the challenge for the browser.
@@ -254,23 +296,29 @@ impl Auth {
         self.passkey_auth_start(&pending.core.user, pending.core.id.as_str(), LOGIN, expires)
     }
 
-    /// Completes a login with the browser's passkey assertion.
+    /// Completes a login with the browser's passkey assertion. Audited here.
     pub fn finish_passkey_login(
         &self,
         pending: Session<PendingMfa>,
         response: &PublicKeyCredential,
     ) -> Result<Session<Authenticated>> {
-        let subjects = self.subjects(Some(&pending.core.username), pending.core.source);
-        self.check_throttle(subjects)?;
-        if !self.passkey_auth_finish(
-            &pending.core.user,
-            pending.core.id.as_str(),
-            LOGIN,
-            response,
-        )? {
-            return Err(self.fail(subjects));
-        }
-        self.finish_login(pending.core, subjects)
+        let attempt = pending.core.attempt();
+        let result = (|| {
+            let subjects = self.subjects(Some(&pending.core.username), pending.core.source);
+            self.check_throttle(subjects)?;
+            if let Some(why) = self.passkey_auth_finish(
+                &pending.core.user,
+                pending.core.id.as_str(),
+                LOGIN,
+                response,
+            )? {
+                return Err(self.failed(subjects, why));
+            }
+            self.finish_login(pending.core, subjects)
+        })();
+        self.audited_step(&attempt, Method::Passkey, result, |s| {
+            vec![attempt.done_by(s.principal(), mfa_success(Method::Passkey))]
+        })
     }
 
     /// Starts enrolling a TOTP authenticator (an account without a second
@@ -299,34 +347,48 @@ impl Auth {
     }
 
     /// Confirms TOTP enrolment with a code from the new authenticator; the
-    /// login completes and the account gets its recovery codes.
+    /// login completes and the account gets its recovery codes. Audited
+    /// here: the enrolment (as `rxvault user` records one) and the login.
     pub fn finish_totp_enrolment(
         &self,
         enrolling: Session<Enrolling>,
         code: &str,
     ) -> Result<(Session<Authenticated>, RecoveryCodes)> {
-        let subjects = self.subjects(Some(&enrolling.core.username), enrolling.core.source);
-        self.check_throttle(subjects)?;
-        let id = enrolling.core.id.as_str();
-        let Some(ceremony) = self.store.take_ceremony(id, TOTP_ENROL, self.now_unix())? else {
-            return Err(self.fail(subjects));
-        };
-        let sealed = base64::engine::general_purpose::STANDARD
-            .decode(&ceremony.state)
-            .map_err(|_| rxvault_store::Error::Corrupt("TOTP enrolment state".into()))?;
-        let secret = self.with_keys(|k| {
-            let b32 = k.open_blob(TOTP_SEAL_DOMAIN_ENROL, id.as_bytes(), &sealed)?;
-            TotpSecret::from_base32(std::str::from_utf8(&b32).unwrap_or(""))
-        })?;
-        let Some(step) = secret.verify(code, self.now_unix(), None) else {
-            // Keep the enrolment open for another try.
-            self.store.put_ceremony(&ceremony)?;
-            return Err(self.fail(subjects));
-        };
-        self.store_totp(&enrolling.core.user, &secret, Some(step))?;
-        let codes = self.new_recovery_codes(&enrolling.core.user)?;
-        tracing::info!(user = %enrolling.core.user, "TOTP enrolled");
-        Ok((self.finish_login(enrolling.core, subjects)?, codes))
+        let attempt = enrolling.core.attempt();
+        let username = enrolling.core.username.clone();
+        let result = (|| {
+            let subjects = self.subjects(Some(&enrolling.core.username), enrolling.core.source);
+            self.check_throttle(subjects)?;
+            let id = enrolling.core.id.as_str();
+            let Some(ceremony) = self
+                .store
+                .take_ceremony(id, TOTP_ENROL, self.now_unix())
+                .map_err(Error::from)?
+            else {
+                return Err(self.failed(subjects, Failure::NoChallenge));
+            };
+            let sealed = base64::engine::general_purpose::STANDARD
+                .decode(&ceremony.state)
+                .map_err(|_| {
+                    Error::from(rxvault_store::Error::Corrupt("TOTP enrolment state".into()))
+                })?;
+            let secret = self.with_keys(|k| {
+                let b32 = k.open_blob(TOTP_SEAL_DOMAIN_ENROL, id.as_bytes(), &sealed)?;
+                TotpSecret::from_base32(std::str::from_utf8(&b32).unwrap_or(""))
+            })?;
+            let Some(step) = secret.verify(code, self.now_unix(), None) else {
+                // Keep the enrolment open for another try.
+                self.store.put_ceremony(&ceremony).map_err(Error::from)?;
+                return Err(self.failed(subjects, Failure::WrongCode));
+            };
+            self.store_totp(&enrolling.core.user, &secret, Some(step))?;
+            let codes = self.new_recovery_codes(&enrolling.core.user)?;
+            tracing::info!(user = %enrolling.core.user, "TOTP enrolled");
+            Ok((self.finish_login(enrolling.core, subjects)?, codes))
+        })();
+        self.audited_step(&attempt, Method::TotpEnrolment, result, |(s, _)| {
+            enrolled(&attempt, s, "enrol-totp", &username, Method::TotpEnrolment)
+        })
     }
 
     /// Starts enrolling a passkey (an account without a second factor).
@@ -343,39 +405,57 @@ impl Auth {
     }
 
     /// Finishes enrolling a passkey; the login completes and the account
-    /// gets its recovery codes.
+    /// gets its recovery codes. Audited here, like a TOTP enrolment.
     pub fn finish_passkey_enrolment(
         &self,
         enrolling: Session<Enrolling>,
         name: &str,
         response: &RegisterPublicKeyCredential,
     ) -> Result<(Session<Authenticated>, RecoveryCodes)> {
-        let subjects = self.subjects(Some(&enrolling.core.username), enrolling.core.source);
-        self.check_throttle(subjects)?;
-        match self.passkey_register_finish(
-            &enrolling.core.user,
-            enrolling.core.id.as_str(),
-            name,
-            response,
-        ) {
-            Ok(()) => {}
-            Err(Error::InvalidCredentials) => return Err(self.fail(subjects)),
-            Err(e) => return Err(e),
-        }
-        let codes = self.new_recovery_codes(&enrolling.core.user)?;
-        Ok((self.finish_login(enrolling.core, subjects)?, codes))
+        let attempt = enrolling.core.attempt();
+        let username = enrolling.core.username.clone();
+        let result = (|| {
+            let subjects = self.subjects(Some(&enrolling.core.username), enrolling.core.source);
+            self.check_throttle(subjects)?;
+            if let Err(e) = self.passkey_register_finish(
+                &enrolling.core.user,
+                enrolling.core.id.as_str(),
+                name,
+                response,
+            ) {
+                return Err(self.registration_failed(subjects, e));
+            }
+            let codes = self.new_recovery_codes(&enrolling.core.user)?;
+            Ok((self.finish_login(enrolling.core, subjects)?, codes))
+        })();
+        self.audited_step(&attempt, Method::PasskeyEnrolment, result, |(s, _)| {
+            enrolled(
+                &attempt,
+                s,
+                "enrol-passkey",
+                &username,
+                Method::PasskeyEnrolment,
+            )
+        })
     }
 
     /// Records a fresh second-factor check in the principal's session with
     /// a TOTP code, for step-up actions. Returns the refreshed principal.
+    /// Audited here.
     pub fn step_up_totp(&self, principal: &Principal, code: &str) -> Result<Principal> {
-        let (session, username) = self.step_up_subject(principal)?;
-        let subjects = self.subjects(Some(&username), principal.source());
-        self.check_throttle(subjects)?;
-        if !self.check_totp(principal.user_id(), code)? {
-            return Err(self.fail(subjects));
-        }
-        self.record_step_up(principal, &session, subjects)
+        let attempt = Attempt::in_session(principal);
+        let result = (|| {
+            let (session, username) = self.step_up_subject(principal)?;
+            let subjects = self.subjects(Some(&username), principal.source());
+            self.check_throttle(subjects)?;
+            if let Some(why) = self.check_totp(principal.user_id(), code)? {
+                return Err(self.failed(subjects, why));
+            }
+            Ok(self.record_step_up(principal, &session, subjects)?)
+        })();
+        self.audited_step(&attempt, Method::TotpStepUp, result, |p| {
+            vec![attempt.done_by(p, mfa_success(Method::TotpStepUp))]
+        })
     }
 
     /// Starts a passkey step-up check in the principal's session.
@@ -393,18 +473,27 @@ impl Auth {
     }
 
     /// Finishes a passkey step-up check. Returns the refreshed principal.
+    /// Audited here.
     pub fn finish_passkey_step_up(
         &self,
         principal: &Principal,
         response: &PublicKeyCredential,
     ) -> Result<Principal> {
-        let (session, username) = self.step_up_subject(principal)?;
-        let subjects = self.subjects(Some(&username), principal.source());
-        self.check_throttle(subjects)?;
-        if !self.passkey_auth_finish(principal.user_id(), session.as_str(), STEP_UP, response)? {
-            return Err(self.fail(subjects));
-        }
-        self.record_step_up(principal, &session, subjects)
+        let attempt = Attempt::in_session(principal);
+        let result = (|| {
+            let (session, username) = self.step_up_subject(principal)?;
+            let subjects = self.subjects(Some(&username), principal.source());
+            self.check_throttle(subjects)?;
+            if let Some(why) =
+                self.passkey_auth_finish(principal.user_id(), session.as_str(), STEP_UP, response)?
+            {
+                return Err(self.failed(subjects, why));
+            }
+            Ok(self.record_step_up(principal, &session, subjects)?)
+        })();
+        self.audited_step(&attempt, Method::PasskeyStepUp, result, |p| {
+            vec![attempt.done_by(p, mfa_success(Method::PasskeyStepUp))]
+        })
     }
 
     /// Fails unless the principal passed a second factor within the step-up
@@ -439,23 +528,82 @@ impl Auth {
         )
     }
 
-    /// Finishes registering an additional passkey.
+    /// Finishes registering an additional passkey. Audited here
+    /// (`add-passkey` of the person, with its outcome).
     pub fn finish_passkey_registration(
         &self,
         principal: &Principal,
         name: &str,
         response: &RegisterPublicKeyCredential,
     ) -> Result<()> {
-        let (session, username) = self.step_up_subject(principal)?;
-        let subjects = self.subjects(Some(&username), principal.source());
-        self.check_throttle(subjects)?;
-        match self.passkey_register_finish(principal.user_id(), session.as_str(), name, response) {
-            Ok(()) => self.pass(subjects),
-            Err(Error::InvalidCredentials) => Err(self.fail(subjects)),
-            Err(e) => Err(e),
+        let attempt = Attempt::in_session(principal);
+        let target = match principal.actor() {
+            Actor::User { username, .. } => username.clone(),
+            Actor::Service { name, .. } => name.clone(),
+        };
+        let result = (|| {
+            let (session, username) = self.step_up_subject(principal)?;
+            let subjects = self.subjects(Some(&username), principal.source());
+            self.check_throttle(subjects)?;
+            match self.passkey_register_finish(
+                principal.user_id(),
+                session.as_str(),
+                name,
+                response,
+            ) {
+                Ok(()) => Ok(self.pass(subjects)?),
+                Err(e) => Err(self.registration_failed(subjects, e)),
+            }
+        })();
+        let locked = matches!(&result, Err(f) if f.locked);
+        let done = self.audited_act(
+            attempt.entry(AuditAction::UserAdmin {
+                operation: "add-passkey".into(),
+                target,
+            }),
+            result.map_err(|f| f.error),
+        );
+        if locked {
+            self.record(
+                attempt
+                    .entry(AuditAction::Lockout { until_ms: None })
+                    .outcome(rxvault_audit::Outcome::Denied),
+            )?;
         }
+        done
     }
+}
 
+/// The action of a second factor accepted.
+fn mfa_success(method: Method) -> AuditAction {
+    AuditAction::MfaSuccess {
+        method: method.name().into(),
+    }
+}
+
+/// The entries of a login completed by enrolling a second factor: the
+/// enrolment (the entry `rxvault user` makes when the key holder enrols
+/// one, by the person this time) and the second factor accepted.
+fn enrolled(
+    attempt: &Attempt,
+    session: &Session<Authenticated>,
+    operation: &str,
+    username: &str,
+    method: Method,
+) -> Vec<rxvault_audit::Entry> {
+    vec![
+        attempt.done_by(
+            session.principal(),
+            AuditAction::UserAdmin {
+                operation: operation.into(),
+                target: username.to_string(),
+            },
+        ),
+        attempt.done_by(session.principal(), mfa_success(method)),
+    ]
+}
+
+impl Auth {
     // ---- internals ----
 
     /// A person's live account row.
@@ -474,18 +622,27 @@ impl Auth {
         })
     }
 
-    /// Whether `code` is a fresh TOTP code of `user` (and if so, spends its
-    /// step).
-    fn check_totp(&self, user: &UserId, code: &str) -> Result<bool> {
+    /// Checks that `code` is a fresh TOTP code of `user` (and if so, spends
+    /// its step); otherwise says why not.
+    fn check_totp(&self, user: &UserId, code: &str) -> Result<Option<Failure>> {
         let Some(stored) = self.store.totp(user.as_str())? else {
-            return Ok(false);
+            return Ok(Some(Failure::NoAuthenticator));
         };
         let secret = self
             .with_keys(|k| TotpSecret::open(k, user.as_str().as_bytes(), &stored.sealed_secret))?;
-        match secret.verify(code, self.now_unix(), stored.last_step) {
-            Some(step) => Ok(self.store.advance_totp_step(user.as_str(), step)?),
-            None => Ok(false),
+        if let Some(step) = secret.verify(code, self.now_unix(), stored.last_step) {
+            return Ok((!self.store.advance_totp_step(user.as_str(), step)?)
+                .then_some(Failure::ReplayedCode));
         }
+        // Not fresh: a code of a step already spent is a replay, anything
+        // else is wrong.
+        let replayed =
+            stored.last_step.is_some() && secret.verify(code, self.now_unix(), None).is_some();
+        Ok(Some(if replayed {
+            Failure::ReplayedCode
+        } else {
+            Failure::WrongCode
+        }))
     }
 
     /// Stores a TOTP secret for `user`, sealed, with its last used step.
@@ -531,7 +688,7 @@ impl Auth {
         &self,
         pending: Core,
         subjects: crate::throttle::Subjects,
-    ) -> Result<Session<Authenticated>> {
+    ) -> Result<Session<Authenticated>, Failed> {
         let account = self
             .human(pending.user.as_str())?
             .ok_or(Error::Unauthenticated)?;
@@ -539,6 +696,16 @@ impl Auth {
         let session = self.complete_login(pending, role)?;
         self.succeed(subjects)?;
         Ok(session)
+    }
+
+    /// A failed passkey registration: a refused answer counts like a wrong
+    /// code; anything else (a bad name, a passkey already registered) is
+    /// what it is.
+    fn registration_failed(&self, subjects: crate::throttle::Subjects, e: Error) -> Failed {
+        match e {
+            Error::InvalidCredentials => self.failed(subjects, Failure::PasskeyRefused),
+            e => Failed::from(e),
+        }
     }
 
     /// The session and login name of a person's principal (step-up is for

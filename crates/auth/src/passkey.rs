@@ -19,6 +19,7 @@
 //! as the JSON browsers exchange.
 
 use crate::principal::UserId;
+use crate::trail::Failure;
 use crate::{Auth, Error, Result, WebauthnConfig, secs};
 use rxvault_store::auth::{StoredCeremony, StoredPasskey};
 pub use webauthn_rs::prelude::{
@@ -159,26 +160,27 @@ impl Auth {
     }
 
     /// Checks an assertion against the state kept for `ceremony_id`; on
-    /// success stores the passkey's new counter. `false` for any failure.
+    /// success stores the passkey's new counter and returns `None`,
+    /// otherwise why it failed.
     pub(crate) fn passkey_auth_finish(
         &self,
         user: &UserId,
         ceremony_id: &str,
         purpose: &str,
         response: &PublicKeyCredential,
-    ) -> Result<bool> {
+    ) -> Result<Option<Failure>> {
         let webauthn = self.webauthn()?;
         let Some(state): Option<PasskeyAuthentication> =
             self.take_state(ceremony_id, user, purpose)?
         else {
-            return Ok(false);
+            return Ok(Some(Failure::NoChallenge));
         };
         let result = match webauthn.finish_passkey_authentication(response, &state) {
             Ok(r) if r.user_verified() => r,
-            Ok(_) => return Ok(false),
+            Ok(_) => return Ok(Some(Failure::NotUserVerified)),
             Err(e) => {
                 tracing::info!(user = %user, error = %e, "passkey assertion refused");
-                return Ok(false);
+                return Ok(Some(Failure::PasskeyRefused));
             }
         };
         for (row, mut pk) in self.load_passkeys(user)? {
@@ -191,12 +193,12 @@ impl Auth {
                     &json,
                     self.now_unix(),
                 )?;
-                return Ok(true);
+                return Ok(None);
             }
         }
         // The library accepted a credential this account does not hold:
         // refuse (cannot happen when the state lists only its passkeys).
-        Ok(false)
+        Ok(Some(Failure::PasskeyRefused))
     }
 
     fn put_state<T: serde::Serialize>(

@@ -40,6 +40,24 @@ pub(crate) struct Core {
     pub(crate) expires_at: Timestamp,
     pub(crate) source: IpAddr,
     pub(crate) host: Option<HostId>,
+    /// The user agent of the request at hand (not stored: for the audit).
+    pub(crate) user_agent: Option<String>,
+}
+
+impl Core {
+    /// The client of the request at hand.
+    pub(crate) fn client(&self) -> crate::Client {
+        crate::Client {
+            source: self.source,
+            host: self.host.clone(),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+
+    /// An attempt in this pending login, as its audit entries name it.
+    pub(crate) fn attempt(&self) -> crate::trail::Attempt {
+        crate::trail::Attempt::pending(&self.username, self.client(), &self.id)
+    }
 }
 
 /// A login or session at stage `S`: [`PendingMfa`], [`Enrolling`] or
@@ -277,25 +295,68 @@ impl Auth {
     }
 
     /// Ends the principal's own session (and any break-glass grant in it).
+    /// Audited here (`logout`, an error if the store failed).
     pub fn logout(&self, principal: &Principal) -> Result<()> {
-        if let Some(id) = principal.session_id() {
-            let now = self.now_unix();
-            self.store
-                .revoke_sessions(Revocation::Session(id.as_str()), now)?;
-            self.store.end_break_glass(id.as_str(), now)?;
-            tracing::info!(session = %id, "logged out");
-        }
-        Ok(())
+        let result = (|| {
+            if let Some(id) = principal.session_id() {
+                let now = self.now_unix();
+                self.store
+                    .revoke_sessions(Revocation::Session(id.as_str()), now)?;
+                self.store.end_break_glass(id.as_str(), now)?;
+                tracing::info!(session = %id, "logged out");
+            }
+            Ok(())
+        })();
+        self.audited_act(principal.audit_entry(rxvault_audit::Action::Logout), result)
     }
 
     /// Revokes sessions at once. A person may revoke their own sessions;
     /// anything else needs [`Action::RevokeSessions`](crate::Action) (the
     /// administrator, or a service key with `sessions.revoke`, such as the
     /// workstation agent). Returns how many were revoked.
-    /// Audited here, with its outcome (a refusal as denied).
+    /// Audited here, with its outcome (a refusal as denied); a person is
+    /// named by their login name, as [`Admin`](crate::Admin) names them.
     pub fn revoke(&self, by: &Principal, target: &RevokeTarget) -> Result<u64> {
-        let result = (|| {
-            let own = match target {
+        let label = match target {
+            RevokeTarget::User(u) => self
+                .store
+                .account(u.as_str())
+                .ok()
+                .flatten()
+                .map_or_else(|| u.as_str().to_string(), |a| a.username),
+            RevokeTarget::Session(id) => id.as_str().to_string(),
+            RevokeTarget::Host(h) => h.as_str().to_string(),
+        };
+        self.revoke_as(by, Ok(target.clone()), label)
+    }
+
+    /// [`revoke`](Self::revoke) of every session of the person with login
+    /// name `username` (as typed by an administrator): the same entry as
+    /// `rxvault session revoke --user`, and an unknown name is a refused
+    /// revocation, audited as such.
+    pub fn revoke_user_named(&self, by: &Principal, username: &str) -> Result<u64> {
+        let name = crate::throttle::normalize_username(username);
+        let target = match self.store.account_by_username(&name) {
+            Ok(Some(a)) => Ok(RevokeTarget::User(UserId(a.id))),
+            Ok(None) => Err(Error::NotFound { what: "user" }),
+            Err(e) => Err(e.into()),
+        };
+        self.revoke_as(by, target, username.to_string())
+    }
+
+    fn revoke_as(
+        &self,
+        by: &Principal,
+        target: Result<RevokeTarget>,
+        label: String,
+    ) -> Result<u64> {
+        let operation = match &target {
+            Ok(RevokeTarget::Session(_)) => "revoke-session",
+            Ok(RevokeTarget::User(_)) | Err(_) => "revoke-sessions",
+            Ok(RevokeTarget::Host(_)) => "revoke-host-sessions",
+        };
+        let result = target.and_then(|target| {
+            let own = match &target {
                 RevokeTarget::User(u) => u == by.user_id(),
                 RevokeTarget::Session(id) => self
                     .store
@@ -306,23 +367,13 @@ impl Auth {
             if !own {
                 self.authorize(by, crate::Action::RevokeSessions)?;
             }
-            self.revoke_unchecked(target)
-        })();
-        let (operation, target) = match target {
-            RevokeTarget::Session(id) => ("revoke-session", id.as_str().to_string()),
-            RevokeTarget::User(u) => ("revoke-sessions", u.as_str().to_string()),
-            RevokeTarget::Host(h) => ("revoke-host-sessions", h.as_str().to_string()),
-        };
+            self.revoke_unchecked(&target)
+        });
         let entry = by.audit_entry(rxvault_audit::Action::UserAdmin {
             operation: operation.into(),
-            target,
+            target: label,
         });
-        self.record(match &result {
-            Ok(_) => entry,
-            Err(e) if e.is_refusal() => entry.outcome(rxvault_audit::Outcome::Denied),
-            Err(_) => entry.outcome(rxvault_audit::Outcome::Error),
-        })?;
-        result
+        self.audited_act(entry, result)
     }
 
     pub(crate) fn revoke_unchecked(&self, target: &RevokeTarget) -> Result<u64> {
@@ -377,9 +428,9 @@ impl Auth {
         user: &UserId,
         username: &str,
         stage: SessionStage,
-        source: IpAddr,
-        host: Option<HostId>,
+        client: &crate::Client,
     ) -> Result<(StoredSession, Core)> {
+        let (source, host) = (client.source, client.host.clone());
         let now = self.now_unix();
         let (kind, lifetime) = match stage {
             SessionStage::Authenticated => (TokenKind::Session, self.config.absolute_timeout),
@@ -407,6 +458,7 @@ impl Auth {
             expires_at: ts(row.expires_at),
             source,
             host,
+            user_agent: client.user_agent.clone(),
         };
         Ok((row, core))
     }
@@ -421,8 +473,7 @@ impl Auth {
             &pending.user,
             &pending.username,
             SessionStage::Authenticated,
-            pending.source,
-            pending.host.clone(),
+            &pending.client(),
         )?;
         if !self.store.replace_session(pending.id.as_str(), &row)? {
             // Used already (a concurrent second factor) or revoked.

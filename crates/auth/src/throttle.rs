@@ -18,6 +18,7 @@
 //!
 //! [`ThrottleConfig`]: crate::ThrottleConfig
 
+use crate::trail::{Failed, Failure};
 use crate::{Auth, Error, Result, secs};
 use rxvault_store::auth::{ThrottleScope, ThrottleState, ThrottleSubject};
 use std::net::IpAddr;
@@ -157,19 +158,32 @@ impl Auth {
         })
     }
 
-    /// The attempt failed: it was counted when admitted. Returns the error
-    /// to give the caller (always [`Error::InvalidCredentials`]).
-    pub(crate) fn fail(&self, subjects: Subjects) -> Error {
-        if let Some(account) = subjects.account
-            && let Ok(Some(st)) = self.store.throttle(ThrottleScope::Account, &account)
-            && st.failures == self.config.throttle.account_lockout
-        {
-            tracing::warn!(
-                failures = st.failures,
-                "a login name was locked after consecutive failures"
-            );
+    /// The attempt failed (for `reason`): it was counted when admitted.
+    /// The caller gets [`Error::InvalidCredentials`] whatever the reason;
+    /// the audit gets the reason, and whether this failure is the one that
+    /// locked the login name.
+    pub(crate) fn failed(&self, subjects: Subjects, reason: Failure) -> Failed {
+        let mut locked = false;
+        if let Some(account) = subjects.account {
+            match self.store.throttle(ThrottleScope::Account, &account) {
+                Ok(Some(st)) if st.failures == self.config.throttle.account_lockout => {
+                    tracing::warn!(
+                        failures = st.failures,
+                        "a login name was locked after consecutive failures"
+                    );
+                    locked = true;
+                }
+                Ok(_) => {}
+                // The failure is counted (its answer stays the same); only
+                // whether it locked the name is unknown.
+                Err(e) => tracing::error!(error = %e, "reading a failure count"),
+            }
         }
-        Error::InvalidCredentials
+        Failed {
+            error: Error::InvalidCredentials,
+            reason,
+            locked,
+        }
     }
 
     /// A step proved right with more to come (a password before its second

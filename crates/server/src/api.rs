@@ -5,16 +5,23 @@
 //! [`Action`] from the permission table, opens only the caller's
 //! categories, and goes through the vault's audited entry points, so the
 //! response leaves only after its audit entry is durable.
+//!
+//! **No handler here writes an audit entry.** Sign-in, second factors,
+//! lockouts, logout, step-up, administration, break-glass and session
+//! revocation are recorded by `rxvault-auth`, which does them, from the
+//! request's [`Client`] (address, named host, `User-Agent`); PHI access by
+//! `rxvault_vault::access`. Only refusals by the permission table (and its
+//! constraints) are recorded by the server ([`Caller::authorize`]), which
+//! is where they are decided.
 
 use crate::error::ApiError;
-use crate::state::{AppState, Caller, Credentials, Who, blocking, host, requester};
+use crate::state::{AppState, Caller, Credentials, Who, blocking, host};
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rxvault_audit::{Action as AuditAction, Actor as AuditActor, Outcome};
 use rxvault_auth::{
-    Action, Authenticated, Constraint, Enrolling, Login, PendingMfa, Role, Session,
+    Action, Auth, Authenticated, Client, Constraint, Enrolling, Login, PendingMfa, Role, Session,
 };
 use rxvault_crypto::{Password, Token};
 use rxvault_fhir::Resource;
@@ -50,82 +57,49 @@ pub struct PendingRequest {
     pending_token: String,
 }
 
-fn audit_login(
-    state: &AppState,
-    username: &str,
-    source: std::net::IpAddr,
-    action: AuditAction,
-    outcome: Outcome,
-) -> ApiResult<()> {
-    let who = Requester {
-        actor: AuditActor::user(username),
-        session: None,
-        source: Some(source),
-        host: None,
-        break_glass: None,
-    };
-    state.vault.record(who.entry(action).outcome(outcome))?;
-    Ok(())
-}
-
-fn auth_failure_action(e: &rxvault_auth::Error, method: &str) -> (AuditAction, Outcome) {
-    match e {
-        rxvault_auth::Error::Locked => (AuditAction::Lockout { until_ms: None }, Outcome::Denied),
-        rxvault_auth::Error::Throttled { .. } => (
-            AuditAction::AuthFailure {
-                method: method.into(),
-                reason: "throttled".into(),
-            },
-            Outcome::Denied,
-        ),
-        _ => (
-            AuditAction::AuthFailure {
-                method: method.into(),
-                reason: "invalid-credentials".into(),
-            },
-            Outcome::Denied,
-        ),
+/// The client of a request, as identity and access records it: the
+/// connection's address, the host the client names, its user agent.
+fn client(addr: SocketAddr, headers: &HeaderMap) -> ApiResult<Client> {
+    let mut client = Client::at(addr.ip()).host(host(headers)?);
+    if let Some(ua) = headers
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    {
+        client = client.user_agent(ua);
     }
+    Ok(client)
 }
 
 /// `POST /api/v1/sessions`: password; then a second factor (or enrolment).
+/// Every attempt is audited by rxvault-auth, with its outcome and reason.
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Json(body): Json<LoginRequest>,
 ) -> ApiResult {
-    let host = host(&headers)?;
+    let client = client(addr, &headers)?;
     blocking(move || {
         let password = Password::new(body.password);
-        match state.auth.login_password(&body.username, &password, addr.ip(), host) {
-            Ok(login) => {
-                audit_login(&state, &body.username, addr.ip(), AuditAction::AuthSuccess { method: "password".into() }, Outcome::Success)?;
-                Ok(Json(match login {
-                    Login::SecondFactor(s) => {
-                        let f = s.factors();
-                        let mut methods = Vec::new();
-                        if f.totp {
-                            methods.push("totp");
-                        }
-                        if f.passkeys > 0 {
-                            methods.push("passkey");
-                        }
-                        if f.recovery_codes > 0 {
-                            methods.push("recovery-code");
-                        }
-                        json!({"stage": "second-factor", "pending_token": s.token().expose(), "methods": methods})
-                    }
-                    Login::Enrol(s) => json!({"stage": "enrol", "pending_token": s.token().expose(), "methods": ["totp", "passkey"]}),
-                })
-                .into_response())
+        let login = state.auth.login_password(&body.username, &password, &client)?;
+        Ok(Json(match login {
+            Login::SecondFactor(s) => {
+                let f = s.factors();
+                let mut methods = Vec::new();
+                if f.totp {
+                    methods.push("totp");
+                }
+                if f.passkeys > 0 {
+                    methods.push("passkey");
+                }
+                if f.recovery_codes > 0 {
+                    methods.push("recovery-code");
+                }
+                json!({"stage": "second-factor", "pending_token": s.token().expose(), "methods": methods})
             }
-            Err(e) => {
-                let (action, outcome) = auth_failure_action(&e, "password");
-                audit_login(&state, &body.username, addr.ip(), action, outcome)?;
-                Err(e.into())
-            }
-        }
+            Login::Enrol(s) => json!({"stage": "enrol", "pending_token": s.token().expose(), "methods": ["totp", "passkey"]}),
+        })
+        .into_response())
     })
     .await
 }
@@ -142,27 +116,35 @@ fn issued(session: &Session<Authenticated>) -> Value {
 pub async fn login_totp(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(body): Json<CodeRequest>,
 ) -> ApiResult {
-    second_factor(state, addr, body, "totp").await
+    second_factor(state, client(addr, &headers)?, body, Auth::verify_totp).await
 }
 
 /// `POST /api/v1/sessions/recovery-code`: a recovery code for a pending login.
 pub async fn login_recovery(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(body): Json<CodeRequest>,
 ) -> ApiResult {
-    second_factor(state, addr, body, "recovery-code").await
+    second_factor(
+        state,
+        client(addr, &headers)?,
+        body,
+        Auth::verify_recovery_code,
+    )
+    .await
 }
 
 /// The pending login `token` names, if it is waiting for a second factor.
 fn awaiting_second_factor(
     state: &AppState,
     token: &str,
-    source: std::net::IpAddr,
+    client: &Client,
 ) -> ApiResult<Session<PendingMfa>> {
-    match state.auth.resume(&Token::from_presented(token), source)? {
+    match state.auth.resume(&Token::from_presented(token), client)? {
         Login::SecondFactor(s) => Ok(s),
         Login::Enrol(_) => Err(ApiError::unauthenticated()),
     }
@@ -172,79 +154,38 @@ fn awaiting_second_factor(
 fn awaiting_enrolment(
     state: &AppState,
     token: &str,
-    source: std::net::IpAddr,
+    client: &Client,
 ) -> ApiResult<Session<Enrolling>> {
-    match state.auth.resume(&Token::from_presented(token), source)? {
+    match state.auth.resume(&Token::from_presented(token), client)? {
         Login::Enrol(s) => Ok(s),
         Login::SecondFactor(_) => Err(ApiError::unauthenticated()),
     }
 }
 
-/// Audits a second-factor attempt by `username` and answers it: the
-/// session, or the failure.
-fn mfa_answer(
-    state: &AppState,
-    username: &str,
-    source: std::net::IpAddr,
-    method: &str,
-    result: rxvault_auth::Result<Session<Authenticated>>,
-) -> ApiResult {
-    match result {
-        Ok(session) => {
-            let who = requester(session.principal());
-            state.vault.record(who.entry(AuditAction::MfaSuccess {
-                method: method.into(),
-            }))?;
-            Ok(Json(issued(&session)).into_response())
-        }
-        Err(e) => {
-            audit_login(
-                state,
-                username,
-                source,
-                AuditAction::MfaFailure {
-                    method: method.into(),
-                },
-                Outcome::Denied,
-            )?;
-            Err(e.into())
-        }
-    }
-}
-
-/// Audits a completed enrolment and answers with the session and the
-/// recovery codes (shown once).
-fn enrolled(
-    state: &AppState,
-    session: &Session<Authenticated>,
-    codes: &rxvault_auth::RecoveryCodes,
-    operation: &str,
-) -> ApiResult {
-    state.vault.record(
-        requester(session.principal()).entry(AuditAction::UserAdmin {
-            operation: operation.into(),
-            target: "self".into(),
-        }),
-    )?;
+/// The answer to a completed enrolment: the session and the recovery
+/// codes (shown once).
+fn enrolled(session: &Session<Authenticated>, codes: &rxvault_auth::RecoveryCodes) -> Response {
     let mut out = issued(session);
     out["recovery_codes"] = json!(codes.codes());
-    Ok(Json(out).into_response())
+    Json(out).into_response()
 }
 
+/// How a code completes a pending login.
+type CodeStep =
+    fn(&Auth, Session<PendingMfa>, &str) -> rxvault_auth::Result<Session<Authenticated>>;
+
+/// A code for a pending login (audited by rxvault-auth, with its outcome
+/// and reason): the session, or the failure.
 async fn second_factor(
     state: AppState,
-    addr: SocketAddr,
+    client: Client,
     body: CodeRequest,
-    method: &'static str,
+    step: CodeStep,
 ) -> ApiResult {
     blocking(move || {
-        let s = awaiting_second_factor(&state, &body.pending_token, addr.ip())?;
-        let username = s.username().to_string();
-        let result = match method {
-            "totp" => state.auth.verify_totp(s, &body.code),
-            _ => state.auth.verify_recovery_code(s, &body.code),
-        };
-        mfa_answer(&state, &username, addr.ip(), method, result)
+        let s = awaiting_second_factor(&state, &body.pending_token, &client)?;
+        let session = step(&state.auth, s, &body.code)?;
+        Ok(Json(issued(&session)).into_response())
     })
     .await
 }
@@ -254,10 +195,12 @@ async fn second_factor(
 pub async fn enrol_totp_start(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(body): Json<PendingRequest>,
 ) -> ApiResult {
+    let client = client(addr, &headers)?;
     blocking(move || {
-        let s = awaiting_enrolment(&state, &body.pending_token, addr.ip())?;
+        let s = awaiting_enrolment(&state, &body.pending_token, &client)?;
         let enrolment = state.auth.start_totp_enrolment(&s)?;
         Ok(Json(
             json!({"otpauth_uri": enrolment.uri(), "secret": enrolment.secret_base32().as_str()}),
@@ -268,16 +211,18 @@ pub async fn enrol_totp_start(
 }
 
 /// `POST /api/v1/sessions/enrol/totp/confirm`: the first code; returns the
-/// session and the recovery codes (shown once).
+/// session and the recovery codes (shown once). Audited by rxvault-auth.
 pub async fn enrol_totp_confirm(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(body): Json<CodeRequest>,
 ) -> ApiResult {
+    let client = client(addr, &headers)?;
     blocking(move || {
-        let s = awaiting_enrolment(&state, &body.pending_token, addr.ip())?;
+        let s = awaiting_enrolment(&state, &body.pending_token, &client)?;
         let (session, codes) = state.auth.finish_totp_enrolment(s, &body.code)?;
-        enrolled(&state, &session, &codes, "enrol-totp")
+        Ok(enrolled(&session, &codes))
     })
     .await
 }
@@ -297,29 +242,33 @@ pub struct PasskeyRequest {
 pub async fn passkey_challenge(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(body): Json<PendingRequest>,
 ) -> ApiResult {
+    let client = client(addr, &headers)?;
     blocking(move || {
-        let s = awaiting_second_factor(&state, &body.pending_token, addr.ip())?;
+        let s = awaiting_second_factor(&state, &body.pending_token, &client)?;
         Ok(Json(state.auth.start_passkey_login(&s)?).into_response())
     })
     .await
 }
 
 /// `POST /api/v1/sessions/passkey`: the assertion; returns the session.
+/// Audited by rxvault-auth.
 pub async fn passkey_login(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(body): Json<PasskeyRequest>,
 ) -> ApiResult {
+    let client = client(addr, &headers)?;
     blocking(move || {
-        let s = awaiting_second_factor(&state, &body.pending_token, addr.ip())?;
-        let username = s.username().to_string();
+        let s = awaiting_second_factor(&state, &body.pending_token, &client)?;
         let credential: rxvault_auth::passkey::PublicKeyCredential =
             serde_json::from_value(body.credential)
                 .map_err(|_| ApiError::bad_request("credential: not a WebAuthn assertion"))?;
-        let result = state.auth.finish_passkey_login(s, &credential);
-        mfa_answer(&state, &username, addr.ip(), "webauthn", result)
+        let session = state.auth.finish_passkey_login(s, &credential)?;
+        Ok(Json(issued(&session)).into_response())
     })
     .await
 }
@@ -329,41 +278,43 @@ pub async fn passkey_login(
 pub async fn enrol_passkey_start(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(body): Json<PendingRequest>,
 ) -> ApiResult {
+    let client = client(addr, &headers)?;
     blocking(move || {
-        let s = awaiting_enrolment(&state, &body.pending_token, addr.ip())?;
+        let s = awaiting_enrolment(&state, &body.pending_token, &client)?;
         Ok(Json(state.auth.start_passkey_enrolment(&s)?).into_response())
     })
     .await
 }
 
 /// `POST /api/v1/sessions/enrol/passkey/confirm`: the registration; returns
-/// the session and the recovery codes (shown once).
+/// the session and the recovery codes (shown once). Audited by
+/// rxvault-auth.
 pub async fn enrol_passkey_confirm(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(body): Json<PasskeyRequest>,
 ) -> ApiResult {
+    let client = client(addr, &headers)?;
     blocking(move || {
-        let s = awaiting_enrolment(&state, &body.pending_token, addr.ip())?;
+        let s = awaiting_enrolment(&state, &body.pending_token, &client)?;
         let credential: rxvault_auth::passkey::RegisterPublicKeyCredential =
             serde_json::from_value(body.credential)
                 .map_err(|_| ApiError::bad_request("credential: not a WebAuthn registration"))?;
         let name = body.name.unwrap_or_else(|| "passkey".into());
         let (session, codes) = state.auth.finish_passkey_enrolment(s, &name, &credential)?;
-        enrolled(&state, &session, &codes, "enrol-passkey")
+        Ok(enrolled(&session, &codes))
     })
     .await
 }
 
-/// `DELETE /api/v1/sessions/current`: log out.
+/// `DELETE /api/v1/sessions/current`: log out (audited by rxvault-auth).
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult {
     blocking(move || {
         state.auth.logout(&caller.principal)?;
-        state
-            .vault
-            .record(caller.requester().entry(AuditAction::Logout))?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await
@@ -388,44 +339,18 @@ pub struct StepUpRequest {
     code: String,
 }
 
-/// `POST /api/v1/sessions/step-up`: a fresh second factor for the session.
+/// `POST /api/v1/sessions/step-up`: a fresh second factor for the session
+/// (audited by rxvault-auth, accepted or refused).
 pub async fn step_up(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<StepUpRequest>,
 ) -> ApiResult {
     blocking(move || {
-        let result = state.auth.step_up_totp(&caller.principal, &body.code);
-        step_up_answer(&state, &caller, "totp-step-up", result)
+        state.auth.step_up_totp(&caller.principal, &body.code)?;
+        Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await
-}
-
-/// A step-up's answer, audited: a second factor accepted or refused.
-fn step_up_answer<T>(
-    state: &AppState,
-    caller: &Caller,
-    method: &str,
-    result: rxvault_auth::Result<T>,
-) -> ApiResult {
-    let method = method.to_string();
-    match result {
-        Ok(_) => {
-            state
-                .vault
-                .record(caller.requester().entry(AuditAction::MfaSuccess { method }))?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        Err(e) => {
-            state.vault.record(
-                caller
-                    .requester()
-                    .entry(AuditAction::MfaFailure { method })
-                    .outcome(Outcome::Denied),
-            )?;
-            Err(e.into())
-        }
-    }
 }
 
 /// `POST /api/v1/sessions/step-up/passkey/challenge`: WebAuthn request
@@ -453,10 +378,10 @@ pub async fn step_up_passkey(
         let credential: rxvault_auth::passkey::PublicKeyCredential =
             serde_json::from_value(body.credential)
                 .map_err(|_| ApiError::bad_request("credential: not a WebAuthn assertion"))?;
-        let result = state
+        state
             .auth
-            .finish_passkey_step_up(&caller.principal, &credential);
-        step_up_answer(&state, &caller, "webauthn-step-up", result)
+            .finish_passkey_step_up(&caller.principal, &credential)?;
+        Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await
 }
@@ -470,6 +395,8 @@ pub struct RevokeRequest {
 }
 
 /// `POST /api/v1/sessions/revoke`: end sessions by id, user or host.
+/// Audited by rxvault-auth with its outcome: the same entry as `rxvault
+/// session revoke` (an unknown user as a refused revocation).
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -478,21 +405,22 @@ pub async fn revoke(
     caller.authorize(&state, Action::RevokeSessions).await?;
     blocking(move || {
         use rxvault_auth::session::RevokeTarget;
-        let target = match (body.session, body.user, body.host) {
-            (Some(s), None, None) => RevokeTarget::Session(rxvault_auth::SessionId::new(&s)),
-            (None, Some(u), None) => {
-                let admin = state.auth.key_holder();
-                RevokeTarget::User(admin.user(&u)?.id)
-            }
-            (None, None, Some(h)) => RevokeTarget::Host(rxvault_auth::HostId::new(&h)?),
+        let n = match (body.session, body.user, body.host) {
+            (Some(s), None, None) => state.auth.revoke(
+                &caller.principal,
+                &RevokeTarget::Session(rxvault_auth::SessionId::new(&s)),
+            )?,
+            (None, Some(u), None) => state.auth.revoke_user_named(&caller.principal, &u)?,
+            (None, None, Some(h)) => state.auth.revoke(
+                &caller.principal,
+                &RevokeTarget::Host(rxvault_auth::HostId::new(&h)?),
+            )?,
             _ => {
                 return Err(ApiError::bad_request(
                     "name exactly one of session, user, host",
                 ));
             }
         };
-        // Audited by rxvault-auth, with its outcome.
-        let n = state.auth.revoke(&caller.principal, &target)?;
         Ok(Json(json!({"revoked": n})).into_response())
     })
     .await

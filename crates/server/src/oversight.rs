@@ -1,6 +1,8 @@
 //! The privacy officer's endpoints: forensic queries over the audit log and
 //! the review of break-glass grants. Reading the audit log is itself
-//! audited (DICOM 110101 "Audit Log Used").
+//! audited (DICOM 110101 "Audit Log Used"), by the library that reads it
+//! (`Vault::use_audit_log`, `Auth::break_glass_grants`), after the read
+//! and with its outcome, so the command line's use gives the same entry.
 
 use crate::error::ApiError;
 use crate::state::{AppState, Caller, blocking};
@@ -8,9 +10,10 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rxvault_audit::{Action as AuditAction, ActionKind};
+use rxvault_audit::ActionKind;
 use rxvault_auth::Action;
 use rxvault_model::RecordKind;
+use rxvault_vault::access::AuditLogUse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -81,16 +84,14 @@ pub async fn audit(
         limit: q.limit.unwrap_or(1000).min(10_000),
     };
     blocking(move || {
-        state
-            .vault
-            .record(caller.requester().entry(AuditAction::AuditLogUsed {
-                purpose: "query".into(),
-            }))?;
-        let log = state.vault.audit()?;
-        let entries = log
-            .reader()
-            .query(&query)
-            .map_err(rxvault_vault::Error::from)?;
+        // Audited by the vault once the query ran, with its outcome: the
+        // same entry as `rxvault audit query`.
+        let entries =
+            state
+                .vault
+                .use_audit_log(&caller.requester(), AuditLogUse::Query, |reader| {
+                    reader.query(&query)
+                })?;
         let list: Vec<Value> = entries
             .iter()
             .map(rxvault_audit::export::jsonl::to_json)
@@ -116,11 +117,8 @@ pub async fn grants(
 ) -> Result<Response, ApiError> {
     caller.authorize(&state, Action::AuditRead).await?;
     blocking(move || {
-        state
-            .vault
-            .record(caller.requester().entry(AuditAction::AuditLogUsed {
-                purpose: "break-glass-review-list".into(),
-            }))?;
+        // Audited by rxvault-auth (a use of the audit trail), with its
+        // outcome.
         let grants = state.auth.break_glass_grants(&caller.principal, q.unreviewed.unwrap_or(true))?;
         let list: Vec<Value> = grants
             .iter()
@@ -146,12 +144,8 @@ pub async fn review(
 ) -> Result<Response, ApiError> {
     caller.authorize(&state, Action::AuditRead).await?;
     blocking(move || {
+        // Audited by rxvault-auth, with its outcome.
         state.auth.review_break_glass(&caller.principal, &id)?;
-        state.vault.record(
-            caller
-                .requester()
-                .entry(AuditAction::BreakGlassReviewed { grant: id.clone() }),
-        )?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await

@@ -377,7 +377,228 @@ async fn sessions_end_after_30_idle_minutes_and_after_12_hours_in_any_case(backe
     h.finish().await;
 }
 
+/// What the HTTPS handlers leave in the audit log for sign-in attempts:
+/// exactly the entries rxvault-auth writes (issue 8, item 2: they were
+/// written by the handlers), with the reason the client is not told, the
+/// connection's address and the client's user agent.
+async fn sign_in_over_https_is_audited_once_by_rxvault_auth_with_its_reason(backend: Backend) {
+    let config = AuthConfig {
+        throttle: rxvault_auth::ThrottleConfig {
+            account_lockout: 3,
+            account_free_failures: 1,
+            source_free_failures: 1_000,
+            ..Default::default()
+        },
+        ..AuthConfig::default()
+    };
+    let Some(h) = Harness::start_on(backend, config).await else {
+        return;
+    };
+    const UA: &str = "rxvault-desk/1.2 (workstation 7)";
+    let send = |path: &str, body: Value, token: Option<&str>| {
+        let mut r = h
+            .client
+            .post(h.url(path))
+            .header("user-agent", UA)
+            .json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    // Sends, then returns the status and the entries the request appended.
+    macro_rules! attempt {
+        ($path:expr, $body:expr, $token:expr) => {{
+            let mark = h.audit_size();
+            let r = send($path, $body, $token).await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            let size = h.audit_size();
+            (status, body, h.last_entries(size - mark))
+        }};
+    }
+    let said = |e: &rxvault_audit::LoggedEntry| {
+        (
+            serde_json::to_value(&e.entry.action).unwrap(),
+            e.entry.outcome.name(),
+            e.entry.actor.id.clone(),
+        )
+    };
+    let user = username(Role::Pharmacist);
+    let here: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+
+    for (name, password, reason) in [
+        ("no-such-user", "wrong password here", "unknown-user"),
+        (user.as_str(), "wrong password here", "bad-password"),
+    ] {
+        let (status, _, entries) = attempt!(
+            "/api/v1/sessions",
+            json!({"username": name, "password": password}),
+            None
+        );
+        assert_eq!(status, 401);
+        assert_eq!(entries.len(), 1, "one entry, written once: {entries:?}");
+        let e = &entries[0];
+        assert_eq!(
+            said(e),
+            (
+                json!({"type": "auth-failure", "details": {"method": "password", "reason": reason}}),
+                "denied",
+                name.to_string()
+            )
+        );
+        assert_eq!(e.entry.source, Some(here));
+        assert_eq!(e.entry.user_agent.as_deref(), Some(UA));
+    }
+
+    // Password, a wrong code, the right one.
+    h.clock.advance(Duration::from_secs(30));
+    let (status, step, entries) = attempt!(
+        "/api/v1/sessions",
+        json!({"username": user, "password": PASSWORD}),
+        None
+    );
+    assert_eq!(status, 200);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        said(&entries[0]),
+        (
+            json!({"type": "auth-success", "details": {"method": "password"}}),
+            "success",
+            user.clone()
+        )
+    );
+    let pending = step["pending_token"].as_str().unwrap().to_string();
+    let now = h.clock.now().unix_timestamp();
+    let secret = &h.secrets[&user];
+    let near: Vec<String> = [now - 30, now, now + 30]
+        .iter()
+        .map(|t| secret.code_at(*t).to_string())
+        .collect();
+    let wrong = (0..1_000_000u32)
+        .map(|n| format!("{n:06}"))
+        .find(|c| !near.contains(c))
+        .unwrap();
+    h.clock.advance(Duration::from_secs(2));
+    let (status, _, entries) = attempt!(
+        "/api/v1/sessions/totp",
+        json!({"pending_token": pending, "code": wrong}),
+        None
+    );
+    assert_eq!(status, 401);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(
+        said(&entries[0]),
+        (
+            json!({"type": "mfa-failure", "details": {"method": "totp", "reason": "wrong-code"}}),
+            "denied",
+            user.clone()
+        )
+    );
+    h.clock.advance(Duration::from_secs(2));
+    let code = secret.code_at(h.clock.now().unix_timestamp()).to_string();
+    let (status, session, entries) = attempt!(
+        "/api/v1/sessions/totp",
+        json!({"pending_token": pending, "code": code}),
+        None
+    );
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        said(&entries[0]),
+        (
+            json!({"type": "mfa-success", "details": {"method": "totp"}}),
+            "success",
+            user.clone()
+        )
+    );
+    assert_eq!(
+        entries[0].entry.session.as_deref(),
+        session["session_id"].as_str(),
+        "the new session is named"
+    );
+    assert_eq!(entries[0].entry.user_agent.as_deref(), Some(UA));
+    let token = session["token"].as_str().unwrap().to_string();
+
+    // A step-up refused: one entry, in the session.
+    let (status, _, entries) = attempt!(
+        "/api/v1/sessions/step-up",
+        json!({"code": wrong}),
+        Some(&token)
+    );
+    assert_eq!(status, 401);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(
+        said(&entries[0]).0,
+        json!({"type": "mfa-failure", "details": {"method": "totp-step-up", "reason": "wrong-code"}})
+    );
+    assert_eq!(
+        entries[0].entry.session.as_deref(),
+        session["session_id"].as_str()
+    );
+
+    // Logout: one entry.
+    let mark = h.audit_size();
+    let r = h
+        .client
+        .delete(h.url("/api/v1/sessions/current"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let entries = h.last_entries(h.audit_size() - mark);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].entry.action, rxvault_audit::Action::Logout);
+
+    // Three failures lock the name: the third's failure and the lockout;
+    // then the right password is refused as locked.
+    let victim = username(Role::Technician);
+    let mut last = Vec::new();
+    for _ in 0..3 {
+        h.clock.advance(Duration::from_secs(15 * 60));
+        let (status, _, entries) = attempt!(
+            "/api/v1/sessions",
+            json!({"username": victim, "password": "wrong password here"}),
+            None
+        );
+        assert_eq!(status, 401);
+        last = entries;
+    }
+    assert_eq!(
+        last.iter().map(&said).collect::<Vec<_>>(),
+        vec![
+            (
+                json!({"type": "auth-failure", "details": {"method": "password", "reason": "bad-password"}}),
+                "denied",
+                victim.clone()
+            ),
+            (
+                json!({"type": "lockout", "details": {"until_ms": null}}),
+                "denied",
+                victim.clone()
+            ),
+        ]
+    );
+    let (status, _, entries) = attempt!(
+        "/api/v1/sessions",
+        json!({"username": victim, "password": PASSWORD}),
+        None
+    );
+    assert_eq!(status, 423);
+    assert_eq!(
+        entries.iter().map(&said).collect::<Vec<_>>(),
+        vec![(
+            json!({"type": "auth-failure", "details": {"method": "password", "reason": "locked"}}),
+            "denied",
+            victim.clone()
+        )]
+    );
+    h.finish().await;
+}
+
 both_backends!(
+    sign_in_over_https_is_audited_once_by_rxvault_auth_with_its_reason,
     passkey_enrolment_and_login_over_https_and_a_tampered_assertion_is_rejected,
     totp_codes_from_oathtool_are_accepted_once,
     failures_back_off_then_lock_and_never_reveal_whether_a_user_exists,

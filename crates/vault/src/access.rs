@@ -6,6 +6,11 @@
 //! before it returns any PHI (reads, searches) or makes a write visible to
 //! the caller. If the audit log cannot record, the request fails.
 //!
+//! Using the audit log itself (a query, an export of it, a verification)
+//! goes through here as well ([`Vault::use_audit_log`],
+//! [`Vault::verify_audit_log`]): recorded once the use ended, with its
+//! outcome.
+//!
 //! What a caller may see is a [`View`]: a [`CategorySet`] per record kind.
 //! The vault decrypts only those categories, and the audit entry records
 //! exactly which categories were decrypted for which patients.
@@ -150,23 +155,20 @@ impl Vault {
         }
         self.ensure_dek()?;
         self.ensure_signer()?;
-        let location = match &self.config.store {
-            crate::StoreConfig::Sqlite => StoreLocation::Sqlite {
-                dir: self.config.dir.clone(),
-            },
-            crate::StoreConfig::Postgres { url, schema } => StoreLocation::Postgres {
-                url: crate::config::pg_url(url),
-                schema: schema.clone(),
-            },
-        };
         let log = AuditLog::open_for(
-            &location,
+            &self.audit_location(),
             &self.config.vault_id,
             self.keys.secrets().clone(),
             self.clock.clone(),
             AuditConfig::for_vault(&self.config.vault_id),
         )?;
         Ok(self.audit.get_or_init(|| Arc::new(log)))
+    }
+
+    /// Where the vault's audit log is stored: `DIR/audit.db`, or the
+    /// `audit_*` tables of its PostgreSQL schema.
+    pub fn audit_location(&self) -> StoreLocation {
+        self.config.audit_location()
     }
 
     /// Appends an entry and waits until it is durable.
@@ -829,6 +831,108 @@ impl Find {
             Find::RxNumber(_) => "rx-number",
             Find::TransactionId(_) => "transaction-id",
             Find::PatientIdentifier(_) => "patient-identifier",
+        }
+    }
+}
+
+/// A use of the audit log itself, as audited (DICOM 110101 "Audit Log
+/// Used"): the entry's purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditLogUse {
+    /// A forensic query of entries (`rxvault audit query`, `GET
+    /// /api/v1/audit`).
+    Query,
+    /// Which patients matching entries name (`rxvault audit query
+    /// --patients`).
+    PatientsSeen,
+    /// What an export held (`rxvault audit export-scope`).
+    ExportScope,
+    /// Entries exported (`rxvault audit export`).
+    Export,
+    /// The whole log verified with the vault's key (`rxvault audit
+    /// verify`).
+    Verify,
+}
+
+impl AuditLogUse {
+    /// The purpose recorded (`query`, `patients-seen`, `export-scope`,
+    /// `export`, `verify`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AuditLogUse::Query => "query",
+            AuditLogUse::PatientsSeen => "patients-seen",
+            AuditLogUse::ExportScope => "export-scope",
+            AuditLogUse::Export => "export",
+            AuditLogUse::Verify => "verify",
+        }
+    }
+}
+
+impl Vault {
+    /// Uses the audit log on `who`'s behalf: `read` gets the log's reader,
+    /// and the use is recorded (`audit-log-used` with its purpose) once it
+    /// ended, with its real outcome: success, or an error if `read`
+    /// failed. What `read` returns is handed back only after its entry is
+    /// durable. The command line and HTTPS both come here, so the same use
+    /// gives the same entry.
+    ///
+    /// A caller that streams what it reads (an export of the whole log)
+    /// writes before the entry; a process killed meanwhile leaves none.
+    /// Only the key holder streams (the command line), who can read the
+    /// database anyway; HTTPS answers after the entry.
+    pub fn use_audit_log<T>(
+        &self,
+        who: &Requester,
+        purpose: AuditLogUse,
+        read: impl FnOnce(&rxvault_audit::AuditReader) -> rxvault_audit::Result<T>,
+    ) -> Result<T> {
+        let result = read(self.audit()?.reader());
+        let outcome = if result.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Error
+        };
+        self.record(
+            who.entry(Action::AuditLogUsed {
+                purpose: purpose.name().into(),
+            })
+            .outcome(outcome),
+        )?;
+        Ok(result?)
+    }
+
+    /// Verifies the whole audit log with the vault's key
+    /// ([`rxvault_audit::verify::verify`] on a store of its own, so a log
+    /// too damaged to append to is still checked) and records the use:
+    /// success when the log verifies, an error when it does not (or the
+    /// check could not run). When the log is too damaged to record in, the
+    /// failed report is still returned (the failure is its own evidence);
+    /// a good report is only returned once its entry is durable.
+    pub fn verify_audit_log(
+        &self,
+        who: &Requester,
+        options: &rxvault_audit::VerifyOptions,
+    ) -> Result<rxvault_audit::Report> {
+        let result = rxvault_audit::open_store(&self.audit_location(), false)
+            .and_then(|store| rxvault_audit::verify::verify(store.as_ref(), options));
+        let outcome = match &result {
+            Ok(report) if report.ok() => Outcome::Success,
+            _ => Outcome::Error,
+        };
+        let recorded = self.record(
+            who.entry(Action::AuditLogUsed {
+                purpose: AuditLogUse::Verify.name().into(),
+            })
+            .outcome(outcome),
+        );
+        let report = result?;
+        match recorded {
+            Ok(_) => Ok(report),
+            Err(e) if report.ok() => Err(e),
+            Err(e) => {
+                tracing::error!(error = %e, "the failed verification could not be recorded in the audit log");
+                Ok(report)
+            }
         }
     }
 }

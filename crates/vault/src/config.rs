@@ -123,6 +123,21 @@ impl VaultConfig {
         self.dir.join(SQLITE_FILE)
     }
 
+    /// Where the vault's audit log is stored: `DIR/audit.db`, or the
+    /// `audit_*` tables of its PostgreSQL schema (`RXVAULT_PG_URL`
+    /// overriding the recorded URL, as for the vault).
+    pub fn audit_location(&self) -> rxvault_audit::StoreLocation {
+        match &self.store {
+            StoreConfig::Sqlite => rxvault_audit::StoreLocation::Sqlite {
+                dir: self.dir.clone(),
+            },
+            StoreConfig::Postgres { url, schema } => rxvault_audit::StoreLocation::Postgres {
+                url: pg_url(url),
+                schema: schema.clone(),
+            },
+        }
+    }
+
     /// The key file to use when none is given: the one chosen at init, else
     /// the default location for this vault.
     pub fn key_file(&self) -> Result<PathBuf> {

@@ -24,6 +24,13 @@
 //!    n+1 wrap (a key some other process created under n meanwhile is
 //!    rewrapped first, never lost), and n is removed from the key file.
 //!
+//! A rotation audits itself in the vault's log ([`rotate`]): a `key-admin`
+//! entry ([`rxvault_audit::KeyRotation`]) durable before the first change
+//! (started, or resumed with the phase found), and one at the end (finished
+//! with its counts, or failed with why). Its entries are sealed under a
+//! data key of its own, created under KEK n before the rewrap (or, on a
+//! resumed run, rewrapped as a straggler), so they open under n+1.
+//!
 //! # Envelope format migration
 //! [`Vault::open`] reseals every record of a vault written before envelope
 //! format 2 (which binds the patient link, the derived flag and the index
@@ -34,6 +41,7 @@
 
 use crate::config::{KeyKind, StoreConfig, VaultConfig, default_key_file, is_inside};
 use crate::{Error, Result, Vault, io_err};
+use rxvault_audit::{Action as AuditAction, KeyRotation, Outcome, RotationStep};
 use rxvault_crypto::kek::{KdfParams, LocalKek};
 use rxvault_crypto::keyfile::{KeyFile, KeyFileError};
 use rxvault_crypto::{Kek, KeyPurpose, Keyring, Passphrase, SecretKey, WrappedKey};
@@ -313,6 +321,26 @@ impl Vault {
         Ok(vault)
     }
 
+    /// A vault over `config`'s store with `keys` as they are (no migration,
+    /// no key checks beyond the keyring's own), for recording in its audit
+    /// log while something else (a rotation) holds the store.
+    pub(crate) fn for_audit(
+        config: &VaultConfig,
+        keys: Arc<Keyring>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Vault> {
+        Ok(Vault {
+            zone: config.zone()?,
+            store: Arc::from(open_store(config, false)?),
+            config: config.clone(),
+            keys,
+            clock,
+            dek_lock: std::sync::Mutex::new(()),
+            audit: std::sync::OnceLock::new(),
+            audit_open: std::sync::Mutex::new(()),
+        })
+    }
+
     /// Makes sure this process has a data key to seal with: creates one,
     /// stores it wrapped, and activates it.
     pub(crate) fn ensure_dek(&self) -> Result<()> {
@@ -590,6 +618,18 @@ enum Phase {
     Done,
 }
 
+impl Phase {
+    /// As stored and audited.
+    fn name(&self) -> &'static str {
+        match self {
+            Phase::Started => "started",
+            Phase::Switched => "switched",
+            Phase::Reencrypting => "reencrypting",
+            Phase::Done => "done",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Rotation {
     from: u32,
@@ -623,6 +663,15 @@ pub struct RotateReport {
 
 /// Rotates the KEK of the vault in `dir` (and resumes an interrupted
 /// rotation). See the module documentation for the steps.
+///
+/// Audited here, in the vault's audit log, by the local operator: a
+/// `key-admin` entry (`rotate-kek`, [`rxvault_audit::KeyRotation`]) that
+/// is durable before the first change (started, or resumed with the phase
+/// an interrupted run had committed), and one when it ends (finished with
+/// its counts, or failed with why; the committed phase stays and the next
+/// run resumes it). A request that cannot succeed (an unusable new
+/// passphrase) is one refused entry. Only a key that does not open the
+/// vault leaves no entry: there is nothing to seal one with.
 pub fn rotate(
     dir: &Path,
     options: &RotateOptions,
@@ -633,109 +682,25 @@ pub fn rotate(
     let store = open_store(&config, false)?;
     let kind = store.meta(meta::KEK_KIND)?.unwrap_or_default();
     let current = kek_version(store.as_ref())?;
-    let mut state: Option<Rotation> = match store.meta(meta::ROTATION)? {
+    let state: Option<Rotation> = match store.meta(meta::ROTATION)? {
         Some(s) => Some(serde_json::from_str(&s).map_err(|e| Error::Corrupt {
             what: "rotation state".into(),
             message: e.to_string(),
         })?),
         None => None,
     };
-    let resumed = state.is_some();
-    let at = || clock.now().unix_timestamp();
-    let set_state = |s: &Rotation| -> Result<Op> {
-        Ok(Op::Meta {
-            key: meta::ROTATION.into(),
-            value: Some(serde_json::to_string(s).map_err(|e| Error::Invalid(e.to_string()))?),
-        })
-    };
-
-    // The old and new KEKs. The old one is not needed once the old wraps are
-    // gone (a rotation interrupted after its last step).
-    let key_path = match &options.current {
-        Some(KeySource::File(p)) => Some(p.clone()),
-        _ if kind == "file" => Some(config.key_file()?),
-        _ => None,
-    };
     let (from, to) = match &state {
         Some(s) => (s.from, s.to),
         None => (current, current + 1),
     };
+    let keys = RotationKeys::of(&config, &kind, options)?;
+    // The old KEK is not needed once the old wraps are gone (a rotation
+    // interrupted after its last step). Opening the old keyring checks the
+    // current key before anything changes.
     let need_old = state.as_ref().is_none_or(|s| s.phase != Phase::Done);
-    let (old_kek, new_kek): (Option<Box<dyn Kek>>, Box<dyn Kek>) = match kind.as_str() {
-        "file" => {
-            let path = key_path.clone().expect("file vaults have a key path");
-            let mut file = load_key_file(&path)?;
-            if file.vault_id != config.vault_id {
-                return Err(Error::Key(format!(
-                    "key file {} belongs to another vault",
-                    path.display()
-                )));
-            }
-            let new = match file.get(to) {
-                Some(k) => k.clone(),
-                None => {
-                    let k = SecretKey::generate()?;
-                    file.insert(to, k.clone());
-                    file.save(&path).map_err(rxvault_crypto::Error::from)?;
-                    k
-                }
-            };
-            let old = match file.get(from) {
-                Some(k) if need_old => {
-                    Some(Box::new(LocalKek::new(from, k.clone())) as Box<dyn Kek>)
-                }
-                None if need_old => {
-                    return Err(Error::Key(format!(
-                        "key file {} has no KEK version {from}",
-                        path.display()
-                    )));
-                }
-                _ => None,
-            };
-            (old, Box::new(LocalKek::new(to, new)))
-        }
-        "passphrase" => {
-            let Some(KeySource::Passphrase(p)) = &options.current else {
-                return Err(Error::Key(
-                    "this vault is protected by a passphrase: pass --passphrase-file FILE".into(),
-                ));
-            };
-            let new_p = options.new_passphrase.clone().unwrap_or_else(|| p.clone());
-            check_passphrase(&new_p)?;
-            let new_kdf = match store.meta(&meta::kdf(to))? {
-                Some(k) => KdfParams::parse(&k)?,
-                None => {
-                    let k = KdfParams::generate()?;
-                    store.write(&WriteBatch {
-                        ops: vec![Op::Meta {
-                            key: meta::kdf(to),
-                            value: Some(k.to_string()),
-                        }],
-                        at: at(),
-                    })?;
-                    k
-                }
-            };
-            let old = if need_old {
-                Some(Box::new(passphrase_kek(store.as_ref(), p, from)?) as Box<dyn Kek>)
-            } else {
-                None
-            };
-            (
-                old,
-                Box::new(LocalKek::from_passphrase(to, &new_p, &new_kdf)?),
-            )
-        }
-        other => {
-            return Err(Error::Corrupt {
-                what: "vault metadata".into(),
-                message: format!("unknown key kind {other:?}"),
-            });
-        }
-    };
-    // Opening the old keyring checks the current key before anything changes.
-    let old_ring = match old_kek {
-        Some(kek) => Some(
+    let old_ring = if need_old {
+        let kek = keys.old_kek(&config, store.as_ref(), from)?;
+        Some(Arc::new(
             Keyring::open(&config.vault_id, kek, &stored_keys(store.as_ref())?).map_err(
                 |e| match e {
                     rxvault_crypto::Error::WrongKey => {
@@ -744,9 +709,283 @@ pub fn rotate(
                     e => e.into(),
                 },
             )?,
-        ),
-        None => None,
+        ))
+    } else {
+        None
     };
+    // The rotation's entries are sealed with the keys in force now (a data
+    // key of its own, which the rotation rewraps with every other key).
+    let audit_ring = match &old_ring {
+        Some(ring) => ring.clone(),
+        None => Arc::new(Keyring::open(
+            &config.vault_id,
+            keys.new_kek(&config, store.as_ref(), to, &*clock)?,
+            &stored_keys(store.as_ref())?,
+        )?),
+    };
+    let trail = RotationTrail {
+        vault: Vault::for_audit(&config, audit_ring.clone(), clock.clone())?,
+        who: crate::access::Requester::local(),
+        from,
+        to,
+        reencrypt: state.as_ref().map_or(options.reencrypt, |s| s.reencrypt),
+    };
+    if let Err(e) = keys.check() {
+        trail.record(
+            RotationStep::Refused,
+            |r| r.reason = Some(e.to_string()),
+            &Err(&e),
+        )?;
+        return Err(e);
+    }
+    match &state {
+        Some(s) => trail.record(
+            RotationStep::Resumed,
+            |r| r.phase = Some(s.phase.name().into()),
+            &Ok(()),
+        )?,
+        None => trail.record(RotationStep::Started, |_| {}, &Ok(()))?,
+    }
+    // The rotation's own data key (sealing its audit entries) seals no
+    // record: it is not one of the "older data keys" the report counts.
+    trail.vault.ensure_dek()?;
+    let own_dek = audit_ring.active_dek();
+    let result = run_rotation(
+        &config,
+        store.as_ref(),
+        &keys,
+        (from, to),
+        state,
+        old_ring.as_deref(),
+        options,
+        own_dek,
+        &*clock,
+        progress,
+    );
+    match &result {
+        Ok(report) => trail.record(
+            RotationStep::Finished,
+            |r| {
+                r.rewrapped = Some(report.rewrapped as u64);
+                r.resealed = Some(report.resealed);
+            },
+            &Ok(()),
+        )?,
+        Err(e) => trail.record(
+            RotationStep::Failed,
+            |r| r.reason = Some(e.to_string()),
+            &Err(e),
+        )?,
+    }
+    result
+}
+
+/// Where a rotation records its steps: the vault's audit log, opened with
+/// the rotation's keyring on a store of its own.
+struct RotationTrail {
+    vault: Vault,
+    who: crate::access::Requester,
+    from: u32,
+    to: u32,
+    reencrypt: bool,
+}
+
+impl RotationTrail {
+    /// Records `step` (with the details `fill` adds), durably; an error
+    /// `outcome` is denied for a request that cannot succeed, else error.
+    fn record(
+        &self,
+        step: RotationStep,
+        fill: impl FnOnce(&mut KeyRotation),
+        outcome: &std::result::Result<(), &Error>,
+    ) -> Result<()> {
+        let mut rotation = KeyRotation {
+            step,
+            from: self.from,
+            to: self.to,
+            reencrypt: self.reencrypt,
+            phase: None,
+            rewrapped: None,
+            resealed: None,
+            reason: None,
+        };
+        fill(&mut rotation);
+        let outcome = match outcome {
+            Ok(()) => Outcome::Success,
+            Err(Error::Key(_) | Error::Invalid(_)) => Outcome::Denied,
+            Err(_) => Outcome::Error,
+        };
+        self.vault.record(
+            self.who
+                .entry(AuditAction::KeyAdmin {
+                    operation: "rotate-kek".into(),
+                    rotation: Some(rotation),
+                })
+                .outcome(outcome),
+        )?;
+        Ok(())
+    }
+}
+
+/// The KEKs of a rotation: where they come from (nothing is read or
+/// written until asked).
+enum RotationKeys {
+    /// The key file (versions `from` and `to` side by side while it runs).
+    File(PathBuf),
+    /// The current passphrase and the new one (the same: a new salt).
+    Passphrase {
+        current: Passphrase,
+        new: Passphrase,
+    },
+}
+
+impl RotationKeys {
+    fn of(config: &VaultConfig, kind: &str, options: &RotateOptions) -> Result<Self> {
+        match kind {
+            "file" => Ok(RotationKeys::File(match &options.current {
+                Some(KeySource::File(p)) => p.clone(),
+                _ => config.key_file()?,
+            })),
+            "passphrase" => {
+                let Some(KeySource::Passphrase(p)) = &options.current else {
+                    return Err(Error::Key(
+                        "this vault is protected by a passphrase: pass --passphrase-file FILE"
+                            .into(),
+                    ));
+                };
+                Ok(RotationKeys::Passphrase {
+                    current: p.clone(),
+                    new: options.new_passphrase.clone().unwrap_or_else(|| p.clone()),
+                })
+            }
+            other => Err(Error::Corrupt {
+                what: "vault metadata".into(),
+                message: format!("unknown key kind {other:?}"),
+            }),
+        }
+    }
+
+    /// The key file, if the vault has one.
+    fn key_path(&self) -> Option<&Path> {
+        match self {
+            RotationKeys::File(p) => Some(p),
+            RotationKeys::Passphrase { .. } => None,
+        }
+    }
+
+    fn key_file(config: &VaultConfig, path: &Path) -> Result<KeyFile> {
+        let file = load_key_file(path)?;
+        if file.vault_id != config.vault_id {
+            return Err(Error::Key(format!(
+                "key file {} belongs to another vault",
+                path.display()
+            )));
+        }
+        Ok(file)
+    }
+
+    /// Whether the rotation can succeed as asked (checked before any
+    /// change).
+    fn check(&self) -> Result<()> {
+        match self {
+            RotationKeys::File(_) => Ok(()),
+            RotationKeys::Passphrase { new, .. } => check_passphrase(new),
+        }
+    }
+
+    /// KEK version `from` (reads only).
+    fn old_kek(&self, config: &VaultConfig, store: &dyn Store, from: u32) -> Result<Box<dyn Kek>> {
+        match self {
+            RotationKeys::File(path) => {
+                let file = Self::key_file(config, path)?;
+                let Some(k) = file.get(from) else {
+                    return Err(Error::Key(format!(
+                        "key file {} has no KEK version {from}",
+                        path.display()
+                    )));
+                };
+                Ok(Box::new(LocalKek::new(from, k.clone())))
+            }
+            RotationKeys::Passphrase { current, .. } => {
+                Ok(Box::new(passphrase_kek(store, current, from)?))
+            }
+        }
+    }
+
+    /// KEK version `to`, created on first use (appended to the key file,
+    /// or its KDF salt stored).
+    fn new_kek(
+        &self,
+        config: &VaultConfig,
+        store: &dyn Store,
+        to: u32,
+        clock: &dyn Clock,
+    ) -> Result<Box<dyn Kek>> {
+        match self {
+            RotationKeys::File(path) => {
+                let mut file = Self::key_file(config, path)?;
+                let key = match file.get(to) {
+                    Some(k) => k.clone(),
+                    None => {
+                        let k = SecretKey::generate()?;
+                        file.insert(to, k.clone());
+                        file.save(path).map_err(rxvault_crypto::Error::from)?;
+                        k
+                    }
+                };
+                Ok(Box::new(LocalKek::new(to, key)))
+            }
+            RotationKeys::Passphrase { new, .. } => {
+                let kdf = match store.meta(&meta::kdf(to))? {
+                    Some(k) => KdfParams::parse(&k)?,
+                    None => {
+                        let k = KdfParams::generate()?;
+                        store.write(&WriteBatch {
+                            ops: vec![Op::Meta {
+                                key: meta::kdf(to),
+                                value: Some(k.to_string()),
+                            }],
+                            at: clock.now().unix_timestamp(),
+                        })?;
+                        k
+                    }
+                };
+                Ok(Box::new(LocalKek::from_passphrase(to, new, &kdf)?))
+            }
+        }
+    }
+}
+
+/// The steps of a rotation from where `state` left it (see the module
+/// documentation).
+#[allow(clippy::too_many_arguments)]
+fn run_rotation(
+    config: &VaultConfig,
+    store: &dyn Store,
+    keys: &RotationKeys,
+    (from, to): (u32, u32),
+    mut state: Option<Rotation>,
+    old_ring: Option<&Keyring>,
+    options: &RotateOptions,
+    own_dek: Option<DekId>,
+    clock: &dyn Clock,
+    progress: &mut dyn Progress,
+) -> Result<RotateReport> {
+    let resumed = state.is_some();
+    let at = || clock.now().unix_timestamp();
+    let set_state = |s: &Rotation| -> Result<Op> {
+        Ok(Op::Meta {
+            key: meta::ROTATION.into(),
+            value: Some(serde_json::to_string(s).map_err(|e| Error::Invalid(e.to_string()))?),
+        })
+    };
+    // The new KEK (created now on a fresh rotation), unless only the last
+    // clean-up is left.
+    let mut new_kek = match &state {
+        Some(s) if s.phase == Phase::Done => None,
+        _ => Some(keys.new_kek(config, store, to, clock)?),
+    };
+    const NEW_KEK: &str = "the new key is loaded for every phase before the last";
 
     let mut st = match state.take() {
         Some(s) => s,
@@ -774,10 +1013,8 @@ pub fn rotate(
 
     if st.phase == Phase::Started {
         progress.phase("rewrapping keys", None);
-        let ring = old_ring
-            .as_ref()
-            .expect("the old key is loaded before the switch");
-        let rewrapped = ring.rewrap(new_kek.as_ref(), &stored_keys(store.as_ref())?)?;
+        let ring = old_ring.expect("the old key is loaded before the switch");
+        let rewrapped = ring.rewrap(new_kek.as_deref().expect(NEW_KEK), &stored_keys(store)?)?;
         report.rewrapped = rewrapped.len();
         store.put_keys(&rewrapped.iter().map(to_stored).collect::<Vec<_>>())?;
         st.phase = if st.reencrypt {
@@ -802,7 +1039,7 @@ pub fn rotate(
         // Keys another process created under the old KEK after the switch are
         // rewrapped before anything else, so no key is ever left without a
         // wrap under the current KEK.
-        let stored = stored_keys(store.as_ref())?;
+        let stored = stored_keys(store)?;
         let stragglers: Vec<WrappedKey> = stored
             .iter()
             .filter(|w| {
@@ -811,27 +1048,27 @@ pub fn rotate(
             .cloned()
             .collect();
         if !stragglers.is_empty() {
-            let ring = old_ring
-                .as_ref()
-                .expect("the old key is loaded before cleanup");
-            let rewrapped = ring.rewrap(new_kek.as_ref(), &stragglers)?;
+            let ring = old_ring.expect("the old key is loaded before cleanup");
+            let rewrapped = ring.rewrap(new_kek.as_deref().expect(NEW_KEK), &stragglers)?;
             report.rewrapped += rewrapped.len();
             store.put_keys(&rewrapped.iter().map(to_stored).collect::<Vec<_>>())?;
         }
     }
 
     if st.phase == Phase::Reencrypting {
-        let new_ring = Keyring::open(&config.vault_id, new_kek, &stored_keys(store.as_ref())?)?;
+        let kek = new_kek.take().expect(NEW_KEK);
+        let new_ring = Keyring::open(&config.vault_id, kek, &stored_keys(store)?)?;
         // A vault not yet migrated to envelope version 2 (opening it
         // migrates) is re-encrypted into version 2 just the same.
         new_ring.accept_legacy_records(
             store.meta(meta::RECORD_FORMAT)?.as_deref() != Some(meta::RECORD_FORMAT_CURRENT),
         );
         let (resealed, unused) = reencrypt(
-            store.as_ref(),
+            store,
             &new_ring,
             &mut st,
             options.page.max(1),
+            own_dek,
             &at,
             progress,
         )?;
@@ -862,7 +1099,7 @@ pub fn rotate(
         })?;
     }
 
-    if let Some(path) = &key_path {
+    if let Some(path) = keys.key_path() {
         let mut file = load_key_file(path)?;
         if file.versions() != vec![to] {
             file.retain_only(to);
@@ -898,6 +1135,7 @@ fn reencrypt(
     ring: &Keyring,
     st: &mut Rotation,
     page: usize,
+    own_dek: Option<DekId>,
     at: &dyn Fn() -> i64,
     progress: &mut dyn Progress,
 ) -> Result<(u64, usize)> {
@@ -938,7 +1176,7 @@ fn reencrypt(
     let usage = store.dek_usage()?;
     let unused = stored_keys(store)?
         .iter()
-        .filter(|k| k.purpose == KeyPurpose::Data && k.id != target)
+        .filter(|k| k.purpose == KeyPurpose::Data && k.id != target && Some(k.id) != own_dek)
         .filter(|k| !usage.iter().any(|(d, n)| *d == k.id && *n > 0))
         .count();
     Ok((resealed.resealed, unused))

@@ -738,9 +738,21 @@ fn key_rotation_rewraps_reencrypts_and_retires_the_old_kek() {
         assert_eq!((r.from, r.to, r.resealed), (1, 2, 0), "{backend}");
         let status = fx.open().key_status().unwrap();
         assert_eq!(status.kek_version, 2);
-        assert_eq!(
-            status.data_keys, old_deks,
-            "{backend}: without --reencrypt the data keys stay"
+        // Without --reencrypt the data keys stay; the one new key is the
+        // rotation's own, which sealed its audit entries and no record.
+        let new_keys: Vec<_> = status
+            .data_keys
+            .iter()
+            .filter(|k| !old_deks.contains(k))
+            .collect();
+        assert!(
+            old_deks.iter().all(|k| status.data_keys.contains(k)),
+            "{backend}: without --reencrypt the data keys stay: {:?}",
+            status.data_keys
+        );
+        assert!(
+            matches!(new_keys.as_slice(), [(_, 0)]),
+            "{backend}: {new_keys:?}"
         );
         assert!(status.rotation.is_none());
 
@@ -798,6 +810,191 @@ fn key_rotation_rewraps_reencrypts_and_retires_the_old_kek() {
             "only the current KEK stays in the key file"
         );
     }
+}
+
+/// The `key-admin` entries of the rotations since the log held `since`:
+/// (step, from, to, reencrypt, outcome), and the entries themselves.
+fn rotation_entries(
+    vault: &Vault,
+    since: u64,
+) -> Vec<(rxvault_audit::KeyRotation, rxvault_audit::Outcome)> {
+    let reader = vault.audit().unwrap().reader();
+    reader
+        .entries(since, reader.size().unwrap())
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.entry.action {
+            rxvault_audit::Action::KeyAdmin {
+                operation,
+                rotation: Some(r),
+            } => {
+                assert_eq!(operation, "rotate-kek");
+                assert_eq!(e.entry.actor.kind, rxvault_audit::ActorKind::Local);
+                Some((r, e.entry.outcome))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 8, item 2: a rotation is audited by the vault where it runs (it
+/// was recorded by the binary, after a success only): started before its
+/// first change, finished with its counts; a failed one as failed (an
+/// error, with why), and its rerun as resumed from the phase it reached;
+/// a refused one as refused. The log verifies afterwards.
+#[test]
+fn rotations_are_audited_where_they_run_started_finished_failed_resumed_refused() {
+    use rxvault_audit::{Outcome, RotationStep};
+    for (backend, fx) in fixtures() {
+        let vault = fx.imported("synthea-10");
+        let mark = vault.audit().unwrap().reader().size().unwrap();
+        let p = read_ndjson(&shared_data("synthea-10").join("Patient.ndjson"));
+        let rid = vault.rid(RecordKind::Patient, p[0]["id"].as_str().unwrap());
+        let good = vault
+            .unaudited()
+            .store()
+            .get(RecordKind::Patient, &rid)
+            .unwrap()
+            .unwrap()
+            .envelope;
+        drop(vault);
+        let options = RotateOptions {
+            current: Some(KeySource::File(fx.key.clone())),
+            new_passphrase: None,
+            reencrypt: false,
+            page: 4,
+        };
+        let r = rotate(&fx.data, &options, clock(), &mut Quiet).unwrap();
+        let steps = rotation_entries(&fx.open(), mark);
+        let summary: Vec<_> = steps
+            .iter()
+            .map(|(r, o)| (r.step, r.from, r.to, r.reencrypt, *o))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (RotationStep::Started, 1, 2, false, Outcome::Success),
+                (RotationStep::Finished, 1, 2, false, Outcome::Success),
+            ],
+            "{backend}"
+        );
+        assert_eq!(steps[1].0.rewrapped, Some(r.rewrapped as u64));
+        assert_eq!(steps[1].0.resealed, Some(0));
+
+        // A record that no longer opens stops a re-encryption midway.
+        let mut bad = good.clone();
+        let at = bad.len() / 2;
+        bad[at] ^= 1;
+        tamper(
+            backend,
+            &fx,
+            "UPDATE patients SET envelope = ? WHERE rid = ?",
+            &[&bad, &rid.0],
+        );
+        let mark = fx.open().audit().unwrap().reader().size().unwrap();
+        let reencrypt = RotateOptions {
+            reencrypt: true,
+            ..options.clone()
+        };
+        let err = rotate(&fx.data, &reencrypt, clock(), &mut Quiet).unwrap_err();
+        let vault = fx.open();
+        assert!(vault.key_status().unwrap().rotation.is_some(), "{backend}");
+        let steps = rotation_entries(&vault, mark);
+        assert_eq!(
+            steps
+                .iter()
+                .map(|(r, o)| (r.step, r.from, r.to, r.reencrypt, *o))
+                .collect::<Vec<_>>(),
+            vec![
+                (RotationStep::Started, 2, 3, true, Outcome::Success),
+                (RotationStep::Failed, 2, 3, true, Outcome::Error),
+            ],
+            "{backend}"
+        );
+        assert_eq!(steps[1].0.reason, Some(err.to_string()), "{backend}");
+        drop(vault);
+
+        // Repaired, the rerun resumes where it stopped and finishes.
+        tamper(
+            backend,
+            &fx,
+            "UPDATE patients SET envelope = ? WHERE rid = ?",
+            &[&good, &rid.0],
+        );
+        let mark = fx.open().audit().unwrap().reader().size().unwrap();
+        let r = rotate(&fx.data, &options, clock(), &mut Quiet).unwrap();
+        assert!(r.resumed);
+        let vault = fx.open();
+        let steps = rotation_entries(&vault, mark);
+        assert_eq!(
+            steps
+                .iter()
+                .map(|(r, o)| (r.step, r.phase.clone(), r.reencrypt, *o))
+                .collect::<Vec<_>>(),
+            vec![
+                (
+                    RotationStep::Resumed,
+                    Some("reencrypting".to_string()),
+                    true,
+                    Outcome::Success
+                ),
+                (RotationStep::Finished, None, true, Outcome::Success),
+            ],
+            "{backend}: the rerun carries on the re-encryption it was asked for"
+        );
+        assert_eq!(steps[1].0.resealed, Some(r.resealed));
+        assert!(vault.key_status().unwrap().rotation.is_none());
+
+        // Every entry, sealed under the rotation's own data key while the
+        // KEK changed under it, still opens and the log verifies.
+        let report = vault
+            .verify_audit_log(
+                &Requester::local(),
+                &rxvault_audit::VerifyOptions {
+                    keyring: Some(vault.secrets().clone()),
+                    origin: Some(rxvault_audit::checkpoint::origin_for(
+                        &vault.config().vault_id,
+                    )),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert!(report.ok(), "{backend}: {:?}", report.problems);
+        assert_eq!(report.bodies_unchecked, 0, "{backend}");
+    }
+
+    // A new passphrase too short: refused before any change, audited so.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let old = Passphrase::new("old passphrase that is long".into());
+    Vault::init(
+        &data,
+        StoreConfig::Sqlite,
+        InitKey::Passphrase(old.clone()),
+        clock(),
+    )
+    .unwrap();
+    let err = rotate(
+        &data,
+        &RotateOptions {
+            current: Some(KeySource::Passphrase(old.clone())),
+            new_passphrase: Some(Passphrase::new("short".into())),
+            reencrypt: false,
+            page: 10,
+        },
+        clock(),
+        &mut Quiet,
+    )
+    .unwrap_err();
+    let vault = Vault::open(&data, Some(KeySource::Passphrase(old)), clock()).unwrap();
+    assert!(vault.key_status().unwrap().rotation.is_none());
+    let steps = rotation_entries(&vault, 0);
+    assert_eq!(steps.len(), 1);
+    assert_eq!(
+        (steps[0].0.step, steps[0].1),
+        (RotationStep::Refused, Outcome::Denied)
+    );
+    assert_eq!(steps[0].0.reason, Some(err.to_string()));
 }
 
 #[test]

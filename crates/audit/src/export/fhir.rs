@@ -18,7 +18,8 @@
 //!
 //! `outcome` is `0` (success), `4` (denied: minor failure) or `8` (error:
 //! serious failure). The actor is the requesting `agent` (with the source
-//! address as `network`), the host a second agent, the vault the `source`.
+//! address as `network`; the session and the client's user agent as
+//! extensions), the host a second agent, the vault the `source`.
 //! Patients are `entity` entries with role 1 (Patient), identified only by
 //! their record key (`urn:rxvault:record-key`).
 
@@ -163,8 +164,15 @@ pub fn audit_event(e: &LoggedEntry, ctx: &FhirContext) -> Value {
     if let Some(ip) = x.source {
         agent["network"] = json!({ "address": ip.to_string(), "type": "2" });
     }
+    let mut extensions = Vec::new();
     if let Some(s) = &x.session {
-        agent["extension"] = json!([{ "url": "urn:rxvault:audit:session", "valueString": s }]);
+        extensions.push(json!({ "url": "urn:rxvault:audit:session", "valueString": s }));
+    }
+    if let Some(ua) = &x.user_agent {
+        extensions.push(json!({ "url": "urn:rxvault:audit:user-agent", "valueString": ua }));
+    }
+    if !extensions.is_empty() {
+        agent["extension"] = Value::Array(extensions);
     }
     let mut agents = vec![agent];
     if let Some(h) = &x.host {
@@ -291,8 +299,15 @@ pub fn audit_event(e: &LoggedEntry, ctx: &FhirContext) -> Value {
         Action::BreakGlass { reason } => {
             purpose = Some(json!([{ "coding": [ coding(ACT_REASON, "ETREAT", "Emergency Treatment") ], "text": reason }]));
         }
-        Action::AuthSuccess { method } | Action::MfaSuccess { method } | Action::MfaFailure { method } => {
+        Action::AuthSuccess { method } | Action::MfaSuccess { method } => {
             event_detail = Some(vec![("method", method.clone()), ("step", x.action.kind().name().to_string())]);
+        }
+        Action::MfaFailure { method, reason } => {
+            let mut d = vec![("method", method.clone()), ("step", x.action.kind().name().to_string())];
+            if let Some(r) = reason {
+                d.push(("reason", r.clone()));
+            }
+            event_detail = Some(d);
         }
         Action::AuthFailure { method, reason } => {
             event_detail = Some(vec![("method", method.clone()), ("reason", reason.clone())]);
@@ -316,7 +331,28 @@ pub fn audit_event(e: &LoggedEntry, ctx: &FhirContext) -> Value {
             }
             event_detail = Some(d);
         }
-        Action::KeyAdmin { operation } => event_detail = Some(vec![("operation", operation.clone())]),
+        Action::KeyAdmin { operation, rotation } => {
+            let mut d = vec![("operation", operation.clone())];
+            if let Some(r) = rotation {
+                d.push(("step", r.step.name().to_string()));
+                d.push(("from-kek", r.from.to_string()));
+                d.push(("to-kek", r.to.to_string()));
+                d.push(("reencrypt", r.reencrypt.to_string()));
+                if let Some(phase) = &r.phase {
+                    d.push(("phase", phase.clone()));
+                }
+                if let Some(n) = r.rewrapped {
+                    d.push(("rewrapped", n.to_string()));
+                }
+                if let Some(n) = r.resealed {
+                    d.push(("resealed", n.to_string()));
+                }
+                if let Some(reason) = &r.reason {
+                    d.push(("reason", reason.clone()));
+                }
+            }
+            event_detail = Some(d);
+        }
         Action::Backup { operation, backup_id } => {
             let mut d = vec![("operation", operation.clone())];
             if let Some(b) = backup_id {

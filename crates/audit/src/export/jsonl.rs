@@ -7,6 +7,9 @@
 //!  "categories":["demographics"]}},"patients":["9f3c..."],"resources":[],
 //!  "outcome":"success","break_glass":null}
 //! ```
+//!
+//! An entry that names the client software (sign-in attempts) also has
+//! `"user_agent"`.
 
 use crate::entry::LoggedEntry;
 use crate::{Result, io_err, rfc3339_ms};
@@ -16,7 +19,7 @@ use std::io::Write;
 /// The JSON object of an entry.
 pub fn to_json(e: &LoggedEntry) -> Value {
     let x = &e.entry;
-    json!({
+    let mut v = json!({
         "index": e.index,
         "time": rfc3339_ms(e.time_ms),
         "time_ms": e.time_ms,
@@ -29,7 +32,11 @@ pub fn to_json(e: &LoggedEntry) -> Value {
         "resources": x.resources.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "outcome": x.outcome.name(),
         "break_glass": x.break_glass,
-    })
+    });
+    if let Some(ua) = &x.user_agent {
+        v["user_agent"] = json!(ua);
+    }
+    v
 }
 
 /// Writes one line for `e`.

@@ -105,6 +105,29 @@ fn escape(v: &str) -> String {
     out
 }
 
+/// The structured parameters of a KEK rotation step.
+fn rotation_params(r: &crate::entry::KeyRotation) -> Vec<(&'static str, String)> {
+    let mut p = vec![
+        ("step", r.step.name().to_string()),
+        ("fromKek", r.from.to_string()),
+        ("toKek", r.to.to_string()),
+        ("reencrypt", r.reencrypt.to_string()),
+    ];
+    if let Some(phase) = &r.phase {
+        p.push(("phase", phase.clone()));
+    }
+    if let Some(n) = r.rewrapped {
+        p.push(("rewrapped", n.to_string()));
+    }
+    if let Some(n) = r.resealed {
+        p.push(("resealed", n.to_string()));
+    }
+    if let Some(reason) = &r.reason {
+        p.push(("reason", reason.clone()));
+    }
+    p
+}
+
 /// The RFC 5424 message of an entry (without framing).
 pub fn format(e: &LoggedEntry, config: &SyslogConfig) -> String {
     let x = &e.entry;
@@ -122,6 +145,9 @@ pub fn format(e: &LoggedEntry, config: &SyslogConfig) -> String {
     }
     if let Some(h) = &x.host {
         params.push(("host", h.clone()));
+    }
+    if let Some(ua) = &x.user_agent {
+        params.push(("userAgent", ua.clone()));
     }
     params.push(("outcome", x.outcome.name().into()));
     if let Some(grant) = &x.break_glass {
@@ -223,10 +249,14 @@ pub fn format(e: &LoggedEntry, config: &SyslogConfig) -> String {
             params.push(("reason", reason.clone()));
         }
         Action::BreakGlass { reason } => params.push(("reason", reason.clone())),
-        Action::AuthSuccess { method }
-        | Action::MfaSuccess { method }
-        | Action::MfaFailure { method } => {
+        Action::AuthSuccess { method } | Action::MfaSuccess { method } => {
             params.push(("method", method.clone()));
+        }
+        Action::MfaFailure { method, reason } => {
+            params.push(("method", method.clone()));
+            if let Some(r) = reason {
+                params.push(("reason", r.clone()));
+            }
         }
         Action::AuthFailure { method, reason } => {
             params.push(("method", method.clone()));
@@ -252,7 +282,15 @@ pub fn format(e: &LoggedEntry, config: &SyslogConfig) -> String {
                 params.push(("target", t.clone()));
             }
         }
-        Action::KeyAdmin { operation } => params.push(("operation", operation.clone())),
+        Action::KeyAdmin {
+            operation,
+            rotation,
+        } => {
+            params.push(("operation", operation.clone()));
+            if let Some(r) = rotation {
+                params.extend(rotation_params(r));
+            }
+        }
         Action::Backup {
             operation,
             backup_id,

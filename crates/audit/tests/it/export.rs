@@ -100,6 +100,7 @@ fn all_actions() -> Vec<LoggedEntry> {
             9,
             Action::MfaFailure {
                 method: "totp".into(),
+                reason: Some("wrong-code".into()),
             },
         )
         .with_outcome(Outcome::Denied),
@@ -130,6 +131,16 @@ fn all_actions() -> Vec<LoggedEntry> {
             14,
             Action::KeyAdmin {
                 operation: "rotate-kek".into(),
+                rotation: Some(rxvault_audit::KeyRotation {
+                    step: rxvault_audit::RotationStep::Finished,
+                    from: 1,
+                    to: 2,
+                    reencrypt: true,
+                    phase: None,
+                    rewrapped: Some(3),
+                    resealed: Some(40),
+                    reason: None,
+                }),
             },
         ),
         mk(
@@ -421,6 +432,85 @@ fn syslog_messages_are_rfc5424_with_escaped_structured_data() {
     let (_, _, params, _) = parse5424(&syslog::format(&big, &cfg));
     assert_eq!(params.iter().filter(|(n, _)| n == "patient").count(), 50);
     assert!(params.contains(&("patients".into(), "500".into())));
+}
+
+/// What sign-in and key-rotation entries carry (issue 8, item 2): the
+/// client's user agent, a second factor's failure reason and a rotation's
+/// step reach every export.
+#[test]
+fn user_agents_failure_reasons_and_rotation_steps_reach_every_export() {
+    let sign_in = logged(
+        30,
+        Entry::new(
+            Actor::user("carol"),
+            Action::MfaFailure {
+                method: "totp".into(),
+                reason: Some("replayed-code".into()),
+            },
+        )
+        .source(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)))
+        .user_agent("Mozilla/5.0 (X11)")
+        .outcome(Outcome::Denied),
+    );
+    let json = jsonl::to_json(&sign_in);
+    assert_eq!(json["user_agent"], "Mozilla/5.0 (X11)");
+    assert_eq!(json["action"]["details"]["reason"], "replayed-code");
+    // Entries without one have no user_agent member (older lines unchanged).
+    assert!(jsonl::to_json(&read_entry()).get("user_agent").is_none());
+    let ev = audit_event(&sign_in, &ctx());
+    let ext = ev["agent"][0]["extension"].as_array().unwrap();
+    assert!(
+        ext.iter()
+            .any(|x| x["url"] == "urn:rxvault:audit:user-agent"
+                && x["valueString"] == "Mozilla/5.0 (X11)")
+    );
+    assert!(ev.to_string().contains("replayed-code"));
+    let cfg = SyslogConfig::default();
+    let (_, _, params, _) = parse5424(&syslog::format(&sign_in, &cfg));
+    assert!(params.contains(&("userAgent".into(), "Mozilla/5.0 (X11)".into())));
+    assert!(params.contains(&("reason".into(), "replayed-code".into())));
+
+    let rotation = logged(
+        31,
+        Entry::new(
+            Actor::local("root"),
+            Action::KeyAdmin {
+                operation: "rotate-kek".into(),
+                rotation: Some(rxvault_audit::KeyRotation {
+                    step: rxvault_audit::RotationStep::Failed,
+                    from: 2,
+                    to: 3,
+                    reencrypt: true,
+                    phase: None,
+                    rewrapped: None,
+                    resealed: None,
+                    reason: Some("disk full".into()),
+                }),
+            },
+        )
+        .outcome(Outcome::Error),
+    );
+    let (pri, _, params, _) = parse5424(&syslog::format(&rotation, &cfg));
+    assert_eq!(pri % 8, 3, "a failed rotation is an error");
+    for (k, v) in [
+        ("step", "failed"),
+        ("fromKek", "2"),
+        ("toKek", "3"),
+        ("reencrypt", "true"),
+        ("reason", "disk full"),
+    ] {
+        assert!(params.contains(&(k.into(), v.into())), "{k}: {params:?}");
+    }
+    let ev = audit_event(&rotation, &ctx());
+    let text = ev.to_string();
+    assert!(
+        text.contains("\"from-kek\"") && text.contains("disk full"),
+        "{text}"
+    );
+    assert_eq!(
+        jsonl::to_json(&rotation)["action"]["details"]["rotation"]["step"],
+        "failed"
+    );
 }
 
 #[test]

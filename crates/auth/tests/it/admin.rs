@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use rxvault_auth::cidr::Cidr;
-use rxvault_auth::{Action, AuthConfig, Error, Role, Scope};
+use rxvault_auth::{Action, AuthConfig, Client, Error, Role, Scope};
 use rxvault_crypto::Token;
 use std::time::Duration;
 
@@ -113,7 +113,11 @@ fn the_workstation_agent_revokes_a_host_with_a_scoped_key() {
     fx.advance(30);
     let rxvault_auth::Login::SecondFactor(p) = fx
         .auth
-        .login_password("tech1", &u.password, here(), Some(ws.clone()))
+        .login_password(
+            "tech1",
+            &u.password,
+            &Client::at(here()).host(Some(ws.clone())),
+        )
         .unwrap()
     else {
         panic!()

@@ -1,7 +1,7 @@
 //! Fixtures: a real vault (SQLite, or PostgreSQL with
 //! `RXVAULT_TEST_PG_URL`) on a manual clock, with users in every role.
 
-use rxvault_auth::{Auth, AuthConfig, Login, Principal, Role, Session};
+use rxvault_auth::{Auth, AuthConfig, Client, Login, Principal, Role, Session};
 use rxvault_crypto::{Password, Token, TotpSecret};
 use rxvault_model::{Clock, ManualClock};
 use rxvault_testkit::pg::Schema;
@@ -26,6 +26,8 @@ pub fn here() -> IpAddr {
 pub struct Fx {
     pub clock: Arc<ManualClock>,
     pub auth: Auth,
+    /// The vault `auth` records in (its audit log).
+    pub vault: Arc<Vault>,
     pub data: PathBuf,
     pub key: PathBuf,
     _dir: tempfile::TempDir,
@@ -78,6 +80,7 @@ impl Fx {
         Fx {
             clock,
             auth,
+            vault,
             data,
             key,
             _dir: dir,
@@ -139,7 +142,7 @@ impl Fx {
         self.advance(30);
         let Login::SecondFactor(pending) = self
             .auth
-            .login_password(&user.name, &user.password, source, None)
+            .login_password(&user.name, &user.password, &Client::at(source))
             .unwrap()
         else {
             panic!("{} has a second factor", user.name)
@@ -150,6 +153,22 @@ impl Fx {
 
     pub fn login(&self, user: &User) -> (Token, Principal) {
         self.login_from(user, here())
+    }
+
+    /// How many entries the vault's audit log holds.
+    pub fn audit_size(&self) -> u64 {
+        self.vault.audit().unwrap().reader().size().unwrap()
+    }
+
+    /// The entries appended since the log held `since`.
+    pub fn audit_since(&self, since: u64) -> Vec<rxvault_audit::Entry> {
+        let reader = self.vault.audit().unwrap().reader();
+        reader
+            .entries(since, reader.size().unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.entry)
+            .collect()
     }
 
     /// Every byte of the vault's files (for plaintext scans).

@@ -1,7 +1,7 @@
 //! Passwords, TOTP (RFC 6238, against oathtool), recovery codes, enrolment.
 
 use crate::common::*;
-use rxvault_auth::{AuthConfig, Error, Login, Role};
+use rxvault_auth::{AuthConfig, Client, Error, Login, Role};
 use rxvault_crypto::otp::time_step;
 use rxvault_crypto::{Password, Token, TotpSecret};
 use std::time::Instant;
@@ -57,7 +57,7 @@ fn totp_codes_from_oathtool_are_accepted_once_and_old_ones_never() {
     };
     let pending = |fx: &Fx| match fx
         .auth
-        .login_password("pharm1", &u.password, here(), None)
+        .login_password("pharm1", &u.password, &Client::at(here()))
         .unwrap()
     {
         Login::SecondFactor(p) => p,
@@ -116,7 +116,7 @@ fn a_pending_login_becomes_a_session_once_even_when_raced() {
     fx.advance(30);
     let Login::SecondFactor(first) = fx
         .auth
-        .login_password("pharm1", &u.password, here(), None)
+        .login_password("pharm1", &u.password, &Client::at(here()))
         .unwrap()
     else {
         panic!()
@@ -130,7 +130,8 @@ fn a_pending_login_becomes_a_session_once_even_when_raced() {
     ));
     // Two requests carrying the same pending token and valid codes of two
     // steps: exactly one becomes a session.
-    let Login::SecondFactor(second) = fx.auth.resume(&pending_token, here()).unwrap() else {
+    let Login::SecondFactor(second) = fx.auth.resume(&pending_token, &Client::at(here())).unwrap()
+    else {
         panic!()
     };
     let now = fx.now();
@@ -145,13 +146,13 @@ fn a_pending_login_becomes_a_session_once_even_when_raced() {
         "one session from one password"
     );
     assert!(matches!(
-        fx.auth.resume(&pending_token, here()),
+        fx.auth.resume(&pending_token, &Client::at(here())),
         Err(Error::Unauthenticated)
     ));
     // A session token is not a pending token either.
     let session = a.or(b).unwrap();
     assert!(matches!(
-        fx.auth.resume(session.token(), here()),
+        fx.auth.resume(session.token(), &Client::at(here())),
         Err(Error::Unauthenticated)
     ));
 }
@@ -162,21 +163,21 @@ fn pending_logins_expire_and_stay_with_their_source() {
     let u = fx.user("pharm1", Role::Pharmacist);
     let Login::SecondFactor(p) = fx
         .auth
-        .login_password("pharm1", &u.password, here(), None)
+        .login_password("pharm1", &u.password, &Client::at(here()))
         .unwrap()
     else {
         panic!()
     };
     let token = p.token().clone();
     assert!(matches!(
-        fx.auth.resume(&token, ip("198.51.100.1")),
+        fx.auth.resume(&token, &Client::at(ip("198.51.100.1"))),
         Err(Error::Unauthenticated)
     ));
     fx.advance(9 * 60);
-    assert!(fx.auth.resume(&token, here()).is_ok());
+    assert!(fx.auth.resume(&token, &Client::at(here())).is_ok());
     fx.advance(61);
     assert!(matches!(
-        fx.auth.resume(&token, here()),
+        fx.auth.resume(&token, &Client::at(here())),
         Err(Error::Unauthenticated)
     ));
 }
@@ -205,7 +206,10 @@ fn unknown_user_wrong_password_disabled_and_service_accounts_look_the_same() {
             // Different sources, so the throttle never interferes.
             let src = ip(&format!("203.0.113.{}", timings.len() * 3 + i + 1));
             let t = Instant::now();
-            let err = fx.auth.login_password(name, pw, src, None).unwrap_err();
+            let err = fx
+                .auth
+                .login_password(name, pw, &Client::at(src))
+                .unwrap_err();
             best = best.min(t.elapsed());
             assert!(matches!(err, Error::InvalidCredentials), "{name}: {err:?}");
             assert_eq!(err.to_string(), "authentication failed");
@@ -224,7 +228,7 @@ fn unknown_user_wrong_password_disabled_and_service_accounts_look_the_same() {
     }
     assert!(
         fx.auth
-            .login_password("pharm1", &u.password, here(), None)
+            .login_password("pharm1", &u.password, &Client::at(here()))
             .is_ok()
     );
 }
@@ -238,7 +242,7 @@ fn recovery_codes_work_once_each() {
     assert_eq!(codes.len(), 10);
     let pending = || match fx
         .auth
-        .login_password("pharm1", &u.password, here(), None)
+        .login_password("pharm1", &u.password, &Client::at(here()))
         .unwrap()
     {
         Login::SecondFactor(p) => {
@@ -279,7 +283,10 @@ fn an_account_without_a_second_factor_can_only_enrol_one() {
         .key_holder()
         .create_user("newbie", Role::Technician, &pw)
         .unwrap();
-    let Login::Enrol(enrolling) = fx.auth.login_password("newbie", &pw, here(), None).unwrap()
+    let Login::Enrol(enrolling) = fx
+        .auth
+        .login_password("newbie", &pw, &Client::at(here()))
+        .unwrap()
     else {
         panic!("no second factor yet: enrolment")
     };
@@ -307,7 +314,7 @@ fn an_account_without_a_second_factor_can_only_enrol_one() {
         fx.auth.finish_totp_enrolment(enrolling, wrong),
         Err(Error::InvalidCredentials)
     ));
-    let Login::Enrol(enrolling) = fx.auth.resume(&token, here()).unwrap() else {
+    let Login::Enrol(enrolling) = fx.auth.resume(&token, &Client::at(here())).unwrap() else {
         panic!()
     };
     let (session, codes) = fx
@@ -319,7 +326,10 @@ fn an_account_without_a_second_factor_can_only_enrol_one() {
     assert!(fx.auth.authenticate(session.token(), here(), None).is_ok());
     // From now on the password leads to a second factor.
     fx.advance(30);
-    let Login::SecondFactor(p) = fx.auth.login_password("newbie", &pw, here(), None).unwrap()
+    let Login::SecondFactor(p) = fx
+        .auth
+        .login_password("newbie", &pw, &Client::at(here()))
+        .unwrap()
     else {
         panic!()
     };
@@ -338,7 +348,8 @@ fn reset_mfa_sends_the_user_back_to_enrolment_and_ends_sessions() {
         Err(Error::Unauthenticated)
     ));
     assert!(matches!(
-        fx.auth.login_password("pharm1", &u.password, here(), None),
+        fx.auth
+            .login_password("pharm1", &u.password, &Client::at(here())),
         Ok(Login::Enrol(_))
     ));
 }
@@ -397,7 +408,7 @@ fn new_passwords_follow_the_policy() {
     let composed = Password::new("caf\u{e9} au lait lantern".into());
     assert!(
         fx.auth
-            .login_password("NewBie", &composed, here(), None)
+            .login_password("NewBie", &composed, &Client::at(here()))
             .is_ok()
     );
     let _ = Token::from_presented("unused");
@@ -410,7 +421,7 @@ fn one_totp_code_raced_by_two_logins_opens_one_session() {
         fx.advance(30);
         let pending = || match fx
             .auth
-            .login_password("pharm1", &u.password, here(), None)
+            .login_password("pharm1", &u.password, &Client::at(here()))
             .unwrap()
         {
             Login::SecondFactor(p) => p,
@@ -446,7 +457,7 @@ fn a_server_running_before_the_cli_enrolled_a_user_still_opens_their_secret() {
         let secret = TotpSecret::from_base32(&enrolment.secret_base32()).unwrap();
         let Login::SecondFactor(p) = fx
             .auth
-            .login_password("late1", &password, here(), None)
+            .login_password("late1", &password, &Client::at(here()))
             .unwrap()
         else {
             panic!()

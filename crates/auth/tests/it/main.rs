@@ -12,4 +12,5 @@ mod matrix;
 mod no_vault;
 mod passkeys;
 mod sessions;
+mod signin_audit;
 mod throttle;

@@ -5,7 +5,7 @@
 
 use crate::common::*;
 use rxvault_auth::permissions::{self, Constraint};
-use rxvault_auth::{Action, AuthConfig, Error, Login, Principal, Role, Scope};
+use rxvault_auth::{Action, AuthConfig, Client, Error, Login, Principal, Role, Scope};
 use rxvault_crypto::{Password, Token};
 use rxvault_model::{CategorySet, RecordKind};
 
@@ -63,7 +63,7 @@ fn every_role_action_and_token_state() {
                     fx.advance(30);
                     match fx
                         .auth
-                        .login_password(&user.name, &user.password, here(), None)
+                        .login_password(&user.name, &user.password, &Client::at(here()))
                         .unwrap()
                     {
                         Login::SecondFactor(p) => Some(p.token().clone()),
@@ -170,8 +170,7 @@ fn service_keys_get_exactly_their_scopes() {
         fx.auth.login_password(
             "pms",
             &Password::new("violet harbor lantern 42".into()),
-            here(),
-            None
+            &Client::at(here())
         ),
         Err(Error::InvalidCredentials)
     ));

@@ -2,7 +2,7 @@
 //! identity store are all `Auth` needs, so a detector (or this test) can
 //! sign people in and revoke their sessions with no vault open.
 
-use rxvault_auth::{Auth, AuthConfig, Error, Login, Role};
+use rxvault_auth::{Auth, AuthConfig, Client, Error, Login, Role};
 use rxvault_crypto::kek::LocalKek;
 use rxvault_crypto::{LiveKeys, Password, SecretKey, Secrets, TotpSecret};
 use rxvault_model::ManualClock;
@@ -68,7 +68,25 @@ fn auth_signs_in_and_revokes_from_a_keyring_and_a_store_alone() {
         .unwrap();
     let totp = TotpSecret::from_base32(&admin.enrol_totp("pat").unwrap().secret_base32()).unwrap();
     let here = "192.0.2.7".parse().unwrap();
-    let Login::SecondFactor(pending) = auth.login_password("pat", &password, here, None).unwrap()
+    // Failures are recorded by the library, with the reason the client is
+    // not told.
+    assert!(matches!(
+        auth.login_password("mallory", &password, &Client::at(here)),
+        Err(Error::InvalidCredentials)
+    ));
+    let Login::SecondFactor(pending) = auth
+        .login_password("pat", &password, &Client::at(here))
+        .unwrap()
+    else {
+        panic!("pat has a second factor")
+    };
+    assert!(matches!(
+        auth.verify_totp(pending, "not a code"),
+        Err(Error::InvalidCredentials)
+    ));
+    let Login::SecondFactor(pending) = auth
+        .login_password("pat", &password, &Client::at(here))
+        .unwrap()
     else {
         panic!("pat has a second factor")
     };
@@ -79,8 +97,9 @@ fn auth_signs_in_and_revokes_from_a_keyring_and_a_store_alone() {
         .unwrap();
     let token = session.token().clone();
     assert!(auth.authenticate(&token, here, None).is_ok());
-    // What a detector does on an alert: every session of the person ends.
-    assert_eq!(auth.key_holder().revoke_user_sessions("pat").unwrap(), 1);
+    // What a detector does on an alert: every session of the person ends
+    // (and the pending login the wrong code left).
+    assert_eq!(auth.key_holder().revoke_user_sessions("pat").unwrap(), 2);
     assert!(matches!(
         auth.authenticate(&token, here, None),
         Err(Error::Unauthenticated)
@@ -114,14 +133,30 @@ fn auth_signs_in_and_revokes_from_a_keyring_and_a_store_alone() {
         vec![
             ("create (pharmacist) pat".to_string(), Success),
             ("enrol-totp pat".to_string(), Success),
+            // Signing in is recorded by the library too.
+            (
+                r#"AuthFailure { method: "password", reason: "unknown-user" }"#.to_string(),
+                Denied
+            ),
+            (r#"AuthSuccess { method: "password" }"#.to_string(), Success),
+            (
+                r#"MfaFailure { method: "totp", reason: Some("wrong-code") }"#.to_string(),
+                Denied
+            ),
+            (r#"AuthSuccess { method: "password" }"#.to_string(), Success),
+            (r#"MfaSuccess { method: "totp" }"#.to_string(), Success),
             ("revoke-sessions pat".to_string(), Success),
             ("create (technician) pat".to_string(), Denied),
             ("create (superuser) eve".to_string(), Denied),
         ]
     );
-    assert!(
-        entries
-            .iter()
-            .all(|e| e.actor.kind == rxvault_audit::ActorKind::Local)
-    );
+    // Administration by the key holder is the local operator's; signing in
+    // is the person's (as typed at the login form, then the account's).
+    for e in entries.iter() {
+        let want = match e.action {
+            rxvault_audit::Action::UserAdmin { .. } => rxvault_audit::ActorKind::Local,
+            _ => rxvault_audit::ActorKind::User,
+        };
+        assert_eq!(e.actor.kind, want, "{e:?}");
+    }
 }

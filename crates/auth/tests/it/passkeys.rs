@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use rxvault_auth::passkey::PublicKeyCredential;
-use rxvault_auth::{AuthConfig, Error, Login, Role, WebauthnConfig};
+use rxvault_auth::{AuthConfig, Client, Error, Login, Role, WebauthnConfig};
 use rxvault_crypto::Password;
 use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_authenticator_rs::prelude::Url;
@@ -51,7 +51,10 @@ fn passkey_enrolment_login_and_tampered_or_replayed_assertions() {
         let mut authenticator = SoftPasskey::new(true);
 
         // Enrolment: the account has no second factor yet.
-        let Login::Enrol(enrolling) = fx.auth.login_password("pharm1", &pw, here(), None).unwrap()
+        let Login::Enrol(enrolling) = fx
+            .auth
+            .login_password("pharm1", &pw, &Client::at(here()))
+            .unwrap()
         else {
             panic!()
         };
@@ -69,7 +72,11 @@ fn passkey_enrolment_login_and_tampered_or_replayed_assertions() {
         assert_eq!(stored[0].name, "work laptop");
 
         // Login with the passkey.
-        let pending = || match fx.auth.login_password("pharm1", &pw, here(), None).unwrap() {
+        let pending = || match fx
+            .auth
+            .login_password("pharm1", &pw, &Client::at(here()))
+            .unwrap()
+        {
             Login::SecondFactor(p) => {
                 assert_eq!(p.factors().passkeys, 1);
                 assert!(!p.factors().totp);
@@ -92,7 +99,7 @@ fn passkey_enrolment_login_and_tampered_or_replayed_assertions() {
 
         // Replaying that assertion: the ceremony state is gone (and the
         // pending login with it).
-        assert!(fx.auth.resume(&pending_token, here()).is_err());
+        assert!(fx.auth.resume(&pending_token, &Client::at(here())).is_err());
         let p = pending();
         let _fresh_challenge = fx.auth.start_passkey_login(&p).unwrap();
         assert!(matches!(
@@ -113,7 +120,7 @@ fn passkey_enrolment_login_and_tampered_or_replayed_assertions() {
         ));
         // ...and the untampered one cannot be used after: each challenge
         // is answered once.
-        let Login::SecondFactor(p) = fx.auth.resume(&token, here()).unwrap() else {
+        let Login::SecondFactor(p) = fx.auth.resume(&token, &Client::at(here())).unwrap() else {
             panic!()
         };
         assert!(fx.auth.finish_passkey_login(p, &good).is_err());
@@ -171,7 +178,11 @@ fn passkeys_need_configuration() {
         .key_holder()
         .create_user("pharm1", Role::Pharmacist, &pw)
         .unwrap();
-    let Login::Enrol(e) = fx.auth.login_password("pharm1", &pw, here(), None).unwrap() else {
+    let Login::Enrol(e) = fx
+        .auth
+        .login_password("pharm1", &pw, &Client::at(here()))
+        .unwrap()
+    else {
         panic!()
     };
     assert!(matches!(

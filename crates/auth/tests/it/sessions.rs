@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use rxvault_auth::session::RevokeTarget;
-use rxvault_auth::{Action, AuthConfig, Error, HostId, Login, Role};
+use rxvault_auth::{Action, AuthConfig, Client, Error, HostId, Login, Role};
 
 #[test]
 fn idle_timeout_is_30_minutes_of_inactivity() {
@@ -83,7 +83,11 @@ fn revocation_per_session_user_and_host_is_immediate() {
             fx.advance(30);
             let Login::SecondFactor(p) = fx
                 .auth
-                .login_password(&u.name, &u.password, here(), Some(host.clone()))
+                .login_password(
+                    &u.name,
+                    &u.password,
+                    &Client::at(here()).host(Some(host.clone())),
+                )
                 .unwrap()
             else {
                 panic!()
@@ -258,8 +262,7 @@ fn purging_keeps_live_sessions_and_locks() {
         let _ = fx.auth.login_password(
             "tech1",
             &rxvault_crypto::Password::new("wrong wrong wrong".into()),
-            here(),
-            None,
+            &Client::at(here()),
         );
         fx.advance(15 * 60);
     }
@@ -274,7 +277,8 @@ fn purging_keeps_live_sessions_and_locks() {
     assert!(fx.auth.authenticate(&live, ip("192.0.2.99"), None).is_ok());
     assert!(fx.auth.authenticate(&old, here(), None).is_err());
     assert!(matches!(
-        fx.auth.login_password("tech1", &v.password, here(), None),
+        fx.auth
+            .login_password("tech1", &v.password, &Client::at(here())),
         Err(Error::Locked)
     ));
 }

@@ -2,7 +2,7 @@
 //! names that do not exist.
 
 use crate::common::*;
-use rxvault_auth::{AuthConfig, Error, Login, Role};
+use rxvault_auth::{AuthConfig, Client, Error, Login, Role};
 use rxvault_crypto::Password;
 
 fn wrong() -> Password {
@@ -13,7 +13,7 @@ fn wrong() -> Password {
 fn failures_back_off_exponentially_then_lock_and_an_admin_unlocks() {
     each_backend(AuthConfig::default(), |fx| {
         let u = fx.user("pharm1", Role::Pharmacist);
-        let login = |pw: &Password| fx.auth.login_password("pharm1", pw, here(), None);
+        let login = |pw: &Password| fx.auth.login_password("pharm1", pw, &Client::at(here()));
         // Three free failures.
         for _ in 0..3 {
             assert!(matches!(login(&wrong()), Err(Error::InvalidCredentials)));
@@ -71,7 +71,7 @@ fn unknown_names_are_throttled_and_locked_exactly_like_real_ones() {
         for i in 0..22 {
             // Each attempt from its own address: only the name is counted.
             let src = ip(&format!("10.{}.0.{i}", answers.len()));
-            let r = fx.auth.login_password(name, &wrong(), src, None);
+            let r = fx.auth.login_password(name, &wrong(), &Client::at(src));
             seen.push(match r {
                 Err(e) => e.to_string(),
                 Ok(_) => "ok".into(),
@@ -92,34 +92,37 @@ fn one_source_guessing_many_names_is_slowed_down() {
     for i in 0..10 {
         assert!(matches!(
             fx.auth
-                .login_password(&format!("guess{i}"), &wrong(), attacker, None),
+                .login_password(&format!("guess{i}"), &wrong(), &Client::at(attacker)),
             Err(Error::InvalidCredentials)
         ));
     }
     // The 11th failure from this address starts its backoff.
     assert!(
         fx.auth
-            .login_password("guess10", &wrong(), attacker, None)
+            .login_password("guess10", &wrong(), &Client::at(attacker))
             .is_err()
     );
     assert!(matches!(
-        fx.auth.login_password("guess11", &wrong(), attacker, None),
+        fx.auth
+            .login_password("guess11", &wrong(), &Client::at(attacker)),
         Err(Error::Throttled { .. })
     ));
     // Others are not affected.
     assert!(
         fx.auth
-            .login_password("pharm1", &u.password, here(), None)
+            .login_password("pharm1", &u.password, &Client::at(here()))
             .is_ok()
     );
     // The address's count fades after an hour without failures.
     fx.advance(3601);
     assert!(matches!(
-        fx.auth.login_password("guess12", &wrong(), attacker, None),
+        fx.auth
+            .login_password("guess12", &wrong(), &Client::at(attacker)),
         Err(Error::InvalidCredentials)
     ));
     assert!(matches!(
-        fx.auth.login_password("guess13", &wrong(), attacker, None),
+        fx.auth
+            .login_password("guess13", &wrong(), &Client::at(attacker)),
         Err(Error::InvalidCredentials)
     ));
     // Bad API keys count against the address too.
@@ -187,12 +190,12 @@ fn bursts_get_no_more_checks_than_attempts_one_after_another() {
                 let n = match kind {
                     "one account" => burst(concurrent, &|_| {
                         fx.auth
-                            .login_password("pharm1", &wrong(), here(), None)
+                            .login_password("pharm1", &wrong(), &Client::at(here()))
                             .map(drop)
                     }),
                     "32 names" => burst(concurrent, &|i| {
                         fx.auth
-                            .login_password(&format!("user{i}"), &wrong(), here(), None)
+                            .login_password(&format!("user{i}"), &wrong(), &Client::at(here()))
                             .map(drop)
                     }),
                     _ => {
@@ -200,9 +203,11 @@ fn bursts_get_no_more_checks_than_attempts_one_after_another() {
                         // codes for them.
                         let pending: Vec<_> = (0..32)
                             .map(|_| {
-                                let Ok(Login::SecondFactor(p)) =
-                                    fx.auth.login_password("pharm1", &u.password, here(), None)
-                                else {
+                                let Ok(Login::SecondFactor(p)) = fx.auth.login_password(
+                                    "pharm1",
+                                    &u.password,
+                                    &Client::at(here()),
+                                ) else {
                                     panic!("the right password passes")
                                 };
                                 std::sync::Mutex::new(Some(p))
