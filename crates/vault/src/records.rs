@@ -404,18 +404,7 @@ pub(crate) fn reseal(keys: &Keyring, record: &StoredRecord) -> Result<(Vec<u8>, 
         let tokens = Keyring::tokens_of(&record.envelope)?;
         return Ok((keys.seal_record(&stored, &tokens, &refs)?, false));
     }
-    let mut maps = Vec::with_capacity(parts.len());
-    for (category, bytes) in &parts {
-        match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(m)) => maps.push(m),
-            _ => return Err(not_an_object(record, *category)),
-        }
-    }
-    let resource = split::merge(record.kind, maps);
-    let facts = facts(record.kind, &resource).map_err(|e| Error::Corrupt {
-        what: what(record),
-        message: e.to_string(),
-    })?;
+    let facts = facts_of_parts(record, &parts)?;
     let place = place_of(keys, record.kind, &facts);
     if place.rid != record.rid {
         return Err(Error::Corrupt {
@@ -437,24 +426,33 @@ pub(crate) fn reindex(keys: &Keyring, record: &StoredRecord) -> Result<Option<Re
     check_dek_column(record)?;
     let stored = binding(record);
     let parts = keys.open_record(&stored, &record.envelope, CategorySet::ALL)?;
-    let mut maps = Vec::with_capacity(parts.len());
-    for (category, bytes) in &parts {
-        match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(m)) => maps.push(m),
-            _ => return Err(not_an_object(record, *category)),
-        }
-    }
-    let resource = split::merge(record.kind, maps);
-    let facts = facts(record.kind, &resource).map_err(|e| Error::Corrupt {
-        what: what(record),
-        message: e.to_string(),
-    })?;
+    let facts = facts_of_parts(record, &parts)?;
     let tokens = envelope::canonical_tokens(&tokens_of(keys, &facts));
     if tokens == envelope::canonical_tokens(&Keyring::tokens_of(&record.envelope)?) {
         return Ok(None);
     }
     let refs: Vec<(FieldCategory, &[u8])> = parts.iter().map(|(c, p)| (*c, &p[..])).collect();
     Ok(Some((keys.seal_record(&stored, &tokens, &refs)?, tokens)))
+}
+
+/// What sealing needs to know of a stored record, from all its opened
+/// parts.
+fn facts_of_parts(
+    record: &StoredRecord,
+    parts: &[(FieldCategory, Zeroizing<Vec<u8>>)],
+) -> Result<Facts> {
+    let mut maps = Vec::with_capacity(parts.len());
+    for (category, bytes) in parts {
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(m)) => maps.push(m),
+            _ => return Err(not_an_object(record, *category)),
+        }
+    }
+    let resource = split::merge(record.kind, maps);
+    facts(record.kind, &resource).map_err(|e| Error::Corrupt {
+        what: what(record),
+        message: e.to_string(),
+    })
 }
 
 fn what(record: &StoredRecord) -> String {
