@@ -90,7 +90,7 @@ pub mod verify;
 
 pub use checkpoint::{Checkpoint, SignedCheckpoint, VerifierKey};
 pub use entry::{
-    Action, ActionKind, Actor, ActorKind, Entry, ExportFormat, ExportProtection, Header,
+    AccessGrant, Action, ActionKind, Actor, ApprovalBasis, ActorKind, Entry, ExportFormat, ExportProtection, Header,
     KindCategories, LoggedEntry, Outcome, Sink, StoredEntry, WriteOp,
 };
 pub use log::{AuditConfig, AuditLog, Pending, Receipt, StoreLocation, open_store};

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Backend, Harness, PASSWORD, username};
+use common::{Backend, Harness, username};
 use reqwest::Method;
 use rxvault_auth::AuthConfig;
 use rxvault_auth::permissions::{self, Constraint};
@@ -80,6 +80,7 @@ async fn request(
     let kind = kind_of_path(e.path);
     let id = match (kind, e.path) {
         (_, p) if p.starts_with("/api/v1/users/") => "victim".to_string(),
+        (_, p) if p.starts_with("/api/v1/access-requests/") => fresh_request(h),
         (_, p) if p.starts_with("/api/v1/break-glass/") => grant.to_string(),
         (Some(RecordKind::Fill), p) if !p.starts_with("/api/v1/patients") => h.fill_today.clone(),
         (Some(_), p) if p.starts_with("/api/v1/patients/") => h.ids[&RecordKind::Patient].clone(),
@@ -124,9 +125,9 @@ async fn request(
         ("post", "/api/v1/exports") => Some(
             json!({"recipients": ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]}),
         ),
-        ("post", "/api/v1/users") => Some(
-            json!({"username": format!("new-{n}"), "role": "technician", "password": PASSWORD}),
-        ),
+        ("post", "/api/v1/users") => {
+            Some(json!({"username": format!("new-{n}"), "role": "technician"}))
+        }
         ("patch", _) => Some(json!({"disabled": false})),
         ("post", "/api/v1/break-glass") => {
             Some(json!({"reason": "patient unconscious at the counter; checking allergies"}))
@@ -152,6 +153,25 @@ async fn request(
         _ => None,
     };
     (method, path, body)
+}
+
+/// A new pending access request, made by the local operator for a new
+/// person: any administrator or privacy officer may decide it.
+fn fresh_request(h: &Harness) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    h.blocking(|| {
+        match h
+            .auth
+            .key_holder()
+            .add_person(&format!("asks-{n}"), Role::Technician)
+            .unwrap()
+            .role
+        {
+            rxvault_auth::RoleChange::Pending(r) => r.id,
+            rxvault_auth::RoleChange::Applied => panic!("a technician needs approval"),
+        }
+    })
 }
 
 trait NowUnix {

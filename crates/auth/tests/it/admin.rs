@@ -156,8 +156,13 @@ fn the_enrolment_qr_code_decodes_to_the_otpauth_uri() {
         return;
     }
     let fx = Fx::sqlite(AuthConfig::default());
-    fx.user("pharm1", Role::Pharmacist);
-    let enrolment = fx.auth.key_holder().enrol_totp("pharm1").unwrap();
+    let enrolling = add_and_redeem(
+        &fx.auth,
+        "pharm1",
+        Role::Pharmacist,
+        &rxvault_crypto::Password::new("violet harbor lantern 42".into()),
+    );
+    let enrolment = fx.auth.start_totp_enrolment(&enrolling).unwrap();
     let qr = enrolment.qr_terminal().unwrap();
     // Draw the terminal rendering as a picture a camera would see on a
     // dark terminal: foreground (light) where there are block characters.

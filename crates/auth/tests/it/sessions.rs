@@ -165,10 +165,18 @@ fn disabling_a_user_or_changing_a_role_takes_effect_on_the_next_request() {
     let u = fx.user("bill1", Role::Billing);
     let (token, p) = fx.login(&u);
     assert!(fx.auth.authorize(&p, Action::AllergyRead).is_err());
-    fx.auth
+    // A raise waits for a second person: nothing changes until approved.
+    let rxvault_auth::RoleChange::Pending(request) = fx
+        .auth
         .key_holder()
         .set_role("bill1", Role::Pharmacist)
-        .unwrap();
+        .unwrap()
+    else {
+        panic!("billing to pharmacist is a raise")
+    };
+    let p = fx.auth.authenticate(&token, here(), None).unwrap();
+    assert_eq!(p.role(), Some(Role::Billing));
+    approve_as_single_operator(&fx.auth, &request.id);
     let p = fx.auth.authenticate(&token, here(), None).unwrap();
     assert_eq!(p.role(), Some(Role::Pharmacist));
     assert!(fx.auth.authorize(&p, Action::AllergyRead).is_ok());
