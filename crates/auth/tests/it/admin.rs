@@ -23,6 +23,13 @@ fn api_keys_honour_allow_lists_expiry_revocation_and_disabled_accounts() {
             .unwrap();
         assert!(issued.key.expose().starts_with("rxk_"));
         let key = issued.key.clone();
+        // Chart-reading scopes: refused until a second person approves.
+        assert!(matches!(
+            fx.auth.authenticate_api_key(&key, ip("10.20.3.4")),
+            Err(Error::InvalidCredentials)
+        ));
+        assert!(admin.api_keys("pms-bridge").unwrap()[0].pending);
+        approve_as_single_operator(&fx.auth, &issued.request.as_ref().unwrap().id);
 
         let p = fx.auth.authenticate_api_key(&key, ip("10.20.3.4")).unwrap();
         assert_eq!(

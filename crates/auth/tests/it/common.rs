@@ -26,6 +26,8 @@ pub fn here() -> IpAddr {
 pub struct Fx {
     pub clock: Arc<ManualClock>,
     pub auth: Auth,
+    /// The vault (for its audit log).
+    pub vault: Arc<Vault>,
     pub data: PathBuf,
     pub key: PathBuf,
     _dir: tempfile::TempDir,
@@ -141,6 +143,7 @@ impl Fx {
         Fx {
             clock,
             auth,
+            vault,
             data,
             key,
             _dir: dir,
@@ -166,6 +169,23 @@ impl Fx {
             self.auth.config().clone(),
         )
         .unwrap()
+    }
+
+    /// The audit entries from index `from` on.
+    pub fn audit_from(&self, from: u64) -> Vec<rxvault_audit::Entry> {
+        let reader = self.vault.audit().unwrap().reader().clone();
+        let size = reader.size().unwrap();
+        reader
+            .entries(from, size)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.entry)
+            .collect()
+    }
+
+    /// The audit log's size.
+    pub fn audit_size(&self) -> u64 {
+        self.vault.audit().unwrap().reader().size().unwrap()
     }
 
     pub fn now(&self) -> i64 {
