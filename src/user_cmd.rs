@@ -27,8 +27,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use rxvault_auth::cidr::Cidr;
 use rxvault_auth::{
-    AccessRequest, Auth, AuthConfig, EnrolmentCode, HostId, Login, RoleChange, Scope,
-    SessionId, TotpEnrolment,
+    AccessRequest, Auth, AuthConfig, EnrolmentCode, HostId, Login, RoleChange, Scope, SessionId,
+    TotpEnrolment,
 };
 use rxvault_crypto::Password;
 use std::io::{BufRead, IsTerminal, Write};
@@ -350,7 +350,7 @@ fn read_code(file: Option<&Path>) -> Result<String> {
     if !std::io::stdin().is_terminal() {
         bail!("no terminal to ask for the enrolment code: pass --code-file FILE");
     }
-    Ok(rpassword::prompt_password("enrolment code: ").context("reading the enrolment code")?)
+    rpassword::prompt_password("enrolment code: ").context("reading the enrolment code")
 }
 
 /// A line typed on standard input (a TOTP code to confirm enrolment).
@@ -542,7 +542,9 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             show_enrolment(&a.username, &issued.enrolment, a.code_out.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
-        UserCommand::Redeem(a) => redeem(a, &mut || read_line("code from your authenticator app: ")),
+        UserCommand::Redeem(a) => {
+            redeem(a, &mut || read_line("code from your authenticator app: "))
+        }
         UserCommand::Unlock(n) => {
             open_auth(&n.vault)?.key_holder().unlock(&n.username)?;
             outln!("{} unlocked", n.username);
@@ -865,7 +867,10 @@ mod tests {
         }))
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(fx.file("code")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(fx.file("code"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let pending = pending_ids(&fx);
         assert_eq!(pending.len(), 1, "the pharmacist role waits for approval");
@@ -876,8 +881,7 @@ mod tests {
         std::fs::write(fx.file("pw"), "violet harbor lantern 42\n").unwrap();
         let totp_file = fx.file("totp");
         let mut confirm = || {
-            let secret =
-                TotpSecret::from_base32(std::fs::read_to_string(&totp_file)?.trim())?;
+            let secret = TotpSecret::from_base32(std::fs::read_to_string(&totp_file)?.trim())?;
             // The previous step: a login right after is no replay.
             Ok(secret
                 .code_at(SystemClock.now().unix_timestamp() - 30)
@@ -960,7 +964,10 @@ mod tests {
             code_out: Some(fx.file("code2")),
         }))
         .unwrap();
-        assert!(auth.login_password("pat.smith", &password, here, None).is_err());
+        assert!(
+            auth.login_password("pat.smith", &password, here, None)
+                .is_err()
+        );
         assert_eq!(pending_ids(&fx).len(), 1);
         let users = auth.key_holder().users().unwrap();
         assert_eq!(users[0].role, None);

@@ -152,7 +152,12 @@ impl Scratch {
         };
         let now = rxvault_model::Clock::now(&rxvault_model::SystemClock).unix_timestamp();
         use std::io::Write;
-        writeln!(child.stdin.take().unwrap(), "{}", secret.code_at(now - 30).as_str()).unwrap();
+        writeln!(
+            child.stdin.take().unwrap(),
+            "{}",
+            secret.code_at(now - 30).as_str()
+        )
+        .unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
@@ -1177,7 +1182,11 @@ fn separation_of_duties_from_the_command_line() {
         pw.to_str().unwrap(),
     ]);
     let out = s.run(&v.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(out.status.code(), Some(2), "no --password-file for user add");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no --password-file for user add"
+    );
     let v = s.vault(&["user", "password", "pat"]);
     let out = s.run(&v.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(out.status.code(), Some(2), "no `user password`");
@@ -1198,14 +1207,20 @@ fn separation_of_duties_from_the_command_line() {
     let id = requests[0]["id"].as_str().unwrap().to_string();
     let v = s.vault(&["user", "approve", &id]);
     let out = s.run(&v.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(out.status.code(), Some(1), "the local operator's own request");
-    assert!(s
-        .ok_vault(&["user", "single-operator"])
-        .contains("single-operator mode is off"));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the local operator's own request"
+    );
+    assert!(
+        s.ok_vault(&["user", "single-operator"])
+            .contains("single-operator mode is off")
+    );
     s.ok_vault(&["user", "single-operator", "on"]);
-    assert!(s
-        .ok_vault(&["user", "approve", &id])
-        .contains("approved: role pharmacist for pat"));
+    assert!(
+        s.ok_vault(&["user", "approve", &id])
+            .contains("approved: role pharmacist for pat")
+    );
     s.ok_vault(&["user", "single-operator", "off"]);
     assert!(s.ok_vault(&["user", "requests", "--json"]).is_empty());
     let list = s.ok_vault(&["user", "list", "--json"]);

@@ -90,8 +90,8 @@ pub mod verify;
 
 pub use checkpoint::{Checkpoint, SignedCheckpoint, VerifierKey};
 pub use entry::{
-    AccessGrant, Action, ActionKind, Actor, ApprovalBasis, ActorKind, Entry, ExportFormat, ExportProtection, Header,
-    KindCategories, LoggedEntry, Outcome, Sink, StoredEntry, WriteOp,
+    AccessGrant, Action, ActionKind, Actor, ActorKind, ApprovalBasis, Entry, ExportFormat,
+    ExportProtection, Header, KindCategories, LoggedEntry, Outcome, Sink, StoredEntry, WriteOp,
 };
 pub use log::{AuditConfig, AuditLog, Pending, Receipt, StoreLocation, open_store};
 pub use reader::{AuditReader, ExportScope, ExportStatus, PatientSeen, Query};

@@ -28,8 +28,8 @@
 
 use crate::cidr::{self, Cidr};
 use crate::duties::{
-    AccessRequest, EnrolmentCode, Grant, NewPerson, Reenrolment, RoleChange, UNASSIGNED,
-    entry_by, outcome_of, stored_role,
+    AccessRequest, EnrolmentCode, Grant, NewPerson, Reenrolment, RoleChange, UNASSIGNED, entry_by,
+    outcome_of, stored_role,
 };
 use crate::principal::{Actor, HostId, Principal, SessionId, UserId};
 use crate::session::{RevokeTarget, SessionInfo};
@@ -340,9 +340,9 @@ impl Admin<'_> {
         self.auth.record(
             self.entry(AuditAction::EnrolmentCodeIssued {
                 target: account.username.clone(),
-                expires_ms: result.as_ref().map_or(0, |c| {
-                    rxvault_audit::unix_ms(c.expires_at())
-                }),
+                expires_ms: result
+                    .as_ref()
+                    .map_or(0, |c| rxvault_audit::unix_ms(c.expires_at())),
             })
             .outcome(outcome_of(&result)),
         )?;
@@ -359,7 +359,11 @@ impl Admin<'_> {
     pub fn issue_enrolment_code(&self, username: &str) -> Result<Reenrolment> {
         let result = (|| {
             let a = self.person(username)?;
-            if self.by.as_ref().is_some_and(|p| p.user_id().as_str() == a.id) {
+            if self
+                .by
+                .as_ref()
+                .is_some_and(|p| p.user_id().as_str() == a.id)
+            {
                 return Err(Error::Forbidden {
                     action: Action::UserAdmin,
                 });
@@ -382,9 +386,9 @@ impl Admin<'_> {
         self.auth.record(
             self.entry(AuditAction::EnrolmentCodeIssued {
                 target: username.to_string(),
-                expires_ms: result.as_ref().map_or(0, |(_, _, c)| {
-                    rxvault_audit::unix_ms(c.expires_at())
-                }),
+                expires_ms: result
+                    .as_ref()
+                    .map_or(0, |(_, _, c)| rxvault_audit::unix_ms(c.expires_at())),
             })
             .outcome(outcome_of(&result)),
         )?;
@@ -440,8 +444,7 @@ impl Admin<'_> {
                     action: Action::UserAdmin,
                 });
             }
-            requested =
-                crate::permissions::needs_approval(stored_role(&a.role).flatten(), role);
+            requested = crate::permissions::needs_approval(stored_role(&a.role).flatten(), role);
             let change = self.change_role(&a, role)?;
             tracing::info!(user = %a.id, role = %role, pending = matches!(change, RoleChange::Pending(_)), "role change");
             Ok(change)
@@ -667,7 +670,16 @@ impl Admin<'_> {
                     pending,
                 })?;
                 tracing::info!(account = %a.id, key = %id, pending, "API key issued");
-                Ok((IssuedApiKey { id, key, request: None }, a, sorted, pending))
+                Ok((
+                    IssuedApiKey {
+                        id,
+                        key,
+                        request: None,
+                    },
+                    a,
+                    sorted,
+                    pending,
+                ))
             },
         )
         .and_then(|(mut issued, account, scopes, pending)| {
@@ -676,7 +688,9 @@ impl Admin<'_> {
                     key: issued.id.clone(),
                     scopes,
                 };
-                if let RoleChange::Pending(r) = self.auth.request_access(self.by(), &account, grant)? {
+                if let RoleChange::Pending(r) =
+                    self.auth.request_access(self.by(), &account, grant)?
+                {
                     issued.request = Some(r);
                 }
             }

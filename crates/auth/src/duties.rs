@@ -499,9 +499,9 @@ impl Auth {
             a.kind == AccountKind::Human
                 && !a.disabled
                 && a.id != subject
-                && stored_role(&a.role)
-                    .flatten()
-                    .is_some_and(|r| crate::permissions::allowed(r, Action::AccessApprove).is_some())
+                && stored_role(&a.role).flatten().is_some_and(|r| {
+                    crate::permissions::allowed(r, Action::AccessApprove).is_some()
+                })
         }))
     }
 
@@ -524,11 +524,7 @@ impl Auth {
                     .as_deref()
                     .and_then(Role::from_name)
                     .ok_or_else(|| corrupt("role"))?,
-                previous: r
-                    .previous_role
-                    .as_deref()
-                    .and_then(stored_role)
-                    .flatten(),
+                previous: r.previous_role.as_deref().and_then(stored_role).flatten(),
             },
             RequestKind::ApiKey => {
                 let key = r.api_key_id.clone().ok_or_else(|| corrupt("key"))?;
@@ -595,13 +591,9 @@ impl Approver<'_> {
 
     /// One request, whatever its status.
     pub fn request(&self, id: &str) -> Result<AccessRequest> {
-        let r = self
-            .auth
-            .store
-            .access_request(id)?
-            .ok_or(Error::NotFound {
-                what: "access request",
-            })?;
+        let r = self.auth.store.access_request(id)?.ok_or(Error::NotFound {
+            what: "access request",
+        })?;
         self.auth.request_of(&r)
     }
 
@@ -774,10 +766,14 @@ impl Admin<'_> {
             );
         }
         let now = self.auth().now_unix();
+        self.auth().store.update_account(
+            &account.id,
+            &AccountUpdate::Role(role.name().into()),
+            now,
+        )?;
         self.auth()
             .store
-            .update_account(&account.id, &AccountUpdate::Role(role.name().into()), now)?;
-        self.auth().store.supersede_role_requests(&account.id, now)?;
+            .supersede_role_requests(&account.id, now)?;
         Ok(RoleChange::Applied)
     }
 

@@ -24,8 +24,9 @@
 //! - **Throttling** ([`throttle`]): per login name and per source address,
 //!   exponential backoff, lockout at 20 consecutive failures; unknown users
 //!   are throttled, locked and timed exactly like real ones.
-//! - **Step-up**: bulk export, key operations, user administration and
-//!   break-glass need a second-factor check in the last 5 minutes.
+//! - **Step-up**: bulk export, key operations, user administration,
+//!   approvals and break-glass need a second-factor check in the last 5
+//!   minutes.
 //! - **Break-glass** ([`break_glass`]): a typed reason, one hour, read-only
 //!   access to whole charts, flagged for the privacy officer.
 //! - **Service accounts** ([`admin`]): scoped API keys, no interactive

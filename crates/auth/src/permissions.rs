@@ -361,9 +361,9 @@ impl Role {
     /// limit (pharmacist, technician, billing; not the shipping clerk,
     /// who sees today's labels only).
     pub fn reads_charts(self) -> bool {
-        Action::ALL.into_iter().any(|a| {
-            a.break_glass_read() && allowed(self, a) == Some(Constraint::Unrestricted)
-        })
+        Action::ALL
+            .into_iter()
+            .any(|a| a.break_glass_read() && allowed(self, a) == Some(Constraint::Unrestricted))
     }
 
     /// Whether giving someone this role needs a second person: it reads
@@ -771,7 +771,13 @@ mod tests {
         let sensitive: Vec<Role> = Role::ALL.into_iter().filter(|r| r.is_sensitive()).collect();
         assert_eq!(
             sensitive,
-            vec![Pharmacist, Technician, Billing, PrivacyOfficer, Administrator],
+            vec![
+                Pharmacist,
+                Technician,
+                Billing,
+                PrivacyOfficer,
+                Administrator
+            ],
             "chart readers, break-glass holders and approvers"
         );
         // A new account: every sensitive role needs a second person.

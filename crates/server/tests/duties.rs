@@ -49,7 +49,11 @@ async fn redeem_and_enrol(h: &Harness, name: &str, code: &str) -> String {
         json!({"username": name, "code": code, "password": PASSWORD}),
     )
     .await;
-    assert_eq!((status, step["stage"].as_str()), (200, Some("enrol")), "{step}");
+    assert_eq!(
+        (status, step["stage"].as_str()),
+        (200, Some("enrol")),
+        "{step}"
+    );
     let pending = step["pending_token"].as_str().unwrap().to_string();
     let (status, enrolment) = post(
         h,
@@ -117,7 +121,10 @@ async fn an_administrator_alone_cannot_get_a_chart_reading_account_over_https(ba
         json!({"username": "mallory", "password": PASSWORD}),
     )
     .await;
-    assert_eq!(status, 401, "an administrator-chosen password does not exist");
+    assert_eq!(
+        status, 401,
+        "an administrator-chosen password does not exist"
+    );
 
     // A holds the code and redeems it: the session reads nothing.
     let code = created["enrolment_code"].as_str().unwrap().to_string();
@@ -138,7 +145,10 @@ async fn an_administrator_alone_cannot_get_a_chart_reading_account_over_https(ba
     // An existing pharmacist re-enrolled: A gets the code, not the role.
     let (status, reenrolled) = post(
         &h,
-        &format!("/api/v1/users/{}/enrolment-code", username(Role::Pharmacist)),
+        &format!(
+            "/api/v1/users/{}/enrolment-code",
+            username(Role::Pharmacist)
+        ),
         Some(&admin_a),
         json!({}),
     )
@@ -217,7 +227,13 @@ async fn an_administrator_alone_cannot_get_a_chart_reading_account_over_https(ba
                     | A::EnrolmentCodeRedeemed { .. }
             )
         })
-        .map(|e| (e.entry.actor.id.clone(), e.entry.action.kind().name(), e.entry.outcome))
+        .map(|e| {
+            (
+                e.entry.actor.id.clone(),
+                e.entry.action.kind().name(),
+                e.entry.outcome,
+            )
+        })
         .collect();
     let a = username(Role::Administrator);
     let o = username(Role::PrivacyOfficer);
@@ -247,7 +263,10 @@ async fn an_administrator_alone_cannot_get_a_chart_reading_account_over_https(ba
         &granted.entry.action,
         A::AccessApproved { basis: Some(ApprovalBasis::SecondPerson), requested_by: Some(r), .. } if *r == a
     ));
-    assert!(granted.entry.session.is_some(), "with the approver's session");
+    assert!(
+        granted.entry.session.is_some(),
+        "with the approver's session"
+    );
     h.finish().await;
 }
 
@@ -289,11 +308,21 @@ async fn a_second_administrator_cannot_flip_the_first_ones_role_over_https(backe
     assert_eq!(flipped["role"], "administrator", "unchanged until approved");
     let request = request_id(&flipped);
     let approve = format!("/api/v1/access-requests/{request}/approve");
-    assert_eq!(post(&h, &approve, Some(&admin_a), json!({})).await.0, 403, "the subject");
-    assert_eq!(post(&h, &approve, Some(&admin_b), json!({})).await.0, 403, "the requester");
+    assert_eq!(
+        post(&h, &approve, Some(&admin_a), json!({})).await.0,
+        403,
+        "the subject"
+    );
+    assert_eq!(
+        post(&h, &approve, Some(&admin_b), json!({})).await.0,
+        403,
+        "the requester"
+    );
     assert_eq!(read_chart(&h, &admin_a).await, 403);
     assert_eq!(
-        call(&h, Method::GET, "/api/v1/users", Some(&admin_a), None).await.0,
+        call(&h, Method::GET, "/api/v1/users", Some(&admin_a), None)
+            .await
+            .0,
         200,
         "still an administrator"
     );
@@ -302,7 +331,9 @@ async fn a_second_administrator_cannot_flip_the_first_ones_role_over_https(backe
     assert_eq!(post(&h, &approve, Some(&officer), json!({})).await.0, 200);
     assert_eq!(read_chart(&h, &admin_a).await, 200);
     assert_eq!(
-        call(&h, Method::GET, "/api/v1/users", Some(&admin_a), None).await.0,
+        call(&h, Method::GET, "/api/v1/users", Some(&admin_a), None)
+            .await
+            .0,
         403,
         "a pharmacist now"
     );
@@ -370,11 +401,17 @@ async fn a_wrong_enrolment_code_is_the_one_401_and_is_throttled(backend: Backend
     assert!(throttled, "wrong codes back off like wrong passwords");
     h.clock.advance(Duration::from_secs(3600));
     let (status, step) = redeem(code.clone(), PASSWORD).await;
-    assert_eq!((status, step["stage"].as_str()), (200, Some("enrol")), "{step}");
+    assert_eq!(
+        (status, step["stage"].as_str()),
+        (200, Some("enrol")),
+        "{step}"
+    );
     // The enrolling login is no session.
     let pending = step["pending_token"].as_str().unwrap();
     assert_eq!(
-        call(&h, Method::GET, "/api/v1/sessions", Some(pending), None).await.0,
+        call(&h, Method::GET, "/api/v1/sessions", Some(pending), None)
+            .await
+            .0,
         401
     );
     // (Redeeming gives its attempt back but does not clear the earlier

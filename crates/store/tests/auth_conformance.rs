@@ -739,13 +739,24 @@ fn enrolment_codes_are_replaced_spent_once_and_expire() {
         s.set_enrolment_code(&code(2, 1000)).unwrap();
         let s = reopen();
         assert_eq!(s.enrolment_code("a1").unwrap(), Some(code(2, 1000)));
-        assert!(!s.take_enrolment_code("a1", &[1; 32], 500).unwrap(), "replaced");
-        assert!(!s.take_enrolment_code("a2", &[2; 32], 500).unwrap(), "another account's");
-        assert!(!s.take_enrolment_code("a1", &[2; 32], 1000).unwrap(), "expired");
+        assert!(
+            !s.take_enrolment_code("a1", &[1; 32], 500).unwrap(),
+            "replaced"
+        );
+        assert!(
+            !s.take_enrolment_code("a2", &[2; 32], 500).unwrap(),
+            "another account's"
+        );
+        assert!(
+            !s.take_enrolment_code("a1", &[2; 32], 1000).unwrap(),
+            "expired"
+        );
         // Spent by exactly one of several concurrent redemptions.
         let wins: usize = std::thread::scope(|t| {
             let handles: Vec<_> = (0..4)
-                .map(|_| t.spawn(|| usize::from(s.take_enrolment_code("a1", &[2; 32], 999).unwrap())))
+                .map(|_| {
+                    t.spawn(|| usize::from(s.take_enrolment_code("a1", &[2; 32], 999).unwrap()))
+                })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).sum()
         });
@@ -777,7 +788,10 @@ fn resetting_an_account_removes_its_password_factors_and_sessions_at_once() {
         assert!(s.reset_account("a1", "unassigned", 200).unwrap());
         assert!(!s.reset_account("nobody", "unassigned", 200).unwrap());
         let a = s.account("a1").unwrap().unwrap();
-        assert_eq!((a.password_hash, a.role.as_str(), a.updated_at), (None, "unassigned", 200));
+        assert_eq!(
+            (a.password_hash, a.role.as_str(), a.updated_at),
+            (None, "unassigned", 200)
+        );
         assert!(s.totp("a1").unwrap().is_none());
         assert_eq!(s.recovery_codes_left("a1").unwrap(), 0);
         assert_eq!(s.session("s1").unwrap().unwrap().revoked_at, Some(200));
@@ -821,7 +835,10 @@ fn access_requests_supersede_expire_and_are_decided_once_with_their_effect() {
             .unwrap();
         let s = reopen();
         let r1 = s.access_request("r1").unwrap().unwrap();
-        assert_eq!((r1.status, r1.decided_at), (RequestStatus::Superseded, Some(120)));
+        assert_eq!(
+            (r1.status, r1.decided_at),
+            (RequestStatus::Superseded, Some(120))
+        );
         let pending: Vec<String> = s
             .access_requests(Some(200))
             .unwrap()
@@ -831,11 +848,20 @@ fn access_requests_supersede_expire_and_are_decided_once_with_their_effect() {
         assert_eq!(pending, vec!["r2", "r3"], "oldest first, pending only");
         assert_eq!(s.access_requests(None).unwrap().len(), 3);
         assert!(
-            s.access_requests(Some(1110)).unwrap().iter().all(|r| r.id != "r2"),
+            s.access_requests(Some(1110))
+                .unwrap()
+                .iter()
+                .all(|r| r.id != "r2"),
             "expired at 1110"
         );
-        assert!(!s.decide_access_request("r1", true, None, 200).unwrap(), "superseded");
-        assert!(!s.decide_access_request("r2", true, None, 1110).unwrap(), "expired");
+        assert!(
+            !s.decide_access_request("r1", true, None, 200).unwrap(),
+            "superseded"
+        );
+        assert!(
+            !s.decide_access_request("r2", true, None, 1110).unwrap(),
+            "expired"
+        );
         assert_eq!(s.account("a1").unwrap().unwrap().role, "unassigned");
         // Approved by exactly one of concurrent approvers; the role given.
         let wins: usize = std::thread::scope(|t| {
@@ -843,7 +869,9 @@ fn access_requests_supersede_expire_and_are_decided_once_with_their_effect() {
                 .into_iter()
                 .map(|by| {
                     let s = &s;
-                    t.spawn(move || usize::from(s.decide_access_request("r3", true, Some(by), 300).unwrap()))
+                    t.spawn(move || {
+                        usize::from(s.decide_access_request("r3", true, Some(by), 300).unwrap())
+                    })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).sum()
@@ -854,12 +882,18 @@ fn access_requests_supersede_expire_and_are_decided_once_with_their_effect() {
         assert!(r3.decided_by.is_some() && r3.decided_at == Some(300));
         let a1 = s.account("a1").unwrap().unwrap();
         assert_eq!((a1.role.as_str(), a1.updated_at), ("pharmacist", 300));
-        assert!(!s.decide_access_request("r3", false, None, 301).unwrap(), "decided once");
+        assert!(
+            !s.decide_access_request("r3", false, None, 301).unwrap(),
+            "decided once"
+        );
         // A refusal changes nothing but the request; by the local operator
         // (no id).
         assert!(s.decide_access_request("r2", false, None, 400).unwrap());
         let r2 = s.access_request("r2").unwrap().unwrap();
-        assert_eq!((r2.status, r2.decided_by, r2.decided_at), (RequestStatus::Refused, None, Some(400)));
+        assert_eq!(
+            (r2.status, r2.decided_by, r2.decided_at),
+            (RequestStatus::Refused, None, Some(400))
+        );
         assert_eq!(s.account("a2").unwrap().unwrap().role, "pharmacist");
         // A direct role change supersedes what is pending.
         s.insert_access_request(&request("r4", RequestKind::Role, "a2", 500))
@@ -901,8 +935,14 @@ fn a_pending_api_key_is_usable_once_approved_and_revoked_if_refused() {
             RequestStatus::Pending,
             "requests for different keys do not supersede each other"
         );
-        assert!(s.decide_access_request("q1", true, Some("po"), 200).unwrap());
-        assert!(s.decide_access_request("q2", false, Some("po"), 200).unwrap());
+        assert!(
+            s.decide_access_request("q1", true, Some("po"), 200)
+                .unwrap()
+        );
+        assert!(
+            s.decide_access_request("q2", false, Some("po"), 200)
+                .unwrap()
+        );
         let k1 = s.api_key_by_hash(&[1; 32]).unwrap().unwrap();
         assert!(!k1.pending && k1.revoked_at.is_none());
         let k2 = s.api_key_by_hash(&[2; 32]).unwrap().unwrap();

@@ -1329,7 +1329,10 @@ fn issue_9_an_old_format_vault_migrates_and_reads_identically() {
     assert_eq!(envelope_versions(&fx), BTreeMap::from([(2, 53)]));
     assert_eq!(meta_of(&fx, "record_format").as_deref(), Some("2"));
     assert_eq!(meta_of(&fx, "record_migration"), None);
-    assert_eq!(vault.store().schema_version().unwrap(), 3);
+    assert_eq!(
+        vault.store().schema_version().unwrap(),
+        rxvault_store::schema::CURRENT
+    );
     let out = fx._tmp.path().join("export");
     vault
         .export_fhir_for(&Requester::local(), &out, &Target::Plaintext, &mut Quiet)

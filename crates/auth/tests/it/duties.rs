@@ -153,7 +153,12 @@ fn an_administrator_alone_gets_no_account_into_a_state_that_reads_a_chart() {
         // A + B: B approves, and the next request of mallory reads charts.
         let (_, pb) = fx.login(&b);
         let b_approves = fx.auth.approver(&pb).unwrap();
-        let listed: Vec<String> = b_approves.pending().unwrap().into_iter().map(|r| r.id).collect();
+        let listed: Vec<String> = b_approves
+            .pending()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
         for id in [&retry, &restore, &sock_request, &key_request] {
             assert!(listed.contains(id), "{id} is pending");
         }
@@ -171,7 +176,13 @@ fn an_administrator_alone_gets_no_account_into_a_state_that_reads_a_chart() {
         assert!(fx.auth.authenticate_api_key(&key.key, here()).is_ok());
         b_approves.refuse(&sock_request).unwrap();
         // B's own request: B cannot approve it either.
-        let bs = pending(&fx.auth.admin(&pb).unwrap().set_role("phil", Role::Technician).unwrap());
+        let bs = pending(
+            &fx.auth
+                .admin(&pb)
+                .unwrap()
+                .set_role("phil", Role::Technician)
+                .unwrap(),
+        );
         assert!(matches!(
             b_approves.approve(&bs),
             Err(Error::Forbidden { .. })
@@ -197,7 +208,10 @@ fn an_administrator_alone_gets_no_account_into_a_state_that_reads_a_chart() {
             vec![Success, Success, Denied, Success],
             "mallory, phil, himself (refused), sock"
         );
-        assert_eq!(by("admin-b", "access-approved"), vec![Success, Denied, Success, Denied]);
+        assert_eq!(
+            by("admin-b", "access-approved"),
+            vec![Success, Denied, Success, Denied]
+        );
         assert_eq!(by("admin-b", "access-refused"), vec![Success]);
         assert_eq!(by("admin-b", "access-requested"), vec![Success]);
         assert_eq!(outcomes(&log, "enrolment-code-redeemed"), vec![Success; 3]);
@@ -277,7 +291,10 @@ fn a_second_administrator_cannot_flip_the_first_ones_role_alone() {
         assert!(!reads_charts(fx, &again(fx, &a_token)));
         // A third person (the privacy officer) can.
         let (_, ppo) = fx.login(&po);
-        assert!(fx.auth.admin(&ppo).is_err(), "the officer administers no one");
+        assert!(
+            fx.auth.admin(&ppo).is_err(),
+            "the officer administers no one"
+        );
         let approved = fx.auth.approver(&ppo).unwrap().approve(&flip).unwrap();
         assert_eq!(approved.requested_by, "admin-b");
         let a_now = again(fx, &a_token);
@@ -312,7 +329,10 @@ fn enrolment_codes_are_single_use_expire_are_throttled_and_stored_as_hashes() {
         // Stored as a hash only.
         for (file, bytes) in fx.files_bytes() {
             assert!(!contains(&bytes, code.as_bytes()), "{file}");
-            assert!(!contains(&bytes, code.replace('-', "").as_bytes()), "{file}");
+            assert!(
+                !contains(&bytes, code.replace('-', "").as_bytes()),
+                "{file}"
+            );
         }
         // No password yet: the login form refuses the account.
         assert!(matches!(
@@ -326,17 +346,24 @@ fn enrolment_codes_are_single_use_expire_are_throttled_and_stored_as_hashes() {
             String::from_utf8(c).unwrap()
         };
         assert!(matches!(
-            fx.auth.redeem_enrolment("sam", &wrong, &password(), here(), None),
+            fx.auth
+                .redeem_enrolment("sam", &wrong, &password(), here(), None),
             Err(Error::InvalidCredentials)
         ));
         assert!(matches!(
-            fx.auth.redeem_enrolment("nobody", &code, &password(), here(), None),
+            fx.auth
+                .redeem_enrolment("nobody", &code, &password(), here(), None),
             Err(Error::InvalidCredentials)
         ));
         // A weak password is refused and the code kept.
         assert!(matches!(
-            fx.auth
-                .redeem_enrolment("sam", &code, &Password::new("password123".into()), here(), None),
+            fx.auth.redeem_enrolment(
+                "sam",
+                &code,
+                &Password::new("password123".into()),
+                here(),
+                None
+            ),
             Err(Error::WeakPassword(_))
         ));
         // Typed loosely, redeemed once: the login must enrol a factor.
@@ -349,11 +376,14 @@ fn enrolment_codes_are_single_use_expire_are_throttled_and_stored_as_hashes() {
             panic!("no second factor yet")
         };
         assert!(
-            fx.auth.authenticate(enrolling.token(), here(), None).is_err(),
+            fx.auth
+                .authenticate(enrolling.token(), here(), None)
+                .is_err(),
             "an enrolling login is no session"
         );
         assert!(matches!(
-            fx.auth.redeem_enrolment("sam", &code, &password(), here(), None),
+            fx.auth
+                .redeem_enrolment("sam", &code, &password(), here(), None),
             Err(Error::InvalidCredentials)
         ));
         // The password is the person's now.
@@ -421,16 +451,19 @@ fn enrolment_codes_are_single_use_expire_are_throttled_and_stored_as_hashes() {
             fresh.request.is_none(),
             "a clerk's role is kept through re-enrolment"
         );
-        assert!(matches!(
-            fx.auth.redeem_enrolment(
-                "target",
-                victim.enrolment.code(),
-                &password(),
-                ip("203.0.113.5"),
-                None
+        assert!(
+            matches!(
+                fx.auth.redeem_enrolment(
+                    "target",
+                    victim.enrolment.code(),
+                    &password(),
+                    ip("203.0.113.5"),
+                    None
+                ),
+                Err(Error::InvalidCredentials)
             ),
-            Err(Error::InvalidCredentials)
-        ), "a new code replaces the old one");
+            "a new code replaces the old one"
+        );
         assert!(
             fx.auth
                 .redeem_enrolment(
@@ -444,7 +477,10 @@ fn enrolment_codes_are_single_use_expire_are_throttled_and_stored_as_hashes() {
         );
         let log = fx.audit_from(0);
         let redeemed = outcomes(&log, "enrolment-code-redeemed");
-        assert_eq!(redeemed.iter().filter(|o| **o == Outcome::Success).count(), 2);
+        assert_eq!(
+            redeemed.iter().filter(|o| **o == Outcome::Success).count(),
+            2
+        );
         assert!(redeemed.iter().filter(|o| **o == Outcome::Denied).count() >= 20);
         let first = log
             .iter()
@@ -500,7 +536,10 @@ fn a_pending_request_lapses() {
         let approver = fx.auth.approver(&pb).unwrap();
         assert!(approver.pending().unwrap().is_empty());
         assert_eq!(approver.request(&request).unwrap().status, Status::Expired);
-        assert!(matches!(approver.approve(&request), Err(Error::Conflict(_))));
+        assert!(matches!(
+            approver.approve(&request),
+            Err(Error::Conflict(_))
+        ));
         assert_eq!(
             fx.auth.key_holder().user("slow").unwrap().role,
             None,
@@ -524,7 +563,12 @@ fn the_local_operator_is_one_person_with_a_first_administrator_and_single_operat
         assert_eq!(first.role, RoleChange::Applied);
         assert_eq!(first.user.role, Some(Role::Administrator));
         // From then on the local operator's own requests need someone else.
-        let second = pending(&holder.add_person("deputy", Role::Administrator).unwrap().role);
+        let second = pending(
+            &holder
+                .add_person("deputy", Role::Administrator)
+                .unwrap()
+                .role,
+        );
         let pharm = pending(&holder.add_person("pat", Role::Pharmacist).unwrap().role);
         assert!(matches!(
             approver.approve(&pharm),
@@ -606,7 +650,12 @@ fn a_refused_key_is_revoked() {
         assert!(keys[0].revoked_at.is_some());
         // Today's labels only: no approval needed.
         let labels = holder
-            .issue_api_key("pms", &[Scope::ShippingRead, Scope::SessionsRevoke], &[], None)
+            .issue_api_key(
+                "pms",
+                &[Scope::ShippingRead, Scope::SessionsRevoke],
+                &[],
+                None,
+            )
             .unwrap();
         assert!(labels.request.is_none());
         assert!(fx.auth.authenticate_api_key(&labels.key, here()).is_ok());
