@@ -353,6 +353,21 @@ fn read_code(file: Option<&Path>) -> Result<String> {
     rpassword::prompt_password("enrolment code: ").context("reading the enrolment code")
 }
 
+/// Refuses an output file that exists already, before anything is done
+/// (a code that could not be written would be lost with its account's
+/// state changed).
+fn refuse_existing(out: Option<&Path>) -> Result<()> {
+    if let Some(path) = out
+        && path.exists()
+    {
+        bail!(
+            "{} exists already: secrets are never written over a file",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// A line typed on standard input (a TOTP code to confirm enrolment).
 fn read_line(prompt: &str) -> Result<String> {
     eprint!("{prompt}");
@@ -429,6 +444,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let role = a.role.as_deref().unwrap_or_default();
+            refuse_existing(a.code_out.as_deref())?;
             // Audited by rxvault-auth with its real outcome (an unknown
             // role or a taken name as denied), the request and the code too.
             let new = admin.add_person_named(&a.username, role)?;
@@ -530,6 +546,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::EnrolmentCode(a) => {
+            refuse_existing(a.code_out.as_deref())?;
             let auth = open_auth(&a.vault)?;
             let issued = auth.key_holder().issue_enrolment_code(&a.username)?;
             outln!(
@@ -939,6 +956,10 @@ mod tests {
             code_out: Some(fx.file("code")),
         }));
         assert!(again.is_err());
+        assert!(
+            auth.key_holder().user("other").is_err(),
+            "refused before the account was made"
+        );
 
         // Sessions can be listed and revoked from the command line.
         run_session(SessionCommand::List {

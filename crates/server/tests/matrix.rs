@@ -1,5 +1,6 @@
 //! The authorization matrix, generated from the route table and the
-//! permission table: every endpoint × every role (and a service account) ×
+//! permission table: every endpoint × every role (and a service account, and
+//! a person whose role awaits a second person's approval) ×
 //! {no token, expired, revoked, second factor pending, valid}. It asserts
 //! zero unauthorized successes, that what a role sees is exactly what its
 //! categories allow, and that every PHI read leaves exactly one audit entry
@@ -22,12 +23,16 @@ use std::time::Duration;
 enum Who {
     Role(Role),
     Service,
+    /// An enrolled person whose role awaits a second person's approval
+    /// (issue 9, item 2): no permission at all.
+    Unassigned,
 }
 
 impl Who {
     fn allowed(self, action: Action) -> Option<Constraint> {
         match self {
             Who::Role(r) => permissions::allowed(r, action),
+            Who::Unassigned => None,
             Who::Service => {
                 permissions::scopes_allow(&[Scope::PatientsRead, Scope::PrescriptionsRead], action)
             }
@@ -37,6 +42,7 @@ impl Who {
     fn categories(self, kind: RecordKind) -> CategorySet {
         match self {
             Who::Role(r) => permissions::categories(r, kind),
+            Who::Unassigned => CategorySet::NONE,
             Who::Service => permissions::scopes_categories(
                 &[Scope::PatientsRead, Scope::PrescriptionsRead],
                 kind,
@@ -47,6 +53,7 @@ impl Who {
     fn name(self) -> String {
         match self {
             Who::Role(r) => username(r),
+            Who::Unassigned => common::UNASSIGNED.into(),
             Who::Service => "pms".into(),
         }
     }
@@ -276,6 +283,7 @@ async fn authorization_matrix_every_endpoint_role_and_token_state(backend: Backe
     };
     let mut whos: Vec<Who> = Role::ALL.into_iter().map(Who::Role).collect();
     whos.push(Who::Service);
+    whos.push(Who::Unassigned);
 
     // Tokens that must never work: expired (idle), revoked, second factor pending.
     let mut expired = Vec::new();
@@ -347,6 +355,7 @@ async fn authorization_matrix_every_endpoint_role_and_token_state(backend: Backe
             // such as logout or break-glass never leak into the next one).
             let token = match who {
                 Who::Role(r) => h.login(&username(*r)).await,
+                Who::Unassigned => h.login(common::UNASSIGNED).await,
                 Who::Service => h.service_key.clone(),
             };
             if *who == Who::Service && e.guard == Guard::Session {
@@ -439,7 +448,7 @@ async fn authorization_matrix_every_endpoint_role_and_token_state(backend: Backe
                 );
                 let logged = &h.last_entries(1)[0].entry;
                 let expected_actor = match who {
-                    Who::Role(_) => who.name(),
+                    Who::Role(_) | Who::Unassigned => who.name(),
                     Who::Service => logged.actor.id.clone(),
                 };
                 assert_eq!(logged.actor.id, expected_actor);

@@ -86,6 +86,10 @@ pub struct Harness {
     pub pg: Option<rxvault_testkit::pg::Schema>,
 }
 
+/// A person enrolled (password and TOTP) whose pharmacist role was never
+/// approved: they have no role.
+pub const UNASSIGNED: &str = "u-unassigned";
+
 pub fn username(role: Role) -> String {
     format!("u-{}", role.name())
 }
@@ -392,6 +396,14 @@ fn setup(pg: Option<rxvault_testkit::pg::Schema>, auth_config: AuthConfig) -> Se
         secrets.insert(name, secret);
     }
     drop(add_and_redeem(&auth, "victim", Role::Technician));
+    {
+        let new = holder.add_person(UNASSIGNED, Role::Pharmacist).unwrap();
+        assert!(matches!(new.role, RoleChange::Pending(_)));
+        secrets.insert(
+            UNASSIGNED.to_string(),
+            enrol_redeemed(&auth, now, redeem(&auth, UNASSIGNED, new.enrolment.code())),
+        );
+    }
     holder.create_service_account("pms").unwrap();
     let issued = holder
         .issue_api_key(
@@ -445,15 +457,15 @@ pub fn add_and_redeem(auth: &Auth, name: &str, role: Role) -> Session<Enrolling>
     if let RoleChange::Pending(r) = &new.role {
         approve_as_single_operator(auth, &r.id);
     }
+    redeem(auth, name, new.enrolment.code())
+}
+
+/// `name` redeems `code` with [`PASSWORD`]: the login, at its enrolment
+/// stage.
+pub fn redeem(auth: &Auth, name: &str, code: &str) -> Session<Enrolling> {
     let here = "127.0.0.1".parse().unwrap();
     match auth
-        .redeem_enrolment(
-            name,
-            new.enrolment.code(),
-            &Password::new(PASSWORD.into()),
-            here,
-            None,
-        )
+        .redeem_enrolment(name, code, &Password::new(PASSWORD.into()), here, None)
         .unwrap()
     {
         Login::Enrol(e) => e,
@@ -465,7 +477,11 @@ pub fn add_and_redeem(auth: &Auth, name: &str, role: Role) -> Session<Enrolling>
 /// previous time step's code (so a login in this step is no replay); the
 /// login the enrolment completed is logged out. Returns the secret.
 pub fn enrol(auth: &Auth, now: i64, name: &str, role: Role) -> TotpSecret {
-    let enrolling = add_and_redeem(auth, name, role);
+    enrol_redeemed(auth, now, add_and_redeem(auth, name, role))
+}
+
+/// A redeemed login enrols TOTP (see [`enrol`]).
+pub fn enrol_redeemed(auth: &Auth, now: i64, enrolling: Session<Enrolling>) -> TotpSecret {
     let enrolment = auth.start_totp_enrolment(&enrolling).unwrap();
     let secret = TotpSecret::from_base32(&enrolment.secret_base32()).unwrap();
     let (session, _) = auth
