@@ -36,7 +36,7 @@
 //!   [`AuthConfig::access_request_lifetime`](crate::AuthConfig) (7 days);
 //!   a later request or a direct role change for the same person
 //!   supersedes it. A shipping-clerk role and lowerings take effect at
-//!   once. Approvers roles are sensitive too: otherwise an administrator
+//!   once. Approvers' roles are sensitive too: otherwise an administrator
 //!   could make a second administrator and approve through them.
 //!
 //! **The local operator** (whoever runs `rxvault user ...` on the vault's
