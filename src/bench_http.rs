@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use rxvault_auth::{Auth, AuthConfig, Role};
+use rxvault_auth::{Auth, AuthConfig, Client, Role};
 use rxvault_crypto::Password;
 use rxvault_crypto::otp::TotpSecret;
 use rxvault_model::{Clock, SystemClock};
@@ -196,17 +196,14 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
         vault.clock().clone(),
         AuthConfig::default(),
     )?);
-    let holder = auth.key_holder();
-    holder.create_user("bench", Role::Pharmacist, &Password::new(PASSWORD.into()))?;
-    let secret = TotpSecret::from_base32(&holder.enrol_totp("bench")?.secret_base32())?;
+    // People are enrolled the way people are (a code, an approval, their
+    // own password); on this throwaway vault the bench is the one
+    // operator.
+    auth.key_holder().set_single_operator(true)?;
+    let secret = enrol(&auth, "bench", Role::Pharmacist, true)?.context("TOTP enrolled")?;
     for i in 0..a.connections {
-        holder.create_user(
-            &format!("login{i}"),
-            Role::Technician,
-            &Password::new(PASSWORD.into()),
-        )?;
+        enrol(&auth, &format!("login{i}"), Role::Technician, false)?;
     }
-    drop(holder);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -310,4 +307,35 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates `name` with `role` through its enrolment code (approving the
+/// role as the single operator) and sets the bench password; with `totp`,
+/// enrols an authenticator and returns it. The enrolment is confirmed with
+/// the previous time step's code, so a login in this step is no replay.
+fn enrol(auth: &Auth, name: &str, role: Role, totp: bool) -> Result<Option<TotpSecret>> {
+    let holder = auth.key_holder();
+    let new = holder.add_person(name, role)?;
+    if let rxvault_auth::RoleChange::Pending(r) = &new.role {
+        holder.approver().approve(&r.id)?;
+    }
+    let here = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    let login = auth.redeem_enrolment(
+        name,
+        new.enrolment.code(),
+        &Password::new(PASSWORD.into()),
+        &Client::at(here),
+    )?;
+    let rxvault_auth::Login::Enrol(enrolling) = login else {
+        anyhow::bail!("a new person has no second factor");
+    };
+    if !totp {
+        return Ok(None);
+    }
+    let enrolment = auth.start_totp_enrolment(&enrolling)?;
+    let secret = TotpSecret::from_base32(&enrolment.secret_base32())?;
+    let previous = SystemClock.now().unix_timestamp() - 30;
+    let (session, _) = auth.finish_totp_enrolment(enrolling, &secret.code_at(previous))?;
+    auth.logout(session.principal())?;
+    Ok(Some(secret))
 }

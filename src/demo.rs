@@ -1,5 +1,7 @@
 //! `rxvault demo`: a working vault with synthetic patients on the embedded
-//! store, and the commands to try next, filled in with real values from it.
+//! store, sample people (enrolled the way people are: one-time enrolment
+//! codes, a pharmacist's role approved), and the commands to try next,
+//! filled in with real values from it.
 
 use anyhow::Result;
 use clap::Args;
@@ -72,6 +74,8 @@ pub fn run(a: DemoArgs, clock: Arc<dyn Clock>) -> Result<ExitCode> {
     for (kind, n) in vault.counts()? {
         outln!("{n:>9}  {kind}");
     }
+    let vault = Arc::new(vault);
+    let codes_shown = people(&vault, fresh)?;
 
     // Real values to try, from the first synthetic patient.
     let sample = rxvault_synth::patient_records(&config, 0);
@@ -108,7 +112,20 @@ pub fn run(a: DemoArgs, clock: Arc<dyn Clock>) -> Result<ExitCode> {
         "  age-keygen -o export.key && {rxvault} export fhir --data {d} --out export --recipient $(age-keygen -y export.key)"
     );
     outln!("  {rxvault} keys rotate --data {d} --reencrypt");
-    outln!("  {rxvault} user add --data {d} pat --role pharmacist     # password + TOTP (QR code)");
+    if !codes_shown {
+        outln!(
+            "  {rxvault} user enrolment-code --data {d} pat           # a new code for pat (their password and factors go)"
+        );
+    }
+    outln!(
+        "  {rxvault} user redeem --data {d} pat                   # as pat: the code, your own password, TOTP (QR code)"
+    );
+    outln!(
+        "  {rxvault} user add --data {d} tess --role technician   # a role that reads charts waits for approval:"
+    );
+    outln!(
+        "  {rxvault} user requests --data {d}                     #   then `user approve <id>` (you are the single operator)"
+    );
     outln!(
         "  {rxvault} serve --data {d}                              # https://localhost:8443/fhir/metadata"
     );
@@ -123,6 +140,56 @@ pub fn run(a: DemoArgs, clock: Arc<dyn Clock>) -> Result<ExitCode> {
         outln!("(no fills were generated; the shipping manifest will be empty)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's people, on a fresh vault: a demo is one person, so the vault
+/// is in single-operator mode (audited), `admin` is its first
+/// administrator, `pat` a pharmacist whose role the operator approves, and
+/// `sam` a shipping clerk. Each gets a one-time enrolment code to redeem.
+/// Returns whether codes were shown (not on a refresh).
+fn people(vault: &Arc<Vault>, fresh: bool) -> Result<bool> {
+    let auth = rxvault_auth::Auth::new(
+        vault.clone(),
+        vault.auth_store()?,
+        vault.clone(),
+        vault.clock().clone(),
+        rxvault_auth::AuthConfig::default(),
+    )?;
+    let holder = auth.key_holder();
+    let existing = holder.users()?;
+    if !fresh || !existing.is_empty() {
+        let names: Vec<&str> = existing.iter().map(|u| u.username.as_str()).collect();
+        outln!(
+            "\nPeople: {} (a new enrolment code: `user enrolment-code --data {} NAME`)",
+            names.join(", "),
+            vault.config().dir.display()
+        );
+        return Ok(false);
+    }
+    holder.set_single_operator(true)?;
+    outln!(
+        "\nPeople (a demo is one person: single-operator mode is on, so you approve your own requests; `user single-operator off` makes them wait for a second person):"
+    );
+    for (name, role) in [
+        ("admin", rxvault_auth::Role::Administrator),
+        ("pat", rxvault_auth::Role::Pharmacist),
+        ("sam", rxvault_auth::Role::ShippingClerk),
+    ] {
+        let new = holder.add_person(name, role)?;
+        let how = match &new.role {
+            rxvault_auth::RoleChange::Applied => "",
+            rxvault_auth::RoleChange::Pending(r) => {
+                holder.approver().approve(&r.id)?;
+                "approved by you; "
+            }
+        };
+        outln!(
+            "  {name:<6} {:<15} enrolment code {}  ({how}works once, for 72 hours)",
+            role.name(),
+            new.enrolment.code()
+        );
+    }
+    Ok(true)
 }
 
 /// How to run this binary from here: `rxvault` if that is what the PATH

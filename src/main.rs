@@ -372,6 +372,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 created.config.time_zone.as_deref().unwrap_or("UTC"),
                 a.data.join(rxvault_vault::config::CONFIG_FILE).display()
             );
+            let d = a.data.display();
+            outln!(
+                "people: `rxvault user add --data {d} NAME --role administrator` makes the first administrator at once;\n  \
+                 every later role that reads charts or approves waits for a second person (`rxvault user requests`, `rxvault user approve`);\n  \
+                 a one-person pharmacy approves its own: `rxvault user single-operator --data {d} on`"
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Import(a) => {

@@ -1,21 +1,37 @@
 //! `rxvault user ...` and `rxvault session ...`: accounts, roles, second
-//! factors, service accounts and their API keys, sessions. A thin layer
-//! over `rxvault-auth`'s key-holder administration: whoever can open the
-//! vault with its key on this machine administers it.
+//! factors, service accounts and their API keys, access requests, sessions.
+//! A thin layer over `rxvault-auth`'s key-holder administration: whoever
+//! can open the vault with its key on this machine administers it (the
+//! local operator, `local` in the audit log). The same functions serve
+//! HTTPS, so the same act gives the same audit entry.
+//!
+//! Separation of duties (`rxvault_auth::duties`): `user add` and `user
+//! enrolment-code` print a one-time enrolment code, never a password; the
+//! person runs `user redeem` (or `POST /api/v1/enrolment`) to set their own
+//! password and enrol TOTP. A role that reads charts or approves, and an
+//! API key that reads charts, wait for a second person: `user requests`,
+//! `user approve`, `user refuse`. The local operator approves others'
+//! requests; their own need an administrator or the privacy officer over
+//! HTTPS, except the vault's first administrator and in single-operator
+//! mode (`user single-operator on`, a one-person pharmacy).
 //!
 //! Every command works without a terminal for scripts and tests: passwords
-//! come from `--password-file`, and secrets shown once (TOTP secret,
-//! recovery codes, API keys) can go to files instead of the screen
-//! (`--totp-secret-out`, `--recovery-codes-out`, `--key-out`), written with
-//! mode 0600 and never over an existing file.
+//! and codes come from `--password-file` / `--code-file`, and secrets shown
+//! once (enrolment codes, TOTP secret, recovery codes, API keys) can go to
+//! files instead of the screen (`--code-out`, `--totp-secret-out`,
+//! `--recovery-codes-out`, `--key-out`), written with mode 0600 and never
+//! over an existing file.
 
 use crate::VaultArgs;
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use rxvault_auth::cidr::Cidr;
-use rxvault_auth::{Auth, AuthConfig, HostId, Role, Scope, SessionId, TotpEnrolment};
+use rxvault_auth::{
+    AccessRequest, Auth, AuthConfig, Client, EnrolmentCode, HostId, Login, RoleChange, Scope,
+    SessionId, TotpEnrolment,
+};
 use rxvault_crypto::Password;
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,7 +40,8 @@ use std::time::Duration;
 /// `rxvault user ...`
 #[derive(Subcommand, Debug)]
 pub enum UserCommand {
-    /// Create a person (with a role) or a service account (--service).
+    /// Create a person (with a role; prints their one-time enrolment code)
+    /// or a service account (--service).
     Add(AddArgs),
     /// List accounts, their roles, second factors and lock state.
     List {
@@ -38,7 +55,8 @@ pub enum UserCommand {
     Disable(NameArgs),
     /// Enable a disabled account.
     Enable(NameArgs),
-    /// Change a person's role (effective on their next request).
+    /// Change a person's role: at once for a lowering or a role that reads
+    /// no chart, else a request a second person approves.
     Role {
         #[command(flatten)]
         vault: VaultArgs,
@@ -48,28 +66,41 @@ pub enum UserCommand {
         role: String,
     },
     /// Remove every second factor of a person and end their sessions; they
-    /// enrol again at next login, or now with --enrol-totp.
-    ResetMfa {
-        #[command(flatten)]
-        vault: VaultArgs,
-        /// The login name.
-        username: String,
-        #[command(flatten)]
-        totp: TotpArgs,
-    },
+    /// enrol a new one at their next login.
+    ResetMfa(NameArgs),
+    /// Re-enrol a person (forgotten password, lost phone): their password,
+    /// second factors and sessions are removed, a role that reads charts
+    /// or approves waits for approval again, and a new one-time enrolment
+    /// code is printed.
+    EnrolmentCode(CodeOutArgs),
+    /// Redeem an enrolment code (the person it is for, at this machine):
+    /// set your own password, then enrol a TOTP authenticator.
+    Redeem(RedeemArgs),
     /// Clear a login name's failed attempts after a lockout.
     Unlock(NameArgs),
-    /// Set a person's password and end their sessions.
-    Password {
+    /// Access requests waiting for a second person.
+    Requests {
         #[command(flatten)]
         vault: VaultArgs,
-        /// The login name.
-        username: String,
-        /// Read the new password from this file (else asked on the terminal).
+        /// Print JSON lines.
         #[arg(long)]
-        password_file: Option<PathBuf>,
+        json: bool,
     },
-    /// Issue an API key for a service account (shown once).
+    /// Approve an access request (someone else's; your own only in
+    /// single-operator mode).
+    Approve(RequestArgs),
+    /// Refuse an access request (a refused API key is revoked).
+    Refuse(RequestArgs),
+    /// Show or switch single-operator mode: a one-person pharmacy, where
+    /// the local operator may approve their own requests (audited).
+    SingleOperator {
+        #[command(flatten)]
+        vault: VaultArgs,
+        /// on or off (omit to show the current mode).
+        mode: Option<Switch>,
+    },
+    /// Issue an API key for a service account (shown once). A key with a
+    /// chart-reading scope works once a second person approves it.
     IssueKey {
         #[command(flatten)]
         vault: VaultArgs,
@@ -100,6 +131,15 @@ pub enum UserCommand {
     },
 }
 
+/// On or off.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// Switch on.
+    On,
+    /// Switch off.
+    Off,
+}
+
 /// Flags of `user add`.
 #[derive(Args, Debug)]
 pub struct AddArgs {
@@ -113,20 +153,10 @@ pub struct AddArgs {
     /// Create a service account (API keys only, no interactive login).
     #[arg(long)]
     service: bool,
-    /// Read the initial password from this file (else asked on the terminal).
+    /// Write the enrolment code to this new file (mode 0600) instead of
+    /// printing it.
     #[arg(long, conflicts_with = "service")]
-    password_file: Option<PathBuf>,
-    /// Do not enrol a TOTP authenticator now: the person enrols a second
-    /// factor (TOTP or passkey) at first login.
-    #[arg(long, conflicts_with_all = ["service", "totp_secret_out"])]
-    no_totp: bool,
-    /// Write the TOTP secret (base32) to this new file instead of showing
-    /// the QR code and URI.
-    #[arg(long, conflicts_with = "service")]
-    totp_secret_out: Option<PathBuf>,
-    /// Write the recovery codes to this new file instead of printing them.
-    #[arg(long, conflicts_with = "service")]
-    recovery_codes_out: Option<PathBuf>,
+    code_out: Option<PathBuf>,
 }
 
 /// A vault and an account name.
@@ -138,17 +168,51 @@ pub struct NameArgs {
     username: String,
 }
 
-/// TOTP enrolment flags of `user reset-mfa`.
+/// A vault, a person, and where their new enrolment code goes.
 #[derive(Args, Debug)]
-pub struct TotpArgs {
-    /// Enrol a new TOTP authenticator now (shown as a QR code).
+pub struct CodeOutArgs {
+    #[command(flatten)]
+    vault: VaultArgs,
+    /// The login name.
+    username: String,
+    /// Write the enrolment code to this new file (mode 0600) instead of
+    /// printing it.
     #[arg(long)]
-    enrol_totp: bool,
-    /// With --enrol-totp: write the secret to this new file instead.
-    #[arg(long, requires = "enrol_totp")]
+    code_out: Option<PathBuf>,
+}
+
+/// A vault and an access request.
+#[derive(Args, Debug)]
+pub struct RequestArgs {
+    #[command(flatten)]
+    vault: VaultArgs,
+    /// The request's id (from `user requests`).
+    id: String,
+}
+
+/// Flags of `user redeem`.
+#[derive(Args, Debug)]
+pub struct RedeemArgs {
+    #[command(flatten)]
+    vault: VaultArgs,
+    /// Your login name.
+    username: String,
+    /// Read the enrolment code from this file (else asked on the terminal).
+    #[arg(long)]
+    code_file: Option<PathBuf>,
+    /// Read your new password from this file (else asked on the terminal).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// Only set the password: enrol a second factor (TOTP or passkey) at
+    /// your first login over HTTPS instead.
+    #[arg(long, conflicts_with_all = ["totp_secret_out", "recovery_codes_out"])]
+    no_totp: bool,
+    /// Write the TOTP secret (base32) to this new file instead of showing
+    /// the QR code and URI.
+    #[arg(long)]
     totp_secret_out: Option<PathBuf>,
-    /// With --enrol-totp: write new recovery codes to this new file instead of printing them.
-    #[arg(long, requires = "enrol_totp")]
+    /// Write the recovery codes to this new file instead of printing them.
+    #[arg(long)]
     recovery_codes_out: Option<PathBuf>,
 }
 
@@ -275,6 +339,95 @@ fn rfc3339(t: rxvault_model::Timestamp) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
+/// An enrolment code from a file (trimmed) or, on a terminal, typed
+/// (hidden).
+fn read_code(file: Option<&Path>) -> Result<String> {
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("enrolment code file {}", f.display()))?;
+        return Ok(text.trim().to_string());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to ask for the enrolment code: pass --code-file FILE");
+    }
+    rpassword::prompt_password("enrolment code: ").context("reading the enrolment code")
+}
+
+/// Refuses an output file that exists already, before anything is done
+/// (a code that could not be written would be lost with its account's
+/// state changed).
+fn refuse_existing(out: Option<&Path>) -> Result<()> {
+    if let Some(path) = out
+        && path.exists()
+    {
+        bail!(
+            "{} exists already: secrets are never written over a file",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// A line typed on standard input (a TOTP code to confirm enrolment).
+fn read_line(prompt: &str) -> Result<String> {
+    eprint!("{prompt}");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading standard input")?;
+    Ok(line.trim().to_string())
+}
+
+fn show_enrolment(username: &str, code: &EnrolmentCode, out: Option<&Path>) -> Result<()> {
+    let expires = rfc3339(code.expires_at());
+    match out {
+        Some(path) => {
+            write_secret(path, &format!("{}\n", code.code()))?;
+            outln!(
+                "enrolment code for {username} written to {} (mode 0600); it works once, until {expires}",
+                path.display()
+            );
+        }
+        None => outln!(
+            "enrolment code for {username} (shown once; works once, until {expires}):\n{}",
+            code.code()
+        ),
+    }
+    outln!(
+        "{username} redeems it to set their own password and enrol TOTP: `rxvault user redeem {username}` on this machine, or POST /api/v1/enrolment"
+    );
+    Ok(())
+}
+
+fn show_request(r: &AccessRequest) {
+    outln!(
+        "{} for {} waits for a second person: request {} (asked by {}, lapses {})",
+        r.grant,
+        r.target,
+        r.id,
+        r.requested_by,
+        rfc3339(r.expires_at)
+    );
+    outln!(
+        "  approve: an administrator or the privacy officer over HTTPS (POST /api/v1/access-requests/{}/approve), or `rxvault user approve {}` for a request someone else made (your own only in single-operator mode)",
+        r.id,
+        r.id
+    );
+}
+
+fn request_json(r: &AccessRequest) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "target": r.target,
+        "grant": r.grant.to_string(),
+        "requested_by": r.requested_by,
+        "created_at": rfc3339(r.created_at),
+        "expires_at": rfc3339(r.expires_at),
+        "status": r.status.name(),
+    })
+}
+
 /// Runs `rxvault user ...`.
 pub fn run_user(command: UserCommand) -> Result<ExitCode> {
     match command {
@@ -291,28 +444,29 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let role = a.role.as_deref().unwrap_or_default();
-            let password = read_password(a.password_file.as_deref())?;
+            refuse_existing(a.code_out.as_deref())?;
             // Audited by rxvault-auth with its real outcome (an unknown
-            // role or a taken name as denied).
-            let info = admin.create_user_named(&a.username, role, &password)?;
-            outln!("created {} ({}) as {role}", info.username, info.id);
-            if a.no_totp {
-                outln!(
-                    "no second factor yet: {} must enrol one (TOTP or passkey) at first login",
-                    info.username
-                );
-            } else {
-                let enrolment = admin.enrol_totp(&info.username)?;
-                show_totp(&enrolment, a.totp_secret_out.as_deref())?;
-                let codes = admin.issue_recovery_codes(&info.username)?;
-                show_codes(&codes, a.recovery_codes_out.as_deref())?;
+            // role or a taken name as denied), the request and the code too.
+            let new = admin.add_person_named(&a.username, role)?;
+            outln!("created {} ({})", new.user.username, new.user.id);
+            match &new.role {
+                RoleChange::Applied => outln!("role: {role}"),
+                RoleChange::Pending(r) => {
+                    outln!("no role until the request is approved");
+                    show_request(r);
+                }
             }
+            show_enrolment(&new.user.username, &new.enrolment, a.code_out.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::List { vault, json } => {
             let auth = open_auth(&vault)?;
             for u in auth.key_holder().users()? {
-                let role = u.role.map_or("service", Role::name);
+                let role = match (u.service, u.role) {
+                    (true, _) => "service",
+                    (false, Some(r)) => r.name(),
+                    (false, None) => "-",
+                };
                 if json {
                     outln!(
                         "{}",
@@ -336,7 +490,7 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
                     if u.locked {
                         flags.push("LOCKED".to_string());
                     }
-                    if u.role.is_some() {
+                    if !u.service {
                         let mut f = Vec::new();
                         if u.totp {
                             f.push("totp".to_string());
@@ -371,46 +525,97 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             username,
             role: r,
         } => {
-            open_auth(&vault)?
+            match open_auth(&vault)?
                 .key_holder()
-                .set_role_named(&username, &r)?;
-            outln!("{username} is now {r}");
-            Ok(ExitCode::SUCCESS)
-        }
-        UserCommand::ResetMfa {
-            vault,
-            username,
-            totp,
-        } => {
-            let auth = open_auth(&vault)?;
-            let admin = auth.key_holder();
-            admin.reset_mfa(&username)?;
-            outln!("second factors of {username} removed; sessions revoked");
-            if totp.enrol_totp {
-                let enrolment = admin.enrol_totp(&username)?;
-                show_totp(&enrolment, totp.totp_secret_out.as_deref())?;
-                let codes = admin.issue_recovery_codes(&username)?;
-                show_codes(&codes, totp.recovery_codes_out.as_deref())?;
-            } else {
-                outln!("{username} enrols a new second factor at next login");
+                .set_role_named(&username, &r)?
+            {
+                RoleChange::Applied => outln!("{username} is now {r}"),
+                RoleChange::Pending(request) => {
+                    outln!("{username}'s role is unchanged until the request is approved");
+                    show_request(&request);
+                }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::ResetMfa(n) => {
+            open_auth(&n.vault)?.key_holder().reset_mfa(&n.username)?;
+            outln!(
+                "second factors of {} removed; sessions revoked; they enrol a new one at next login",
+                n.username
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::EnrolmentCode(a) => {
+            refuse_existing(a.code_out.as_deref())?;
+            let auth = open_auth(&a.vault)?;
+            let issued = auth.key_holder().issue_enrolment_code(&a.username)?;
+            outln!(
+                "{}: password, second factors and sessions removed",
+                a.username
+            );
+            if let Some(r) = &issued.request {
+                show_request(r);
+            }
+            show_enrolment(&a.username, &issued.enrolment, a.code_out.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Redeem(a) => {
+            redeem(a, &mut || read_line("code from your authenticator app: "))
         }
         UserCommand::Unlock(n) => {
             open_auth(&n.vault)?.key_holder().unlock(&n.username)?;
             outln!("{} unlocked", n.username);
             Ok(ExitCode::SUCCESS)
         }
-        UserCommand::Password {
-            vault,
-            username,
-            password_file,
-        } => {
-            let password = read_password(password_file.as_deref())?;
-            open_auth(&vault)?
-                .key_holder()
-                .set_password(&username, &password)?;
-            outln!("password of {username} changed; sessions revoked");
+        UserCommand::Requests { vault, json } => {
+            let auth = open_auth(&vault)?;
+            let pending = auth.key_holder().approver().pending()?;
+            for r in &pending {
+                if json {
+                    outln!("{}", request_json(r));
+                } else {
+                    outln!(
+                        "{}  {:<20} {:<40} asked by {:<16} lapses {}",
+                        r.id,
+                        r.target,
+                        r.grant.to_string(),
+                        r.requested_by,
+                        rfc3339(r.expires_at)
+                    );
+                }
+            }
+            if !json {
+                eprintln!("{} pending request(s)", pending.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Approve(a) => {
+            let auth = open_auth(&a.vault)?;
+            // Audited by rxvault-auth with its real outcome and basis.
+            let r = auth.key_holder().approver().approve(&a.id)?;
+            outln!("approved: {} for {}", r.grant, r.target);
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Refuse(a) => {
+            let auth = open_auth(&a.vault)?;
+            let r = auth.key_holder().approver().refuse(&a.id)?;
+            outln!("refused: {} for {}", r.grant, r.target);
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::SingleOperator { vault, mode } => {
+            let auth = open_auth(&vault)?;
+            if let Some(mode) = mode {
+                auth.key_holder().set_single_operator(mode == Switch::On)?;
+            }
+            if auth.single_operator()? {
+                outln!(
+                    "single-operator mode is on: the local operator may approve their own access requests (each approval is audited as such)"
+                );
+            } else {
+                outln!(
+                    "single-operator mode is off: access requests need a second person (an administrator or the privacy officer over HTTPS, or the local operator for someone else's request)"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::IssueKey {
@@ -458,6 +663,10 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
                     issued.key.expose()
                 ),
             }
+            if let Some(r) = &issued.request {
+                outln!("the key reads charts: it is refused until the request is approved");
+                show_request(r);
+            }
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Keys(n) => {
@@ -478,6 +687,8 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
                     k.expires_at.map_or("never".into(), rfc3339),
                     if k.revoked_at.is_some() {
                         "REVOKED"
+                    } else if k.pending {
+                        "PENDING APPROVAL"
                     } else {
                         ""
                     }
@@ -491,6 +702,38 @@ pub fn run_user(command: UserCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `user redeem`: the person sets their own password with their code and,
+/// unless `--no-totp`, enrols a TOTP authenticator here, confirmed with a
+/// first code from `confirm` (the terminal).
+fn redeem(a: RedeemArgs, confirm: &mut dyn FnMut() -> Result<String>) -> Result<ExitCode> {
+    let code = read_code(a.code_file.as_deref())?;
+    let password = read_password(a.password_file.as_deref())?;
+    let auth = open_auth(&a.vault)?;
+    let here = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    // Audited by rxvault-auth (enrolment-code-redeemed) with its outcome.
+    let login = auth.redeem_enrolment(&a.username, &code, &password, &Client::at(here))?;
+    outln!("password set for {}", a.username);
+    let Login::Enrol(enrolling) = login else {
+        outln!("log in with it and your second factor");
+        return Ok(ExitCode::SUCCESS);
+    };
+    if a.no_totp {
+        outln!(
+            "enrol a second factor (TOTP or passkey) at your first login over HTTPS (POST /api/v1/sessions, then /api/v1/sessions/enrol/...)"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let enrolment = auth.start_totp_enrolment(&enrolling)?;
+    show_totp(&enrolment, a.totp_secret_out.as_deref())?;
+    let first = confirm()?;
+    let (session, codes) = auth.finish_totp_enrolment(enrolling, &first)?;
+    // The enrolment completed a login; this command needs no session.
+    auth.logout(session.principal())?;
+    outln!("TOTP enrolled for {}", a.username);
+    show_codes(&codes, a.recovery_codes_out.as_deref())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `rxvault session ...`.
@@ -611,31 +854,82 @@ mod tests {
         }
     }
 
+    fn pending_ids(fx: &Fx) -> Vec<String> {
+        let auth = open_auth(&fx.args).unwrap();
+        let ids = auth.key_holder().approver().pending().unwrap();
+        ids.into_iter().map(|r| r.id).collect()
+    }
+
+    fn request(fx: &Fx, id: &str) -> RequestArgs {
+        RequestArgs {
+            vault: fx.args.clone(),
+            id: id.to_string(),
+        }
+    }
+
     #[test]
-    fn add_writes_secrets_to_private_files_and_the_user_can_log_in() {
+    fn a_person_redeems_their_code_and_logs_in_once_their_role_is_approved() {
         let fx = vault();
-        std::fs::write(fx.file("pw"), "violet harbor lantern 42\n").unwrap();
+        run_user(UserCommand::SingleOperator {
+            vault: fx.args.clone(),
+            mode: Some(Switch::On),
+        })
+        .unwrap();
         run_user(UserCommand::Add(AddArgs {
             vault: fx.args.clone(),
             username: "Pat.Smith".into(),
             role: Some("pharmacist".into()),
             service: false,
+            code_out: Some(fx.file("code")),
+        }))
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(fx.file("code"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let pending = pending_ids(&fx);
+        assert_eq!(pending.len(), 1, "the pharmacist role waits for approval");
+        run_user(UserCommand::Approve(request(&fx, &pending[0]))).unwrap();
+        assert!(pending_ids(&fx).is_empty());
+
+        // The person sets their own password and enrols TOTP.
+        std::fs::write(fx.file("pw"), "violet harbor lantern 42\n").unwrap();
+        let totp_file = fx.file("totp");
+        let mut confirm = || {
+            let secret = TotpSecret::from_base32(std::fs::read_to_string(&totp_file)?.trim())?;
+            // The previous step: a login right after is no replay.
+            Ok(secret
+                .code_at(SystemClock.now().unix_timestamp() - 30)
+                .to_string())
+        };
+        let redeem_args = || RedeemArgs {
+            vault: fx.args.clone(),
+            username: "pat.smith".into(),
+            code_file: Some(fx.file("code")),
             password_file: Some(fx.file("pw")),
             no_totp: false,
             totp_secret_out: Some(fx.file("totp")),
             recovery_codes_out: Some(fx.file("codes")),
-        }))
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
+        };
+        redeem(redeem_args(), &mut confirm).unwrap();
         for f in ["totp", "codes"] {
             let mode = std::fs::metadata(fx.file(f)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
         let codes = std::fs::read_to_string(fx.file("codes")).unwrap();
         assert_eq!(codes.lines().count(), 10);
-        let secret =
-            TotpSecret::from_base32(std::fs::read_to_string(fx.file("totp")).unwrap().trim())
-                .unwrap();
+        std::fs::remove_file(fx.file("totp")).unwrap();
+        std::fs::remove_file(fx.file("codes")).unwrap();
+        assert!(
+            redeem(redeem_args(), &mut confirm).is_err(),
+            "a code works once"
+        );
+        assert!(
+            !fx.file("totp").exists(),
+            "nothing was enrolled with the spent code"
+        );
 
         let auth = open_auth(&fx.args).unwrap();
         let here = "127.0.0.1".parse().unwrap();
@@ -646,9 +940,12 @@ mod tests {
         else {
             panic!("TOTP was enrolled")
         };
-        let code = secret.code_at(SystemClock.now().unix_timestamp());
-        let session = auth.verify_totp(p, &code).unwrap();
-        assert_eq!(session.principal().role(), Some(Role::Pharmacist));
+        let codes: Vec<&str> = codes.lines().collect();
+        let session = auth.verify_recovery_code(p, codes[0]).unwrap();
+        assert_eq!(
+            session.principal().role(),
+            Some(rxvault_auth::Role::Pharmacist)
+        );
 
         // Files are never overwritten.
         let again = run_user(UserCommand::Add(AddArgs {
@@ -656,12 +953,13 @@ mod tests {
             username: "other".into(),
             role: Some("billing".into()),
             service: false,
-            password_file: Some(fx.file("pw")),
-            no_totp: false,
-            totp_secret_out: Some(fx.file("totp")),
-            recovery_codes_out: None,
+            code_out: Some(fx.file("code")),
         }));
         assert!(again.is_err());
+        assert!(
+            auth.key_holder().user("other").is_err(),
+            "refused before the account was made"
+        );
 
         // Sessions can be listed and revoked from the command line.
         run_session(SessionCommand::List {
@@ -679,31 +977,63 @@ mod tests {
         })
         .unwrap();
         assert!(auth.authenticate(session.token(), here, None).is_err());
+
+        // Re-enrolment: the password is gone and the role waits again.
+        run_user(UserCommand::EnrolmentCode(CodeOutArgs {
+            vault: fx.args.clone(),
+            username: "pat.smith".into(),
+            code_out: Some(fx.file("code2")),
+        }))
+        .unwrap();
+        assert!(
+            auth.login_password("pat.smith", &password, &Client::at(here))
+                .is_err()
+        );
+        assert_eq!(pending_ids(&fx).len(), 1);
+        let users = auth.key_holder().users().unwrap();
+        assert_eq!(users[0].role, None);
     }
 
     #[test]
-    fn roles_disable_reset_and_keys() {
+    fn roles_requests_disable_and_keys() {
         let fx = vault();
-        std::fs::write(fx.file("pw"), "violet harbor lantern 42").unwrap();
         let add = |name: &str, role: Option<&str>, service: bool| {
             run_user(UserCommand::Add(AddArgs {
                 vault: fx.args.clone(),
                 username: name.into(),
                 role: role.map(str::to_string),
                 service,
-                password_file: (!service).then(|| fx.file("pw")),
-                no_totp: true,
-                totp_secret_out: None,
-                recovery_codes_out: None,
+                code_out: (!service).then(|| fx.file(&format!("code-{name}"))),
             }))
         };
         add("tess", Some("technician"), false).unwrap();
+        add("sam", Some("shipping-clerk"), false).unwrap();
         add("pms", None, true).unwrap();
         assert!(add("bad", Some("superuser"), false).is_err());
+        let tess_request = pending_ids(&fx);
+        assert_eq!(tess_request.len(), 1, "a shipping clerk needs no approval");
+        // The local operator's own request needs someone else...
+        assert!(run_user(UserCommand::Approve(request(&fx, &tess_request[0]))).is_err());
+        // ... unless this is a one-person pharmacy.
+        run_user(UserCommand::SingleOperator {
+            vault: fx.args.clone(),
+            mode: Some(Switch::On),
+        })
+        .unwrap();
+        run_user(UserCommand::Approve(request(&fx, &tess_request[0]))).unwrap();
         run_user(UserCommand::Role {
             vault: fx.args.clone(),
             username: "tess".into(),
             role: "billing".into(),
+        })
+        .unwrap();
+        let billing = pending_ids(&fx);
+        assert_eq!(billing.len(), 1, "technician to billing is not a lowering");
+        run_user(UserCommand::Refuse(request(&fx, &billing[0]))).unwrap();
+        run_user(UserCommand::Role {
+            vault: fx.args.clone(),
+            username: "tess".into(),
+            role: "shipping-clerk".into(),
         })
         .unwrap();
         run_user(UserCommand::Disable(NameArgs {
@@ -734,13 +1064,19 @@ mod tests {
         let auth = open_auth(&fx.args).unwrap();
         let users = auth.key_holder().users().unwrap();
         let tess = users.iter().find(|u| u.username == "tess").unwrap();
-        assert_eq!(tess.role, Some(Role::Billing));
+        assert_eq!(tess.role, Some(rxvault_auth::Role::ShippingClerk));
         assert!(tess.disabled && !tess.totp);
         let key = std::fs::read_to_string(fx.file("key")).unwrap();
         let key = rxvault_crypto::Token::from_presented(key.trim());
-        let p = auth
-            .authenticate_api_key(&key, "10.1.2.3".parse().unwrap())
-            .unwrap();
+        let lan = "10.1.2.3".parse().unwrap();
+        assert!(
+            auth.authenticate_api_key(&key, lan).is_err(),
+            "a chart-reading key waits for approval"
+        );
+        let key_request = pending_ids(&fx);
+        assert_eq!(key_request.len(), 1);
+        run_user(UserCommand::Approve(request(&fx, &key_request[0]))).unwrap();
+        let p = auth.authenticate_api_key(&key, lan).unwrap();
         assert_eq!(p.scopes(), &[Scope::FillsRead]);
         assert!(
             auth.authenticate_api_key(&key, "192.0.2.1".parse().unwrap())

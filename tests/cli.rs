@@ -91,6 +91,83 @@ impl Scratch {
         self.ok(&v.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
+    /// A person enrolled through the command line the way people are: the
+    /// local operator adds them (a one-time enrolment code to a file) and,
+    /// in single-operator mode switched on for the moment, approves their
+    /// role; the person redeems the code with `password` and enrols TOTP,
+    /// confirming with a code typed on standard input (the previous time
+    /// step's, so a login right after is no replay). Returns the file with
+    /// the TOTP secret.
+    fn enrol(&self, name: &str, role: &str, password: &str) -> PathBuf {
+        let code = self.path(&format!("{name}.code"));
+        let pw = self.path(&format!("{name}.pw"));
+        let totp = self.path(&format!("{name}.totp"));
+        std::fs::write(&pw, format!("{password}\n")).unwrap();
+        self.ok_vault(&["user", "single-operator", "on"]);
+        let added = self.ok_vault(&[
+            "user",
+            "add",
+            name,
+            "--role",
+            role,
+            "--code-out",
+            code.to_str().unwrap(),
+        ]);
+        assert!(!added.contains(&std::fs::read_to_string(&code).unwrap().trim().to_string()));
+        for line in self.ok_vault(&["user", "requests", "--json"]).lines() {
+            let r: Value = serde_json::from_str(line).unwrap();
+            if r["target"] == name {
+                self.ok_vault(&["user", "approve", r["id"].as_str().unwrap()]);
+            }
+        }
+        self.ok_vault(&["user", "single-operator", "off"]);
+        let args = self.vault(&[
+            "user",
+            "redeem",
+            name,
+            "--code-file",
+            code.to_str().unwrap(),
+            "--password-file",
+            pw.to_str().unwrap(),
+            "--totp-secret-out",
+            totp.to_str().unwrap(),
+            "--recovery-codes-out",
+            self.path(&format!("{name}.recovery")).to_str().unwrap(),
+        ]);
+        let mut child = self
+            .cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let secret = loop {
+            if let Ok(text) = std::fs::read_to_string(&totp)
+                && text.ends_with('\n')
+            {
+                break rxvault_crypto::TotpSecret::from_base32(text.trim()).unwrap();
+            }
+            assert!(child.try_wait().unwrap().is_none(), "redeem ended early");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let now = rxvault_model::Clock::now(&rxvault_model::SystemClock).unix_timestamp();
+        use std::io::Write;
+        writeln!(
+            child.stdin.take().unwrap(),
+            "{}",
+            secret.code_at(now - 30).as_str()
+        )
+        .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "redeem: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        totp
+    }
+
     fn synth(&self, name: &str, patients: u64, seed: u64) -> PathBuf {
         let out = self.path(name);
         self.ok(&[
@@ -767,20 +844,7 @@ fn sigkill_server_under_load(pg: Option<&Schema>) {
     let mut args = s.vault(&["import"]);
     args.push(input.display().to_string());
     s.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let password = s.path("pw.txt");
-    std::fs::write(&password, "violet harbor lantern 1927\n").unwrap();
-    let totp = s.path("totp.txt");
-    s.ok_vault(&[
-        "user",
-        "add",
-        "pharm",
-        "--role",
-        "pharmacist",
-        "--password-file",
-        password.to_str().unwrap(),
-        "--totp-secret-out",
-        totp.to_str().unwrap(),
-    ]);
+    let totp = s.enrol("pharm", "pharmacist", "violet harbor lantern 1927");
 
     let port = 21000 + (std::process::id() % 20000) as u16 + u16::from(pg.is_some());
     let listen = format!("127.0.0.1:{port}");
@@ -1183,4 +1247,110 @@ fn cli_processes_share_a_data_key_and_accents_fold() {
         .parse()
         .unwrap();
     assert_eq!(data_keys, 1, "22 processes made {data_keys} data keys");
+}
+
+/// Separation of duties from the command line (issue 9, item 2): no
+/// command sets a person's password; the first administrator is given at
+/// once, every other sensitive role waits for a second person, the local
+/// operator cannot approve their own request unless single-operator mode
+/// is on, and each step is in the audit log with its outcome.
+#[test]
+fn separation_of_duties_from_the_command_line() {
+    let s = Scratch::new();
+    s.init(&[]);
+    // The old ways are gone.
+    let pw = s.path("pw.txt");
+    std::fs::write(&pw, "violet harbor lantern 1927\n").unwrap();
+    let v = s.vault(&[
+        "user",
+        "add",
+        "pat",
+        "--role",
+        "pharmacist",
+        "--password-file",
+        pw.to_str().unwrap(),
+    ]);
+    let out = s.run(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no --password-file for user add"
+    );
+    let v = s.vault(&["user", "password", "pat"]);
+    let out = s.run(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(2), "no `user password`");
+
+    let owner = s.ok_vault(&["user", "add", "owner", "--role", "administrator"]);
+    assert!(owner.contains("role: administrator"), "{owner}");
+    assert!(owner.contains("enrolment code for owner"), "{owner}");
+    let pat = s.ok_vault(&["user", "add", "pat", "--role", "pharmacist"]);
+    assert!(pat.contains("waits for a second person"), "{pat}");
+    let requests: Vec<Value> = s
+        .ok_vault(&["user", "requests", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0]["target"], "pat");
+    assert_eq!(requests[0]["requested_by"], "local");
+    let id = requests[0]["id"].as_str().unwrap().to_string();
+    let v = s.vault(&["user", "approve", &id]);
+    let out = s.run(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the local operator's own request"
+    );
+    assert!(
+        s.ok_vault(&["user", "single-operator"])
+            .contains("single-operator mode is off")
+    );
+    s.ok_vault(&["user", "single-operator", "on"]);
+    assert!(
+        s.ok_vault(&["user", "approve", &id])
+            .contains("approved: role pharmacist for pat")
+    );
+    s.ok_vault(&["user", "single-operator", "off"]);
+    assert!(s.ok_vault(&["user", "requests", "--json"]).is_empty());
+    let list = s.ok_vault(&["user", "list", "--json"]);
+    assert!(list.contains(r#""role":"pharmacist""#), "{list}");
+
+    let audit: Vec<Value> = s
+        .ok_vault(&["audit", "query", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<(String, String)> = audit
+        .iter()
+        .map(|e| {
+            (
+                e["action"]["type"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .filter(|(kind, _)| kind != "audit-log-used")
+        .collect();
+    let step = |k: &str, o: &str| (k.to_string(), o.to_string());
+    assert_eq!(
+        steps,
+        vec![
+            step("user-admin", "success"),
+            step("access-requested", "success"),
+            step("access-approved", "success"),
+            step("enrolment-code-issued", "success"),
+            step("user-admin", "success"),
+            step("access-requested", "success"),
+            step("enrolment-code-issued", "success"),
+            step("access-approved", "denied"),
+            step("single-operator-set", "success"),
+            step("access-approved", "success"),
+            step("single-operator-set", "success"),
+        ]
+    );
+    let first = audit
+        .iter()
+        .find(|e| e["action"]["type"] == "access-approved")
+        .unwrap();
+    assert_eq!(first["action"]["details"]["basis"], "first-administrator");
+    assert_eq!(first["actor"]["kind"], "local");
 }

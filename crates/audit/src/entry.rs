@@ -455,6 +455,124 @@ pub enum Action {
     },
     /// Anything else.
     Other(String),
+    /// Access that needs a second person's approval was asked for (a role
+    /// that reads charts or approves, an API key with a chart-reading
+    /// scope): nothing is granted yet.
+    AccessRequested {
+        /// The request's id (what an approver approves).
+        request: String,
+        /// The account it is for.
+        target: String,
+        /// What it would grant.
+        grant: AccessGrant,
+    },
+    /// An approval of an access request (outcome success: the access is
+    /// granted; denied: the approver may not approve it, e.g. their own
+    /// request or one for themselves, or it expired or was decided).
+    AccessApproved {
+        /// The request's id.
+        request: String,
+        /// The account it is for (`None`: no such request).
+        target: Option<String>,
+        /// What it grants.
+        grant: Option<AccessGrant>,
+        /// Who asked (`local` for the local operator).
+        requested_by: Option<String>,
+        /// On what ground it was approved (granted approvals only).
+        basis: Option<ApprovalBasis>,
+    },
+    /// An access request refused by an approver (a refused API key is
+    /// revoked); denied: the refusal was not allowed.
+    AccessRefused {
+        /// The request's id.
+        request: String,
+        /// The account it is for (`None`: no such request).
+        target: Option<String>,
+        /// What it would have granted.
+        grant: Option<AccessGrant>,
+        /// Who asked.
+        requested_by: Option<String>,
+    },
+    /// A one-time enrolment code issued for a person (a new account, or one
+    /// re-enrolling: its password, second factors and sessions are gone).
+    EnrolmentCodeIssued {
+        /// The account.
+        target: String,
+        /// When the code stops working (Unix ms).
+        expires_ms: i64,
+    },
+    /// An enrolment code presented (success: the person set their own
+    /// password; denied: a wrong, spent or expired code, a refused
+    /// password, or throttled).
+    EnrolmentCodeRedeemed {
+        /// The account named.
+        target: String,
+    },
+    /// Single-operator mode switched (the local operator may approve their
+    /// own requests: a one-person pharmacy).
+    SingleOperatorSet {
+        /// On or off.
+        enabled: bool,
+    },
+}
+
+/// What an access request grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum AccessGrant {
+    /// A role for a person.
+    Role {
+        /// The role asked for.
+        role: String,
+        /// The role held when it was asked.
+        previous: Option<String>,
+    },
+    /// That an API key with chart-reading scopes may be used.
+    ApiKey {
+        /// The key's public id.
+        key: String,
+        /// All its scopes.
+        scopes: Vec<String>,
+    },
+}
+
+impl AccessGrant {
+    /// A short description (`role pharmacist`, `api-key K (patients.read)`).
+    pub fn describe(&self) -> String {
+        match self {
+            AccessGrant::Role { role, .. } => format!("role {role}"),
+            AccessGrant::ApiKey { key, scopes } => {
+                format!("api-key {key} ({})", scopes.join(" "))
+            }
+        }
+    }
+}
+
+/// On what ground an access request was approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalBasis {
+    /// A second person: an administrator or the privacy officer who neither
+    /// asked nor is the subject, or the local operator approving someone
+    /// else's request.
+    SecondPerson,
+    /// The local operator approving their own request in single-operator
+    /// mode.
+    SingleOperator,
+    /// The local operator making the vault's first administrator (no one
+    /// could approve yet).
+    FirstAdministrator,
+}
+
+impl ApprovalBasis {
+    /// The stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ApprovalBasis::SecondPerson => "second-person",
+            ApprovalBasis::SingleOperator => "single-operator",
+            ApprovalBasis::FirstAdministrator => "first-administrator",
+        }
+    }
 }
 
 /// The kind of an [`Action`], without details: what is in the clear and
@@ -507,11 +625,23 @@ pub enum ActionKind {
     BreakGlassReviewed,
     /// [`Action::Other`].
     Other,
+    /// [`Action::AccessRequested`].
+    AccessRequested,
+    /// [`Action::AccessApproved`].
+    AccessApproved,
+    /// [`Action::AccessRefused`].
+    AccessRefused,
+    /// [`Action::EnrolmentCodeIssued`].
+    EnrolmentCodeIssued,
+    /// [`Action::EnrolmentCodeRedeemed`].
+    EnrolmentCodeRedeemed,
+    /// [`Action::SingleOperatorSet`].
+    SingleOperatorSet,
 }
 
 impl ActionKind {
     /// Every kind.
-    pub const ALL: [ActionKind; 23] = [
+    pub const ALL: [ActionKind; 29] = [
         ActionKind::AuthSuccess,
         ActionKind::AuthFailure,
         ActionKind::MfaSuccess,
@@ -535,6 +665,12 @@ impl ActionKind {
         ActionKind::AuditLogUsed,
         ActionKind::BreakGlassReviewed,
         ActionKind::Other,
+        ActionKind::AccessRequested,
+        ActionKind::AccessApproved,
+        ActionKind::AccessRefused,
+        ActionKind::EnrolmentCodeIssued,
+        ActionKind::EnrolmentCodeRedeemed,
+        ActionKind::SingleOperatorSet,
     ];
 
     /// The stable code (part of the stored format).
@@ -563,6 +699,12 @@ impl ActionKind {
             ActionKind::AuditLogUsed => 40,
             ActionKind::BreakGlassReviewed => 41,
             ActionKind::Other => 99,
+            ActionKind::AccessRequested => 60,
+            ActionKind::AccessApproved => 61,
+            ActionKind::AccessRefused => 62,
+            ActionKind::EnrolmentCodeIssued => 63,
+            ActionKind::EnrolmentCodeRedeemed => 64,
+            ActionKind::SingleOperatorSet => 65,
         }
     }
 
@@ -597,6 +739,12 @@ impl ActionKind {
             ActionKind::AuditLogUsed => "audit-log-used",
             ActionKind::BreakGlassReviewed => "break-glass-reviewed",
             ActionKind::Other => "other",
+            ActionKind::AccessRequested => "access-requested",
+            ActionKind::AccessApproved => "access-approved",
+            ActionKind::AccessRefused => "access-refused",
+            ActionKind::EnrolmentCodeIssued => "enrolment-code-issued",
+            ActionKind::EnrolmentCodeRedeemed => "enrolment-code-redeemed",
+            ActionKind::SingleOperatorSet => "single-operator-set",
         }
     }
 
@@ -639,6 +787,12 @@ impl Action {
             Action::AuditLogUsed { .. } => ActionKind::AuditLogUsed,
             Action::BreakGlassReviewed { .. } => ActionKind::BreakGlassReviewed,
             Action::Other(_) => ActionKind::Other,
+            Action::AccessRequested { .. } => ActionKind::AccessRequested,
+            Action::AccessApproved { .. } => ActionKind::AccessApproved,
+            Action::AccessRefused { .. } => ActionKind::AccessRefused,
+            Action::EnrolmentCodeIssued { .. } => ActionKind::EnrolmentCodeIssued,
+            Action::EnrolmentCodeRedeemed { .. } => ActionKind::EnrolmentCodeRedeemed,
+            Action::SingleOperatorSet { .. } => ActionKind::SingleOperatorSet,
         }
     }
 

@@ -90,8 +90,9 @@ pub mod verify;
 
 pub use checkpoint::{Checkpoint, SignedCheckpoint, VerifierKey};
 pub use entry::{
-    Action, ActionKind, Actor, ActorKind, Entry, ExportFormat, ExportProtection, Header,
-    KeyRotation, KindCategories, LoggedEntry, Outcome, RotationStep, Sink, StoredEntry, WriteOp,
+    AccessGrant, Action, ActionKind, Actor, ActorKind, ApprovalBasis, Entry, ExportFormat,
+    ExportProtection, Header, KeyRotation, KindCategories, LoggedEntry, Outcome, RotationStep,
+    Sink, StoredEntry, WriteOp,
 };
 pub use log::{AuditConfig, AuditLog, Pending, Receipt, StoreLocation, open_store};
 pub use reader::{AuditReader, ExportScope, ExportStatus, PatientSeen, Query};

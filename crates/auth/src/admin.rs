@@ -1,31 +1,42 @@
 //! Administration: people, roles, second factors, sessions, service
 //! accounts and their API keys.
 //!
-//! Two doors lead here:
+//! Two doors lead here, and both do the same thing through the same
+//! functions (so the same act gives the same audit entry):
 //! - [`Auth::admin`] for a principal allowed [`Action::UserAdmin`] with a
 //!   second factor in the last 5 minutes (the HTTP API). Such an
-//!   administrator cannot change their own role (no self-promotion to a
-//!   chart-reading role) and cannot set anyone's second factor.
+//!   administrator cannot change their own role or re-enrol themselves.
 //! - [`Auth::key_holder`] for whoever holds the vault's key on the vault's
-//!   machine (the `rxvault user ...` commands): holding the key already
-//!   means holding all the data, so nothing more is asked. Only this door
-//!   can enrol a TOTP authenticator on someone's behalf
-//!   ([`KeyHolder::enrol_totp`]), for handing over in person.
+//!   machine (the `rxvault user ...` commands, principal `local`): holding
+//!   the key already means holding all the data, so nothing more is asked
+//!   to administer; approvals count them as one person (see
+//!   [`crate::duties`]).
+//!
+//! Neither door sets a person's password or second factor: a person gets
+//! a one-time enrolment code ([`Admin::add_person`],
+//! [`Admin::issue_enrolment_code`]) and sets their own password with it
+//! ([`Auth::redeem_enrolment`]); a role that reads charts or approves, and
+//! an API key that reads charts, wait for a second person's approval
+//! ([`crate::duties`]).
 //!
 //! Service accounts never log in interactively: they have no password and
 //! authenticate only with API keys ([`Auth::authenticate_api_key`]), each
 //! with its own scopes, optional expiry and optional source allow-list. A
-//! key is shown once at issue; only its SHA-256 hash is stored.
+//! key is shown once at issue; only its SHA-256 hash is stored. A key with
+//! a chart-reading scope ([`Scope::reads_charts`]) is refused until a
+//! second person approves it.
 
 use crate::cidr::{self, Cidr};
-use crate::login::{RecoveryCodes, TotpEnrolment};
+use crate::duties::{
+    AccessRequest, EnrolmentCode, Grant, NewPerson, Reenrolment, RoleChange, UNASSIGNED, entry_by,
+    outcome_of, stored_role,
+};
 use crate::principal::{Actor, HostId, Principal, SessionId, UserId};
 use crate::session::{RevokeTarget, SessionInfo};
 use crate::throttle::normalize_username;
-use crate::{Action, Auth, Error, Result, Role, Scope, policy, secs, ts};
+use crate::{Action, Auth, Error, Result, Role, Scope, secs, ts};
 use rxvault_audit::Action as AuditAction;
-use rxvault_crypto::password::hash_password;
-use rxvault_crypto::{Password, Token, TokenKind, TotpSecret};
+use rxvault_crypto::{Token, TokenKind};
 use rxvault_model::Timestamp;
 use rxvault_store::auth::{
     AccountKind, AccountUpdate, SessionFilter, StoredAccount, StoredApiKey, ThrottleScope,
@@ -44,8 +55,11 @@ pub struct UserInfo {
     pub id: UserId,
     /// Login name (people) or service name.
     pub username: String,
-    /// A person's role; `None` for service accounts.
+    /// A person's role; `None` for service accounts, and for a person with
+    /// none yet (awaiting approval, or re-enrolling).
     pub role: Option<Role>,
+    /// A service account (API keys only).
+    pub service: bool,
     /// Disabled.
     pub disabled: bool,
     /// Has a TOTP authenticator.
@@ -67,6 +81,9 @@ pub struct IssuedApiKey {
     pub id: String,
     /// The key (`rxk_...`); only its hash is stored.
     pub key: Token,
+    /// The approval it waits for (a chart-reading scope): refused until
+    /// then.
+    pub request: Option<AccessRequest>,
 }
 
 /// An API key as administrators see it.
@@ -88,6 +105,8 @@ pub struct ApiKeyInfo {
     pub revoked_at: Option<Timestamp>,
     /// Last used (coarse).
     pub last_used_at: Option<Timestamp>,
+    /// Waiting for a second person's approval (refused until then).
+    pub pending: bool,
 }
 
 /// Administration on behalf of an administrator principal or the key
@@ -153,6 +172,7 @@ impl Auth {
         let from_allowed_source =
             cidr::parse_list(&k.allowed_sources).is_ok_and(|list| cidr::allows(&list, source));
         let valid = hash.matches(key, TokenKind::ApiKey)
+            && !k.pending
             && k.revoked_at.is_none()
             && k.expires_at.is_none_or(|e| now < e)
             && from_allowed_source;
@@ -199,6 +219,17 @@ pub fn validate_username(name: &str) -> Result<String> {
             "a user name is 3 to 64 characters of a-z, 0-9, '.', '_', '-' and '@', starting with a letter or digit"
                 .into(),
         ))
+    }
+}
+
+impl<'a> Admin<'a> {
+    pub(crate) fn auth(&self) -> &'a Auth {
+        self.auth
+    }
+
+    /// Who administers (`None`: the local operator).
+    pub(crate) fn by(&self) -> Option<&Principal> {
+        self.by.as_ref()
     }
 }
 
@@ -251,7 +282,11 @@ impl Admin<'_> {
             .is_some_and(|t| t.failures >= self.auth.config.throttle.account_lockout);
         Ok(UserInfo {
             id,
-            role: Role::from_name(&a.role),
+            role: match a.kind {
+                AccountKind::Human => stored_role(&a.role).flatten(),
+                AccountKind::Service => None,
+            },
+            service: a.kind == AccountKind::Service,
             username: a.username,
             disabled: a.disabled,
             totp: factors.totp,
@@ -262,37 +297,117 @@ impl Admin<'_> {
         })
     }
 
-    /// Creates a person with a role and an initial password (checked
-    /// against the policy). They must enrol a second factor at first login
-    /// unless the key holder enrols one now.
-    pub fn create_user(&self, username: &str, role: Role, password: &Password) -> Result<UserInfo> {
-        self.audited(
+    /// Creates a person with a role, and the one-time enrolment code they
+    /// set their own password with ([`Auth::redeem_enrolment`]; hand it to
+    /// them). A role that reads charts or approves is requested, not
+    /// given: the account has no role until a second person approves
+    /// ([`crate::duties`]). Audited: the creation, the request, the code.
+    pub fn add_person(&self, username: &str, role: Role) -> Result<NewPerson> {
+        let (account, pending) = self.audited(
             AuditAction::UserAdmin {
                 operation: format!("create ({role})"),
                 target: username.to_string(),
             },
             || {
                 let name = validate_username(username)?;
-                let password = policy::check(&name, password).map_err(Error::WeakPassword)?;
-                let hash = hash_password(&password, &self.auth.pepper)?;
-                let now = self.now();
-                let account = StoredAccount {
-                    id: rxvault_crypto::random_id()?,
-                    username: name.clone(),
-                    kind: AccountKind::Human,
-                    role: role.name().to_string(),
-                    disabled: false,
-                    password_hash: Some(hash.as_str().to_string()),
-                    created_at: now,
-                    updated_at: now,
-                };
-                if !self.auth.store.create_account(&account)? {
-                    return Err(Error::Conflict(format!("the user name {name} is taken")));
-                }
-                tracing::info!(user = %account.id, role = %role, "user created");
-                self.info(account)
+                self.create_person(&name, role)
             },
-        )
+        )?;
+        let change = if pending {
+            self.auth.request_access(
+                self.by(),
+                &account,
+                Grant::Role {
+                    role,
+                    previous: None,
+                },
+            )?
+        } else {
+            RoleChange::Applied
+        };
+        let enrolment = self.enrolment_code(&account)?;
+        let account = self.account(&account.username)?;
+        Ok(NewPerson {
+            user: self.info(account)?,
+            enrolment,
+            role: change,
+        })
+    }
+
+    /// Issues an enrolment code for `account`, audited.
+    fn enrolment_code(&self, account: &StoredAccount) -> Result<EnrolmentCode> {
+        let result = self.auth.new_enrolment_code(self.by(), account);
+        self.auth.record(
+            self.entry(AuditAction::EnrolmentCodeIssued {
+                target: account.username.clone(),
+                expires_ms: result
+                    .as_ref()
+                    .map_or(0, |c| rxvault_audit::unix_ms(c.expires_at())),
+            })
+            .outcome(outcome_of(&result)),
+        )?;
+        result
+    }
+
+    /// Re-enrols a person (forgotten password, lost second factors): at
+    /// once their password, second factors and sessions are gone and a
+    /// role that reads charts or approves is suspended; the new enrolment
+    /// code lets them set a password again, and their role comes back only
+    /// when a second person approves the request returned. (An
+    /// administrator who issues a code sees it; this is why the role is
+    /// what needs the approval.) Not for oneself.
+    pub fn issue_enrolment_code(&self, username: &str) -> Result<Reenrolment> {
+        let result = (|| {
+            let a = self.person(username)?;
+            if self
+                .by
+                .as_ref()
+                .is_some_and(|p| p.user_id().as_str() == a.id)
+            {
+                return Err(Error::Forbidden {
+                    action: Action::UserAdmin,
+                });
+            }
+            let previous = stored_role(&a.role).flatten();
+            let kept = previous.filter(|r| !r.is_sensitive());
+            let now = self.now();
+            if !self
+                .auth
+                .store
+                .reset_account(&a.id, kept.map_or(UNASSIGNED, Role::name), now)?
+            {
+                return Err(Error::NotFound { what: "user" });
+            }
+            self.auth.store.supersede_role_requests(&a.id, now)?;
+            tracing::warn!(user = %a.id, "account reset for re-enrolment");
+            let code = self.auth.new_enrolment_code(self.by(), &a)?;
+            Ok((a, previous.filter(|r| r.is_sensitive()), code))
+        })();
+        self.auth.record(
+            self.entry(AuditAction::EnrolmentCodeIssued {
+                target: username.to_string(),
+                expires_ms: result
+                    .as_ref()
+                    .map_or(0, |(_, _, c)| rxvault_audit::unix_ms(c.expires_at())),
+            })
+            .outcome(outcome_of(&result)),
+        )?;
+        let (account, suspended, enrolment) = result?;
+        let request = match suspended {
+            Some(role) => match self.auth.request_access(
+                self.by(),
+                &account,
+                Grant::Role {
+                    role,
+                    previous: None,
+                },
+            )? {
+                RoleChange::Pending(r) => Some(r),
+                RoleChange::Applied => None,
+            },
+            None => None,
+        };
+        Ok(Reenrolment { enrolment, request })
     }
 
     /// Every account.
@@ -311,35 +426,42 @@ impl Admin<'_> {
         self.info(a)
     }
 
-    /// Changes a person's role (effective on their next request). An
-    /// administrator may not change their own.
-    pub fn set_role(&self, username: &str, role: Role) -> Result<()> {
-        self.audited(
-            AuditAction::RoleAdmin {
-                operation: "set".into(),
-                role: role.name().to_string(),
-                target: Some(username.to_string()),
-            },
-            || {
-                let a = self.person(username)?;
-                if self
-                    .by
-                    .as_ref()
-                    .is_some_and(|p| p.user_id().as_str() == a.id)
-                {
-                    return Err(Error::Forbidden {
-                        action: Action::UserAdmin,
-                    });
-                }
-                self.auth.store.update_account(
-                    &a.id,
-                    &AccountUpdate::Role(role.name().into()),
-                    self.now(),
-                )?;
-                tracing::info!(user = %a.id, role = %role, "role changed");
-                Ok(())
-            },
-        )
+    /// Changes a person's role (effective on their next request): at once
+    /// for a lowering or a role that neither reads charts nor approves;
+    /// otherwise as a request a second person approves
+    /// ([`RoleChange::Pending`], audited as `access-requested`; the role is
+    /// unchanged until then). An administrator may not change their own.
+    pub fn set_role(&self, username: &str, role: Role) -> Result<RoleChange> {
+        let mut requested = false;
+        let result = (|| {
+            let a = self.person(username)?;
+            if self
+                .by
+                .as_ref()
+                .is_some_and(|p| p.user_id().as_str() == a.id)
+            {
+                return Err(Error::Forbidden {
+                    action: Action::UserAdmin,
+                });
+            }
+            requested = crate::permissions::needs_approval(stored_role(&a.role).flatten(), role);
+            let change = self.change_role(&a, role)?;
+            tracing::info!(user = %a.id, role = %role, pending = matches!(change, RoleChange::Pending(_)), "role change");
+            Ok(change)
+        })();
+        // A request records itself (and its approval, for the first
+        // administrator); anything else is recorded here.
+        if !requested {
+            self.auth.record(
+                self.entry(AuditAction::RoleAdmin {
+                    operation: "set".into(),
+                    role: role.name().to_string(),
+                    target: Some(username.to_string()),
+                })
+                .outcome(outcome_of(&result)),
+            )?;
+        }
+        result
     }
 
     /// Disables an account and revokes its sessions at once (a service
@@ -415,30 +537,6 @@ impl Admin<'_> {
                 self.auth
                     .revoke_unchecked(&RevokeTarget::User(UserId(a.id.clone())))?;
                 tracing::warn!(user = %a.id, "second factors reset");
-                Ok(())
-            },
-        )
-    }
-
-    /// Sets a person's password (checked against the policy) and revokes
-    /// their sessions.
-    pub fn set_password(&self, username: &str, password: &Password) -> Result<()> {
-        self.audited(
-            AuditAction::UserAdmin {
-                operation: "set-password".into(),
-                target: username.to_string(),
-            },
-            || {
-                let a = self.person(username)?;
-                let password = policy::check(&a.username, password).map_err(Error::WeakPassword)?;
-                let hash = hash_password(&password, &self.auth.pepper)?;
-                self.auth.store.update_account(
-                    &a.id,
-                    &AccountUpdate::PasswordHash(hash.as_str().into()),
-                    self.now(),
-                )?;
-                self.auth
-                    .revoke_unchecked(&RevokeTarget::User(UserId(a.id.clone())))?;
                 Ok(())
             },
         )
@@ -554,9 +652,11 @@ impl Admin<'_> {
                 let key = Token::generate(TokenKind::ApiKey)?;
                 let now = self.now();
                 let id = rxvault_crypto::random_id()?;
-                let mut names: Vec<&str> = scopes.iter().map(|s| s.name()).collect();
-                names.sort_unstable();
-                names.dedup();
+                let mut sorted = scopes.to_vec();
+                sorted.sort_unstable_by_key(|s| s.name());
+                sorted.dedup();
+                let names: Vec<&str> = sorted.iter().map(|s| s.name()).collect();
+                let pending = sorted.iter().any(|s| s.reads_charts());
                 self.auth.store.insert_api_key(&StoredApiKey {
                     id: id.clone(),
                     key_hash: key.hash(TokenKind::ApiKey).0,
@@ -567,11 +667,35 @@ impl Admin<'_> {
                     expires_at: lifetime.map(|d| now.saturating_add(secs(d))),
                     revoked_at: None,
                     last_used_at: None,
+                    pending,
                 })?;
-                tracing::info!(account = %a.id, key = %id, "API key issued");
-                Ok(IssuedApiKey { id, key })
+                tracing::info!(account = %a.id, key = %id, pending, "API key issued");
+                Ok((
+                    IssuedApiKey {
+                        id,
+                        key,
+                        request: None,
+                    },
+                    a,
+                    sorted,
+                    pending,
+                ))
             },
         )
+        .and_then(|(mut issued, account, scopes, pending)| {
+            if pending {
+                let grant = Grant::ApiKey {
+                    key: issued.id.clone(),
+                    scopes,
+                };
+                if let RoleChange::Pending(r) =
+                    self.auth.request_access(self.by(), &account, grant)?
+                {
+                    issued.request = Some(r);
+                }
+            }
+            Ok(issued)
+        })
     }
 
     /// A service account's API keys (none of them usable: ids and
@@ -597,6 +721,7 @@ impl Admin<'_> {
                     expires_at: k.expires_at.map(ts),
                     revoked_at: k.revoked_at.map(ts),
                     last_used_at: k.last_used_at.map(ts),
+                    pending: k.pending,
                     id: k.id,
                 })
             })
@@ -627,10 +752,7 @@ impl Admin<'_> {
     /// The audit entry of an act by this administrator (the key holder:
     /// the local operator).
     fn entry(&self, action: AuditAction) -> rxvault_audit::Entry {
-        match &self.by {
-            Some(p) => p.audit_entry(action),
-            None => rxvault_audit::Entry::new(rxvault_audit::Actor::local_operator(), action),
-        }
+        entry_by(self.by.as_ref(), action)
     }
 
     /// Does `act` and records it with its real outcome: a refusal (a bad
@@ -639,26 +761,17 @@ impl Admin<'_> {
     /// whether the command line or HTTPS asked.
     fn audited<T>(&self, action: AuditAction, act: impl FnOnce() -> Result<T>) -> Result<T> {
         let result = act();
-        let outcome = match &result {
-            Ok(_) => rxvault_audit::Outcome::Success,
-            Err(e) if e.is_refusal() => rxvault_audit::Outcome::Denied,
-            Err(_) => rxvault_audit::Outcome::Error,
-        };
-        self.auth.record(self.entry(action).outcome(outcome))?;
+        self.auth
+            .record(self.entry(action).outcome(outcome_of(&result)))?;
         result
     }
 
-    /// [`create_user`](Self::create_user) with the role by name (as typed
+    /// [`add_person`](Self::add_person) with the role by name (as typed
     /// on the command line or sent over HTTPS): an unknown role is a
     /// refused create, audited as such.
-    pub fn create_user_named(
-        &self,
-        username: &str,
-        role: &str,
-        password: &Password,
-    ) -> Result<UserInfo> {
+    pub fn add_person_named(&self, username: &str, role: &str) -> Result<NewPerson> {
         match Role::from_name(role) {
-            Some(role) => self.create_user(username, role, password),
+            Some(role) => self.add_person(username, role),
             None => self.audited(
                 AuditAction::UserAdmin {
                     operation: format!("create ({role})"),
@@ -670,7 +783,7 @@ impl Admin<'_> {
     }
 
     /// [`set_role`](Self::set_role) with the role by name.
-    pub fn set_role_named(&self, username: &str, role: &str) -> Result<()> {
+    pub fn set_role_named(&self, username: &str, role: &str) -> Result<RoleChange> {
         match Role::from_name(role) {
             Some(r) => self.set_role(username, r),
             None => self.audited(
@@ -688,42 +801,4 @@ impl Admin<'_> {
 fn unknown_role(role: &str) -> Error {
     let known: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
     Error::Invalid(format!("no role {role:?} (roles: {})", known.join(", ")))
-}
-
-impl KeyHolder<'_> {
-    /// Enrols a new TOTP authenticator for a person, replacing any, to hand
-    /// over in person (the command line prints its QR code).
-    pub fn enrol_totp(&self, username: &str) -> Result<TotpEnrolment> {
-        self.audited(
-            AuditAction::UserAdmin {
-                operation: "enrol-totp".into(),
-                target: username.to_string(),
-            },
-            || {
-                let a = self.person(username)?;
-                let secret = TotpSecret::generate()?;
-                self.auth.store_totp(&UserId(a.id.clone()), &secret, None)?;
-                tracing::info!(user = %a.id, "TOTP enrolled by the key holder");
-                Ok(TotpEnrolment::new(
-                    secret,
-                    &self.auth.config.issuer,
-                    &a.username,
-                ))
-            },
-        )
-    }
-
-    /// Replaces a person's recovery codes, to hand over in person.
-    pub fn issue_recovery_codes(&self, username: &str) -> Result<RecoveryCodes> {
-        self.audited(
-            AuditAction::UserAdmin {
-                operation: "issue-recovery-codes".into(),
-                target: username.to_string(),
-            },
-            || {
-                let a = self.person(username)?;
-                self.auth.new_recovery_codes(&UserId(a.id))
-            },
-        )
-    }
 }

@@ -1,4 +1,5 @@
-//! Settings: timeouts, throttling, WebAuthn relying party.
+//! Settings: timeouts, enrolment-code and access-request lifetimes,
+//! throttling, WebAuthn relying party.
 //!
 //! The defaults are NIST SP 800-63B AAL2 (rev. 3 §4.2.3): reauthenticate
 //! after 30 minutes of inactivity and at least every 12 hours. Rev. 4 allows
@@ -34,6 +35,12 @@ pub struct AuthConfig {
     /// Refuse a session token presented from another source address than
     /// the one that logged in (default on).
     pub bind_source_address: bool,
+    /// How long a one-time enrolment code may be redeemed (default 72
+    /// hours).
+    pub enrolment_code_lifetime: Duration,
+    /// How long an access request waits for its second person before it
+    /// lapses (default 7 days).
+    pub access_request_lifetime: Duration,
     /// Failed-attempt limits.
     pub throttle: ThrottleConfig,
     /// Passkeys (WebAuthn); `None` disables them.
@@ -51,6 +58,8 @@ impl Default for AuthConfig {
             break_glass_duration: Duration::from_secs(3600),
             touch_interval: Duration::from_secs(60),
             bind_source_address: true,
+            enrolment_code_lifetime: Duration::from_secs(72 * 3600),
+            access_request_lifetime: Duration::from_secs(7 * 24 * 3600),
             throttle: ThrottleConfig::default(),
             webauthn: None,
         }

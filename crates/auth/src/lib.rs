@@ -24,8 +24,9 @@
 //! - **Throttling** ([`throttle`]): per login name and per source address,
 //!   exponential backoff, lockout at 20 consecutive failures; unknown users
 //!   are throttled, locked and timed exactly like real ones.
-//! - **Step-up**: bulk export, key operations, user administration and
-//!   break-glass need a second-factor check in the last 5 minutes.
+//! - **Step-up**: bulk export, key operations, user administration,
+//!   approvals and break-glass need a second-factor check in the last 5
+//!   minutes.
 //! - **Break-glass** ([`break_glass`]): a typed reason, one hour, read-only
 //!   access to whole charts, flagged for the privacy officer.
 //! - **Service accounts** ([`admin`]): scoped API keys, no interactive
@@ -36,6 +37,10 @@
 //!   failed sign-in) the reason the client is not told, through the
 //!   [`rxvault_audit::Sink`] it was built with. Callers pass the request's
 //!   [`Client`] and write no entries of their own.
+//! - **Separation of duties** ([`duties`]): no one sets a person's
+//!   password or second factor (a one-time enrolment code lets the person
+//!   set their own), and a role that reads charts or approves, or an API
+//!   key that reads charts, needs a second person's approval.
 //!
 //! # Example
 //! ```no_run
@@ -76,10 +81,10 @@
 //! | [`Error::StepUpRequired`] | 401 | with `WWW-Authenticate: Bearer error="insufficient_user_authentication"` (RFC 9470): present a second factor, then retry. |
 //! | [`Error::Throttled`] | 429 | with `Retry-After`; applies to unknown names too. |
 //! | [`Error::Locked`] | 423 | applies to unknown names too (they lock the same way), so it reveals nothing. |
-//! | [`Error::Forbidden`] | 403 | authenticated, but the role or scopes do not allow the action. |
+//! | [`Error::Forbidden`] | 403 | authenticated, but the role or scopes do not allow the action (or separation of duties does not: approving one's own request, changing one's own role). |
 //! | [`Error::WeakPassword`], [`Error::Invalid`] | 400 (or 422) | a request that can never succeed as sent. |
 //! | [`Error::NotFound`] | 404 | administration only (a user, session, key or grant id); never from login. |
-//! | [`Error::Conflict`] | 409 | user name taken, passkey already registered. |
+//! | [`Error::Conflict`] | 409 | user name taken, passkey already registered, access request already decided or expired. |
 //! | [`Error::PasskeysDisabled`] | 404 | the server has no WebAuthn relying party configured. |
 //! | [`Error::Store`], [`Error::Crypto`] | 500 (503 for a full disk) | logged server-side; the body says nothing more. |
 //!
@@ -102,6 +107,8 @@
 //! - [`admin`]: user administration, service accounts and API keys.
 //! - [`trail`]: what sign-ins record in the audit log (the [`Client`]
 //!   a caller passes in, methods and failure reasons).
+//! - [`duties`]: enrolment codes, access requests and their approval,
+//!   single-operator mode.
 //! - [`cidr`]: IP allow-lists.
 #![deny(missing_docs)]
 
@@ -109,6 +116,7 @@ pub mod admin;
 pub mod break_glass;
 pub mod cidr;
 pub mod config;
+pub mod duties;
 pub mod login;
 pub mod passkey;
 pub mod permissions;
@@ -121,6 +129,9 @@ pub mod trail;
 pub use admin::{Admin, ApiKeyInfo, IssuedApiKey, KeyHolder, UserInfo};
 pub use break_glass::{BreakGlassGrant, Coding};
 pub use config::{AuthConfig, ThrottleConfig, WebauthnConfig};
+pub use duties::{
+    AccessRequest, Approver, EnrolmentCode, Grant, NewPerson, Reenrolment, RoleChange,
+};
 pub use login::{RecoveryCodes, TotpEnrolment};
 pub use permissions::{Action, Constraint, Role, Scope};
 pub use principal::{Access, Actor, HostId, Principal, SessionId, UserId};

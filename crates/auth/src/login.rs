@@ -23,7 +23,7 @@ use crate::principal::{Actor, HostId, Principal, SessionId, UserId};
 use crate::session::{Authenticated, Core, Enrolling, Factors, Login, PendingMfa, Session};
 use crate::throttle::normalize_username;
 use crate::trail::{Attempt, Client, Failed, Failure, Method};
-use crate::{Auth, Error, Result, Role, policy, ts};
+use crate::{Auth, Error, Result, policy, ts};
 use base64::Engine;
 use rxvault_audit::Action as AuditAction;
 use rxvault_crypto::password::{self, PasswordHash};
@@ -692,7 +692,7 @@ impl Auth {
         let account = self
             .human(pending.user.as_str())?
             .ok_or(Error::Unauthenticated)?;
-        let role = Role::from_name(&account.role).ok_or(Error::Unauthenticated)?;
+        let role = crate::duties::stored_role(&account.role).ok_or(Error::Unauthenticated)?;
         let session = self.complete_login(pending, role)?;
         self.succeed(subjects)?;
         Ok(session)

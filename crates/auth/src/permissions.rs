@@ -28,6 +28,11 @@
 //! - **Administrators** manage users and keys but read no chart, except
 //!   through break-glass, which is time-limited, needs a typed reason and
 //!   is flagged for review.
+//! - **Separation of duties**: giving someone a role that reads charts or
+//!   approves ([`needs_approval`]), or a service key a chart-reading scope
+//!   ([`Scope::reads_charts`]), needs a second person's approval
+//!   ([`Action::AccessApprove`]: another administrator or the privacy
+//!   officer; see [`crate::duties`]).
 //! - **Pharmacists** see everything and alone may bulk-export (with
 //!   step-up); **technicians** see everything but may not verify
 //!   (update) prescriptions or export.
@@ -150,11 +155,14 @@ pub enum Action {
     AuditRead,
     /// Start emergency access beyond one's role.
     BreakGlass,
+    /// Approve or refuse another person's request for chart access (a role,
+    /// an API key's scopes): the second person of separation of duties.
+    AccessApprove,
 }
 
 impl Action {
     /// Every action, in table order.
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 24] = [
         Action::PatientRead,
         Action::PatientSearch,
         Action::PatientCreate,
@@ -178,6 +186,7 @@ impl Action {
         Action::KeyOperations,
         Action::AuditRead,
         Action::BreakGlass,
+        Action::AccessApprove,
     ];
 
     /// A stable name (`patient.read`, ...), for logs, audit and errors.
@@ -206,6 +215,7 @@ impl Action {
             Action::KeyOperations => "key.operations",
             Action::AuditRead => "audit.read",
             Action::BreakGlass => "break-glass",
+            Action::AccessApprove => "access.approve",
         }
     }
 
@@ -215,7 +225,11 @@ impl Action {
     pub fn needs_step_up(self) -> bool {
         matches!(
             self,
-            Action::BulkExport | Action::UserAdmin | Action::KeyOperations | Action::BreakGlass
+            Action::BulkExport
+                | Action::UserAdmin
+                | Action::KeyOperations
+                | Action::BreakGlass
+                | Action::AccessApprove
         )
     }
 
@@ -278,7 +292,7 @@ use Grant::{N, T, Y};
 /// Action × role, columns in [`Role::ALL`] order:
 /// pharmacist, technician, shipping clerk, billing, privacy officer,
 /// administrator.
-pub const ACTIONS: [(Action, [Grant; 6]); 23] = [
+pub const ACTIONS: [(Action, [Grant; 6]); 24] = [
     //                                 pharm tech ship bill priv admin
     (Action::PatientRead, [Y, Y, N, Y, N, N]),
     (Action::PatientSearch, [Y, Y, N, Y, N, N]),
@@ -303,6 +317,7 @@ pub const ACTIONS: [(Action, [Grant; 6]); 23] = [
     (Action::KeyOperations, [N, N, N, N, N, Y]),
     (Action::AuditRead, [N, N, N, N, Y, N]),
     (Action::BreakGlass, [N, N, N, Y, N, Y]),
+    (Action::AccessApprove, [N, N, N, N, Y, Y]),
 ];
 
 /// Whether `role` may do `action`, and with which limit (`None`: not
@@ -339,6 +354,52 @@ pub fn categories(role: Role, kind: RecordKind) -> CategorySet {
         (Role::Billing, K::Allergy) => CategorySet::NONE,
         (Role::PrivacyOfficer | Role::Administrator, _) => CategorySet::NONE,
     }
+}
+
+impl Role {
+    /// Whether this role reads charts: some chart read or search without a
+    /// limit (pharmacist, technician, billing; not the shipping clerk,
+    /// who sees today's labels only).
+    pub fn reads_charts(self) -> bool {
+        Action::ALL
+            .into_iter()
+            .any(|a| a.break_glass_read() && allowed(self, a) == Some(Constraint::Unrestricted))
+    }
+
+    /// Whether giving someone this role needs a second person: it reads
+    /// charts, may break the glass, or approves others' access (a role
+    /// that approves, given alone, would let its giver approve their own
+    /// requests through it).
+    pub fn is_sensitive(self) -> bool {
+        self.reads_charts()
+            || allowed(self, Action::BreakGlass).is_some()
+            || allowed(self, Action::AccessApprove).is_some()
+    }
+
+    /// Whether everything this role may do and see, `other` may too (a
+    /// change from `other` to this role is a lowering).
+    pub fn within(self, other: Role) -> bool {
+        let rank = |c: Option<Constraint>| match c {
+            None => 0,
+            Some(Constraint::FillsDatedToday) => 1,
+            Some(Constraint::Unrestricted) => 2,
+        };
+        Action::ALL
+            .into_iter()
+            .all(|a| rank(allowed(self, a)) <= rank(allowed(other, a)))
+            && RecordKind::ALL.into_iter().all(|k| {
+                let theirs = categories(other, k);
+                categories(self, k).iter().all(|c| theirs.contains(c))
+            })
+    }
+}
+
+/// Whether changing a person's role from `from` (`None`: no role yet) to
+/// `to` needs a second person's approval: `to` is sensitive
+/// ([`Role::is_sensitive`]) and not a lowering ([`Role::within`]). Giving
+/// a shipping-clerk role, or lowering a role, takes effect at once.
+pub fn needs_approval(from: Option<Role>, to: Role) -> bool {
+    to.is_sensitive() && !from.is_some_and(|f| to.within(f))
 }
 
 /// What an active break-glass grant lets its holder see, of every kind.
@@ -397,6 +458,15 @@ impl Scope {
     /// The scope with this name.
     pub fn from_name(name: &str) -> Option<Scope> {
         Scope::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether this scope reads charts (a chart read or search without a
+    /// limit): a key with it is usable only once a second person approves
+    /// it. `shipping.read` (today's labels) does not.
+    pub fn reads_charts(self) -> bool {
+        scope_actions(self)
+            .iter()
+            .any(|(a, c)| a.break_glass_read() && *c == Constraint::Unrestricted)
     }
 }
 
@@ -580,7 +650,11 @@ mod tests {
         assert_eq!(allowed(Role::Billing, Action::AllergyRead), None);
         for action in Action::ALL {
             let priv_ok = allowed(Role::PrivacyOfficer, action).is_some();
-            assert_eq!(priv_ok, action == Action::AuditRead, "{action}");
+            assert_eq!(
+                priv_ok,
+                matches!(action, Action::AuditRead | Action::AccessApprove),
+                "{action}"
+            );
             if allowed(Role::Administrator, action).is_some() {
                 assert!(
                     matches!(
@@ -589,6 +663,7 @@ mod tests {
                             | Action::RevokeSessions
                             | Action::KeyOperations
                             | Action::BreakGlass
+                            | Action::AccessApprove
                     ),
                     "{action}"
                 );
@@ -641,6 +716,7 @@ mod tests {
                 Action::KeyOperations,
                 Action::AuditRead,
                 Action::BreakGlass,
+                Action::AccessApprove,
             ] {
                 assert_eq!(scopes_allow(&[scope], action), None, "{scope} {action}");
             }
@@ -675,7 +751,8 @@ mod tests {
                 Action::BulkExport,
                 Action::UserAdmin,
                 Action::KeyOperations,
-                Action::BreakGlass
+                Action::BreakGlass,
+                Action::AccessApprove
             ]
         );
         for a in Action::ALL {
@@ -684,5 +761,57 @@ mod tests {
                 assert!(a.name().ends_with(".read") || a.name().ends_with(".search"));
             }
         }
+    }
+
+    #[test]
+    fn which_role_changes_need_a_second_person() {
+        use Role::*;
+        let chart: Vec<Role> = Role::ALL.into_iter().filter(|r| r.reads_charts()).collect();
+        assert_eq!(chart, vec![Pharmacist, Technician, Billing]);
+        let sensitive: Vec<Role> = Role::ALL.into_iter().filter(|r| r.is_sensitive()).collect();
+        assert_eq!(
+            sensitive,
+            vec![
+                Pharmacist,
+                Technician,
+                Billing,
+                PrivacyOfficer,
+                Administrator
+            ],
+            "chart readers, break-glass holders and approvers"
+        );
+        // A new account: every sensitive role needs a second person.
+        for r in Role::ALL {
+            assert_eq!(needs_approval(None, r), r != ShippingClerk, "{r}");
+        }
+        // Lowerings and non-chart roles take effect at once.
+        assert!(!needs_approval(Some(Pharmacist), Technician));
+        assert!(!needs_approval(Some(Pharmacist), ShippingClerk));
+        assert!(!needs_approval(Some(Administrator), ShippingClerk));
+        assert!(!needs_approval(Some(Billing), Billing));
+        // Raises and sideways moves into a sensitive role do not.
+        assert!(needs_approval(Some(Technician), Pharmacist));
+        assert!(needs_approval(Some(Billing), Technician), "allergies");
+        assert!(needs_approval(Some(Technician), Billing), "break-glass");
+        assert!(needs_approval(Some(ShippingClerk), Billing));
+        assert!(needs_approval(Some(Administrator), Pharmacist));
+        assert!(needs_approval(Some(Pharmacist), Administrator));
+        assert!(needs_approval(Some(Administrator), PrivacyOfficer));
+        assert!(needs_approval(Some(PrivacyOfficer), Administrator));
+        for r in Role::ALL {
+            assert!(r.within(r));
+        }
+        let chart_scopes: Vec<Scope> = Scope::ALL
+            .into_iter()
+            .filter(|s| s.reads_charts())
+            .collect();
+        assert_eq!(
+            chart_scopes,
+            vec![
+                Scope::PatientsRead,
+                Scope::PrescriptionsRead,
+                Scope::FillsRead
+            ]
+        );
     }
 }

@@ -95,8 +95,10 @@ pub enum Actor {
         id: UserId,
         /// Login name.
         username: String,
-        /// Role (as of this request).
-        role: Role,
+        /// Role (as of this request); `None`: none yet (a new person whose
+        /// role awaits a second person's approval, or one re-enrolling),
+        /// who may do nothing but manage their own session.
+        role: Option<Role>,
     },
     /// A service account, by API key.
     Service {
@@ -158,7 +160,7 @@ impl Principal {
     /// The role (people only).
     pub fn role(&self) -> Option<Role> {
         match &self.actor {
-            Actor::User { role, .. } => Some(*role),
+            Actor::User { role, .. } => *role,
             Actor::Service { .. } => None,
         }
     }
@@ -231,7 +233,7 @@ impl Principal {
     /// by [`Auth::authorize`](crate::Auth::authorize), which needs the clock.
     pub fn permits(&self, action: Action) -> Option<Access> {
         let own = match &self.actor {
-            Actor::User { role, .. } => permissions::allowed(*role, action),
+            Actor::User { role, .. } => role.and_then(|r| permissions::allowed(r, action)),
             Actor::Service { .. } => permissions::scopes_allow(&self.scopes, action),
         };
         match own {
@@ -248,7 +250,9 @@ impl Principal {
     /// scopes', widened by an active break-glass grant.
     pub fn categories(&self, kind: RecordKind) -> CategorySet {
         let own = match &self.actor {
-            Actor::User { role, .. } => permissions::categories(*role, kind),
+            Actor::User { role, .. } => {
+                role.map_or(CategorySet::NONE, |r| permissions::categories(r, kind))
+            }
             Actor::Service { .. } => permissions::scopes_categories(&self.scopes, kind),
         };
         if self.break_glass.is_some() {

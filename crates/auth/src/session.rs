@@ -266,7 +266,7 @@ impl Auth {
             Some(a) if a.kind == AccountKind::Human && !a.disabled => a,
             _ => return Err(Error::Unauthenticated),
         };
-        let Some(role) = crate::Role::from_name(&account.role) else {
+        let Some(role) = crate::duties::stored_role(&account.role) else {
             tracing::error!(user = %account.id, "account has an unknown role; refusing its session");
             return Err(Error::Unauthenticated);
         };
@@ -467,7 +467,7 @@ impl Auth {
     pub(crate) fn complete_login(
         &self,
         pending: Core,
-        role: crate::Role,
+        role: Option<crate::Role>,
     ) -> Result<Session<Authenticated>> {
         let (row, core) = self.new_session(
             &pending.user,

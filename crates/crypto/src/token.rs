@@ -1,4 +1,5 @@
-//! Random bearer secrets: session tokens, API keys, recovery codes.
+//! Random bearer secrets: session tokens, API keys, recovery codes,
+//! enrolment codes.
 //!
 //! Each is generated from the operating system's generator, shown to its
 //! holder once, and stored only as a [`TokenHash`]: SHA-256 over a domain
@@ -13,7 +14,10 @@
 //! - API key: `rxk_` + 43 base64url characters (256 bits);
 //! - recovery code: `xxxx-xxxx-xxxx-xxxx`, 16 lower-case base32
 //!   characters (80 bits); typed case-insensitively, dashes and spaces
-//!   ignored.
+//!   ignored;
+//! - enrolment code: `xxxx-xxxx-xxxx-xxxx-xxxx-xxxx`, 24 lower-case
+//!   base32 characters (120 bits), typed the same way: handed to a new
+//!   person (or one re-enrolling), who sets their own password with it.
 
 use crate::otp::base32;
 use crate::{Error, Result};
@@ -35,6 +39,8 @@ pub enum TokenKind {
     ApiKey,
     /// A single-use recovery code.
     RecoveryCode,
+    /// A one-time enrolment code (the holder sets their own password).
+    EnrolmentCode,
 }
 
 impl TokenKind {
@@ -43,7 +49,7 @@ impl TokenKind {
             TokenKind::Session => "rxs_",
             TokenKind::PendingLogin => "rxp_",
             TokenKind::ApiKey => "rxk_",
-            TokenKind::RecoveryCode => "",
+            TokenKind::RecoveryCode | TokenKind::EnrolmentCode => "",
         }
     }
 
@@ -53,6 +59,7 @@ impl TokenKind {
             TokenKind::PendingLogin => b"pending-login",
             TokenKind::ApiKey => b"api-key",
             TokenKind::RecoveryCode => b"recovery-code",
+            TokenKind::EnrolmentCode => b"enrolment-code",
         }
     }
 }
@@ -66,9 +73,13 @@ impl Token {
     pub fn generate(kind: TokenKind) -> Result<Self> {
         let bytes = random::<32>()?;
         match kind {
-            TokenKind::RecoveryCode => {
-                let code = base32::encode(&bytes[..10]).to_ascii_lowercase();
-                let grouped: Vec<&str> = (0..4).map(|i| &code[i * 4..i * 4 + 4]).collect();
+            TokenKind::RecoveryCode | TokenKind::EnrolmentCode => {
+                let (len, groups) = match kind {
+                    TokenKind::RecoveryCode => (10, 4),
+                    _ => (15, 6),
+                };
+                let code = Zeroizing::new(base32::encode(&bytes[..len]).to_ascii_lowercase());
+                let grouped: Vec<&str> = (0..groups).map(|i| &code[i * 4..i * 4 + 4]).collect();
                 Ok(Self(Zeroizing::new(grouped.join("-"))))
             }
             _ => Ok(Self(Zeroizing::new(format!(
@@ -90,11 +101,12 @@ impl Token {
         &self.0
     }
 
-    /// Its hash as stored. Recovery codes are normalised first (lower case,
-    /// dashes and whitespace removed), so `ABCD EFGH ...` matches.
+    /// Its hash as stored. Recovery and enrolment codes are normalised
+    /// first (lower case, dashes and whitespace removed), so `ABCD EFGH ...`
+    /// matches.
     pub fn hash(&self, kind: TokenKind) -> TokenHash {
         let normalised: Zeroizing<String> = match kind {
-            TokenKind::RecoveryCode => Zeroizing::new(
+            TokenKind::RecoveryCode | TokenKind::EnrolmentCode => Zeroizing::new(
                 self.0
                     .chars()
                     .filter(|c| !c.is_whitespace() && *c != '-')
@@ -176,6 +188,18 @@ mod tests {
             r.expose()
                 .chars()
                 .all(|c| c == '-' || c.is_ascii_lowercase() || ('2'..='7').contains(&c))
+        );
+        let e = Token::generate(TokenKind::EnrolmentCode).unwrap();
+        assert_eq!(e.expose().len(), 24 + 5);
+        assert!(
+            e.expose()
+                .chars()
+                .all(|c| c == '-' || c.is_ascii_lowercase() || ('2'..='7').contains(&c))
+        );
+        assert!(
+            !e.hash(TokenKind::EnrolmentCode)
+                .matches(&e, TokenKind::RecoveryCode),
+            "domain separated from recovery codes"
         );
         assert_ne!(s, Token::generate(TokenKind::Session).unwrap());
         assert_eq!(format!("{s:?}"), "Token(<redacted>)");

@@ -59,7 +59,7 @@ pub struct PendingRequest {
 
 /// The client of a request, as identity and access records it: the
 /// connection's address, the host the client names, its user agent.
-fn client(addr: SocketAddr, headers: &HeaderMap) -> ApiResult<Client> {
+pub(crate) fn client(addr: SocketAddr, headers: &HeaderMap) -> ApiResult<Client> {
     let mut client = Client::at(addr.ip()).host(host(headers)?);
     if let Some(ua) = headers
         .get(header::USER_AGENT)
@@ -841,12 +841,12 @@ pub async fn export(
 
 // ------------------------------------------------------------------- users --
 
-/// A new user.
+/// A new person: a name and a role. No password: the answer carries a
+/// one-time enrolment code the person sets their own password with.
 #[derive(Debug, Deserialize)]
 pub struct NewUser {
     username: String,
     role: String,
-    password: String,
 }
 
 /// Changes to a user.
@@ -858,7 +858,7 @@ pub struct UserChange {
 
 fn user_json(u: &rxvault_auth::UserInfo) -> Value {
     json!({
-        "id": u.id.as_str(), "username": u.username, "role": u.role.map(Role::name), "disabled": u.disabled,
+        "id": u.id.as_str(), "username": u.username, "role": u.role.map(Role::name), "service": u.service, "disabled": u.disabled,
         "totp": u.totp, "passkeys": u.passkeys, "recovery_codes": u.recovery_codes, "locked": u.locked,
     })
 }
@@ -873,7 +873,9 @@ pub async fn users(State(state): State<AppState>, caller: Caller) -> ApiResult {
     .await
 }
 
-/// `POST /api/v1/users`.
+/// `POST /api/v1/users`: a new person and their one-time enrolment code
+/// (shown once: hand it to them). A role that reads charts or approves is
+/// a request a second person approves (`role_request`).
 pub async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -883,15 +885,20 @@ pub async fn create_user(
     blocking(move || {
         let admin = state.auth.admin(&caller.principal)?;
         // Audited by rxvault-auth with its real outcome (an unknown role or
-        // a taken name as denied).
-        let user =
-            admin.create_user_named(&body.username, &body.role, &Password::new(body.password))?;
-        Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
+        // a taken name as denied), the request and the code too.
+        let new = admin.add_person_named(&body.username, &body.role)?;
+        let mut out = user_json(&new.user);
+        out["enrolment_code"] = json!(new.enrolment.code());
+        out["enrolment_expires_at"] = json!(new.enrolment.expires_at().unix_timestamp());
+        out["role_request"] = crate::duties::role_change_json(&new.role);
+        Ok((StatusCode::CREATED, Json(out)).into_response())
     })
     .await
 }
 
-/// `PATCH /api/v1/users/{username}`.
+/// `PATCH /api/v1/users/{username}`: a role (at once if it is a lowering
+/// or reads no chart, else a request a second person approves:
+/// `role_request`), disabled or enabled.
 pub async fn change_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -902,15 +909,18 @@ pub async fn change_user(
     blocking(move || {
         let admin = state.auth.admin(&caller.principal)?;
         // Each change is audited by rxvault-auth with its real outcome.
-        if let Some(role) = &body.role {
-            admin.set_role_named(&username, role)?;
-        }
+        let request = match &body.role {
+            Some(role) => crate::duties::role_change_json(&admin.set_role_named(&username, role)?),
+            None => Value::Null,
+        };
         match body.disabled {
             Some(true) => admin.disable(&username)?,
             Some(false) => admin.enable(&username)?,
             None => {}
         }
-        Ok(Json(user_json(&admin.user(&username)?)).into_response())
+        let mut out = user_json(&admin.user(&username)?);
+        out["role_request"] = request;
+        Ok(Json(out).into_response())
     })
     .await
 }

@@ -7,7 +7,9 @@
 //!   `/api/v1/openapi.json` and the authorization-matrix test are built
 //!   from it.
 //! - [`api`]: JSON handlers; [`oversight`]: the privacy officer's (audit
-//!   queries, break-glass review); [`fhir`]: FHIR handlers;
+//!   queries, break-glass review); [`duties`]: enrolment codes and the
+//!   approval of access requests (separation of duties); [`fhir`]: FHIR
+//!   handlers;
 //!   [`fhir_format`]: Bundles, OperationOutcomes, the CapabilityStatement.
 //! - [`services`]: the composition root: the server, scheduled jobs and
 //!   audit-stream consumers, started and stopped together.
@@ -25,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod duties;
 pub mod error;
 pub mod fhir;
 pub mod fhir_format;

@@ -4,7 +4,7 @@
 //! table: an endpoint exists, is documented and is tested by being in it.
 
 use crate::state::AppState;
-use crate::{api, fhir, oversight};
+use crate::{api, duties, fhir, oversight};
 use axum::Router;
 use axum::routing::MethodRouter;
 use rxvault_auth::Action;
@@ -174,6 +174,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     ok(body(ep!(post, "/api/v1/sessions/enrol/passkey/confirm", Public, "Enrol a passkey: the registration", api::enrol_passkey_confirm), "PasskeyRequest"), 200, "SessionToken"),
     ok(body(ep!(post, "/api/v1/sessions/enrol/totp", Public, "Enrol TOTP (a login without a second factor)", api::enrol_totp_start), "PendingRequest"), 200, "TotpEnrolment"),
     ok(body(ep!(post, "/api/v1/sessions/enrol/totp/confirm", Public, "Confirm TOTP enrolment with a first code", api::enrol_totp_confirm), "CodeRequest"), 200, "SessionToken"),
+    ok(body(ep!(post, "/api/v1/enrolment", Public, "Redeem a one-time enrolment code: set your own password, then enrol a second factor", duties::redeem), "RedeemRequest"), 200, "LoginStep"),
     ok(ep!(get, "/api/v1/sessions", Session, "The caller's sessions", api::own_sessions), 200, "Array"),
     ok(ep!(delete, "/api/v1/sessions/current", Session, "Log out", api::logout), 204, "Empty"),
     ok(body(ep!(post, "/api/v1/sessions/step-up", Session, "A fresh second factor (step-up)", api::step_up), "StepUpRequest"), 204, "Empty"),
@@ -204,9 +205,13 @@ pub static ENDPOINTS: &[Endpoint] = &[
     ok(query(ep!(get, "/api/v1/shipments", Guard::Action(Action::ShippingManifest), "The day's packages: ship-to only", api::shipments), &[("date", false, "YYYY-MM-DD (default today)")]), 200, "Array"),
     ok(body(ep!(post, "/api/v1/exports", Guard::Action(Action::BulkExport), "Bulk FHIR export, encrypted to age recipients (step-up)", api::export), "ExportRequest"), 201, "Object"),
     ok(ep!(get, "/api/v1/users", Guard::Action(Action::UserAdmin), "List users (step-up)", api::users), 200, "Array"),
-    ok(body(ep!(post, "/api/v1/users", Guard::Action(Action::UserAdmin), "Create a user (step-up)", api::create_user), "NewUser"), 201, "Object"),
-    body(ep!(patch, "/api/v1/users/{id}", Guard::Action(Action::UserAdmin), "Change a user's role or disable them (step-up)", api::change_user), "UserChange"),
+    ok(body(ep!(post, "/api/v1/users", Guard::Action(Action::UserAdmin), "Create a person: a one-time enrolment code; a role that reads charts or approves waits for a second person (step-up)", api::create_user), "NewUser"), 201, "Object"),
+    body(ep!(patch, "/api/v1/users/{id}", Guard::Action(Action::UserAdmin), "Change a user's role (a raise into a sensitive role is a request) or disable them (step-up)", api::change_user), "UserChange"),
     ok(ep!(delete, "/api/v1/users/{id}/mfa", Guard::Action(Action::UserAdmin), "Reset a user's second factors (step-up)", api::reset_mfa), 204, "Empty"),
+    ok(ep!(post, "/api/v1/users/{id}/enrolment-code", Guard::Action(Action::UserAdmin), "Re-enrol a user: a new one-time enrolment code; a sensitive role waits for approval again (step-up)", duties::issue_code), 201, "Object"),
+    ok(ep!(get, "/api/v1/access-requests", Guard::Action(Action::AccessApprove), "Access requests waiting for a second person (step-up)", duties::pending), 200, "Array"),
+    ok(ep!(post, "/api/v1/access-requests/{id}/approve", Guard::Action(Action::AccessApprove), "Approve an access request: not your own, not one for yourself (step-up)", duties::approve), 200, "Object"),
+    ok(ep!(post, "/api/v1/access-requests/{id}/refuse", Guard::Action(Action::AccessApprove), "Refuse an access request (step-up)", duties::refuse), 200, "Object"),
     ok(body(ep!(post, "/api/v1/break-glass", Guard::Action(Action::BreakGlass), "Emergency access, with a reason (step-up)", api::break_glass), "BreakGlassRequest"), 201, "Object"),
     ok(query(ep!(get, "/api/v1/break-glass", Guard::Action(Action::AuditRead), "Break-glass grants to review (privacy officer)", oversight::grants), &[("unreviewed", false, "true (default) or false")]), 200, "Array"),
     ok(ep!(post, "/api/v1/break-glass/{id}/review", Guard::Action(Action::AuditRead), "Mark a break-glass grant reviewed (privacy officer)", oversight::review), 204, "Empty"),
@@ -356,7 +361,10 @@ pub fn openapi() -> Value {
             },
         );
         let mut codes = vec![400, 500];
-        if e.guard != Guard::Public || e.path.starts_with("/api/v1/sessions") {
+        if e.guard != Guard::Public
+            || e.path.starts_with("/api/v1/sessions")
+            || e.path == "/api/v1/enrolment"
+        {
             codes.extend([401, 403, 404, 409, 413, 422, 423, 429, 503]);
         }
         if e.path.contains("{id}") || e.path.starts_with("/fhir/") {
@@ -403,7 +411,8 @@ pub fn openapi() -> Value {
                 "PasskeyStepUpRequest": object(&["credential"], &[("credential", json!({"type": "object"}))]),
                 "RevokeRequest": object(&[], &[("session", string()), ("user", string()), ("host", string())]),
                 "ExportRequest": object(&["recipients"], &[("recipients", json!({"type": "array", "items": string(), "minItems": 1}))]),
-                "NewUser": object(&["username", "role", "password"], &[("username", string()), ("role", json!({"type": "string", "enum": ["pharmacist", "technician", "shipping-clerk", "billing", "privacy-officer", "administrator"]})), ("password", string())]),
+                "NewUser": object(&["username", "role"], &[("username", string()), ("role", json!({"type": "string", "enum": ["pharmacist", "technician", "shipping-clerk", "billing", "privacy-officer", "administrator"]}))]),
+                "RedeemRequest": object(&["username", "code", "password"], &[("username", string()), ("code", string()), ("password", string())]),
                 "UserChange": object(&[], &[("role", string()), ("disabled", json!({"type": "boolean"}))]),
                 "BreakGlassRequest": object(&["reason"], &[("reason", string())]),
             }

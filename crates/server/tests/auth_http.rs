@@ -7,7 +7,6 @@ mod common;
 
 use common::{Backend, Harness, PASSWORD, username};
 use rxvault_auth::{AuthConfig, Role, WebauthnConfig};
-use rxvault_crypto::Password;
 use rxvault_model::Clock;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -48,12 +47,8 @@ async fn passkey_enrolment_and_login_over_https_and_a_tampered_assertion_is_reje
     let Some(h) = Harness::start_on(backend, config).await else {
         return;
     };
-    h.blocking(|| {
-        h.auth
-            .key_holder()
-            .create_user("pat", Role::Pharmacist, &Password::new(PASSWORD.into()))
-            .unwrap()
-    });
+    // Redeemed with PASSWORD, no second factor yet.
+    h.blocking(|| drop(common::add_and_redeem(&h.auth, "pat", Role::Pharmacist)));
     let origin = Url::parse(ORIGIN).unwrap();
     let mut authenticator = SoftPasskey::new(true);
 

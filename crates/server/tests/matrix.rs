@@ -1,5 +1,6 @@
 //! The authorization matrix, generated from the route table and the
-//! permission table: every endpoint × every role (and a service account) ×
+//! permission table: every endpoint × every role (and a service account, and
+//! a person whose role awaits a second person's approval) ×
 //! {no token, expired, revoked, second factor pending, valid}. It asserts
 //! zero unauthorized successes, that what a role sees is exactly what its
 //! categories allow, and that every PHI read leaves exactly one audit entry
@@ -7,7 +8,7 @@
 
 mod common;
 
-use common::{Backend, Harness, PASSWORD, username};
+use common::{Backend, Harness, username};
 use reqwest::Method;
 use rxvault_auth::AuthConfig;
 use rxvault_auth::permissions::{self, Constraint};
@@ -22,12 +23,16 @@ use std::time::Duration;
 enum Who {
     Role(Role),
     Service,
+    /// An enrolled person whose role awaits a second person's approval
+    /// (issue 9, item 2): no permission at all.
+    Unassigned,
 }
 
 impl Who {
     fn allowed(self, action: Action) -> Option<Constraint> {
         match self {
             Who::Role(r) => permissions::allowed(r, action),
+            Who::Unassigned => None,
             Who::Service => {
                 permissions::scopes_allow(&[Scope::PatientsRead, Scope::PrescriptionsRead], action)
             }
@@ -37,6 +42,7 @@ impl Who {
     fn categories(self, kind: RecordKind) -> CategorySet {
         match self {
             Who::Role(r) => permissions::categories(r, kind),
+            Who::Unassigned => CategorySet::NONE,
             Who::Service => permissions::scopes_categories(
                 &[Scope::PatientsRead, Scope::PrescriptionsRead],
                 kind,
@@ -47,6 +53,7 @@ impl Who {
     fn name(self) -> String {
         match self {
             Who::Role(r) => username(r),
+            Who::Unassigned => common::UNASSIGNED.into(),
             Who::Service => "pms".into(),
         }
     }
@@ -80,6 +87,7 @@ async fn request(
     let kind = kind_of_path(e.path);
     let id = match (kind, e.path) {
         (_, p) if p.starts_with("/api/v1/users/") => "victim".to_string(),
+        (_, p) if p.starts_with("/api/v1/access-requests/") => fresh_request(h),
         (_, p) if p.starts_with("/api/v1/break-glass/") => grant.to_string(),
         (Some(RecordKind::Fill), p) if !p.starts_with("/api/v1/patients") => h.fill_today.clone(),
         (Some(_), p) if p.starts_with("/api/v1/patients/") => h.ids[&RecordKind::Patient].clone(),
@@ -124,9 +132,9 @@ async fn request(
         ("post", "/api/v1/exports") => Some(
             json!({"recipients": ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]}),
         ),
-        ("post", "/api/v1/users") => Some(
-            json!({"username": format!("new-{n}"), "role": "technician", "password": PASSWORD}),
-        ),
+        ("post", "/api/v1/users") => {
+            Some(json!({"username": format!("new-{n}"), "role": "technician"}))
+        }
         ("patch", _) => Some(json!({"disabled": false})),
         ("post", "/api/v1/break-glass") => {
             Some(json!({"reason": "patient unconscious at the counter; checking allergies"}))
@@ -156,6 +164,25 @@ async fn request(
         _ => None,
     };
     (method, path, body)
+}
+
+/// A new pending access request, made by the local operator for a new
+/// person: any administrator or privacy officer may decide it.
+fn fresh_request(h: &Harness) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    h.blocking(|| {
+        match h
+            .auth
+            .key_holder()
+            .add_person(&format!("asks-{n}"), Role::Technician)
+            .unwrap()
+            .role
+        {
+            rxvault_auth::RoleChange::Pending(r) => r.id,
+            rxvault_auth::RoleChange::Applied => panic!("a technician needs approval"),
+        }
+    })
 }
 
 trait NowUnix {
@@ -265,6 +292,7 @@ async fn authorization_matrix_every_endpoint_role_and_token_state(backend: Backe
     };
     let mut whos: Vec<Who> = Role::ALL.into_iter().map(Who::Role).collect();
     whos.push(Who::Service);
+    whos.push(Who::Unassigned);
 
     // Tokens that must never work: expired (idle), revoked, second factor pending.
     let mut expired = Vec::new();
@@ -336,6 +364,7 @@ async fn authorization_matrix_every_endpoint_role_and_token_state(backend: Backe
             // such as logout or break-glass never leak into the next one).
             let token = match who {
                 Who::Role(r) => h.login(&username(*r)).await,
+                Who::Unassigned => h.login(common::UNASSIGNED).await,
                 Who::Service => h.service_key.clone(),
             };
             if *who == Who::Service && e.guard == Guard::Session {
@@ -428,7 +457,7 @@ async fn authorization_matrix_every_endpoint_role_and_token_state(backend: Backe
                 );
                 let logged = &h.last_entries(1)[0].entry;
                 let expected_actor = match who {
-                    Who::Role(_) => who.name(),
+                    Who::Role(_) | Who::Unassigned => who.name(),
                     Who::Service => logged.actor.id.clone(),
                 };
                 assert_eq!(logged.actor.id, expected_actor);

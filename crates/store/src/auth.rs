@@ -1,17 +1,18 @@
 //! Storage for identity and access: accounts, second factors, sessions,
-//! API keys, throttling state and break-glass grants.
+//! API keys, throttling state, break-glass grants, enrolment codes, access
+//! requests awaiting a second person's approval, and identity settings.
 //!
 //! [`AuthStore`] is the interface; [`SqlAuthStore`] implements it on both
 //! backends, in the same database as the vault's records (the SQLite
 //! `vault.db`, or the vault's PostgreSQL schema), with tables created by
-//! schema migration 2 ([`crate::schema`]). Statements are written once, with
+//! schema migrations 2 and 4 ([`crate::schema`]). Statements are written once, with
 //! `?` placeholders, and run through a small adapter per backend (values are
 //! integers, text, bytes or null), the way `sql.rs` serves the record
 //! tables.
 //!
 //! **Architecture invariant:** nothing here is a usable secret. Passwords
-//! arrive as Argon2id PHC strings; session tokens, API keys and recovery
-//! codes as SHA-256 hashes; TOTP secrets and break-glass reasons sealed by
+//! arrive as Argon2id PHC strings; session tokens, API keys, recovery
+//! codes and enrolment codes as SHA-256 hashes; TOTP secrets and break-glass reasons sealed by
 //! the vault keyring (this crate cannot open them), each with the id of the
 //! data key that sealed it so key retirement can see it is still needed
 //! ([`AuthStore::sealed_dek_usage`]). Throttling subjects are keyed hashes,
@@ -19,8 +20,10 @@
 //!
 //! Operations that decide a race are single statements or transactions:
 //! accepting a TOTP step ([`AuthStore::advance_totp_step`]), spending a
-//! recovery code, taking a WebAuthn ceremony state, and exchanging a pending
-//! login for a session ([`AuthStore::replace_session`]) each succeed for
+//! recovery code, taking a WebAuthn ceremony state, exchanging a pending
+//! login for a session ([`AuthStore::replace_session`]), spending an
+//! enrolment code ([`AuthStore::take_enrolment_code`]) and deciding an
+//! access request ([`AuthStore::decide_access_request`]) each succeed for
 //! exactly one of several concurrent callers, across processes.
 //!
 //! All times are Unix seconds, supplied by the caller's clock.
@@ -252,6 +255,9 @@ pub struct StoredApiKey {
     pub revoked_at: Option<i64>,
     /// Last used (updated coarsely).
     pub last_used_at: Option<i64>,
+    /// Waiting for a second person's approval (a key with a chart-reading
+    /// scope): refused until approved ([`AuthStore::decide_access_request`]).
+    pub pending: bool,
 }
 
 /// What failed logins are counted against.
@@ -329,6 +335,115 @@ impl std::fmt::Debug for StoredBreakGlass {
             .field("reviewed_at", &self.reviewed_at)
             .finish_non_exhaustive()
     }
+}
+
+/// What an access request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    /// A role for a person ([`StoredAccessRequest::role`]).
+    Role,
+    /// That an API key with chart-reading scopes may be used
+    /// ([`StoredAccessRequest::api_key_id`]).
+    ApiKey,
+}
+
+impl RequestKind {
+    fn code(self) -> i64 {
+        match self {
+            RequestKind::Role => 1,
+            RequestKind::ApiKey => 2,
+        }
+    }
+
+    fn from_code(code: i64) -> Result<Self> {
+        match code {
+            1 => Ok(RequestKind::Role),
+            2 => Ok(RequestKind::ApiKey),
+            _ => Err(Error::Corrupt(format!("access request kind {code}"))),
+        }
+    }
+}
+
+/// Where an access request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestStatus {
+    /// Waiting for an approver (until it expires).
+    Pending,
+    /// Approved: the role was given, or the key may be used.
+    Approved,
+    /// Refused by an approver (a refused key is revoked).
+    Refused,
+    /// Replaced by a later request or a direct role change for the same
+    /// account.
+    Superseded,
+}
+
+impl RequestStatus {
+    fn code(self) -> i64 {
+        match self {
+            RequestStatus::Pending => 0,
+            RequestStatus::Approved => 1,
+            RequestStatus::Refused => 2,
+            RequestStatus::Superseded => 3,
+        }
+    }
+
+    fn from_code(code: i64) -> Result<Self> {
+        match code {
+            0 => Ok(RequestStatus::Pending),
+            1 => Ok(RequestStatus::Approved),
+            2 => Ok(RequestStatus::Refused),
+            3 => Ok(RequestStatus::Superseded),
+            _ => Err(Error::Corrupt(format!("access request status {code}"))),
+        }
+    }
+}
+
+/// A request for access that a second person must approve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAccessRequest {
+    /// Its id.
+    pub id: String,
+    /// Role or API key.
+    pub kind: RequestKind,
+    /// The account it is for (the person, or the key's service account).
+    pub account_id: String,
+    /// The role asked for (role requests).
+    pub role: Option<String>,
+    /// The account's role when it was asked (role requests).
+    pub previous_role: Option<String>,
+    /// The key (API-key requests).
+    pub api_key_id: Option<String>,
+    /// Who asked (account id); `None`: the local operator (the key holder
+    /// on the vault's machine).
+    pub requested_by: Option<String>,
+    /// Asked.
+    pub created_at: i64,
+    /// No longer approvable from this time on.
+    pub expires_at: i64,
+    /// Where it stands.
+    pub status: RequestStatus,
+    /// Who decided (account id); `None` with a decision time: the local
+    /// operator.
+    pub decided_by: Option<String>,
+    /// When it was decided (or superseded).
+    pub decided_at: Option<i64>,
+}
+
+/// A one-time enrolment code: the person it is for sets their own password
+/// with it. Stored as a hash only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEnrolmentCode {
+    /// The account (one live code per account).
+    pub account_id: String,
+    /// SHA-256 of the code.
+    pub code_hash: [u8; 32],
+    /// Who issued it (account id); `None`: the local operator.
+    pub issued_by: Option<String>,
+    /// Issued.
+    pub created_at: i64,
+    /// Refused from this time on.
+    pub expires_at: i64,
 }
 
 /// What authenticating one request needs ([`AuthStore::request_context`]).
@@ -487,6 +602,50 @@ pub trait AuthStore: Send + Sync + std::fmt::Debug {
     fn review_break_glass(&self, id: &str, reviewer: &str, at: i64) -> Result<bool>;
     /// Ends a session's grants still in force at `at`; how many.
     fn end_break_glass(&self, session_id: &str, at: i64) -> Result<u64>;
+
+    // ---- enrolment and separation of duties ----
+
+    /// Takes an account back to before its enrolment, atomically: no
+    /// password, no second factor (TOTP, passkeys, recovery codes, pending
+    /// ceremonies), every session revoked at `at`, and `role` as its role;
+    /// `false` if there is no such account.
+    fn reset_account(&self, id: &str, role: &str, at: i64) -> Result<bool>;
+    /// Stores an account's enrolment code, replacing any earlier one.
+    fn set_enrolment_code(&self, code: &StoredEnrolmentCode) -> Result<()>;
+    /// An account's enrolment code, if one was issued and not used.
+    fn enrolment_code(&self, account: &str) -> Result<Option<StoredEnrolmentCode>>;
+    /// Spends an account's enrolment code: `true` only for the first caller
+    /// presenting its hash before it expires at `now`.
+    fn take_enrolment_code(&self, account: &str, code_hash: &[u8; 32], now: i64) -> Result<bool>;
+    /// Stores a new access request; in the same transaction, a pending
+    /// request of the same kind for the same account (role) or key (API
+    /// key) is superseded at its creation time.
+    fn insert_access_request(&self, request: &StoredAccessRequest) -> Result<()>;
+    /// An access request by id.
+    fn access_request(&self, id: &str) -> Result<Option<StoredAccessRequest>>;
+    /// Access requests, oldest first: only those still pending and not
+    /// expired at `pending_at` if given, else all.
+    fn access_requests(&self, pending_at: Option<i64>) -> Result<Vec<StoredAccessRequest>>;
+    /// Decides a pending request not expired at `at`, in one transaction:
+    /// marks it approved or refused by `by` (`None`: the local operator)
+    /// and applies it (an approved role becomes the account's role, an
+    /// approved key usable; a refused key is revoked). `false` (nothing
+    /// changed) if it was not pending or has expired: of concurrent
+    /// deciders exactly one gets `true`.
+    fn decide_access_request(
+        &self,
+        id: &str,
+        approve: bool,
+        by: Option<&str>,
+        at: i64,
+    ) -> Result<bool>;
+    /// Supersedes an account's pending role requests at `at` (its role was
+    /// changed directly); how many.
+    fn supersede_role_requests(&self, account: &str, at: i64) -> Result<u64>;
+    /// A vault-wide identity setting.
+    fn setting(&self, name: &str) -> Result<Option<String>>;
+    /// Sets a vault-wide identity setting.
+    fn set_setting(&self, name: &str, value: &str) -> Result<()>;
 
     // ---- keys ----
 
@@ -983,7 +1142,7 @@ const INSERT_SESSION: &str = "INSERT INTO auth_sessions (id, token_hash, account
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 const API_KEY_COLUMNS: &str = "id, key_hash, account_id, scopes, allowed_sources, created_at, \
-     expires_at, revoked_at, last_used_at";
+     expires_at, revoked_at, last_used_at, pending";
 
 fn api_key_row(r: &[Val]) -> Result<StoredApiKey> {
     Ok(StoredApiKey {
@@ -996,6 +1155,27 @@ fn api_key_row(r: &[Val]) -> Result<StoredApiKey> {
         expires_at: opt_int(r, 6)?,
         revoked_at: opt_int(r, 7)?,
         last_used_at: opt_int(r, 8)?,
+        pending: int(r, 9)? != 0,
+    })
+}
+
+const REQUEST_COLUMNS: &str = "id, kind, account_id, role, previous_role, api_key_id, \
+     requested_by, created_at, expires_at, status, decided_by, decided_at";
+
+fn request_row(r: &[Val]) -> Result<StoredAccessRequest> {
+    Ok(StoredAccessRequest {
+        id: text(r, 0)?,
+        kind: RequestKind::from_code(int(r, 1)?)?,
+        account_id: text(r, 2)?,
+        role: opt_text(r, 3)?,
+        previous_role: opt_text(r, 4)?,
+        api_key_id: opt_text(r, 5)?,
+        requested_by: opt_text(r, 6)?,
+        created_at: int(r, 7)?,
+        expires_at: int(r, 8)?,
+        status: RequestStatus::from_code(int(r, 9)?)?,
+        decided_by: opt_text(r, 10)?,
+        decided_at: opt_int(r, 11)?,
     })
 }
 
@@ -1513,8 +1693,8 @@ impl AuthStore for SqlAuthStore {
     fn insert_api_key(&self, k: &StoredApiKey) -> Result<()> {
         self.exec(
             "INSERT INTO auth_api_keys (id, key_hash, account_id, scopes, allowed_sources, \
-             created_at, expires_at, revoked_at, last_used_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             created_at, expires_at, revoked_at, last_used_at, pending) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             &[
                 (&k.id).into(),
                 (&k.key_hash).into(),
@@ -1525,6 +1705,7 @@ impl AuthStore for SqlAuthStore {
                 k.expires_at.into(),
                 k.revoked_at.into(),
                 k.last_used_at.into(),
+                i64::from(k.pending).into(),
             ],
         )
         .map(drop)
@@ -1717,6 +1898,246 @@ impl AuthStore for SqlAuthStore {
              WHERE session_id = ? AND ended_at IS NULL AND expires_at > ?",
             &[at.into(), session_id.into(), at.into()],
         )
+    }
+
+    fn reset_account(&self, id: &str, role: &str, at: i64) -> Result<bool> {
+        self.write(|c| {
+            let n = c.exec(
+                "UPDATE auth_accounts SET password_hash = NULL, role = ?, updated_at = ? \
+                 WHERE id = ?",
+                &[role.into(), at.into(), id.into()],
+            )?;
+            if n != 1 {
+                return Ok(false);
+            }
+            for sql in [
+                "DELETE FROM auth_totp WHERE account_id = ?",
+                "DELETE FROM auth_passkeys WHERE account_id = ?",
+                "DELETE FROM auth_recovery_codes WHERE account_id = ?",
+                "DELETE FROM auth_ceremonies WHERE account_id = ?",
+            ] {
+                c.exec(sql, &[id.into()])?;
+            }
+            c.exec(
+                "UPDATE auth_sessions SET revoked_at = ? WHERE revoked_at IS NULL AND account_id = ?",
+                &[at.into(), id.into()],
+            )?;
+            Ok(true)
+        })
+    }
+
+    fn set_enrolment_code(&self, code: &StoredEnrolmentCode) -> Result<()> {
+        self.exec(
+            "INSERT INTO auth_enrolment_codes (account_id, code_hash, issued_by, created_at, \
+             expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET \
+             code_hash = excluded.code_hash, issued_by = excluded.issued_by, \
+             created_at = excluded.created_at, expires_at = excluded.expires_at",
+            &[
+                (&code.account_id).into(),
+                (&code.code_hash).into(),
+                code.issued_by.as_ref().into(),
+                code.created_at.into(),
+                code.expires_at.into(),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn enrolment_code(&self, account: &str) -> Result<Option<StoredEnrolmentCode>> {
+        one(
+            self.query(
+                "SELECT account_id, code_hash, issued_by, created_at, expires_at \
+                 FROM auth_enrolment_codes WHERE account_id = ?",
+                &[account.into()],
+            )?,
+            |r| {
+                Ok(StoredEnrolmentCode {
+                    account_id: text(r, 0)?,
+                    code_hash: hash32(r, 1)?,
+                    issued_by: opt_text(r, 2)?,
+                    created_at: int(r, 3)?,
+                    expires_at: int(r, 4)?,
+                })
+            },
+        )
+    }
+
+    fn take_enrolment_code(&self, account: &str, code_hash: &[u8; 32], now: i64) -> Result<bool> {
+        Ok(self.exec(
+            "DELETE FROM auth_enrolment_codes WHERE account_id = ? AND code_hash = ? \
+             AND expires_at > ?",
+            &[account.into(), code_hash.into(), now.into()],
+        )? == 1)
+    }
+
+    fn insert_access_request(&self, r: &StoredAccessRequest) -> Result<()> {
+        self.write(|c| {
+            match r.kind {
+                RequestKind::Role => c.exec(
+                    "UPDATE auth_access_requests SET status = ?, decided_at = ? \
+                     WHERE kind = ? AND account_id = ? AND status = ?",
+                    &[
+                        RequestStatus::Superseded.code().into(),
+                        r.created_at.into(),
+                        RequestKind::Role.code().into(),
+                        (&r.account_id).into(),
+                        RequestStatus::Pending.code().into(),
+                    ],
+                )?,
+                RequestKind::ApiKey => c.exec(
+                    "UPDATE auth_access_requests SET status = ?, decided_at = ? \
+                     WHERE kind = ? AND api_key_id = ? AND status = ?",
+                    &[
+                        RequestStatus::Superseded.code().into(),
+                        r.created_at.into(),
+                        RequestKind::ApiKey.code().into(),
+                        r.api_key_id.as_ref().into(),
+                        RequestStatus::Pending.code().into(),
+                    ],
+                )?,
+            };
+            c.exec(
+                &format!(
+                    "INSERT INTO auth_access_requests ({REQUEST_COLUMNS}) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                &[
+                    (&r.id).into(),
+                    r.kind.code().into(),
+                    (&r.account_id).into(),
+                    r.role.as_ref().into(),
+                    r.previous_role.as_ref().into(),
+                    r.api_key_id.as_ref().into(),
+                    r.requested_by.as_ref().into(),
+                    r.created_at.into(),
+                    r.expires_at.into(),
+                    r.status.code().into(),
+                    r.decided_by.as_ref().into(),
+                    r.decided_at.into(),
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    fn access_request(&self, id: &str) -> Result<Option<StoredAccessRequest>> {
+        one(
+            self.query(
+                &format!("SELECT {REQUEST_COLUMNS} FROM auth_access_requests WHERE id = ?"),
+                &[id.into()],
+            )?,
+            request_row,
+        )
+    }
+
+    fn access_requests(&self, pending_at: Option<i64>) -> Result<Vec<StoredAccessRequest>> {
+        let at: Val = pending_at.into();
+        all(
+            self.query(
+                &format!(
+                    "SELECT {REQUEST_COLUMNS} FROM auth_access_requests \
+                     WHERE CAST(? AS BIGINT) IS NULL OR (status = 0 AND expires_at > ?) \
+                     ORDER BY created_at, id"
+                ),
+                &[at.clone(), at],
+            )?,
+            request_row,
+        )
+    }
+
+    fn decide_access_request(
+        &self,
+        id: &str,
+        approve: bool,
+        by: Option<&str>,
+        at: i64,
+    ) -> Result<bool> {
+        self.write(|c| {
+            let status = if approve {
+                RequestStatus::Approved
+            } else {
+                RequestStatus::Refused
+            };
+            let n = c.exec(
+                "UPDATE auth_access_requests SET status = ?, decided_by = ?, decided_at = ? \
+                 WHERE id = ? AND status = ? AND expires_at > ?",
+                &[
+                    status.code().into(),
+                    by.into(),
+                    at.into(),
+                    id.into(),
+                    RequestStatus::Pending.code().into(),
+                    at.into(),
+                ],
+            )?;
+            if n != 1 {
+                return Ok(false);
+            }
+            let rows = c.query(
+                &format!("SELECT {REQUEST_COLUMNS} FROM auth_access_requests WHERE id = ?"),
+                &[id.into()],
+            )?;
+            let r = one(rows, request_row)?
+                .ok_or_else(|| Error::Corrupt("access request vanished".into()))?;
+            match (r.kind, approve) {
+                (RequestKind::Role, true) => {
+                    let role = r
+                        .role
+                        .ok_or_else(|| Error::Corrupt(format!("role request {id} has no role")))?;
+                    c.exec(
+                        "UPDATE auth_accounts SET role = ?, updated_at = ? WHERE id = ?",
+                        &[(&role).into(), at.into(), (&r.account_id).into()],
+                    )?;
+                }
+                (RequestKind::Role, false) => {}
+                (RequestKind::ApiKey, true) => {
+                    c.exec(
+                        "UPDATE auth_api_keys SET pending = 0 WHERE id = ?",
+                        &[r.api_key_id.as_ref().into()],
+                    )?;
+                }
+                (RequestKind::ApiKey, false) => {
+                    c.exec(
+                        "UPDATE auth_api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                        &[at.into(), r.api_key_id.as_ref().into()],
+                    )?;
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    fn supersede_role_requests(&self, account: &str, at: i64) -> Result<u64> {
+        self.exec(
+            "UPDATE auth_access_requests SET status = ?, decided_at = ? \
+             WHERE kind = ? AND account_id = ? AND status = ?",
+            &[
+                RequestStatus::Superseded.code().into(),
+                at.into(),
+                RequestKind::Role.code().into(),
+                account.into(),
+                RequestStatus::Pending.code().into(),
+            ],
+        )
+    }
+
+    fn setting(&self, name: &str) -> Result<Option<String>> {
+        one(
+            self.query(
+                "SELECT value FROM auth_settings WHERE name = ?",
+                &[name.into()],
+            )?,
+            |r| text(r, 0),
+        )
+    }
+
+    fn set_setting(&self, name: &str, value: &str) -> Result<()> {
+        self.exec(
+            "INSERT INTO auth_settings (name, value) VALUES (?, ?) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            &[name.into(), value.into()],
+        )
+        .map(drop)
     }
 
     fn sealed_dek_usage(&self) -> Result<Vec<(DekId, u64)>> {

@@ -11,7 +11,7 @@
 use rxvault_model::RecordKind;
 
 /// The schema version this build writes.
-pub const CURRENT: u32 = 3;
+pub const CURRENT: u32 = 4;
 
 /// The statements of migration `version` (1-based).
 pub(crate) fn migration(version: u32) -> Vec<String> {
@@ -91,6 +91,27 @@ pub(crate) fn migration(version: u32) -> Vec<String> {
         // rxvault, which writes format 1 envelopes the migrated vault
         // refuses, refuses the database instead (`Error::TooNew`).
         3 => Vec::new(),
+        // Separation of duties (`crate::auth`): one-time enrolment codes
+        // (SHA-256 only), access requests a second person approves (a role
+        // that reads charts or approves, an API key with a chart-reading
+        // scope), identity settings (single-operator mode), and keys
+        // waiting for approval (existing keys were usable: not pending).
+        4 => [
+            "CREATE TABLE auth_enrolment_codes (account_id TEXT PRIMARY KEY, \
+             code_hash BLOB NOT NULL, issued_by TEXT, created_at BIGINT NOT NULL, \
+             expires_at BIGINT NOT NULL)",
+            "CREATE TABLE auth_access_requests (id TEXT PRIMARY KEY, kind BIGINT NOT NULL, \
+             account_id TEXT NOT NULL, role TEXT, previous_role TEXT, api_key_id TEXT, \
+             requested_by TEXT, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, \
+             status BIGINT NOT NULL, decided_by TEXT, decided_at BIGINT)",
+            "CREATE INDEX auth_access_requests_account ON auth_access_requests (account_id)",
+            "CREATE INDEX auth_access_requests_status ON auth_access_requests (status)",
+            "CREATE TABLE auth_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "ALTER TABLE auth_api_keys ADD COLUMN pending BIGINT NOT NULL DEFAULT 0",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect(),
         _ => Vec::new(),
     }
 }

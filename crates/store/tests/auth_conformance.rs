@@ -4,9 +4,10 @@
 
 use rxvault_model::DekId;
 use rxvault_store::auth::{
-    AccountKind, AccountUpdate, AuthStore, RequestContext, Revocation, SessionFilter, SessionStage,
-    SqlAuthStore, StoredAccount, StoredApiKey, StoredBreakGlass, StoredCeremony, StoredPasskey,
-    StoredSession, StoredTotp, ThrottleScope, ThrottleSubject,
+    AccountKind, AccountUpdate, AuthStore, RequestContext, RequestKind, RequestStatus, Revocation,
+    SessionFilter, SessionStage, SqlAuthStore, StoredAccessRequest, StoredAccount, StoredApiKey,
+    StoredBreakGlass, StoredCeremony, StoredEnrolmentCode, StoredPasskey, StoredSession,
+    StoredTotp, ThrottleScope, ThrottleSubject,
 };
 use rxvault_store::{Backend, PgStore, SqliteStore, Store};
 use rxvault_testkit::pg::Schema;
@@ -84,6 +85,8 @@ fn downgrade_to_v1(path: &std::path::Path) {
     let script = "DROP TABLE auth_accounts; DROP TABLE auth_totp; DROP TABLE auth_passkeys; \
          DROP TABLE auth_recovery_codes; DROP TABLE auth_ceremonies; DROP TABLE auth_sessions; \
          DROP TABLE auth_api_keys; DROP TABLE auth_throttle; DROP TABLE auth_break_glass; \
+         DROP TABLE auth_enrolment_codes; DROP TABLE auth_access_requests; \
+         DROP TABLE auth_settings; \
          UPDATE meta SET value = '1' WHERE key = 'schema_version';";
     let out = std::process::Command::new("sqlite3")
         .arg(path)
@@ -446,6 +449,7 @@ fn api_keys_by_hash_revoked_and_touched() {
             expires_at: Some(1000),
             revoked_at: None,
             last_used_at: None,
+            pending: false,
         };
         s.insert_api_key(&k).unwrap();
         let k2 = StoredApiKey {
@@ -717,4 +721,277 @@ fn a_request_context_is_the_session_its_account_and_its_grant_in_force() {
         s.end_break_glass("s1", 300).unwrap();
         assert_eq!(context(1, 350).unwrap().break_glass, None, "ended");
     });
+}
+
+#[test]
+fn enrolment_codes_are_replaced_spent_once_and_expire() {
+    each_backend(|s, reopen| {
+        s.create_account(&account("a1", "ann")).unwrap();
+        let code = |hash: u8, expires_at: i64| StoredEnrolmentCode {
+            account_id: "a1".into(),
+            code_hash: [hash; 32],
+            issued_by: Some("admin".into()),
+            created_at: 100,
+            expires_at,
+        };
+        assert_eq!(s.enrolment_code("a1").unwrap(), None);
+        s.set_enrolment_code(&code(1, 1000)).unwrap();
+        s.set_enrolment_code(&code(2, 1000)).unwrap();
+        let s = reopen();
+        assert_eq!(s.enrolment_code("a1").unwrap(), Some(code(2, 1000)));
+        assert!(
+            !s.take_enrolment_code("a1", &[1; 32], 500).unwrap(),
+            "replaced"
+        );
+        assert!(
+            !s.take_enrolment_code("a2", &[2; 32], 500).unwrap(),
+            "another account's"
+        );
+        assert!(
+            !s.take_enrolment_code("a1", &[2; 32], 1000).unwrap(),
+            "expired"
+        );
+        // Spent by exactly one of several concurrent redemptions.
+        let wins: usize = std::thread::scope(|t| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    t.spawn(|| usize::from(s.take_enrolment_code("a1", &[2; 32], 999).unwrap()))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(wins, 1);
+        assert_eq!(s.enrolment_code("a1").unwrap(), None);
+    });
+}
+
+#[test]
+fn resetting_an_account_removes_its_password_factors_and_sessions_at_once() {
+    each_backend(|s, _| {
+        s.create_account(&account("a1", "ann")).unwrap();
+        s.create_account(&account("a2", "bob")).unwrap();
+        for a in ["a1", "a2"] {
+            s.set_totp(
+                a,
+                &StoredTotp {
+                    sealed_secret: vec![1],
+                    dek: DekId(1),
+                    last_step: None,
+                    created_at: 1,
+                },
+            )
+            .unwrap();
+            s.replace_recovery_codes(a, &[[3; 32]], 1).unwrap();
+        }
+        s.insert_session(&session("s1", "a1", 1, None)).unwrap();
+        s.insert_session(&session("s2", "a2", 2, None)).unwrap();
+        assert!(s.reset_account("a1", "unassigned", 200).unwrap());
+        assert!(!s.reset_account("nobody", "unassigned", 200).unwrap());
+        let a = s.account("a1").unwrap().unwrap();
+        assert_eq!(
+            (a.password_hash, a.role.as_str(), a.updated_at),
+            (None, "unassigned", 200)
+        );
+        assert!(s.totp("a1").unwrap().is_none());
+        assert_eq!(s.recovery_codes_left("a1").unwrap(), 0);
+        assert_eq!(s.session("s1").unwrap().unwrap().revoked_at, Some(200));
+        // Nobody else's.
+        assert!(s.totp("a2").unwrap().is_some());
+        assert_eq!(s.session("s2").unwrap().unwrap().revoked_at, None);
+        assert!(s.account("a2").unwrap().unwrap().password_hash.is_some());
+    });
+}
+
+fn request(id: &str, kind: RequestKind, account: &str, created_at: i64) -> StoredAccessRequest {
+    StoredAccessRequest {
+        id: id.into(),
+        kind,
+        account_id: account.into(),
+        role: (kind == RequestKind::Role).then(|| "pharmacist".to_string()),
+        previous_role: (kind == RequestKind::Role).then(|| "unassigned".to_string()),
+        api_key_id: (kind == RequestKind::ApiKey).then(|| "k1".to_string()),
+        requested_by: Some("admin1".into()),
+        created_at,
+        expires_at: created_at + 1000,
+        status: RequestStatus::Pending,
+        decided_by: None,
+        decided_at: None,
+    }
+}
+
+#[test]
+fn access_requests_supersede_expire_and_are_decided_once_with_their_effect() {
+    each_backend(|s, reopen| {
+        let mut ann = account("a1", "ann");
+        ann.role = "unassigned".into();
+        s.create_account(&ann).unwrap();
+        s.create_account(&account("a2", "bob")).unwrap();
+        s.insert_access_request(&request("r1", RequestKind::Role, "a1", 100))
+            .unwrap();
+        s.insert_access_request(&request("r2", RequestKind::Role, "a2", 110))
+            .unwrap();
+        // A later request for the same person supersedes the earlier one.
+        s.insert_access_request(&request("r3", RequestKind::Role, "a1", 120))
+            .unwrap();
+        let s = reopen();
+        let r1 = s.access_request("r1").unwrap().unwrap();
+        assert_eq!(
+            (r1.status, r1.decided_at),
+            (RequestStatus::Superseded, Some(120))
+        );
+        let pending: Vec<String> = s
+            .access_requests(Some(200))
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(pending, vec!["r2", "r3"], "oldest first, pending only");
+        assert_eq!(s.access_requests(None).unwrap().len(), 3);
+        assert!(
+            s.access_requests(Some(1110))
+                .unwrap()
+                .iter()
+                .all(|r| r.id != "r2"),
+            "expired at 1110"
+        );
+        assert!(
+            !s.decide_access_request("r1", true, None, 200).unwrap(),
+            "superseded"
+        );
+        assert!(
+            !s.decide_access_request("r2", true, None, 1110).unwrap(),
+            "expired"
+        );
+        assert_eq!(s.account("a1").unwrap().unwrap().role, "unassigned");
+        // Approved by exactly one of concurrent approvers; the role given.
+        let wins: usize = std::thread::scope(|t| {
+            let handles: Vec<_> = ["b1", "b2", "b3"]
+                .into_iter()
+                .map(|by| {
+                    let s = &s;
+                    t.spawn(move || {
+                        usize::from(s.decide_access_request("r3", true, Some(by), 300).unwrap())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(wins, 1);
+        let r3 = s.access_request("r3").unwrap().unwrap();
+        assert_eq!(r3.status, RequestStatus::Approved);
+        assert!(r3.decided_by.is_some() && r3.decided_at == Some(300));
+        let a1 = s.account("a1").unwrap().unwrap();
+        assert_eq!((a1.role.as_str(), a1.updated_at), ("pharmacist", 300));
+        assert!(
+            !s.decide_access_request("r3", false, None, 301).unwrap(),
+            "decided once"
+        );
+        // A refusal changes nothing but the request; by the local operator
+        // (no id).
+        assert!(s.decide_access_request("r2", false, None, 400).unwrap());
+        let r2 = s.access_request("r2").unwrap().unwrap();
+        assert_eq!(
+            (r2.status, r2.decided_by, r2.decided_at),
+            (RequestStatus::Refused, None, Some(400))
+        );
+        assert_eq!(s.account("a2").unwrap().unwrap().role, "pharmacist");
+        // A direct role change supersedes what is pending.
+        s.insert_access_request(&request("r4", RequestKind::Role, "a2", 500))
+            .unwrap();
+        assert_eq!(s.supersede_role_requests("a2", 510).unwrap(), 1);
+        assert_eq!(
+            s.access_request("r4").unwrap().unwrap().status,
+            RequestStatus::Superseded
+        );
+    });
+}
+
+#[test]
+fn a_pending_api_key_is_usable_once_approved_and_revoked_if_refused() {
+    each_backend(|s, _| {
+        let key = |id: &str, n: u8| StoredApiKey {
+            id: id.into(),
+            key_hash: [n; 32],
+            account_id: "svc".into(),
+            scopes: "patients.read".into(),
+            allowed_sources: String::new(),
+            created_at: 10,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+            pending: true,
+        };
+        s.insert_api_key(&key("k1", 1)).unwrap();
+        s.insert_api_key(&key("k2", 2)).unwrap();
+        assert!(s.api_key_by_hash(&[1; 32]).unwrap().unwrap().pending);
+        let mut r1 = request("q1", RequestKind::ApiKey, "svc", 100);
+        r1.api_key_id = Some("k1".into());
+        let mut r2 = request("q2", RequestKind::ApiKey, "svc", 100);
+        r2.api_key_id = Some("k2".into());
+        s.insert_access_request(&r1).unwrap();
+        s.insert_access_request(&r2).unwrap();
+        assert_eq!(
+            s.access_request("q1").unwrap().unwrap().status,
+            RequestStatus::Pending,
+            "requests for different keys do not supersede each other"
+        );
+        assert!(
+            s.decide_access_request("q1", true, Some("po"), 200)
+                .unwrap()
+        );
+        assert!(
+            s.decide_access_request("q2", false, Some("po"), 200)
+                .unwrap()
+        );
+        let k1 = s.api_key_by_hash(&[1; 32]).unwrap().unwrap();
+        assert!(!k1.pending && k1.revoked_at.is_none());
+        let k2 = s.api_key_by_hash(&[2; 32]).unwrap().unwrap();
+        assert!(k2.pending && k2.revoked_at == Some(200));
+    });
+}
+
+#[test]
+fn identity_settings_are_kept_and_replaced() {
+    each_backend(|s, reopen| {
+        assert_eq!(s.setting("single-operator").unwrap(), None);
+        s.set_setting("single-operator", "on").unwrap();
+        s.set_setting("single-operator", "off").unwrap();
+        assert_eq!(
+            reopen().setting("single-operator").unwrap().as_deref(),
+            Some("off")
+        );
+    });
+}
+
+#[test]
+fn migration_4_keeps_the_api_keys_of_a_version_3_database_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vault.db");
+    drop(SqliteStore::create(&path).unwrap());
+    // Roll the database back to version 3 with a key issued then, as an
+    // older rxvault left it.
+    let script = "DROP TABLE auth_enrolment_codes; DROP TABLE auth_access_requests; \
+         DROP TABLE auth_settings; ALTER TABLE auth_api_keys DROP COLUMN pending; \
+         INSERT INTO auth_api_keys (id, key_hash, account_id, scopes, allowed_sources, \
+         created_at) VALUES ('old', zeroblob(32), 'svc', 'patients.read', '', 1); \
+         UPDATE meta SET value = '3' WHERE key = 'schema_version';";
+    let out = std::process::Command::new("sqlite3")
+        .arg(&path)
+        .arg(script)
+        .output()
+        .expect("sqlite3 is installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let auth = SqlAuthStore::open_sqlite(&path).unwrap();
+    let old = auth.api_keys(None).unwrap();
+    assert_eq!(old.len(), 1);
+    assert!(!old[0].pending, "keys from before approvals stay usable");
+    assert_eq!(
+        SqliteStore::open(&path).unwrap().schema_version().unwrap(),
+        rxvault_store::schema::CURRENT
+    );
+    assert_eq!(auth.access_requests(None).unwrap(), vec![]);
 }

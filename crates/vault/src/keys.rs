@@ -27,9 +27,10 @@
 //! A rotation audits itself in the vault's log ([`rotate`]): a `key-admin`
 //! entry ([`rxvault_audit::KeyRotation`]) durable before the first change
 //! (started, or resumed with the phase found), and one at the end (finished
-//! with its counts, or failed with why). Its entries are sealed under a
-//! data key of its own, created under KEK n before the rewrap (or, on a
-//! resumed run, rewrapped as a straggler), so they open under n+1.
+//! with its counts, or failed with why). Its entries are sealed under the
+//! vault's shared data key (made under KEK n before the rewrap if the vault
+//! had none, or, on a resumed run, rewrapped as a straggler), so they open
+//! under n+1.
 //!
 //! # Envelope format migration
 //! [`Vault::open`] reseals every record of a vault written before envelope
@@ -713,8 +714,9 @@ pub fn rotate(
     } else {
         None
     };
-    // The rotation's entries are sealed with the keys in force now (a data
-    // key of its own, which the rotation rewraps with every other key).
+    // The rotation's entries are sealed with the keys in force now (the
+    // vault's shared data key, which the rotation rewraps with every other
+    // key).
     let audit_ring = match &old_ring {
         Some(ring) => ring.clone(),
         None => Arc::new(Keyring::open(

@@ -146,6 +146,23 @@ pub fn audit_event(e: &LoggedEntry, ctx: &FhirContext) -> Value {
             Some(rx("other")),
             "E",
         ),
+        Action::AccessRequested { .. }
+        | Action::AccessApproved { .. }
+        | Action::AccessRefused { .. } => (
+            coding(DCM, "110113", "Security Alert"),
+            Some(coding(DCM, "110136", "Security Roles Changed")),
+            "E",
+        ),
+        Action::EnrolmentCodeIssued { .. } | Action::EnrolmentCodeRedeemed { .. } => (
+            coding(DCM, "110113", "Security Alert"),
+            Some(coding(DCM, "110137", "User Security Attributes Changed")),
+            "E",
+        ),
+        Action::SingleOperatorSet { .. } => (
+            coding(DCM, "110113", "Security Alert"),
+            Some(coding(DCM, "110129", "Security Configuration")),
+            "E",
+        ),
     };
     let outcome = match x.outcome {
         Outcome::Success => "0",
@@ -367,6 +384,43 @@ pub fn audit_event(e: &LoggedEntry, ctx: &FhirContext) -> Value {
         Action::AuditLogUsed { purpose } => event_detail = Some(vec![("purpose", purpose.clone())]),
         Action::BreakGlassReviewed { grant } => event_detail = Some(vec![("grant", grant.clone())]),
         Action::Other(text) => event_detail = Some(vec![("description", text.clone())]),
+        Action::AccessRequested { request, target, grant } => {
+            event_detail = Some(vec![
+                ("request", request.clone()),
+                ("target", target.clone()),
+                ("grant", grant.describe()),
+            ]);
+        }
+        Action::AccessApproved { request, target, grant, requested_by, basis } => {
+            let mut d = vec![("request", request.clone())];
+            d.extend(target.clone().map(|t| ("target", t)));
+            d.extend(grant.as_ref().map(|g| ("grant", g.describe())));
+            d.extend(requested_by.clone().map(|r| ("requested-by", r)));
+            d.extend(basis.map(|b| ("basis", b.name().to_string())));
+            event_detail = Some(d);
+        }
+        Action::AccessRefused { request, target, grant, requested_by } => {
+            let mut d = vec![("request", request.clone())];
+            d.extend(target.clone().map(|t| ("target", t)));
+            d.extend(grant.as_ref().map(|g| ("grant", g.describe())));
+            d.extend(requested_by.clone().map(|r| ("requested-by", r)));
+            event_detail = Some(d);
+        }
+        Action::EnrolmentCodeIssued { target, expires_ms } => entities.push(json!({
+            "what": { "identifier": { "value": target } },
+            "type": coding(ENTITY_TYPE, "1", "Person"),
+            "role": coding(OBJECT_ROLE, "6", "User"),
+            "detail": detail(&[("operation", "enrolment-code-issued".to_string()), ("expires", rfc3339_ms(*expires_ms))]),
+        })),
+        Action::EnrolmentCodeRedeemed { target } => entities.push(json!({
+            "what": { "identifier": { "value": target } },
+            "type": coding(ENTITY_TYPE, "1", "Person"),
+            "role": coding(OBJECT_ROLE, "6", "User"),
+            "detail": detail(&[("operation", "enrolment-code-redeemed".to_string())]),
+        })),
+        Action::SingleOperatorSet { enabled } => {
+            event_detail = Some(vec![("single-operator", enabled.to_string())]);
+        }
         Action::Logout => {}
     }
     if let Some(d) = event_detail {

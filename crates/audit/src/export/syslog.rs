@@ -10,8 +10,9 @@
 //! ```
 //!
 //! Severity follows the outcome and the action: informational for
-//! successes, warning for denials, lockouts, break-glass and anything done
-//! under it (`breakGlass` names the grant), error for
+//! successes, notice for an approved access request, warning for denials,
+//! lockouts, break-glass and anything done under it (`breakGlass` names
+//! the grant) and single-operator mode switched on, error for
 //! failures, critical for alerts. Values are escaped per RFC 5424 §6.3.3
 //! and free text is cut at 1,024 characters, so a message always fits a
 //! UDP datagram when at most `max_patients` patients are listed.
@@ -70,7 +71,11 @@ pub fn severity(e: &LoggedEntry) -> u8 {
             _,
         ) => 4,
         (Action::AuthFailure { .. } | Action::MfaFailure { .. }, _) => 4,
+        // Two-person control switched off for the local operator.
+        (Action::SingleOperatorSet { enabled: true }, _) => 4,
         _ if e.entry.break_glass.is_some() => 4,
+        // Access to charts granted (after a second person's approval).
+        (Action::AccessApproved { .. }, _) => 5,
         _ => 6,
     }
 }
@@ -308,6 +313,47 @@ pub fn format(e: &LoggedEntry, config: &SyslogConfig) -> String {
         Action::AuditLogUsed { purpose } => params.push(("purpose", purpose.clone())),
         Action::BreakGlassReviewed { grant } => params.push(("grant", grant.clone())),
         Action::Other(text) => params.push(("detail", text.clone())),
+        Action::AccessRequested {
+            request,
+            target,
+            grant,
+        } => {
+            params.push(("request", request.clone()));
+            params.push(("target", target.clone()));
+            params.push(("grant", grant.describe()));
+        }
+        Action::AccessApproved {
+            request,
+            target,
+            grant,
+            requested_by,
+            basis,
+        } => {
+            params.push(("request", request.clone()));
+            params.extend(target.clone().map(|t| ("target", t)));
+            params.extend(grant.as_ref().map(|g| ("grant", g.describe())));
+            params.extend(requested_by.clone().map(|r| ("requestedBy", r)));
+            params.extend(basis.map(|b| ("basis", b.name().to_string())));
+        }
+        Action::AccessRefused {
+            request,
+            target,
+            grant,
+            requested_by,
+        } => {
+            params.push(("request", request.clone()));
+            params.extend(target.clone().map(|t| ("target", t)));
+            params.extend(grant.as_ref().map(|g| ("grant", g.describe())));
+            params.extend(requested_by.clone().map(|r| ("requestedBy", r)));
+        }
+        Action::EnrolmentCodeIssued { target, expires_ms } => {
+            params.push(("target", target.clone()));
+            params.push(("expires", rfc3339_ms(*expires_ms)));
+        }
+        Action::EnrolmentCodeRedeemed { target } => params.push(("target", target.clone())),
+        Action::SingleOperatorSet { enabled } => {
+            params.push(("singleOperator", enabled.to_string()));
+        }
         Action::Logout => {}
     }
     params.push(("patients", x.patients.len().to_string()));

@@ -23,6 +23,13 @@ fn api_keys_honour_allow_lists_expiry_revocation_and_disabled_accounts() {
             .unwrap();
         assert!(issued.key.expose().starts_with("rxk_"));
         let key = issued.key.clone();
+        // Chart-reading scopes: refused until a second person approves.
+        assert!(matches!(
+            fx.auth.authenticate_api_key(&key, ip("10.20.3.4")),
+            Err(Error::InvalidCredentials)
+        ));
+        assert!(admin.api_keys("pms-bridge").unwrap()[0].pending);
+        approve_as_single_operator(&fx.auth, &issued.request.as_ref().unwrap().id);
 
         let p = fx.auth.authenticate_api_key(&key, ip("10.20.3.4")).unwrap();
         assert_eq!(
@@ -160,8 +167,13 @@ fn the_enrolment_qr_code_decodes_to_the_otpauth_uri() {
         return;
     }
     let fx = Fx::sqlite(AuthConfig::default());
-    fx.user("pharm1", Role::Pharmacist);
-    let enrolment = fx.auth.key_holder().enrol_totp("pharm1").unwrap();
+    let enrolling = add_and_redeem(
+        &fx.auth,
+        "pharm1",
+        Role::Pharmacist,
+        &rxvault_crypto::Password::new("violet harbor lantern 42".into()),
+    );
+    let enrolment = fx.auth.start_totp_enrolment(&enrolling).unwrap();
     let qr = enrolment.qr_terminal().unwrap();
     // Draw the terminal rendering as a picture a camera would see on a
     // dark terminal: foreground (light) where there are block characters.

@@ -1,7 +1,7 @@
 //! Fixtures: a real vault (SQLite, or PostgreSQL with
 //! `RXVAULT_TEST_PG_URL`) on a manual clock, with users in every role.
 
-use rxvault_auth::{Auth, AuthConfig, Client, Login, Principal, Role, Session};
+use rxvault_auth::{Auth, AuthConfig, Client, Login, Principal, Role, RoleChange, Session};
 use rxvault_crypto::{Password, Token, TotpSecret};
 use rxvault_model::{Clock, ManualClock};
 use rxvault_testkit::pg::Schema;
@@ -39,6 +39,69 @@ pub struct User {
     pub name: String,
     pub password: Password,
     pub totp: TotpSecret,
+    /// The recovery codes their enrolment gave them.
+    pub recovery_codes: Vec<String>,
+}
+
+/// Approves access request `id` as the local operator in single-operator
+/// mode, switched on for the moment if it was off (the fixtures' way of
+/// having roles granted; tests of separation of duties approve otherwise).
+pub fn approve_as_single_operator(auth: &Auth, id: &str) {
+    let was_on = auth.single_operator().unwrap();
+    let holder = auth.key_holder();
+    if !was_on {
+        holder.set_single_operator(true).unwrap();
+    }
+    holder.approver().approve(id).unwrap();
+    if !was_on {
+        holder.set_single_operator(false).unwrap();
+    }
+}
+
+/// A person as people are enrolled: the local operator adds them (a
+/// one-time enrolment code; a sensitive role as a request, approved by
+/// [`approve_as_single_operator`]) and the person redeems the code with
+/// their own `password`. Returns the redeemed login (at its enrolment
+/// stage).
+pub fn add_and_redeem(
+    auth: &Auth,
+    name: &str,
+    role: Role,
+    password: &Password,
+) -> rxvault_auth::Session<rxvault_auth::Enrolling> {
+    let new = auth.key_holder().add_person(name, role).unwrap();
+    if let RoleChange::Pending(r) = &new.role {
+        approve_as_single_operator(auth, &r.id);
+    }
+    match auth
+        .redeem_enrolment(name, new.enrolment.code(), password, &Client::at(here()))
+        .unwrap()
+    {
+        Login::Enrol(e) => e,
+        Login::SecondFactor(_) => panic!("{name} is new: no second factor"),
+    }
+}
+
+/// [`add_and_redeem`], then the person enrols TOTP (confirmed with the
+/// previous time step's code, so a login right after is no replay); the
+/// login the enrolment completed is logged out. Returns the secret and the
+/// recovery codes.
+pub fn enrol(
+    auth: &Auth,
+    now: i64,
+    name: &str,
+    role: Role,
+    password: &Password,
+) -> (TotpSecret, Vec<String>) {
+    let enrolling = add_and_redeem(auth, name, role, password);
+    let enrolment = auth.start_totp_enrolment(&enrolling).unwrap();
+    let totp = TotpSecret::from_base32(&enrolment.secret_base32()).unwrap();
+    let (session, codes) = auth
+        .finish_totp_enrolment(enrolling, totp.code_at(now - 30).as_str())
+        .unwrap();
+    auth.logout(session.principal()).unwrap();
+    let codes = codes.codes().iter().map(|c| c.to_string()).collect();
+    (totp, codes)
 }
 
 impl Fx {
@@ -108,6 +171,23 @@ impl Fx {
         .unwrap()
     }
 
+    /// The audit entries from index `from` on.
+    pub fn audit_from(&self, from: u64) -> Vec<rxvault_audit::Entry> {
+        let reader = self.vault.audit().unwrap().reader().clone();
+        let size = reader.size().unwrap();
+        reader
+            .entries(from, size)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.entry)
+            .collect()
+    }
+
+    /// The audit log's size.
+    pub fn audit_size(&self) -> u64 {
+        self.vault.audit().unwrap().reader().size().unwrap()
+    }
+
     pub fn now(&self) -> i64 {
         self.clock.now().unix_timestamp()
     }
@@ -116,18 +196,16 @@ impl Fx {
         self.clock.advance(Duration::from_secs(secs));
     }
 
-    /// A person with `role`, a policy-compliant password and a TOTP
-    /// authenticator enrolled by the key holder.
+    /// A person with `role`, a policy-compliant password of their own and
+    /// a TOTP authenticator they enrolled ([`enrol`]).
     pub fn user(&self, name: &str, role: Role) -> User {
         let password = Password::new("violet harbor lantern 42".into());
-        let admin = self.auth.key_holder();
-        admin.create_user(name, role, &password).unwrap();
-        let enrolment = admin.enrol_totp(name).unwrap();
-        let totp = TotpSecret::from_base32(&enrolment.secret_base32()).unwrap();
+        let (totp, recovery_codes) = enrol(&self.auth, self.now(), name, role, &password);
         User {
             name: name.to_string(),
             password,
             totp,
+            recovery_codes,
         }
     }
 
@@ -156,10 +234,6 @@ impl Fx {
     }
 
     /// How many entries the vault's audit log holds.
-    pub fn audit_size(&self) -> u64 {
-        self.vault.audit().unwrap().reader().size().unwrap()
-    }
-
     /// The entries appended since the log held `since`.
     pub fn audit_since(&self, since: u64) -> Vec<rxvault_audit::Entry> {
         let reader = self.vault.audit().unwrap().reader();

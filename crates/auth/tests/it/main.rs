@@ -7,6 +7,7 @@ mod common;
 
 mod admin;
 mod break_glass;
+mod duties;
 mod login;
 mod matrix;
 mod no_vault;

@@ -144,6 +144,12 @@ fn service_keys_get_exactly_their_scopes() {
     admin.create_service_account("pms").unwrap();
     for scope in Scope::ALL {
         let key = admin.issue_api_key("pms", &[scope], &[], None).unwrap();
+        // A chart-reading scope waits for a second person; others do not.
+        assert_eq!(key.request.is_some(), scope.reads_charts(), "{scope}");
+        if let Some(r) = &key.request {
+            assert!(fx.auth.authenticate_api_key(&key.key, here()).is_err());
+            approve_as_single_operator(&fx.auth, &r.id);
+        }
         let p = fx.auth.authenticate_api_key(&key.key, here()).unwrap();
         assert_eq!(p.scopes(), &[scope]);
         assert_eq!(p.role(), None);

@@ -63,11 +63,27 @@ fn auth_signs_in_and_revokes_from_a_keyring_and_a_store_alone() {
 
     let password = Password::new("violet harbor lantern 42".into());
     let admin = auth.key_holder();
-    admin
-        .create_user("pat", Role::Pharmacist, &password)
-        .unwrap();
-    let totp = TotpSecret::from_base32(&admin.enrol_totp("pat").unwrap().secret_base32()).unwrap();
+    // A one-person pharmacy: the local operator approves their own request.
+    admin.set_single_operator(true).unwrap();
+    let new = admin.add_person("pat", Role::Pharmacist).unwrap();
+    let rxvault_auth::RoleChange::Pending(request) = &new.role else {
+        panic!("a pharmacist needs approval")
+    };
+    admin.approver().approve(&request.id).unwrap();
     let here = "192.0.2.7".parse().unwrap();
+    let Login::Enrol(enrolling) = auth
+        .redeem_enrolment("pat", new.enrolment.code(), &password, &Client::at(here))
+        .unwrap()
+    else {
+        panic!("pat has no second factor yet")
+    };
+    let enrolment = auth.start_totp_enrolment(&enrolling).unwrap();
+    let totp = TotpSecret::from_base32(&enrolment.secret_base32()).unwrap();
+    let now = rxvault_model::Clock::now(clock.as_ref()).unix_timestamp();
+    let (first, _) = auth
+        .finish_totp_enrolment(enrolling, totp.code_at(now).as_str())
+        .unwrap();
+    auth.logout(first.principal()).unwrap();
     // Failures are recorded by the library, with the reason the client is
     // not told.
     assert!(matches!(
@@ -107,56 +123,63 @@ fn auth_signs_in_and_revokes_from_a_keyring_and_a_store_alone() {
 
     // Every administrative act was recorded by the library, once, with its
     // real outcome: refusals as denied (issue 8, item 2).
-    assert!(
-        admin
-            .create_user("pat", Role::Technician, &password)
-            .is_err()
-    );
-    assert!(
-        admin
-            .create_user_named("eve", "superuser", &password)
-            .is_err()
-    );
+    assert!(admin.add_person("pat", Role::Technician).is_err());
+    assert!(admin.add_person_named("eve", "superuser").is_err());
     let entries = log.0.lock().unwrap();
-    let seen: Vec<(String, rxvault_audit::Outcome)> = entries
+    let seen: Vec<(String, rxvault_audit::Outcome, rxvault_audit::ActorKind)> = entries
         .iter()
-        .map(|e| match &e.action {
-            rxvault_audit::Action::UserAdmin { operation, target } => {
-                (format!("{operation} {target}"), e.outcome)
-            }
-            other => (format!("{other:?}"), e.outcome),
+        .map(|e| {
+            let what = match &e.action {
+                rxvault_audit::Action::UserAdmin { operation, target } => {
+                    format!("{operation} {target}")
+                }
+                other @ (rxvault_audit::Action::AuthFailure { .. }
+                | rxvault_audit::Action::MfaFailure { .. }) => format!("{other:?}"),
+                other => other.kind().name().to_string(),
+            };
+            (what, e.outcome, e.actor.kind)
         })
         .collect();
+    use rxvault_audit::ActorKind::{Local, User};
     use rxvault_audit::Outcome::{Denied, Success};
+    let s = |what: &str, o, k| (what.to_string(), o, k);
     assert_eq!(
         seen,
         vec![
-            ("create (pharmacist) pat".to_string(), Success),
-            ("enrol-totp pat".to_string(), Success),
-            // Signing in is recorded by the library too.
-            (
-                r#"AuthFailure { method: "password", reason: "unknown-user" }"#.to_string(),
-                Denied
+            s("single-operator-set", Success, Local),
+            s("create (pharmacist) pat", Success, Local),
+            s("access-requested", Success, Local),
+            s("enrolment-code-issued", Success, Local),
+            s("access-approved", Success, Local),
+            s("enrolment-code-redeemed", Success, User),
+            s("enrol-totp pat", Success, User),
+            s("mfa-success", Success, User),
+            s("logout", Success, User),
+            // Signing in is recorded by the library too, failures with the
+            // reason the client is not told.
+            s(
+                r#"AuthFailure { method: "password", reason: "unknown-user" }"#,
+                Denied,
+                User,
             ),
-            (r#"AuthSuccess { method: "password" }"#.to_string(), Success),
-            (
-                r#"MfaFailure { method: "totp", reason: Some("wrong-code") }"#.to_string(),
-                Denied
+            s("auth-success", Success, User),
+            s(
+                r#"MfaFailure { method: "totp", reason: Some("wrong-code") }"#,
+                Denied,
+                User,
             ),
-            (r#"AuthSuccess { method: "password" }"#.to_string(), Success),
-            (r#"MfaSuccess { method: "totp" }"#.to_string(), Success),
-            ("revoke-sessions pat".to_string(), Success),
-            ("create (technician) pat".to_string(), Denied),
-            ("create (superuser) eve".to_string(), Denied),
+            s("auth-success", Success, User),
+            s("mfa-success", Success, User),
+            s("revoke-sessions pat", Success, Local),
+            s("create (technician) pat", Denied, Local),
+            s("create (superuser) eve", Denied, Local),
         ]
     );
-    // Administration by the key holder is the local operator's; signing in
-    // is the person's (as typed at the login form, then the account's).
-    for e in entries.iter() {
-        let want = match e.action {
-            rxvault_audit::Action::UserAdmin { .. } => rxvault_audit::ActorKind::Local,
-            _ => rxvault_audit::ActorKind::User,
-        };
-        assert_eq!(e.actor.kind, want, "{e:?}");
-    }
+    assert!(matches!(
+        &entries[4].action,
+        rxvault_audit::Action::AccessApproved {
+            basis: Some(rxvault_audit::ApprovalBasis::SingleOperator),
+            ..
+        }
+    ));
 }

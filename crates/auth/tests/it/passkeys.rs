@@ -44,10 +44,7 @@ fn tamper_signature(cred: &PublicKeyCredential) -> PublicKeyCredential {
 fn passkey_enrolment_login_and_tampered_or_replayed_assertions() {
     each_backend(config(), |fx| {
         let pw = Password::new("violet harbor lantern 42".into());
-        fx.auth
-            .key_holder()
-            .create_user("pharm1", Role::Pharmacist, &pw)
-            .unwrap();
+        drop(add_and_redeem(&fx.auth, "pharm1", Role::Pharmacist, &pw));
         let mut authenticator = SoftPasskey::new(true);
 
         // Enrolment: the account has no second factor yet.
@@ -174,10 +171,7 @@ fn passkey_enrolment_login_and_tampered_or_replayed_assertions() {
 fn passkeys_need_configuration() {
     let fx = Fx::sqlite(AuthConfig::default());
     let pw = Password::new("violet harbor lantern 42".into());
-    fx.auth
-        .key_holder()
-        .create_user("pharm1", Role::Pharmacist, &pw)
-        .unwrap();
+    drop(add_and_redeem(&fx.auth, "pharm1", Role::Pharmacist, &pw));
     let Login::Enrol(e) = fx
         .auth
         .login_password("pharm1", &pw, &Client::at(here()))

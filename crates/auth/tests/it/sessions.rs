@@ -169,10 +169,18 @@ fn disabling_a_user_or_changing_a_role_takes_effect_on_the_next_request() {
     let u = fx.user("bill1", Role::Billing);
     let (token, p) = fx.login(&u);
     assert!(fx.auth.authorize(&p, Action::AllergyRead).is_err());
-    fx.auth
+    // A raise waits for a second person: nothing changes until approved.
+    let rxvault_auth::RoleChange::Pending(request) = fx
+        .auth
         .key_holder()
         .set_role("bill1", Role::Pharmacist)
-        .unwrap();
+        .unwrap()
+    else {
+        panic!("billing to pharmacist is a raise")
+    };
+    let p = fx.auth.authenticate(&token, here(), None).unwrap();
+    assert_eq!(p.role(), Some(Role::Billing));
+    approve_as_single_operator(&fx.auth, &request.id);
     let p = fx.auth.authenticate(&token, here(), None).unwrap();
     assert_eq!(p.role(), Some(Role::Pharmacist));
     assert!(fx.auth.authorize(&p, Action::AllergyRead).is_ok());
@@ -268,11 +276,13 @@ fn purging_keeps_live_sessions_and_locks() {
     }
     fx.advance(2 * 24 * 3600);
     let (live, _) = fx.login_from(&u, ip("192.0.2.99"));
+    // The logged-out session, and the two logins that completed each
+    // person's TOTP enrolment (logged out at once by the fixture).
     assert_eq!(
         fx.auth
             .purge(std::time::Duration::from_secs(24 * 3600))
             .unwrap(),
-        1
+        1 + 2
     );
     assert!(fx.auth.authenticate(&live, ip("192.0.2.99"), None).is_ok());
     assert!(fx.auth.authenticate(&old, here(), None).is_err());

@@ -95,9 +95,12 @@ fn every_sign_in_step_is_audited_by_the_library_with_its_real_outcome_and_reason
         let u = fx.user("pharm1", Role::Pharmacist);
         let admin = fx.auth.key_holder();
         admin.create_service_account("pms").unwrap();
-        admin
-            .create_user("gone", Role::Technician, &u.password)
-            .unwrap();
+        drop(add_and_redeem(
+            &fx.auth,
+            "gone",
+            Role::Technician,
+            &u.password,
+        ));
         admin.disable("gone").unwrap();
         // The user agent is cleaned before it is recorded (no control
         // characters reach a syslog line).
@@ -326,10 +329,12 @@ fn the_failure_that_locks_a_name_is_audited_with_the_lockout_and_a_locked_name_a
 fn enrolling_a_second_factor_at_first_login_is_audited_as_the_key_holder_records_it() {
     each_backend(config(), |fx| {
         let password = Password::new("violet harbor lantern 42".into());
-        fx.auth
-            .key_holder()
-            .create_user("newbie", Role::Technician, &password)
-            .unwrap();
+        drop(add_and_redeem(
+            &fx.auth,
+            "newbie",
+            Role::Technician,
+            &password,
+        ));
         let client = Client::at(here()).user_agent("Mozilla/5.0");
         let Ok(Login::Enrol(s)) = fx.auth.login_password("newbie", &password, &client) else {
             panic!("no second factor yet")

@@ -12,7 +12,7 @@
 
 #![allow(dead_code)]
 
-use rxvault_auth::{Auth, AuthConfig, Role, Scope};
+use rxvault_auth::{Auth, AuthConfig, Enrolling, Login, Role, RoleChange, Scope, Session};
 use rxvault_crypto::otp::TotpSecret;
 use rxvault_crypto::{Password, Token};
 use rxvault_model::{Clock, ManualClock, RecordKind};
@@ -85,6 +85,10 @@ pub struct Harness {
     /// The PostgreSQL schema, when on PostgreSQL (dropped with the harness).
     pub pg: Option<rxvault_testkit::pg::Schema>,
 }
+
+/// A person enrolled (password and TOTP) whose pharmacist role was never
+/// approved: they have no role.
+pub const UNASSIGNED: &str = "u-unassigned";
 
 pub fn username(role: Role) -> String {
     format!("u-{}", role.name())
@@ -386,20 +390,21 @@ fn setup(pg: Option<rxvault_testkit::pg::Schema>, auth_config: AuthConfig) -> Se
     );
     let holder = auth.key_holder();
     let mut secrets = HashMap::new();
+    let now = clock.now().unix_timestamp();
     for role in Role::ALL {
         let name = username(role);
-        holder
-            .create_user(&name, role, &Password::new(PASSWORD.into()))
-            .unwrap();
-        let enrolment = holder.enrol_totp(&name).unwrap();
+        let secret = enrol(&auth, now, &name, role);
+        secrets.insert(name, secret);
+    }
+    drop(add_and_redeem(&auth, "victim", Role::Technician));
+    {
+        let new = holder.add_person(UNASSIGNED, Role::Pharmacist).unwrap();
+        assert!(matches!(new.role, RoleChange::Pending(_)));
         secrets.insert(
-            name,
-            TotpSecret::from_base32(&enrolment.secret_base32()).unwrap(),
+            UNASSIGNED.to_string(),
+            enrol_redeemed(&auth, now, redeem(&auth, UNASSIGNED, new.enrolment.code())),
         );
     }
-    holder
-        .create_user("victim", Role::Technician, &Password::new(PASSWORD.into()))
-        .unwrap();
     holder.create_service_account("pms").unwrap();
     let issued = holder
         .issue_api_key(
@@ -409,6 +414,8 @@ fn setup(pg: Option<rxvault_testkit::pg::Schema>, auth_config: AuthConfig) -> Se
             None,
         )
         .unwrap();
+    // A chart-reading key works once approved.
+    approve_as_single_operator(&auth, &issued.request.as_ref().unwrap().id);
     let service_key = issued.key.expose().to_string();
     drop(holder);
 
@@ -425,4 +432,67 @@ fn setup(pg: Option<rxvault_testkit::pg::Schema>, auth_config: AuthConfig) -> Se
         fill_other_day,
         input,
     }
+}
+
+/// Approves access request `id` as the local operator in single-operator
+/// mode, switched on for the moment if it was off (how the fixtures get
+/// roles granted; the server then runs with the mode as it was).
+pub fn approve_as_single_operator(auth: &Auth, id: &str) {
+    let was_on = auth.single_operator().unwrap();
+    let holder = auth.key_holder();
+    if !was_on {
+        holder.set_single_operator(true).unwrap();
+    }
+    holder.approver().approve(id).unwrap();
+    if !was_on {
+        holder.set_single_operator(false).unwrap();
+    }
+}
+
+/// A person as people are enrolled: the local operator adds them (a
+/// one-time enrolment code; a sensitive role as a request, approved by
+/// [`approve_as_single_operator`]) and the person redeems the code with
+/// [`PASSWORD`]. Returns the redeemed login, at its enrolment stage.
+pub fn add_and_redeem(auth: &Auth, name: &str, role: Role) -> Session<Enrolling> {
+    let new = auth.key_holder().add_person(name, role).unwrap();
+    if let RoleChange::Pending(r) = &new.role {
+        approve_as_single_operator(auth, &r.id);
+    }
+    redeem(auth, name, new.enrolment.code())
+}
+
+/// `name` redeems `code` with [`PASSWORD`]: the login, at its enrolment
+/// stage.
+pub fn redeem(auth: &Auth, name: &str, code: &str) -> Session<Enrolling> {
+    let here = "127.0.0.1".parse().unwrap();
+    match auth
+        .redeem_enrolment(
+            name,
+            code,
+            &Password::new(PASSWORD.into()),
+            &rxvault_auth::Client::at(here),
+        )
+        .unwrap()
+    {
+        Login::Enrol(e) => e,
+        Login::SecondFactor(_) => panic!("{name} is new: no second factor"),
+    }
+}
+
+/// [`add_and_redeem`], then the person enrols TOTP, confirmed with the
+/// previous time step's code (so a login in this step is no replay); the
+/// login the enrolment completed is logged out. Returns the secret.
+pub fn enrol(auth: &Auth, now: i64, name: &str, role: Role) -> TotpSecret {
+    enrol_redeemed(auth, now, add_and_redeem(auth, name, role))
+}
+
+/// A redeemed login enrols TOTP (see [`enrol`]).
+pub fn enrol_redeemed(auth: &Auth, now: i64, enrolling: Session<Enrolling>) -> TotpSecret {
+    let enrolment = auth.start_totp_enrolment(&enrolling).unwrap();
+    let secret = TotpSecret::from_base32(&enrolment.secret_base32()).unwrap();
+    let (session, _) = auth
+        .finish_totp_enrolment(enrolling, secret.code_at(now - 30).as_str())
+        .unwrap();
+    auth.logout(session.principal()).unwrap();
+    secret
 }
