@@ -9,6 +9,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_rxvault");
 
 /// A scratch area: the data directory and, apart from it, keys, inputs and
@@ -99,73 +101,14 @@ impl Scratch {
     /// step's, so a login right after is no replay). Returns the file with
     /// the TOTP secret.
     fn enrol(&self, name: &str, role: &str, password: &str) -> PathBuf {
-        let code = self.path(&format!("{name}.code"));
-        let pw = self.path(&format!("{name}.pw"));
-        let totp = self.path(&format!("{name}.totp"));
-        std::fs::write(&pw, format!("{password}\n")).unwrap();
-        self.ok_vault(&["user", "single-operator", "on"]);
-        let added = self.ok_vault(&[
-            "user",
-            "add",
+        common::enrol(
+            &|args| self.cmd(args),
+            &|args| self.vault(args),
+            self.tmp.path(),
             name,
-            "--role",
             role,
-            "--code-out",
-            code.to_str().unwrap(),
-        ]);
-        assert!(!added.contains(&std::fs::read_to_string(&code).unwrap().trim().to_string()));
-        for line in self.ok_vault(&["user", "requests", "--json"]).lines() {
-            let r: Value = serde_json::from_str(line).unwrap();
-            if r["target"] == name {
-                self.ok_vault(&["user", "approve", r["id"].as_str().unwrap()]);
-            }
-        }
-        self.ok_vault(&["user", "single-operator", "off"]);
-        let args = self.vault(&[
-            "user",
-            "redeem",
-            name,
-            "--code-file",
-            code.to_str().unwrap(),
-            "--password-file",
-            pw.to_str().unwrap(),
-            "--totp-secret-out",
-            totp.to_str().unwrap(),
-            "--recovery-codes-out",
-            self.path(&format!("{name}.recovery")).to_str().unwrap(),
-        ]);
-        let mut child = self
-            .cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let secret = loop {
-            if let Ok(text) = std::fs::read_to_string(&totp)
-                && text.ends_with('\n')
-            {
-                break rxvault_crypto::TotpSecret::from_base32(text.trim()).unwrap();
-            }
-            assert!(child.try_wait().unwrap().is_none(), "redeem ended early");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        };
-        let now = rxvault_model::Clock::now(&rxvault_model::SystemClock).unix_timestamp();
-        use std::io::Write;
-        writeln!(
-            child.stdin.take().unwrap(),
-            "{}",
-            secret.code_at(now - 30).as_str()
+            password,
         )
-        .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "redeem: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        totp
     }
 
     fn synth(&self, name: &str, patients: u64, seed: u64) -> PathBuf {
