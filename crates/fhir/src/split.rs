@@ -239,19 +239,39 @@ pub enum Class {
 }
 
 impl Class {
-    /// Joins children: one category if they all share it (`empty` for none).
-    fn of_children(children: Vec<Class>, empty: C, array: bool) -> Class {
-        let first = match children.first() {
-            None => return Class::One(empty),
-            Some(Class::One(c)) => *c,
-            Some(_) => C::Clinical, // not uniform; checked below
-        };
-        if children.iter().all(|c| *c == Class::One(first)) {
-            Class::One(first)
-        } else if array {
-            Class::Array(children)
-        } else {
-            Class::Object(children)
+    /// Joins children: one category if they all share it (`empty` for
+    /// none). Allocates only for children that differ (the usual subtree
+    /// is wholly in one category).
+    fn of_children(children: impl Iterator<Item = Class>, empty: C, array: bool) -> Class {
+        let mut first: Option<C> = None;
+        let mut same = 0usize;
+        let mut mixed: Option<Vec<Class>> = None;
+        for child in children {
+            if let Some(all) = &mut mixed {
+                all.push(child);
+                continue;
+            }
+            match (&child, first) {
+                (Class::One(c), None) => {
+                    first = Some(*c);
+                    same = 1;
+                }
+                (Class::One(c), Some(f)) if *c == f => same += 1,
+                _ => {
+                    let mut all = Vec::with_capacity(same + 4);
+                    all.extend(std::iter::repeat_n(
+                        Class::One(first.unwrap_or(empty)),
+                        same,
+                    ));
+                    all.push(child);
+                    mixed = Some(all);
+                }
+            }
+        }
+        match mixed {
+            None => Class::One(first.unwrap_or(empty)),
+            Some(all) if array => Class::Array(all),
+            Some(all) => Class::Object(all),
         }
     }
 
@@ -341,6 +361,12 @@ struct Contained<'a> {
     category: C,
 }
 
+/// The patient id the reference in `element` names.
+fn patient_reference(r: &Resource, element: &str) -> Option<String> {
+    let reference = r.get(element)?.get("reference")?.as_str()?;
+    crate::map::reference_id(reference, "Patient")
+}
+
 /// What classifying a resource needs to know of it as a whole.
 struct Classifier<'a> {
     kind: RecordKind,
@@ -354,9 +380,12 @@ struct Classifier<'a> {
 
 impl<'a> Classifier<'a> {
     fn new(kind: RecordKind, r: &'a Resource) -> Self {
+        // The patient as `map::patient_of` reads it (without its errors).
         let patient = match kind {
             RecordKind::Patient => r.get("id").and_then(Value::as_str).map(str::to_string),
-            _ => crate::map::patient_of(kind, r).ok().flatten(),
+            RecordKind::Coverage => patient_reference(r, "beneficiary"),
+            RecordKind::Prescription | RecordKind::Fill => patient_reference(r, "subject"),
+            RecordKind::Allergy => patient_reference(r, "patient"),
         };
         let mut this = Classifier {
             kind,
@@ -417,21 +446,20 @@ impl<'a> Classifier<'a> {
     /// A top-level element.
     fn top_level(&mut self, element: &str, value: &'a Value) -> Class {
         match (element, value) {
-            ("contained", Value::Array(items)) => Class::of_children(
-                items.iter().map(|item| self.contained_item(item)).collect(),
-                C::Clinical,
-                true,
-            ),
+            ("contained", Value::Array(items)) => {
+                let mut classes = Vec::with_capacity(items.len());
+                for item in items {
+                    classes.push(self.contained_item(item));
+                }
+                Class::of_children(classes.into_iter(), C::Clinical, true)
+            }
             ("extension", Value::Array(items)) if extension_category(self.kind, None).is_some() => {
                 Class::of_children(
-                    items
-                        .iter()
-                        .map(|item| {
-                            let url = item.get("url").and_then(Value::as_str);
-                            let c = extension_category(self.kind, url).expect("checked above");
-                            self.node(item, c)
-                        })
-                        .collect(),
+                    items.iter().map(|item| {
+                        let url = item.get("url").and_then(Value::as_str);
+                        let c = extension_category(self.kind, url).expect("checked above");
+                        self.node(item, c)
+                    }),
                     C::Clinical,
                     true,
                 )
@@ -463,39 +491,34 @@ impl<'a> Classifier<'a> {
         };
         let patient = resource_type == Some("Patient");
         Class::of_children(
-            o.iter()
-                .map(|(k, v)| {
-                    let c = if patient && k != "resourceType" {
-                        // Unknown elements stay clinical; the patient's id,
-                        // identifiers and bookkeeping are the link.
-                        match category_of(RecordKind::Patient, k) {
-                            c @ (C::Demographics | C::Contact | C::Clinical) => c,
-                            _ => base,
-                        }
-                    } else {
-                        base
-                    };
-                    if patient && k == "extension" {
-                        // By url, as a patient's own (rule 2).
-                        if let Value::Array(items) = v {
-                            return Class::of_children(
-                                items
-                                    .iter()
-                                    .map(|e| {
-                                        let url = e.get("url").and_then(Value::as_str);
-                                        let c = extension_category(RecordKind::Patient, url)
-                                            .expect("patients' extensions go by url");
-                                        self.node(e, c)
-                                    })
-                                    .collect(),
-                                C::Clinical,
-                                true,
-                            );
-                        }
+            o.iter().map(|(k, v)| {
+                let c = if patient && k != "resourceType" {
+                    // Unknown elements stay clinical; the patient's id,
+                    // identifiers and bookkeeping are the link.
+                    match category_of(RecordKind::Patient, k) {
+                        c @ (C::Demographics | C::Contact | C::Clinical) => c,
+                        _ => base,
                     }
-                    self.member(k, v, c)
-                })
-                .collect(),
+                } else {
+                    base
+                };
+                if patient && k == "extension" {
+                    // By url, as a patient's own (rule 2).
+                    if let Value::Array(items) = v {
+                        return Class::of_children(
+                            items.iter().map(|e| {
+                                let url = e.get("url").and_then(Value::as_str);
+                                let c = extension_category(RecordKind::Patient, url)
+                                    .expect("patients' extensions go by url");
+                                self.node(e, c)
+                            }),
+                            C::Clinical,
+                            true,
+                        );
+                    }
+                }
+                self.member(k, v, c)
+            }),
             base,
             false,
         )
@@ -517,14 +540,10 @@ impl<'a> Classifier<'a> {
                 if let Some(target) = reference_target(o) {
                     return Class::One(self.reference(target, c));
                 }
-                Class::of_children(
-                    o.iter().map(|(k, v)| self.member(k, v, c)).collect(),
-                    c,
-                    false,
-                )
+                Class::of_children(o.iter().map(|(k, v)| self.member(k, v, c)), c, false)
             }
             Value::Array(items) => {
-                Class::of_children(items.iter().map(|v| self.node(v, c)).collect(), c, true)
+                Class::of_children(items.iter().map(|v| self.node(v, c)), c, true)
             }
             _ => Class::One(c),
         }

@@ -118,7 +118,7 @@ pub fn generate(resource_type: &str, seed: u64) -> Shape {
     let patient = format!("pt-{}", rng.digits(6));
     let mut g = Gen {
         rng,
-        resource_type: *resource_type,
+        resource_type,
         patient,
         contained: Vec::new(),
     };
