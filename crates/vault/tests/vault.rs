@@ -1345,7 +1345,10 @@ fn issue_9_an_old_format_vault_migrates_and_reads_identically() {
     assert_eq!(envelope_versions(&fx), BTreeMap::from([(3, 53)]));
     assert_eq!(meta_of(&fx, "record_format").as_deref(), Some("3"));
     assert_eq!(meta_of(&fx, "record_migration"), None);
-    assert_eq!(vault.store().schema_version().unwrap(), 4);
+    assert_eq!(
+        vault.store().schema_version().unwrap(),
+        rxvault_store::schema::CURRENT
+    );
     let out = fx._tmp.path().join("export");
     vault
         .export_fhir_for(&Requester::local(), &out, &Target::Plaintext, &mut Quiet)
@@ -1545,7 +1548,10 @@ fn issue_9_item_1_a_format_2_vault_is_split_again_by_content_on_open() {
     assert_eq!(meta_of(&fx, "record_format").as_deref(), Some("3"));
     // An rxvault of format 2 refuses the database now (it would write
     // records this one refuses).
-    assert_eq!(vault.store().schema_version().unwrap(), 4);
+    assert_eq!(
+        vault.store().schema_version().unwrap(),
+        rxvault_store::schema::CURRENT
+    );
     let out = fx._tmp.path().join("export");
     vault
         .export_fhir_for(&Requester::local(), &out, &Target::Plaintext, &mut Quiet)
