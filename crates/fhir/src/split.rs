@@ -20,7 +20,9 @@
 //!    [`Clinical`](C::Clinical), the category the fewest roles read, so a
 //!    new or unexpected element is never exposed more widely than clinical
 //!    data. Nested elements take the category of the element they are in,
-//!    unless a rule below says otherwise.
+//!    unless a rule below says otherwise. `modifierExtension` is
+//!    administrative, which every role reading a kind reads: an extension
+//!    that changes what a record means must not be hidden from its readers.
 //! 2. **Top-level extensions by their `url`**: on a `MedicationDispense`
 //!    the carrier and tracking extensions ([`conventions`](crate::conventions))
 //!    are [`Shipping`](C::Shipping); on a `Patient` the demographic ones
@@ -81,7 +83,8 @@
 //!    3).
 //!
 //! A reference or a `telecom` fixes its whole subtree; the outermost one
-//! wins. `resourceType` is not stored (the kind says it).
+//! wins. The resource's own `resourceType` is not stored (the kind says
+//! it); a contained resource's goes with that resource.
 //!
 //! # Parts
 //!
@@ -94,6 +97,16 @@
 //! object members are ordered by `serde_json::Map`, sorted, as everywhere
 //! in the workspace); a subset gives the view of those categories, arrays
 //! keeping the relative order of the elements present.
+//!
+//! # Updates
+//!
+//! A writer sees and may write only some categories. [`overlay`] puts what
+//! it sends in place of what it was shown and keeps the rest where it was
+//! (in an array, the elements it could not see keep their places), and
+//! refuses an update that would show the other categories anything
+//! different from before: replacing data the writer cannot see, or moving
+//! data between categories by changing what names it (pointing a fill's
+//! `destination` at its contained `Medication`).
 
 use crate::Resource;
 use crate::conventions as cv;
