@@ -132,12 +132,8 @@ fn held(dir: &Path, vault: &Vault, identity: &age::x25519::Identity) -> Held {
             let stored = vault.unaudited().store().get(kind, &rid).unwrap().unwrap();
             h.patients.insert(stored.patient.unwrap_or(rid).to_string());
             let cats = h.categories.entry(ty).or_default();
-            for element in resource.keys().filter(|k| *k != "resourceType") {
-                cats.insert(
-                    rxvault_fhir::split::category_of(kind, element)
-                        .name()
-                        .to_string(),
-                );
+            for category in rxvault_fhir::split::categories(kind, &resource).iter() {
+                cats.insert(category.name().to_string());
             }
             h.records += 1;
         }

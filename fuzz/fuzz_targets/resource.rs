@@ -17,7 +17,12 @@ fuzz_target!(|data: &[u8]| {
     for kind in RecordKind::ALL {
         let mut expected = r.clone();
         expected.insert("resourceType".into(), kind.fhir_type().into());
-        let merged = split::merge(kind, split::split(kind, r.clone()).into_iter().map(|(_, p)| p));
+        let parts = split::split(kind, r.clone());
+        let bytes: Vec<Vec<u8>> = parts.iter().map(|(_, p)| p.to_bytes()).collect();
+        let merged = split::merge(kind, parts.into_iter().map(|(_, p)| p)).unwrap();
         assert_eq!(merged, expected);
+        let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+        let text = split::merge_json(kind, &refs).unwrap().text;
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&text).unwrap(), serde_json::Value::Object(expected));
     }
 });

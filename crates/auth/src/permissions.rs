@@ -17,9 +17,12 @@
 //! account exported 137,110 charts):
 //!
 //! - **Shipping clerks** see only what a label needs (ship-to name and
-//!   address, the fill's identifiers and status for the transaction ID) of
-//!   fills dated **today**, and nothing else: no patients, plans,
-//!   prescriptions, medications or allergies.
+//!   address, carrier and tracking, the fill's identifiers and status for
+//!   the transaction ID) of fills dated **today**, and nothing else: no
+//!   patients, plans, prescriptions, medications or allergies. The
+//!   categories are decided by content (`rxvault_fhir::split`), so a
+//!   contained medication, a reference to the patient and a phone number on
+//!   the ship-to are not shipping data wherever a fill puts them.
 //! - **Billing** sees demographics, contact, identifiers and plan data, and
 //!   the identifiers and plan part of prescriptions and fills, but no
 //!   clinical data (medications, allergies) and no shipping data.

@@ -1,9 +1,9 @@
 //! The byte format of a sealed record.
 //!
-//! # Version 2 (what this build writes)
+//! # Version 3 (what this build writes)
 //! ```text
 //! offset  size  field
-//! 0       1     format version (2)
+//! 0       1     format version (3)
 //! 1       4     DEK id, big-endian
 //! 5       1     part count n (1..=7)
 //! 6       1     index entry count t
@@ -18,34 +18,50 @@
 //!         4     ciphertext length L (including the 16-byte tag), big-endian
 //!         L     AES-256-GCM ciphertext and tag
 //! ```
-//! Every associated data of a version 2 record ([`binding`]) binds the
-//! table, the record's [`Rid`], the DEK id, the set of categories present,
-//! the **patient** the record belongs to, its **derived** flag and its
-//! **blind-index entries**: everything stored beside the envelope that
-//! decides what is shown to whom. The header tag authenticates that binding
-//! without decrypting any part, so it is checked on every open, also when
-//! the caller may see none of the record's categories; each part's
-//! associated data adds the part's own category. A ciphertext moved to
-//! another record, table, field or patient, re-labelled with another key or
-//! flag, an index entry pointed at a record that does not carry it, or an
-//! envelope with a part removed or added, fails to open.
+//! Every associated data of a version 3 record ([`binding`]) binds the
+//! format version, the table, the record's [`Rid`], the DEK id, the set of
+//! categories present, the **patient** the record belongs to, its
+//! **derived** flag and its **blind-index entries**: everything stored
+//! beside the envelope that decides what is shown to whom. The header tag
+//! authenticates that binding without decrypting any part, so it is checked
+//! on every open, also when the caller may see none of the record's
+//! categories; each part's associated data adds the part's own category. A
+//! ciphertext moved to another record, table, field or patient, re-labelled
+//! with another key, flag or format version, an index entry pointed at a
+//! record that does not carry it, or an envelope with a part removed or
+//! added, fails to open.
+//!
+//! What a part's plaintext holds is the vault's business (this module never
+//! sees plaintext); the version says which rules split the record into
+//! parts: version 3 parts were split by content (`rxvault_fhir::split`:
+//! contained resources, references, extensions and `telecom` at any depth
+//! each in their own category).
+//!
+//! # Version 2 (read only, for the migration)
+//! The same layout and binding (its associated data starts
+//! `rxvault/record/v2`), with parts split by top-level element only: all of
+//! a fill's `contained` and `receiver` were shipping data, so a shipping
+//! view could show a contained medication, the patient's id and a phone
+//! number. A keyring opens it only while the vault migrates
+//! ([`Keyring::accept_formats_from`](crate::Keyring::accept_formats_from)).
 //!
 //! # Version 1 (read only, for the migration)
 //! Header `version (1) ‖ DEK id ‖ part count`, then the parts; each part's
 //! associated data ([`part_aad_v1`]) binds table, record key, DEK id,
 //! category set and category, but not the patient, the derived flag or the
-//! index entries. A keyring opens it only while the vault is migrating
-//! ([`Keyring::accept_legacy_records`](crate::Keyring::accept_legacy_records)).
+//! index entries. Split as version 2.
 
 use rxvault_model::{DekId, FieldCategory, IndexKind, IndexToken, Rid};
 
 /// The format version this build writes.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
+/// The format version before records were split by content (read only).
+pub const SPLIT_BY_ELEMENT_VERSION: u8 = 2;
 /// The format version before the patient link and index entries were bound.
 pub const LEGACY_VERSION: u8 = 1;
 /// Bytes of a version 1 header.
 pub const HEADER_LEN: usize = 6;
-/// Bytes of a version 2 header before its index entries.
+/// Bytes of a version 2 or 3 header before its index entries.
 const V2_FIXED_LEN: usize = 7;
 /// Bytes of one index entry.
 const TOKEN_LEN: usize = 1 + 16;
@@ -99,7 +115,7 @@ pub struct Part<'a> {
     pub ciphertext: &'a [u8],
 }
 
-/// The authenticator of a version 2 header.
+/// The authenticator of a version 2 or 3 header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderTag {
     /// Its nonce.
@@ -111,14 +127,15 @@ pub struct HeaderTag {
 /// A decoded envelope (still encrypted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope<'a> {
-    /// Its format version ([`VERSION`] or [`LEGACY_VERSION`]).
+    /// Its format version ([`VERSION`], [`SPLIT_BY_ELEMENT_VERSION`] or
+    /// [`LEGACY_VERSION`]).
     pub version: u8,
     /// The data key that sealed it.
     pub dek: DekId,
     /// The record's blind-index entries, strictly increasing (none in
     /// version 1).
     pub tokens: Vec<(IndexKind, IndexToken)>,
-    /// The header's authenticator (version 2 only).
+    /// The header's authenticator (not in version 1).
     pub header: Option<HeaderTag>,
     /// Its parts, categories strictly increasing.
     pub parts: Vec<Part<'a>>,
@@ -156,7 +173,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
         return Err(DecodeError::Truncated(bytes.len()));
     }
     let version = bytes[0];
-    if version != VERSION && version != LEGACY_VERSION {
+    if !matches!(version, VERSION | SPLIT_BY_ELEMENT_VERSION | LEGACY_VERSION) {
         return Err(DecodeError::Version(version));
     }
     let dek = DekId(u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes")));
@@ -167,7 +184,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     let mut at = HEADER_LEN;
     let mut tokens = Vec::new();
     let mut header = None;
-    if version == VERSION {
+    if version != LEGACY_VERSION {
         let n = usize::from(
             *bytes
                 .get(HEADER_LEN)
@@ -242,7 +259,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     })
 }
 
-/// Starts encoding a version 2 envelope (`tokens` canonical, see
+/// Starts encoding a version 3 envelope (`tokens` canonical, see
 /// [`canonical_tokens`]); see [`push_part_header`].
 pub fn begin(
     dek: DekId,
@@ -251,8 +268,20 @@ pub fn begin(
     header: &HeaderTag,
     capacity: usize,
 ) -> Vec<u8> {
+    begin_as(VERSION, dek, parts, tokens, header, capacity)
+}
+
+/// [`begin`] in format `version` (2 or 3: the layout is the same).
+pub fn begin_as(
+    version: u8,
+    dek: DekId,
+    parts: u8,
+    tokens: &[(IndexKind, IndexToken)],
+    header: &HeaderTag,
+    capacity: usize,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(V2_FIXED_LEN + tokens.len() * TOKEN_LEN + 28 + capacity);
-    out.push(VERSION);
+    out.push(version);
     out.extend_from_slice(&dek.0.to_be_bytes());
     out.push(parts);
     out.push(u8::try_from(tokens.len()).expect("at most MAX_TOKENS index entries"));
@@ -280,7 +309,7 @@ pub fn push_part_header(out: &mut Vec<u8>, category: FieldCategory, nonce: &[u8;
 pub fn encode(env: &Envelope<'_>) -> Vec<u8> {
     let parts = u8::try_from(env.parts.len()).expect("at most 7 parts");
     let mut out = match &env.header {
-        Some(h) => begin(env.dek, parts, &env.tokens, h, 0),
+        Some(h) => begin_as(env.version, env.dek, parts, &env.tokens, h, 0),
         None => {
             let mut v = vec![env.version];
             v.extend_from_slice(&env.dek.0.to_be_bytes());
@@ -295,12 +324,14 @@ pub fn encode(env: &Envelope<'_>) -> Vec<u8> {
     out
 }
 
-/// What every associated data of a version 2 record starts with: table,
-/// record key, DEK id, category set, patient (or none), derived flag and
-/// index entries (canonical). Fields are fixed-length or length-prefixed,
-/// the table name NUL-terminated, so no two bindings share an encoding.
+/// What every associated data of a version 2 or 3 record starts with:
+/// format version, table, record key, DEK id, category set, patient (or
+/// none), derived flag and index entries (canonical). Fields are
+/// fixed-length or length-prefixed, the table name NUL-terminated, so no two
+/// bindings share an encoding.
 #[allow(clippy::too_many_arguments)]
 pub fn binding(
+    version: u8,
     table: &str,
     rid: &Rid,
     dek: DekId,
@@ -310,7 +341,9 @@ pub fn binding(
     tokens: &[(IndexKind, IndexToken)],
 ) -> Vec<u8> {
     let mut aad = Vec::with_capacity(64 + table.len() + tokens.len() * TOKEN_LEN);
-    aad.extend_from_slice(b"rxvault/record/v2\0");
+    aad.extend_from_slice(b"rxvault/record/v");
+    aad.push(b'0' + version);
+    aad.push(0);
     aad.extend_from_slice(table.as_bytes());
     aad.push(0);
     aad.extend_from_slice(&rid.0);
@@ -335,7 +368,7 @@ pub fn binding(
 /// The marker that ends a header's associated data (no category has it).
 pub const HEADER_MARK: u8 = 0xff;
 
-/// The associated data of a version 2 header: the binding and
+/// The associated data of a version 2 or 3 header: the binding and
 /// [`HEADER_MARK`].
 pub fn header_aad(binding: &[u8]) -> Vec<u8> {
     let mut aad = binding.to_vec();
@@ -343,7 +376,7 @@ pub fn header_aad(binding: &[u8]) -> Vec<u8> {
     aad
 }
 
-/// The associated data of one version 2 part: the binding and the part's
+/// The associated data of one version 2 or 3 part: the binding and the part's
 /// category.
 pub fn part_aad(binding: &[u8], category: FieldCategory) -> Vec<u8> {
     let mut aad = binding.to_vec();
@@ -492,6 +525,21 @@ mod tests {
     }
 
     #[test]
+    fn version_2_still_decodes_and_re_encodes() {
+        let header = HeaderTag {
+            nonce: [3; 12],
+            tag: [4; 16],
+        };
+        let mut v2 = begin_as(SPLIT_BY_ELEMENT_VERSION, DekId(7), 1, &[], &header, 0);
+        push_part_header(&mut v2, FieldCategory::Shipping, &[5; 12], 16);
+        v2.extend_from_slice(&[9; 16]);
+        let env = decode(&v2).unwrap();
+        assert_eq!(env.version, SPLIT_BY_ELEMENT_VERSION);
+        assert_eq!(env.header, Some(header));
+        assert_eq!(encode(&env), v2);
+    }
+
+    #[test]
     fn version_1_still_decodes_and_re_encodes() {
         let mut v1 = vec![LEGACY_VERSION, 0, 0, 0, 7, 1];
         push_part_header(&mut v1, FieldCategory::Clinical, &[5; 12], 16);
@@ -508,16 +556,17 @@ mod tests {
         let r = Rid([1; 16]);
         let p = Rid([2; 16]);
         let t = [(IndexKind::FillDate, IndexToken([3; 16]))];
-        let base = binding("fills", &r, DekId(5), 6, Some(&p), false, &t);
+        let base = binding(3, "fills", &r, DekId(5), 6, Some(&p), false, &t);
         for other in [
-            binding("allergies", &r, DekId(5), 6, Some(&p), false, &t),
-            binding("fills", &p, DekId(5), 6, Some(&p), false, &t),
-            binding("fills", &r, DekId(6), 6, Some(&p), false, &t),
-            binding("fills", &r, DekId(5), 7, Some(&p), false, &t),
-            binding("fills", &r, DekId(5), 6, Some(&r), false, &t),
-            binding("fills", &r, DekId(5), 6, None, false, &t),
-            binding("fills", &r, DekId(5), 6, Some(&p), true, &t),
-            binding("fills", &r, DekId(5), 6, Some(&p), false, &[]),
+            binding(2, "fills", &r, DekId(5), 6, Some(&p), false, &t),
+            binding(3, "allergies", &r, DekId(5), 6, Some(&p), false, &t),
+            binding(3, "fills", &p, DekId(5), 6, Some(&p), false, &t),
+            binding(3, "fills", &r, DekId(6), 6, Some(&p), false, &t),
+            binding(3, "fills", &r, DekId(5), 7, Some(&p), false, &t),
+            binding(3, "fills", &r, DekId(5), 6, Some(&r), false, &t),
+            binding(3, "fills", &r, DekId(5), 6, None, false, &t),
+            binding(3, "fills", &r, DekId(5), 6, Some(&p), true, &t),
+            binding(3, "fills", &r, DekId(5), 6, Some(&p), false, &[]),
         ] {
             assert_ne!(other, base);
         }

@@ -33,7 +33,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use rxvault_model::{CategorySet, DekId, FieldCategory, IndexKind, IndexToken, RecordKind, Rid};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 use zeroize::Zeroizing;
 
@@ -206,8 +206,9 @@ impl fmt::Debug for Secrets {
 /// vault's audited entry points.
 pub struct Keyring {
     secrets: Secrets,
-    /// Whether version 1 envelopes are opened (while migrating only).
-    legacy: AtomicBool,
+    /// The oldest envelope format opened (older ones only while the vault
+    /// migrates).
+    oldest: AtomicU8,
 }
 
 impl fmt::Debug for Keyring {
@@ -714,7 +715,7 @@ impl Keyring {
     fn with(secrets: Secrets) -> Self {
         Self {
             secrets,
-            legacy: AtomicBool::new(false),
+            oldest: AtomicU8::new(envelope::VERSION),
         }
     }
 
@@ -739,10 +740,21 @@ impl Keyring {
     }
 
     /// Seals a record's parts (categories strictly increasing) with the
-    /// active DEK, returning a version 2 envelope that binds `place` and
+    /// active DEK, returning a version 3 envelope that binds `place` and
     /// the record's blind-index entries `tokens` (see [`envelope`]).
     pub fn seal_record(
         &self,
+        place: &Binding,
+        tokens: &[(IndexKind, IndexToken)],
+        parts: &[(FieldCategory, &[u8])],
+    ) -> Result<Vec<u8>> {
+        self.seal_record_as(envelope::VERSION, place, tokens, parts)
+    }
+
+    /// [`seal_record`](Self::seal_record) in format `version` (2 or 3).
+    fn seal_record_as(
+        &self,
+        version: u8,
         place: &Binding,
         tokens: &[(IndexKind, IndexToken)],
         parts: &[(FieldCategory, &[u8])],
@@ -762,7 +774,7 @@ impl Keyring {
             nonce
         };
         let bits = envelope::bits(parts.iter().map(|(c, _)| *c));
-        let binding = place.aad(active.id, bits, &tokens);
+        let binding = place.aad(version, active.id, bits, &tokens);
         let header_nonce = nonce_at(0);
         let header_tag = active
             .key
@@ -780,7 +792,14 @@ impl Keyring {
             .iter()
             .map(|(_, p)| envelope::PART_HEADER_LEN + p.len() + TAG_LEN)
             .sum();
-        let mut out = envelope::begin(active.id, parts.len() as u8, &tokens, &header, capacity);
+        let mut out = envelope::begin_as(
+            version,
+            active.id,
+            parts.len() as u8,
+            &tokens,
+            &header,
+            capacity,
+        );
         for (i, (category, plaintext)) in parts.iter().enumerate() {
             let nonce = nonce_at(1 + i as u64);
             envelope::push_part_header(&mut out, *category, &nonce, plaintext.len() + TAG_LEN);
@@ -801,9 +820,11 @@ impl Keyring {
 
     /// Opens the parts of a record in `want` (others stay sealed: a role
     /// that may not see a category never has it decrypted). `place` is what
-    /// the store says about the record; a version 2 envelope's header is
-    /// checked against it first, whatever `want` is. Any part that fails
-    /// authentication fails the whole call.
+    /// the store says about the record; a version 2 or 3 envelope's header
+    /// is checked against it first, whatever `want` is. Any part that fails
+    /// authentication fails the whole call. Envelopes older than the
+    /// current format are refused unless the vault is migrating
+    /// ([`accept_formats_from`](Self::accept_formats_from)).
     pub fn open_record(
         &self,
         place: &Binding,
@@ -811,6 +832,9 @@ impl Keyring {
         want: CategorySet,
     ) -> Result<Vec<(FieldCategory, Zeroizing<Vec<u8>>)>> {
         let env: Envelope<'_> = envelope::decode(sealed)?;
+        if env.version < self.oldest.load(Ordering::Relaxed) {
+            return Err(self.superseded(place, env.version));
+        }
         let key = self.key_of(&env)?;
         let bits = env.category_bits();
         let integrity = |what: &dyn fmt::Display| Error::Integrity {
@@ -818,12 +842,11 @@ impl Keyring {
         };
         let binding = match env.header {
             Some(header) => {
-                let binding = place.aad(env.dek, bits, &env.tokens);
+                let binding = place.aad(env.version, env.dek, bits, &env.tokens);
                 check_header(&key, &binding, &header).map_err(|()| integrity(&"header"))?;
                 Some(binding)
             }
-            None if self.legacy.load(Ordering::Relaxed) => None,
-            None => return Err(self.superseded(place)),
+            None => None,
         };
         let mut out = Vec::with_capacity(env.parts.len());
         for part in env.parts.iter().filter(|p| want.contains(p.category)) {
@@ -863,17 +886,16 @@ impl Keyring {
         sealed: &[u8],
     ) -> Result<Option<Vec<(IndexKind, IndexToken)>>> {
         let env: Envelope<'_> = envelope::decode(sealed)?;
+        if env.version < self.oldest.load(Ordering::Relaxed) {
+            return Err(self.superseded(place, env.version));
+        }
         let Some(header) = env.header else {
-            return if self.legacy.load(Ordering::Relaxed) {
-                Ok(None)
-            } else {
-                Err(self.superseded(place))
-            };
+            return Ok(None);
         };
         let key = self.key_of(&env)?;
         check_header(
             &key,
-            &place.aad(env.dek, env.category_bits(), &env.tokens),
+            &place.aad(env.version, env.dek, env.category_bits(), &env.tokens),
             &header,
         )
         .map_err(|()| Error::Integrity {
@@ -913,22 +935,24 @@ impl Keyring {
         Ok(envelope::decode(sealed)?.tokens)
     }
 
-    /// Whether records sealed in envelope version 1 (which bind neither the
-    /// patient link, the derived flag nor the index entries) are opened.
-    /// Off by default; the vault turns it on only while it migrates its
-    /// records to version 2, so an old-format row swapped in afterwards is
-    /// refused.
-    pub fn accept_legacy_records(&self, accept: bool) {
-        self.legacy.store(accept, Ordering::Relaxed);
+    /// The oldest envelope format this keyring opens: the current one
+    /// ([`envelope::VERSION`]) by default; the vault lowers it only while it
+    /// migrates its records (to 1 from a vault in format 1, to 2 from one
+    /// in format 2), so an old-format row swapped in afterwards is refused:
+    /// a version 1 record binds neither the patient link, the derived flag
+    /// nor the index entries, and a version 2 record's parts were split by
+    /// top-level element (a shipping part holding a contained medication).
+    pub fn accept_formats_from(&self, version: u8) {
+        self.oldest
+            .store(version.min(envelope::VERSION), Ordering::Relaxed);
     }
 
-    fn superseded(&self, place: &Binding) -> Error {
+    fn superseded(&self, place: &Binding, version: u8) -> Error {
         Error::Integrity {
             what: format!(
-                "{} record {} (sealed in envelope format {}, which this vault no longer accepts)",
+                "{} record {} (sealed in envelope format {version}, which this vault no longer accepts)",
                 place.kind.table(),
                 place.rid,
-                envelope::LEGACY_VERSION
             ),
         }
     }
@@ -960,7 +984,7 @@ impl Keyring {
 }
 
 /// Where a record is stored and what, stored beside its envelope, decides
-/// who sees it: what a version 2 envelope binds besides its content.
+/// who sees it: what a version 2 or 3 envelope binds besides its content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Binding {
     /// Its kind (the table).
@@ -976,8 +1000,15 @@ pub struct Binding {
 }
 
 impl Binding {
-    fn aad(&self, dek: DekId, bits: u16, tokens: &[(IndexKind, IndexToken)]) -> Vec<u8> {
+    fn aad(
+        &self,
+        version: u8,
+        dek: DekId,
+        bits: u16,
+        tokens: &[(IndexKind, IndexToken)],
+    ) -> Vec<u8> {
         envelope::binding(
+            version,
             self.kind.table(),
             &self.rid,
             dek,
@@ -989,7 +1020,7 @@ impl Binding {
     }
 }
 
-/// Authenticates a version 2 header: its tag is GCM over the empty string
+/// Authenticates a version 2 or 3 header: its tag is GCM over the empty string
 /// with the header's associated data.
 fn check_header(
     key: &LessSafeKey,
@@ -1268,7 +1299,9 @@ mod tests {
         );
         let err = ring.open_record(&place, &v1, CategorySet::ALL).unwrap_err();
         assert!(err.to_string().contains("no longer accepts"), "{err}");
-        ring.accept_legacy_records(true);
+        ring.accept_formats_from(envelope::SPLIT_BY_ELEMENT_VERSION);
+        assert!(ring.open_record(&place, &v1, CategorySet::ALL).is_err());
+        ring.accept_formats_from(envelope::LEGACY_VERSION);
         let parts = ring.open_record(&place, &v1, CategorySet::ALL).unwrap();
         assert_eq!(&parts[0].1[..], b"{\"a\":1}");
         // Still bound to table and record key.
@@ -1280,8 +1313,60 @@ mod tests {
             )
             .is_err()
         );
-        ring.accept_legacy_records(false);
+        ring.accept_formats_from(envelope::VERSION);
         assert!(ring.open_record(&place, &v1, CategorySet::ALL).is_err());
+    }
+
+    #[test]
+    fn version_2_records_open_only_while_migrating_and_stay_bound() {
+        let (ring, _, _) = ring();
+        let rid = ring.rid(RecordKind::Fill, "f1");
+        let place = Binding {
+            kind: RecordKind::Fill,
+            rid,
+            patient: Some(ring.rid(RecordKind::Patient, "p")),
+            derived: false,
+        };
+        let tokens = [(
+            IndexKind::FillDate,
+            ring.token(IndexKind::FillDate, "2026-11-28"),
+        )];
+        let parts = [(FieldCategory::Shipping, &b"{\"contained\":[]}"[..])];
+        let v2 = ring
+            .seal_record_as(envelope::SPLIT_BY_ELEMENT_VERSION, &place, &tokens, &parts)
+            .unwrap();
+        assert_eq!(envelope::version(&v2), Some(2));
+        let err = ring.open_record(&place, &v2, CategorySet::ALL).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("format 2, which this vault no longer accepts"),
+            "{err}"
+        );
+        assert!(ring.check_record(&place, &v2).is_err());
+        ring.accept_formats_from(envelope::SPLIT_BY_ELEMENT_VERSION);
+        assert_eq!(
+            &ring.open_record(&place, &v2, CategorySet::ALL).unwrap()[0].1[..],
+            parts[0].1
+        );
+        assert_eq!(
+            ring.check_record(&place, &v2).unwrap(),
+            Some(tokens.to_vec())
+        );
+        // Relabelled as version 3, it does not authenticate: the format
+        // version is bound.
+        let mut relabelled = v2.clone();
+        relabelled[0] = envelope::VERSION;
+        assert!(matches!(
+            ring.open_record(&place, &relabelled, CategorySet::ALL),
+            Err(Error::Integrity { .. })
+        ));
+        let other = Binding {
+            patient: Some(ring.rid(RecordKind::Patient, "q")),
+            ..place
+        };
+        assert!(ring.open_record(&other, &v2, CategorySet::ALL).is_err());
+        ring.accept_formats_from(envelope::VERSION);
+        assert!(ring.open_record(&place, &v2, CategorySet::ALL).is_err());
     }
 
     #[test]

@@ -10,9 +10,11 @@
 //! - [`map`]: typed views ([`rxvault_model`]) read out of resources, with the
 //!   required-field checks; and the reverse, resources built from the model
 //!   (used by the synthetic data generator).
-//! - [`split`]: the table from each top-level element to its
-//!   [`FieldCategory`](rxvault_model::FieldCategory), and the split of a
-//!   resource into per-category parts (sealed separately) and their merge.
+//! - [`split`]: which [`FieldCategory`](rxvault_model::FieldCategory) each
+//!   element of a resource is in, by content (an element table per kind,
+//!   refined by what contained resources, references, extensions and
+//!   `telecom` hold, at any depth), the split of a resource into
+//!   per-category parts (sealed separately) and their merge.
 //! - [`conventions`]: where rxvault finds data FHIR R4 has no dedicated
 //!   element for (Rx numbers, transaction IDs, carriers, tracking numbers).
 //!

@@ -1,10 +1,12 @@
 //! Field categories: the unit of sealing and of access control.
 //!
-//! Every top-level element of a stored FHIR resource belongs to exactly one
-//! category (the mapping lives in `rxvault-fhir`). Each category of a record
-//! is sealed separately, so a role that may see only some categories is
-//! served by decrypting only those: masking is the absence of a key use, not
-//! a filter applied after decryption.
+//! Every element of a stored FHIR resource, at any depth, belongs to exactly
+//! one category, decided by its content (the rules live in
+//! `rxvault_fhir::split`: a fill's contained medication is clinical, its
+//! ship-to shipping, a phone number contact wherever it is). Each category
+//! of a record is sealed separately, so a role that may see only some
+//! categories is served by decrypting only those: masking is the absence of
+//! a key use, not a filter applied after decryption.
 
 use std::fmt;
 
@@ -13,14 +15,16 @@ use std::fmt;
 pub enum FieldCategory {
     /// Names, birth date, gender, deceased, language, race and ethnicity.
     Demographics,
-    /// Addresses, phone numbers, email.
+    /// Addresses, phone numbers (every `telecom`), email.
     Contact,
     /// Medications, dosage, allergies, reasons, narrative text.
     Clinical,
     /// Payer, plan, group, subscriber relationship.
     HealthPlan,
-    /// Resource IDs, medical record numbers, SSNs, member IDs, Rx numbers,
-    /// transaction IDs.
+    /// The record's own identifiers: its resource ID, medical record
+    /// numbers, SSNs, member IDs, Rx numbers, transaction IDs. Not a
+    /// reference to the patient from another record (that goes with the
+    /// record's clinical or plan data).
     Identifiers,
     /// Ship-to name and address, carrier and tracking number of a fill.
     Shipping,

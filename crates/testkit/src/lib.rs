@@ -6,8 +6,12 @@
 //!   which case they fail: CI must never pass by skipping the backend.
 //! - [`scan`]: searching files and byte buffers for plaintext values.
 //! - [`shared_data`]: the Synthea samples in `shared/data`.
+//! - [`shapes`]: arbitrary valid FHIR shapes of every stored resource type,
+//!   for property tests.
 
 use std::path::PathBuf;
+
+pub mod shapes;
 
 /// The Synthea sample folder `name` (`synthea-10`, `synthea-100`), looked for
 /// next to the repository (`../shared/data`) or at `RXVAULT_SHARED_DATA`.

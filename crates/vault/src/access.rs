@@ -436,9 +436,12 @@ impl Vault {
     }
 
     /// Updates a record. The caller replaces the categories `view` allows;
-    /// the record's other categories are kept as they are (a role cannot
-    /// erase what it cannot see), and an element in a category it may not
-    /// write is refused. Audited before the write.
+    /// the record's other categories are kept as they are, where they are
+    /// (a role cannot erase what it cannot see: [`split::overlay`]), and an
+    /// element in a category it may not write is refused, as is an update
+    /// that would move data into or out of a category the caller may not
+    /// see (naming the hidden `Medication` a fill's ship-to). Audited
+    /// before the write.
     pub fn update_record(
         &self,
         who: &Requester,
@@ -469,11 +472,27 @@ impl Vault {
             .or((kind == RecordKind::Patient).then_some(rid));
         self.check_writable_audited(who, view, kind, &resource, WriteOp::Update, rid, patient)?;
         let allowed = view.of(kind);
-        let mut merged = self.open_record(&existing, CategorySet::ALL)?;
-        merged.retain(|element, _| {
-            element == "resourceType" || !allowed.contains(split::category_of(kind, element))
-        });
-        merged.extend(resource);
+        let current = self.open_record(&existing, CategorySet::ALL)?;
+        let merged = match split::overlay(kind, current, resource, allowed) {
+            Ok(merged) => merged,
+            Err(e) => {
+                let (element, category) = match e {
+                    split::OverlayError::Hidden { element, category } => {
+                        (format!("{kind}.{element}"), category)
+                    }
+                    split::OverlayError::Changed => (
+                        kind.to_string(),
+                        // The first category the writer may not see.
+                        FieldCategory::ALL
+                            .into_iter()
+                            .find(|c| !allowed.contains(*c))
+                            .unwrap_or(FieldCategory::Clinical),
+                    ),
+                };
+                self.record(denied_write(who, kind, WriteOp::Update, rid, patient))?;
+                return Err(WriteError::Forbidden { element, category });
+            }
+        };
         self.write_record(who, kind, merged, WriteOp::Update)
     }
 
@@ -492,16 +511,7 @@ impl Vault {
     ) -> Result<(), WriteError> {
         let result = check_writable(kind, resource, view);
         if matches!(result, Err(WriteError::Forbidden { .. })) {
-            let entry = who
-                .entry(Action::Write {
-                    kind: Some(kind),
-                    operation,
-                    records: 1,
-                })
-                .outcome(Outcome::Denied)
-                .patients(patient)
-                .resources([rid]);
-            self.record(entry)?;
+            self.record(denied_write(who, kind, operation, rid, patient))?;
         }
         result
     }
@@ -765,16 +775,36 @@ impl From<rxvault_store::Error> for WriteError {
     }
 }
 
+/// The audit entry of a write refused by the categories.
+fn denied_write(
+    who: &Requester,
+    kind: RecordKind,
+    operation: WriteOp,
+    rid: Rid,
+    patient: Option<Rid>,
+) -> Entry {
+    who.entry(Action::Write {
+        kind: Some(kind),
+        operation,
+        records: 1,
+    })
+    .outcome(Outcome::Denied)
+    .patients(patient)
+    .resources([rid])
+}
+
+/// Every element of `resource`, at any depth, must be in a category `view`
+/// allows for `kind` (categorised by content: [`split::categorised`]).
 fn check_writable(kind: RecordKind, resource: &Resource, view: &View) -> Result<(), WriteError> {
     let allowed = view.of(kind);
-    for element in resource.keys().filter(|e| *e != "resourceType") {
-        let category = split::category_of(kind, element);
-        if !allowed.contains(category) {
-            return Err(WriteError::Forbidden {
-                element: format!("{kind}.{element}"),
-                category,
-            });
-        }
+    if let Some((element, category)) = split::categorised(kind, resource)
+        .into_iter()
+        .find(|(_, c)| !allowed.contains(*c))
+    {
+        return Err(WriteError::Forbidden {
+            element: format!("{kind}.{element}"),
+            category,
+        });
     }
     match resource
         .get("resourceType")

@@ -34,10 +34,12 @@
 //!
 //! # Envelope format migration
 //! [`Vault::open`] reseals every record of a vault written before envelope
-//! format 2 (which binds the patient link, the derived flag and the index
-//! entries; see `rxvault_crypto::envelope`) with the same page-by-page
-//! compare-and-swap pass as re-encryption, its cursor in
-//! `meta.record_migration`. Then `meta.record_format` is `2` and format 1
+//! format 3 with the same page-by-page compare-and-swap pass as
+//! re-encryption, its cursor in `meta.record_migration`: format 1 did not
+//! bind the patient link, the derived flag and the index entries, format 2
+//! split records by top-level element only (a fill's contained medication
+//! and the patient's id in its shipping part); see
+//! `rxvault_crypto::envelope`. Then `meta.record_format` is `3` and older
 //! envelopes are refused.
 
 use crate::config::{KeyKind, StoreConfig, VaultConfig, default_key_file, is_inside};
@@ -59,10 +61,10 @@ pub(crate) mod meta {
     pub const KEK_KIND: &str = "kek_kind";
     pub const CREATED_AT: &str = "created_at";
     pub const ROTATION: &str = "rotation";
-    /// The envelope format every record is in; version 1 envelopes are
-    /// refused once it is [`RECORD_FORMAT_CURRENT`].
+    /// The envelope format every record is in (absent: 1); older
+    /// envelopes are refused once it is [`RECORD_FORMAT_CURRENT`].
     pub const RECORD_FORMAT: &str = "record_format";
-    pub const RECORD_FORMAT_CURRENT: &str = "2";
+    pub const RECORD_FORMAT_CURRENT: &str = "3";
     /// The record format migration's cursor, while it runs.
     pub const RECORD_MIGRATION: &str = "record_migration";
     /// The data key the vault's processes share (its nonce counters are
@@ -1060,11 +1062,9 @@ fn run_rotation(
     if st.phase == Phase::Reencrypting {
         let kek = new_kek.take().expect(NEW_KEK);
         let new_ring = Keyring::open(&config.vault_id, kek, &stored_keys(store)?)?;
-        // A vault not yet migrated to envelope version 2 (opening it
-        // migrates) is re-encrypted into version 2 just the same.
-        new_ring.accept_legacy_records(
-            store.meta(meta::RECORD_FORMAT)?.as_deref() != Some(meta::RECORD_FORMAT_CURRENT),
-        );
+        // A vault not yet migrated to the current envelope format (opening
+        // it migrates) is re-encrypted into it just the same.
+        new_ring.accept_formats_from(record_format(store)?);
         let (resealed, unused) = reencrypt(
             store,
             &new_ring,
@@ -1282,21 +1282,38 @@ struct Migration {
     cursor: Option<(u8, String)>,
 }
 
+/// The envelope format a vault's records are in (`meta.record_format`;
+/// absent before format 2).
+fn record_format(store: &dyn Store) -> Result<u8> {
+    match store.meta(meta::RECORD_FORMAT)? {
+        None => Ok(rxvault_crypto::envelope::LEGACY_VERSION),
+        Some(v) => v.parse().map_err(|_| Error::Corrupt {
+            what: "record format".into(),
+            message: format!("{v:?} is not a format version"),
+        }),
+    }
+}
+
 impl Vault {
-    /// Brings every record to the current envelope format (version 2, which
-    /// binds the patient link, the derived flag and the index entries), on
-    /// open. Done once per vault: `meta.record_format` then says `2` and
-    /// version 1 envelopes are refused from then on, so an old-format row
-    /// swapped in later cannot bring back an unbound link. Resumable: the
+    /// Brings every record to the current envelope format (version 3:
+    /// split by content, binding the patient link, the derived flag and
+    /// the index entries), on open. Done once per vault per format:
+    /// `meta.record_format` then says `3` and older envelopes are refused
+    /// from then on, so an old-format row swapped in later cannot bring
+    /// back an unbound link or a part split the old way. Resumable: the
     /// cursor is committed with each page (`meta.record_migration`), and
-    /// records already in version 2 are skipped anyway.
+    /// records already in version 3 are skipped anyway.
     pub(crate) fn migrate_records(&self) -> Result<()> {
-        if self.store.meta(meta::RECORD_FORMAT)?.as_deref() == Some(meta::RECORD_FORMAT_CURRENT) {
+        let format = record_format(self.store.as_ref())?;
+        if format >= rxvault_crypto::envelope::VERSION {
             return Ok(());
         }
-        self.keys.accept_legacy_records(true);
+        // Formats older than the vault's are refused even now: a format 1
+        // row in a format 2 vault was swapped in.
+        self.keys.accept_formats_from(format);
         let result = self.reseal_legacy_records();
-        self.keys.accept_legacy_records(false);
+        self.keys
+            .accept_formats_from(rxvault_crypto::envelope::VERSION);
         result
     }
 
@@ -1356,7 +1373,7 @@ impl Vault {
         tracing::info!(
             resealed = done.resealed,
             mismatched = done.mismatched,
-            "records migrated to envelope format 2"
+            "records migrated to envelope format 3"
         );
         Ok(())
     }

@@ -1,10 +1,14 @@
 //! Sealing a FHIR resource into a store record, and opening it again.
 //!
 //! Sealing validates the resource (its typed view must read: required
-//! elements present, types right), splits it into per-category parts
-//! ([`rxvault_fhir::split`]), seals each part, and computes the record key
-//! and blind-index tokens from normalised values. Nothing that leaves this
-//! module for the store is plaintext.
+//! elements present, types right), splits it into per-category parts by
+//! content ([`rxvault_fhir::split`]: a fill's contained medication, its
+//! ship-to and a phone number inside it land in three different parts),
+//! seals each part, and computes the record key and blind-index tokens from
+//! normalised values. Nothing that leaves this module for the store is
+//! plaintext. Opening decrypts only the parts of the categories asked for
+//! and merges them: a view is what its parts hold, never a filter applied
+//! to more.
 //!
 //! What the store keeps beside an envelope and the query layer trusts (the
 //! patient link, the derived flag, the blind-index entries, the data key
@@ -170,10 +174,7 @@ impl Vault {
         let tokens = tokens_of(&self.keys, &facts);
         let parts: Vec<(FieldCategory, Zeroizing<Vec<u8>>)> = split::split(kind, resource)
             .into_iter()
-            .map(|(c, part)| {
-                let bytes = serde_json::to_vec(&part).expect("a JSON map serialises");
-                (c, Zeroizing::new(bytes))
-            })
+            .map(|(c, part)| (c, Zeroizing::new(part.to_bytes())))
             .collect();
         let refs: Vec<(FieldCategory, &[u8])> =
             parts.iter().map(|(c, b)| (*c, b.as_slice())).collect();
@@ -204,59 +205,32 @@ impl Vault {
     /// a (possibly partial) FHIR resource.
     pub(crate) fn open_record(&self, record: &StoredRecord, want: CategorySet) -> Result<Resource> {
         let parts = self.open_parts(record, want)?;
-        let mut maps = Vec::with_capacity(parts.len());
-        for (category, bytes) in parts {
-            match serde_json::from_slice::<Value>(&bytes) {
-                Ok(Value::Object(m)) => maps.push(m),
-                _ => return Err(not_an_object(record, category)),
-            }
-        }
-        let resource = split::merge(record.kind, maps);
+        let resource = merge_parts(record, &parts)?;
         self.check_id(record, want, resource.get("id").and_then(Value::as_str))?;
         Ok(resource)
     }
 
-    /// [`open_record`](Self::open_record) as JSON text, without building a
-    /// tree of values: the parts' members are joined as they were sealed
-    /// (categories hold disjoint top-level elements), after each part is
-    /// checked to be one well-formed JSON object. What a read serves as is.
+    /// [`open_record`](Self::open_record) as JSON text: when no element is
+    /// split between the categories opened (the usual case), the parts'
+    /// members are joined as they were sealed, after each part is checked
+    /// to be one well-formed JSON object, without building a tree of values
+    /// ([`split::merge_json`]). What a read serves as is.
     pub(crate) fn open_record_json(
         &self,
         record: &StoredRecord,
         want: CategorySet,
     ) -> Result<ResourceJson> {
-        /// A part's `id`, if it has one; parsing it checks the whole part.
-        #[derive(serde::Deserialize)]
-        struct Id<'a> {
-            #[serde(borrow, default)]
-            id: Option<std::borrow::Cow<'a, str>>,
-        }
         let parts = self.open_parts(record, want)?;
-        let mut out = Vec::with_capacity(64 + parts.iter().map(|(_, b)| b.len()).sum::<usize>());
-        out.extend_from_slice(b"{\"resourceType\":");
-        serde_json::to_writer(&mut out, record.kind.fhir_type()).expect("writing to a Vec");
-        let mut id = None;
-        for (category, bytes) in &parts {
-            // An object (serde would also read a struct from an array).
-            let text = bytes.trim_ascii();
-            if text.first() != Some(&b'{') {
-                return Err(not_an_object(record, *category));
-            }
-            let part: Id<'_> =
-                serde_json::from_slice(text).map_err(|_| not_an_object(record, *category))?;
-            if part.id.is_some() {
-                id = part.id.map(std::borrow::Cow::into_owned);
-            }
-            // Between the braces of a well-formed object.
-            let members = text[1..text.len() - 1].trim_ascii();
-            if !members.is_empty() {
-                out.push(b',');
-                out.extend_from_slice(members);
-            }
-        }
-        out.push(b'}');
-        self.check_id(record, want, id.as_deref())?;
-        Ok(ResourceJson(out))
+        let bytes: Vec<&[u8]> = parts.iter().map(|(_, b)| b.as_slice()).collect();
+        let merged = split::merge_json(record.kind, &bytes).map_err(|e| Error::Corrupt {
+            what: what(record),
+            message: match e.index {
+                Some(i) => format!("{} part: {}", parts[i].0, e.message),
+                None => e.message,
+            },
+        })?;
+        self.check_id(record, want, merged.id.as_deref())?;
+        Ok(ResourceJson(merged.text))
     }
 
     /// The categories `want` of a record, decrypted (reloading the keys once
@@ -387,24 +361,40 @@ fn tokens_of(keys: &Keyring, facts: &Facts) -> Vec<(IndexKind, IndexToken)> {
 /// Reseals a stored record under the keyring's active data key in the
 /// current envelope format (re-encryption and the format migration).
 ///
-/// A version 2 record keeps its binding (the row's columns and the index
-/// entries it carries, all authenticated by opening it). A version 1 record
-/// bound none of them, so they are taken from its content, which version 1
-/// did authenticate: the patient its resource names, its derived tag, the
-/// index values it holds. Returns the envelope and whether the row's
-/// columns disagreed with the content (a link altered before the
-/// migration: the record is sealed to its true patient, so the altered row
-/// fails every open from then on instead of showing in another chart).
+/// A record in the current format keeps its parts as they are. An older
+/// one is merged and split again by content ([`split::split`]): its parts
+/// were split by top-level element only (format 2 and 1), so a shipping
+/// part may hold a contained medication. A version 2 record keeps its
+/// binding (the row's columns and the index entries it carries, all
+/// authenticated by opening it). A version 1 record bound none of them, so
+/// they are taken from its content, which version 1 did authenticate: the
+/// patient its resource names, its derived tag, the index values it holds.
+/// Returns the envelope and whether the row's columns disagreed with the
+/// content (a link altered before the migration: the record is sealed to
+/// its true patient, so the altered row fails every open from then on
+/// instead of showing in another chart).
 pub(crate) fn reseal(keys: &Keyring, record: &StoredRecord) -> Result<(Vec<u8>, bool)> {
     check_dek_column(record)?;
     let stored = binding(record);
     let parts = keys.open_record(&stored, &record.envelope, CategorySet::ALL)?;
-    let refs: Vec<(FieldCategory, &[u8])> = parts.iter().map(|(c, p)| (*c, &p[..])).collect();
-    if envelope::version(&record.envelope) == Some(envelope::VERSION) {
+    let version = envelope::version(&record.envelope);
+    if version == Some(envelope::VERSION) {
+        let refs: Vec<(FieldCategory, &[u8])> = parts.iter().map(|(c, p)| (*c, &p[..])).collect();
         let tokens = Keyring::tokens_of(&record.envelope)?;
         return Ok((keys.seal_record(&stored, &tokens, &refs)?, false));
     }
-    let facts = facts_of_parts(record, &parts)?;
+    let resource = merge_parts(record, &parts)?;
+    let resplit: Vec<(FieldCategory, Zeroizing<Vec<u8>>)> =
+        split::split(record.kind, resource.clone())
+            .into_iter()
+            .map(|(c, part)| (c, Zeroizing::new(part.to_bytes())))
+            .collect();
+    let refs: Vec<(FieldCategory, &[u8])> = resplit.iter().map(|(c, p)| (*c, &p[..])).collect();
+    if version == Some(envelope::SPLIT_BY_ELEMENT_VERSION) {
+        let tokens = Keyring::tokens_of(&record.envelope)?;
+        return Ok((keys.seal_record(&stored, &tokens, &refs)?, false));
+    }
+    let facts = facts_of(record, &resource)?;
     let place = place_of(keys, record.kind, &facts);
     if place.rid != record.rid {
         return Err(Error::Corrupt {
@@ -426,7 +416,7 @@ pub(crate) fn reindex(keys: &Keyring, record: &StoredRecord) -> Result<Option<Re
     check_dek_column(record)?;
     let stored = binding(record);
     let parts = keys.open_record(&stored, &record.envelope, CategorySet::ALL)?;
-    let facts = facts_of_parts(record, &parts)?;
+    let facts = facts_of(record, &merge_parts(record, &parts)?)?;
     let tokens = envelope::canonical_tokens(&tokens_of(keys, &facts));
     if tokens == envelope::canonical_tokens(&Keyring::tokens_of(&record.envelope)?) {
         return Ok(None);
@@ -435,21 +425,27 @@ pub(crate) fn reindex(keys: &Keyring, record: &StoredRecord) -> Result<Option<Re
     Ok(Some((keys.seal_record(&stored, &tokens, &refs)?, tokens)))
 }
 
-/// What sealing needs to know of a stored record, from all its opened
-/// parts.
-fn facts_of_parts(
+/// What sealing needs to know of a stored record's content.
+fn facts_of(record: &StoredRecord, resource: &Resource) -> Result<Facts> {
+    facts(record.kind, resource).map_err(|e| Error::Corrupt {
+        what: what(record),
+        message: e.to_string(),
+    })
+}
+
+/// A record's opened parts merged into a resource.
+fn merge_parts(
     record: &StoredRecord,
     parts: &[(FieldCategory, Zeroizing<Vec<u8>>)],
-) -> Result<Facts> {
-    let mut maps = Vec::with_capacity(parts.len());
+) -> Result<Resource> {
+    let mut decoded = Vec::with_capacity(parts.len());
     for (category, bytes) in parts {
-        match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(m)) => maps.push(m),
-            _ => return Err(not_an_object(record, *category)),
-        }
+        decoded.push(split::Part::from_bytes(bytes).map_err(|e| Error::Corrupt {
+            what: what(record),
+            message: format!("{category} part: {e}"),
+        })?);
     }
-    let resource = split::merge(record.kind, maps);
-    facts(record.kind, &resource).map_err(|e| Error::Corrupt {
+    split::merge(record.kind, decoded).map_err(|e| Error::Corrupt {
         what: what(record),
         message: e.to_string(),
     })
@@ -457,13 +453,6 @@ fn facts_of_parts(
 
 fn what(record: &StoredRecord) -> String {
     format!("{} record {}", record.kind.table(), record.rid)
-}
-
-fn not_an_object(record: &StoredRecord, category: FieldCategory) -> Error {
-    Error::Corrupt {
-        what: what(record),
-        message: format!("{category} part is not a JSON object"),
-    }
 }
 
 /// A resource as JSON text ([`Vault::open_record_json`]). PHI: never

@@ -57,14 +57,7 @@ fn held(vault: &Vault, dir: &Path) -> (BTreeSet<Rid>, BTreeMap<RecordKind, Categ
             let stored = vault.unaudited().store().get(kind, &rid).unwrap().unwrap();
             patients.insert(stored.patient.unwrap_or(rid));
             let c = categories.entry(kind).or_default();
-            *c = c
-                .iter()
-                .chain(
-                    r.keys()
-                        .filter(|k| *k != "resourceType")
-                        .map(|k| split::category_of(kind, k)),
-                )
-                .collect();
+            *c = c.iter().chain(split::categories(kind, &r).iter()).collect();
         }
     }
     (patients, categories)

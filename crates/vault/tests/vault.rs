@@ -1486,16 +1486,24 @@ fn issue_9_flags_and_index_entries_are_authenticated() {
 /// rxvault before issue 9 (schema 2, envelope format 1; synthetic data),
 /// its key file outside the data directory, and its plaintext export.
 fn old_format_vault() -> Fixture {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault-v1");
+    fixture_vault("vault-v1", "v1.key")
+}
+
+/// A copy of the fixture vault `name` (`crates/vault/tests/fixtures`): its
+/// data directory, and its key file `key` outside it.
+fn fixture_vault(name: &str, key: &str) -> Fixture {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     for f in ["vault.db", "rxvault.toml"] {
         std::fs::copy(src.join("data").join(f), data.join(f)).unwrap();
     }
-    let key = tmp.path().join("keys/v1.key");
+    let key = tmp.path().join("keys").join(key);
     std::fs::create_dir_all(key.parent().unwrap()).unwrap();
-    std::fs::copy(src.join("v1.key"), &key).unwrap();
+    std::fs::copy(src.join(key.file_name().unwrap()), &key).unwrap();
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     Fixture {
         _tmp: tmp,
@@ -1506,7 +1514,15 @@ fn old_format_vault() -> Fixture {
 }
 
 fn old_export() -> BTreeMap<(String, String), Value> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault-v1/export");
+    fixture_export("vault-v1")
+}
+
+/// What the rxvault that wrote the fixture vault `name` exported of it.
+fn fixture_export(name: &str) -> BTreeMap<(String, String), Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .join("export");
     by_id(
         STORED
             .iter()
@@ -1578,8 +1594,8 @@ fn issue_9_an_old_format_vault_migrates_and_reads_identically() {
     });
 
     let vault = fx.open();
-    assert_eq!(envelope_versions(&fx), BTreeMap::from([(2, 53)]));
-    assert_eq!(meta_of(&fx, "record_format").as_deref(), Some("2"));
+    assert_eq!(envelope_versions(&fx), BTreeMap::from([(3, 53)]));
+    assert_eq!(meta_of(&fx, "record_format").as_deref(), Some("3"));
     assert_eq!(meta_of(&fx, "record_migration"), None);
     assert_eq!(
         vault.schema_version().unwrap(),
@@ -1749,14 +1765,156 @@ fn issue_9_a_corrupt_wrapped_key_is_not_blamed_on_the_key_file() {
     }
 }
 
+/// Issue 9, item 1: a vault written in envelope format 2 (parts split by
+/// top-level element: all of a fill's `contained` and `receiver` in its
+/// shipping part) is split again by content when it is opened. Its records
+/// read as that rxvault exported them; the masking probe's fill shows a
+/// shipping clerk its ship-to and no more; and the old row swapped back in
+/// afterwards is refused (and `rxvault check` names it), never served with
+/// its old parts.
+#[test]
+fn issue_9_item_1_a_format_2_vault_is_split_again_by_content_on_open() {
+    use rxvault_model::FieldCategory as C;
+    let fx = fixture_vault("vault-v2", "v2.key");
+    assert_eq!(envelope_versions(&fx), BTreeMap::from([(2, 54)]));
+    assert_eq!(meta_of(&fx, "record_format").as_deref(), Some("2"));
+    let fill_rid = {
+        // The record key, from a second copy (opening migrates).
+        let probe = fixture_vault("vault-v2", "v2.key");
+        probe.open().rid(RecordKind::Fill, "probe-fill-v2")
+    };
+    let mut old_fill: Option<(Vec<u8>, i64)> = None;
+    sqlite_exec(&fx, |c| {
+        old_fill = c
+            .query_row(
+                "SELECT envelope, dek_id FROM fills WHERE rid = ?",
+                [&fill_rid.0[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok();
+    });
+    let (old_envelope, old_dek) = old_fill.unwrap();
+    // In format 2 the shipping part held the whole `contained` (with the
+    // medication) and `receiver`: the envelope says so in the clear.
+    assert_eq!(
+        rxvault_crypto::Keyring::categories(&old_envelope).unwrap(),
+        CategorySet::of(&[C::Clinical, C::Identifiers, C::Shipping, C::Administrative])
+    );
+
+    assert_eq!(meta_of(&fx, "schema_version").as_deref(), Some("3"));
+    let vault = fx.open();
+    assert_eq!(envelope_versions(&fx), BTreeMap::from([(3, 54)]));
+    assert_eq!(meta_of(&fx, "record_format").as_deref(), Some("3"));
+    // An rxvault of format 2 refuses the database now (it would write
+    // records this one refuses).
+    assert_eq!(
+        vault.schema_version().unwrap(),
+        rxvault_store::schema::CURRENT
+    );
+    let out = fx._tmp.path().join("export");
+    vault
+        .export_fhir_for(&Requester::local(), &out, &Target::Plaintext, &mut Quiet)
+        .unwrap();
+    let exported = by_id(
+        STORED
+            .iter()
+            .flat_map(|t| read_ndjson(&out.join(format!("{t}.ndjson")))),
+    );
+    assert!(
+        exported == fixture_export("vault-v2"),
+        "the migrated vault reads identically"
+    );
+    assert!(vault.check_records(&mut Quiet).unwrap().findings.is_empty());
+
+    let clerk =
+        rxvault_auth::permissions::categories(rxvault_auth::Role::ShippingClerk, RecordKind::Fill);
+    let stored = vault
+        .unaudited()
+        .store()
+        .get(RecordKind::Fill, &fill_rid)
+        .unwrap()
+        .unwrap();
+    // The phone moved to a part of its own.
+    assert_eq!(
+        rxvault_crypto::Keyring::categories(&stored.envelope).unwrap(),
+        CategorySet::of(&[
+            C::Contact,
+            C::Clinical,
+            C::Identifiers,
+            C::Shipping,
+            C::Administrative
+        ])
+    );
+    let seen = Value::Object(vault.unaudited().open_record(&stored, clerk).unwrap());
+    let text = seen.to_string();
+    assert_eq!(seen["contained"].as_array().unwrap().len(), 1, "{text}");
+    assert_eq!(
+        seen["contained"][0]["address"]["line"][0],
+        "12 Probe Street"
+    );
+    assert!(
+        text.contains("1Z999AA10123456784") && text.contains("T-PROBE-0002"),
+        "{text}"
+    );
+    for hidden in [
+        "Amlodipine",
+        "197361",
+        "555-0142-7788",
+        "ba9c62db-e8d2-410b-9228-28ba377447fc",
+    ] {
+        assert!(!text.contains(hidden), "{hidden} in {text}");
+    }
+    drop(vault);
+
+    // The format 2 row swapped back in is refused, not opened the old way.
+    sqlite_exec(&fx, |c| {
+        c.execute(
+            "UPDATE fills SET envelope = ?, dek_id = ? WHERE rid = ?",
+            rusqlite::params![old_envelope, old_dek, &fill_rid.0[..]],
+        )
+        .unwrap();
+    });
+    let vault = fx.open();
+    let stored = vault
+        .unaudited()
+        .store()
+        .get(RecordKind::Fill, &fill_rid)
+        .unwrap()
+        .unwrap();
+    let err = vault.unaudited().open_record(&stored, clerk).unwrap_err();
+    assert!(
+        is_integrity(&err)
+            && err
+                .to_string()
+                .contains("format 2, which this vault no longer accepts"),
+        "{err}"
+    );
+    let report = vault.check_records(&mut Quiet).unwrap();
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    assert_eq!(report.findings[0].rid, fill_rid);
+}
+
 /// Issue 9, item 8, on PostgreSQL: the old-format fixture's rows copied
 /// into a PostgreSQL vault migrate on open and read identically.
 #[test]
 fn issue_9_an_old_format_vault_migrates_on_postgres() {
-    let Some(schema) = Schema::new("v1") else {
+    migrates_on_postgres("vault-v1", "v1.key", 1, 53);
+}
+
+/// Issue 9, item 1, on PostgreSQL: the same for the format 2 fixture.
+#[test]
+fn issue_9_item_1_a_format_2_vault_migrates_on_postgres() {
+    migrates_on_postgres("vault-v2", "v2.key", 2, 54);
+}
+
+/// The rows of the fixture vault `name` (envelope format `format`,
+/// `records` records) copied into a PostgreSQL vault migrate to the current
+/// format on open and read as that rxvault exported them.
+fn migrates_on_postgres(name: &str, key: &str, format: i32, records: u64) {
+    let Some(schema) = Schema::new("vfx") else {
         return;
     };
-    let old = old_format_vault();
+    let old = fixture_vault(name, key);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     Vault::init(
@@ -1896,10 +2054,10 @@ fn issue_9_an_old_format_vault_migrates_on_postgres() {
         });
         out
     };
-    assert_eq!(versions(&fx), BTreeMap::from([(1, 53)]));
+    assert_eq!(versions(&fx), BTreeMap::from([(format, records)]));
 
     let vault = fx.open();
-    assert_eq!(versions(&fx), BTreeMap::from([(2, 53)]));
+    assert_eq!(versions(&fx), BTreeMap::from([(3, records)]));
     let out = fx._tmp.path().join("export");
     vault
         .export_fhir_for(&Requester::local(), &out, &Target::Plaintext, &mut Quiet)
@@ -1910,7 +2068,7 @@ fn issue_9_an_old_format_vault_migrates_on_postgres() {
             .flat_map(|t| read_ndjson(&out.join(format!("{t}.ndjson")))),
     );
     assert!(
-        exported == old_export(),
+        exported == fixture_export(name),
         "the migrated vault reads identically"
     );
     assert!(vault.check_records(&mut Quiet).unwrap().findings.is_empty());
