@@ -234,9 +234,21 @@ impl PgStore {
                 &at,
             ],
         )?;
-        let kind = i64::from(r.kind.code());
+        self.replace_tokens(tx, r.kind, &r.rid, &w.tokens)
+    }
+
+    /// Replaces a record's index entries.
+    fn replace_tokens(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: RecordKind,
+        rid: &Rid,
+        tokens: &[(IndexKind, IndexToken)],
+    ) -> Result<()> {
+        let kind = i64::from(kind.code());
+        let rid = &rid.0[..];
         tx.execute(&self.sql.tokens_delete, &[&kind, &rid])?;
-        for (index, token) in &w.tokens {
+        for (index, token) in tokens {
             tx.execute(
                 &self.sql.token_insert,
                 &[&i64::from(index.code()), &&token.0[..], &kind, &rid],
@@ -538,14 +550,7 @@ impl Store for PgStore {
                             ],
                         )?;
                         if let (1, Some(tokens)) = (swapped, tokens) {
-                            let code = i64::from(kind.code());
-                            tx.execute(&self.sql.tokens_delete, &[&code, &&rid.0[..]])?;
-                            for (index, token) in tokens {
-                                tx.execute(
-                                    &self.sql.token_insert,
-                                    &[&i64::from(index.code()), &&token.0[..], &code, &&rid.0[..]],
-                                )?;
-                            }
+                            self.replace_tokens(tx, *kind, rid, tokens)?;
                         }
                     }
                     Op::Meta {

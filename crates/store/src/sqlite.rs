@@ -164,16 +164,27 @@ impl SqliteStore {
             &r.envelope,
             at
         ])?;
-        let kind = i64::from(r.kind.code());
+        self.replace_tokens(tx, r.kind, &r.rid, &w.tokens)
+    }
+
+    /// Replaces a record's index entries.
+    fn replace_tokens(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        kind: RecordKind,
+        rid: &Rid,
+        tokens: &[(IndexKind, IndexToken)],
+    ) -> Result<()> {
+        let kind = i64::from(kind.code());
         tx.prepare_cached(&self.sql.tokens_delete)?
-            .execute(params![kind, &r.rid.0[..]])?;
+            .execute(params![kind, &rid.0[..]])?;
         let mut insert = tx.prepare_cached(&self.sql.token_insert)?;
-        for (index, token) in &w.tokens {
+        for (index, token) in tokens {
             insert.execute(params![
                 i64::from(index.code()),
                 &token.0[..],
                 kind,
-                &r.rid.0[..]
+                &rid.0[..]
             ])?;
         }
         Ok(())
@@ -370,33 +381,24 @@ impl Store for SqliteStore {
                         envelope,
                         dek,
                         tokens,
-                    } => (|| {
-                        let swapped =
-                            tx.prepare_cached(&self.sql.table(*kind).reseal)?
-                                .execute(params![
-                                    envelope,
-                                    i64::from(dek.0),
-                                    batch.at,
-                                    &rid.0[..],
-                                    expected
-                                ])?;
-                        if let (1, Some(tokens)) = (swapped, tokens) {
-                            let code = i64::from(kind.code());
-                            tx.prepare_cached(&self.sql.tokens_delete)?
-                                .execute(params![code, &rid.0[..]])?;
-                            let mut insert = tx.prepare_cached(&self.sql.token_insert)?;
-                            for (index, token) in tokens {
-                                insert.execute(params![
-                                    i64::from(index.code()),
-                                    &token.0[..],
-                                    code,
-                                    &rid.0[..]
-                                ])?;
+                    } => {
+                        let swapped = tx
+                            .prepare_cached(&self.sql.table(*kind).reseal)?
+                            .execute(params![
+                                envelope,
+                                i64::from(dek.0),
+                                batch.at,
+                                &rid.0[..],
+                                expected
+                            ])
+                            .map_err(map_err)?;
+                        match tokens {
+                            Some(tokens) if swapped == 1 => {
+                                self.replace_tokens(tx, *kind, rid, tokens)
                             }
+                            _ => Ok(()),
                         }
-                        Ok::<(), rusqlite::Error>(())
-                    })()
-                    .map_err(map_err),
+                    }
                     Op::Meta {
                         key,
                         value: Some(v),
