@@ -750,8 +750,9 @@ pub fn rotate(
         )?,
         None => trail.record(RotationStep::Started, |_| {}, &Ok(()))?,
     }
-    // The rotation's own data key (sealing its audit entries) seals no
-    // record: it is not one of the "older data keys" the report counts.
+    // The data key the rotation's audit entries are sealed with (the
+    // vault's shared one) is in use still: it is not one of the "older data
+    // keys" the report counts as unused.
     trail.vault.ensure_dek()?;
     let own_dek = audit_ring.active_dek();
     let result = run_rotation(
