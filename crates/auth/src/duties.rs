@@ -62,7 +62,7 @@
 
 use crate::admin::{Admin, KeyHolder, UserInfo};
 use crate::principal::{Principal, SessionId, UserId};
-use crate::session::{Enrolling, Login, PendingMfa, Session};
+use crate::session::Login;
 use crate::throttle::normalize_username;
 use crate::trail::{Client, Failure};
 use crate::{Action, Auth, Error, Result, Role, Scope, policy, secs, ts};
@@ -71,8 +71,8 @@ use rxvault_crypto::password::hash_password;
 use rxvault_crypto::{Password, Token, TokenHash, TokenKind};
 use rxvault_model::Timestamp;
 use rxvault_store::auth::{
-    AccountKind, AccountUpdate, RequestKind, RequestStatus, SessionStage, StoredAccessRequest,
-    StoredAccount, StoredEnrolmentCode,
+    AccountKind, AccountUpdate, RequestKind, RequestStatus, StoredAccessRequest, StoredAccount,
+    StoredEnrolmentCode,
 };
 use std::fmt;
 
@@ -366,27 +366,9 @@ impl Auth {
             now,
         )?;
         tracing::info!(user = %account.id, "enrolment code redeemed");
-        let user = UserId(account.id.clone());
-        let factors = self.factors(&user)?;
-        let stage = if factors.any() {
-            SessionStage::PendingSecondFactor
-        } else {
-            SessionStage::PendingEnrolment
-        };
-        let (row, core) = self.new_session(&user, &account.username, stage, client)?;
-        self.store.insert_session(&row)?;
+        let login = self.begin_login(&account, client)?;
         self.pass(subjects)?;
-        Ok(if factors.any() {
-            Login::SecondFactor(Session {
-                core,
-                stage: PendingMfa { factors },
-            })
-        } else {
-            Login::Enrol(Session {
-                core,
-                stage: Enrolling::new(),
-            })
-        })
+        Ok(login)
     }
 
     /// Issues (replacing any earlier) an enrolment code for `account`.

@@ -172,6 +172,16 @@ impl Auth {
                 )
                 .map_err(Error::from)?;
         }
+        let login = self.begin_login(&account, client)?;
+        // The password was right: its attempt is given back.
+        self.pass(subjects)?;
+        Ok(login)
+    }
+
+    /// A login whose first credential proved right: a pending login that
+    /// continues with a second factor, or with enrolling one if the
+    /// account has none.
+    pub(crate) fn begin_login(&self, account: &StoredAccount, client: &Client) -> Result<Login> {
         let user = UserId(account.id.clone());
         let factors = self.factors(&user)?;
         let stage = if factors.any() {
@@ -180,9 +190,7 @@ impl Auth {
             SessionStage::PendingEnrolment
         };
         let (row, core) = self.new_session(&user, &account.username, stage, client)?;
-        self.store.insert_session(&row).map_err(Error::from)?;
-        // The password was right: its attempt is given back.
-        self.pass(subjects)?;
+        self.store.insert_session(&row)?;
         Ok(if factors.any() {
             Login::SecondFactor(Session {
                 core,

@@ -70,6 +70,30 @@ pub(crate) fn client(addr: SocketAddr, headers: &HeaderMap) -> ApiResult<Client>
     Ok(client)
 }
 
+/// What a client is told of a login that continues: its pending token and
+/// the methods of the next step.
+pub(crate) fn login_step(login: &Login) -> Value {
+    match login {
+        Login::SecondFactor(s) => {
+            let f = s.factors();
+            let mut methods = Vec::new();
+            if f.totp {
+                methods.push("totp");
+            }
+            if f.passkeys > 0 {
+                methods.push("passkey");
+            }
+            if f.recovery_codes > 0 {
+                methods.push("recovery-code");
+            }
+            json!({"stage": "second-factor", "pending_token": s.token().expose(), "methods": methods})
+        }
+        Login::Enrol(s) => {
+            json!({"stage": "enrol", "pending_token": s.token().expose(), "methods": ["totp", "passkey"]})
+        }
+    }
+}
+
 /// `POST /api/v1/sessions`: password; then a second factor (or enrolment).
 /// Every attempt is audited by rxvault-auth, with its outcome and reason.
 pub async fn login(
@@ -81,25 +105,10 @@ pub async fn login(
     let client = client(addr, &headers)?;
     blocking(move || {
         let password = Password::new(body.password);
-        let login = state.auth.login_password(&body.username, &password, &client)?;
-        Ok(Json(match login {
-            Login::SecondFactor(s) => {
-                let f = s.factors();
-                let mut methods = Vec::new();
-                if f.totp {
-                    methods.push("totp");
-                }
-                if f.passkeys > 0 {
-                    methods.push("passkey");
-                }
-                if f.recovery_codes > 0 {
-                    methods.push("recovery-code");
-                }
-                json!({"stage": "second-factor", "pending_token": s.token().expose(), "methods": methods})
-            }
-            Login::Enrol(s) => json!({"stage": "enrol", "pending_token": s.token().expose(), "methods": ["totp", "passkey"]}),
-        })
-        .into_response())
+        let login = state
+            .auth
+            .login_password(&body.username, &password, &client)?;
+        Ok(Json(login_step(&login)).into_response())
     })
     .await
 }

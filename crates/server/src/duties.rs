@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rxvault_auth::{AccessRequest, Action, Grant, Login, RoleChange};
+use rxvault_auth::{AccessRequest, Action, Grant, RoleChange};
 use rxvault_crypto::Password;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -106,26 +106,7 @@ pub async fn redeem(
             &Password::new(body.password),
             &client,
         )?;
-        Ok(Json(match login {
-            Login::Enrol(s) => {
-                json!({"stage": "enrol", "pending_token": s.token().expose(), "methods": ["totp", "passkey"]})
-            }
-            Login::SecondFactor(s) => {
-                let f = s.factors();
-                let mut methods = Vec::new();
-                if f.totp {
-                    methods.push("totp");
-                }
-                if f.passkeys > 0 {
-                    methods.push("passkey");
-                }
-                if f.recovery_codes > 0 {
-                    methods.push("recovery-code");
-                }
-                json!({"stage": "second-factor", "pending_token": s.token().expose(), "methods": methods})
-            }
-        })
-        .into_response())
+        Ok(Json(crate::api::login_step(&login)).into_response())
     })
     .await
 }
