@@ -2,34 +2,23 @@
 //! again at their end (or failure), and "what was in export X" comes back
 //! from the log; searches record exactly what they returned.
 
+mod common;
+
 use rxvault_audit::{Action, ExportFormat, ExportProtection, ExportStatus, Outcome, Query};
 use rxvault_fhir::{Resource, split};
-use rxvault_model::{CategorySet, Clock, FieldCategory, ManualClock, RecordKind, Rid};
+use rxvault_model::{CategorySet, FieldCategory, RecordKind, Rid};
 use rxvault_testkit::shared_data;
+use rxvault_vault::Vault;
 use rxvault_vault::access::{Requester, View};
 use rxvault_vault::export::Target;
 use rxvault_vault::import::ImportOptions;
-use rxvault_vault::keys::{InitKey, Quiet};
+use rxvault_vault::keys::Quiet;
 use rxvault_vault::query::Find;
-use rxvault_vault::{KeySource, StoreConfig, Vault};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
 
 fn vault(tmp: &Path) -> Vault {
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(
-        time::macros::datetime!(2026-11-28 12:00 UTC),
-    ));
-    let data = tmp.join("data");
-    let key = tmp.join("keys/vault.key");
-    Vault::init(
-        &data,
-        StoreConfig::Sqlite,
-        InitKey::File(Some(key.clone())),
-        clock.clone(),
-    )
-    .unwrap();
-    let vault = Vault::open(&data, Some(KeySource::File(key)), clock).unwrap();
+    let vault = common::sqlite_vault(tmp, time::macros::datetime!(2026-11-28 12:00 UTC));
     vault
         .unaudited()
         .import(

@@ -1,28 +1,15 @@
 //! The import report says what was stored (issue 9, item 12: it counted 42
 //! "derived coverages" for 4 stored: one per claim, not per coverage kept).
 
-use rxvault_model::{ManualClock, RecordKind};
+mod common;
+
+use rxvault_model::RecordKind;
 use rxvault_vault::import::ImportOptions;
-use rxvault_vault::keys::InitKey;
-use rxvault_vault::{KeySource, StoreConfig, Vault};
-use std::sync::Arc;
 
 #[test]
 fn derived_coverages_are_counted_as_stored() {
     let tmp = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(
-        time::macros::datetime!(2026-11-28 15:00 UTC),
-    ));
-    let data = tmp.path().join("data");
-    let key = tmp.path().join("vault.key");
-    Vault::init(
-        &data,
-        StoreConfig::Sqlite,
-        InitKey::File(Some(key.clone())),
-        clock.clone(),
-    )
-    .unwrap();
-    let vault = Vault::open(&data, Some(KeySource::File(key)), clock).unwrap();
+    let vault = common::sqlite_vault(tmp.path(), time::macros::datetime!(2026-11-28 15:00 UTC));
     // Synthea's shape: many claims per patient naming the same payer, and
     // one patient with a Coverage of its own (which the derived one gives
     // way to).

@@ -15,18 +15,18 @@
 //! `PROPTEST_CASES` sets the number of cases (default 600, five resources
 //! each).
 
+mod common;
+
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use rxvault_auth::permissions;
 use rxvault_auth::{Role, Scope};
-use rxvault_model::{CategorySet, Clock, FieldCategory as C, ManualClock, RecordKind};
+use rxvault_model::{CategorySet, FieldCategory as C, RecordKind};
 use rxvault_testkit::shapes;
-use rxvault_vault::keys::InitKey;
-use rxvault_vault::{KeySource, StoreConfig, Vault};
+use rxvault_vault::Vault;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 // ------------------------------------------------------------- the oracle --
 
@@ -641,19 +641,7 @@ fn check_one(
 #[test]
 fn issue_9_item_1_every_view_holds_exactly_its_categories() {
     let tmp = tempfile::tempdir().unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(
-        time::macros::datetime!(2026-11-28 12:00 UTC),
-    ));
-    let data = tmp.path().join("data");
-    let key = tmp.path().join("keys/vault.key");
-    Vault::init(
-        &data,
-        StoreConfig::Sqlite,
-        InitKey::File(Some(key.clone())),
-        clock.clone(),
-    )
-    .unwrap();
-    let vault = Vault::open(&data, Some(KeySource::File(key)), clock).unwrap();
+    let vault = common::sqlite_vault(tmp.path(), time::macros::datetime!(2026-11-28 12:00 UTC));
 
     let cases = std::env::var("PROPTEST_CASES")
         .ok()

@@ -2,29 +2,16 @@
 //! item 12: with the ship-to as a `MedicationDispense.destination`
 //! reference, `export shipping` wrote 0 of 500 packages and exited 0).
 
-use rxvault_model::ManualClock;
+mod common;
+
+use rxvault_vault::Vault;
 use rxvault_vault::access::Requester;
 use rxvault_vault::export::Target;
 use rxvault_vault::import::ImportOptions;
-use rxvault_vault::keys::InitKey;
-use rxvault_vault::{KeySource, StoreConfig, Vault};
 use serde_json::json;
-use std::sync::Arc;
 
 fn vault(tmp: &tempfile::TempDir) -> Vault {
-    let clock = Arc::new(ManualClock::new(
-        time::macros::datetime!(2026-11-28 15:00 UTC),
-    ));
-    let data = tmp.path().join("data");
-    let key = tmp.path().join("vault.key");
-    Vault::init(
-        &data,
-        StoreConfig::Sqlite,
-        InitKey::File(Some(key.clone())),
-        clock.clone(),
-    )
-    .unwrap();
-    Vault::open(&data, Some(KeySource::File(key)), clock).unwrap()
+    common::sqlite_vault(tmp.path(), time::macros::datetime!(2026-11-28 15:00 UTC))
 }
 
 fn fill(id: &str, patient: &str, day: &str, destination: Option<serde_json::Value>) -> String {
