@@ -1530,6 +1530,36 @@ fn fixture_export(name: &str) -> BTreeMap<(String, String), Value> {
     )
 }
 
+/// The fixture vault opened (which migrates it): all its `records` in the
+/// current format, the schema current (an rxvault of an older format
+/// refuses the database: it would write records this one refuses), and it
+/// reads as the rxvault that wrote fixture `name` exported it, with no
+/// integrity finding.
+fn opened_migrated(fx: &Fixture, records: u64, name: &str) -> Vault {
+    let vault = fx.open();
+    assert_eq!(envelope_versions(fx), BTreeMap::from([(3, records)]));
+    assert_eq!(meta_of(fx, "record_format").as_deref(), Some("3"));
+    assert_eq!(
+        vault.schema_version().unwrap(),
+        rxvault_store::schema::CURRENT
+    );
+    let out = fx._tmp.path().join("export");
+    vault
+        .export_fhir_for(&Requester::local(), &out, &Target::Plaintext, &mut Quiet)
+        .unwrap();
+    let exported = by_id(
+        STORED
+            .iter()
+            .flat_map(|t| read_ndjson(&out.join(format!("{t}.ndjson")))),
+    );
+    assert!(
+        exported == fixture_export(name),
+        "the migrated vault reads identically"
+    );
+    assert!(vault.check_records(&mut Quiet).unwrap().findings.is_empty());
+    vault
+}
+
 fn envelope_versions(fx: &Fixture) -> BTreeMap<u8, u64> {
     let mut out = BTreeMap::new();
     sqlite_exec(fx, |c| {
@@ -1593,28 +1623,8 @@ fn issue_9_an_old_format_vault_migrates_and_reads_identically() {
         .unwrap();
     });
 
-    let vault = fx.open();
-    assert_eq!(envelope_versions(&fx), BTreeMap::from([(3, 53)]));
-    assert_eq!(meta_of(&fx, "record_format").as_deref(), Some("3"));
+    let vault = opened_migrated(&fx, 53, "vault-v1");
     assert_eq!(meta_of(&fx, "record_migration"), None);
-    assert_eq!(
-        vault.schema_version().unwrap(),
-        rxvault_store::schema::CURRENT
-    );
-    let out = fx._tmp.path().join("export");
-    vault
-        .export_fhir_for(&Requester::local(), &out, &Target::Plaintext, &mut Quiet)
-        .unwrap();
-    let exported = by_id(
-        STORED
-            .iter()
-            .flat_map(|t| read_ndjson(&out.join(format!("{t}.ndjson")))),
-    );
-    assert!(
-        exported == old_export(),
-        "the migrated vault reads identically"
-    );
-    assert!(vault.check_records(&mut Quiet).unwrap().findings.is_empty());
     drop(vault);
     // Opening again finds nothing to do.
     drop(fx.open());
@@ -1802,29 +1812,7 @@ fn issue_9_item_1_a_format_2_vault_is_split_again_by_content_on_open() {
     );
 
     assert_eq!(meta_of(&fx, "schema_version").as_deref(), Some("3"));
-    let vault = fx.open();
-    assert_eq!(envelope_versions(&fx), BTreeMap::from([(3, 54)]));
-    assert_eq!(meta_of(&fx, "record_format").as_deref(), Some("3"));
-    // An rxvault of format 2 refuses the database now (it would write
-    // records this one refuses).
-    assert_eq!(
-        vault.schema_version().unwrap(),
-        rxvault_store::schema::CURRENT
-    );
-    let out = fx._tmp.path().join("export");
-    vault
-        .export_fhir_for(&Requester::local(), &out, &Target::Plaintext, &mut Quiet)
-        .unwrap();
-    let exported = by_id(
-        STORED
-            .iter()
-            .flat_map(|t| read_ndjson(&out.join(format!("{t}.ndjson")))),
-    );
-    assert!(
-        exported == fixture_export("vault-v2"),
-        "the migrated vault reads identically"
-    );
-    assert!(vault.check_records(&mut Quiet).unwrap().findings.is_empty());
+    let vault = opened_migrated(&fx, 54, "vault-v2");
 
     let clerk =
         rxvault_auth::permissions::categories(rxvault_auth::Role::ShippingClerk, RecordKind::Fill);
