@@ -69,6 +69,12 @@ pub fn run(a: DemoArgs, clock: Arc<dyn Clock>) -> Result<ExitCode> {
     progress.finish();
     drop(input); // the synthetic plaintext is deleted once imported
     crate::ui::print_import(&report);
+    if fresh {
+        // Decoys only the detector knows (`rxvault detect honeytokens add`
+        // makes more).
+        let n = crate::detect_cmd::add_honeytokens(&vault, 5)?;
+        eprintln!("{n} honeytoken patients are among them (only the detector knows which)");
+    }
 
     outln!("\nThe vault now holds:");
     for (kind, n) in vault.counts()? {

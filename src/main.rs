@@ -13,6 +13,7 @@ mod audit_cmd;
 mod bench;
 mod bench_http;
 mod demo;
+mod detect_cmd;
 mod keysource;
 mod serve;
 mod user_cmd;
@@ -96,6 +97,13 @@ enum Command {
     /// The tamper-evident audit log: checkpoints, verify, queries, exports.
     #[command(subcommand)]
     Audit(Box<audit_cmd::AuditCommand>),
+    /// Detection: the rules, replaying an audit export, honeytoken
+    /// patients, the engine's benchmark.
+    #[command(subcommand)]
+    Detect(detect_cmd::DetectCommand),
+    /// Alerts raised by detection: list, show, acknowledge, resolve.
+    #[command(subcommand)]
+    Alerts(detect_cmd::AlertsCommand),
 }
 
 /// Where the vault is and how to open it.
@@ -651,5 +659,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::User(c) => user_cmd::run_user(c),
         Command::Session(c) => user_cmd::run_session(c),
         Command::Audit(a) => audit_cmd::run(*a),
+        Command::Detect(c) => detect_cmd::run_detect(c),
+        Command::Alerts(c) => detect_cmd::run_alerts(c),
     }
 }

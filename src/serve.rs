@@ -100,9 +100,29 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         };
         // Everything long-running, wired in one place: the jobs every
         // server runs (and, as they come, detection, backups, agents).
-        rxvault_server::services::Services::standard(auth.clone())
-            .run(vault.clone(), server, shutdown)
-            .await?;
+        let rules = rxvault_detect::Rules::load(&crate::detect_cmd::rules_path(&vault.config().dir))?;
+        let handle = tokio::runtime::Handle::current();
+        let sinks = rules
+            .sinks
+            .webhook
+            .iter()
+            .map(|w| {
+                Ok(Arc::new(rxvault_server::webhook::WebhookSink::new(w, handle.clone())?)
+                    as Arc<dyn rxvault_detect::sinks::Sink>)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (v, a) = (vault.clone(), auth.clone());
+        let services = tokio::task::spawn_blocking(move || {
+            crate::detect_cmd::wire(
+                rxvault_server::services::Services::standard(a.clone()),
+                &v,
+                a,
+                sinks,
+            )
+        })
+        .await
+        .context("starting detection")??;
+        services.run(vault.clone(), server, shutdown).await?;
         // Cover everything served with a signed checkpoint before exiting
         // (store work: on the blocking pool).
         let v = vault.clone();

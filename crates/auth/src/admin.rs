@@ -114,8 +114,11 @@ pub struct ApiKeyInfo {
 #[derive(Debug)]
 pub struct Admin<'a> {
     auth: &'a Auth,
-    /// `None`: the key holder.
+    /// `None`: the key holder (or the detector, below).
     by: Option<Principal>,
+    /// The actor recorded when it is not `by` nor the local operator: the
+    /// detector responding to an alert.
+    system: Option<rxvault_audit::Actor>,
 }
 
 /// Administration by the holder of the vault's key (the command line), with
@@ -141,7 +144,22 @@ impl Auth {
         Ok(Admin {
             auth: self,
             by: Some(principal.clone()),
+            system: None,
         })
+    }
+
+    /// The responses of the detector (`rxvault_detect`), recorded as the
+    /// system actor `id`: ending sessions, disabling accounts, requiring
+    /// step-up. In the server process only, never through the network API.
+    pub fn responder(&self, id: &str) -> Admin<'_> {
+        Admin {
+            auth: self,
+            by: None,
+            system: Some(rxvault_audit::Actor {
+                kind: rxvault_audit::ActorKind::System,
+                id: id.to_string(),
+            }),
+        }
     }
 
     /// Administration by the vault's key holder (the command line on the
@@ -151,6 +169,7 @@ impl Auth {
             admin: Admin {
                 auth: self,
                 by: None,
+                system: None,
             },
         }
     }
@@ -752,7 +771,22 @@ impl Admin<'_> {
     /// The audit entry of an act by this administrator (the key holder:
     /// the local operator).
     fn entry(&self, action: AuditAction) -> rxvault_audit::Entry {
-        entry_by(self.by.as_ref(), action)
+        match &self.system {
+            Some(actor) => rxvault_audit::Entry::new(actor.clone(), action),
+            None => entry_by(self.by.as_ref(), action),
+        }
+    }
+
+    /// Makes a session present its second factor again before anything
+    /// that needs step-up (a detector's response; the session stays).
+    pub fn require_step_up(&self, id: &SessionId) -> Result<bool> {
+        self.audited(
+            AuditAction::UserAdmin {
+                operation: "require-step-up".into(),
+                target: id.as_str().to_string(),
+            },
+            || Ok(self.auth.store.expire_session_mfa(id.as_str())?),
+        )
     }
 
     /// Does `act` and records it with its real outcome: a refusal (a bad

@@ -161,11 +161,13 @@ pub enum Action {
     /// Approve or refuse another person's request for chart access (a role,
     /// an API key's scopes): the second person of separation of duties.
     AccessApprove,
+    /// See and work detection's alerts (acknowledge, resolve).
+    AlertsManage,
 }
 
 impl Action {
     /// Every action, in table order.
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 25] = [
         Action::PatientRead,
         Action::PatientSearch,
         Action::PatientCreate,
@@ -190,6 +192,7 @@ impl Action {
         Action::AuditRead,
         Action::BreakGlass,
         Action::AccessApprove,
+        Action::AlertsManage,
     ];
 
     /// A stable name (`patient.read`, ...), for logs, audit and errors.
@@ -219,6 +222,7 @@ impl Action {
             Action::AuditRead => "audit.read",
             Action::BreakGlass => "break-glass",
             Action::AccessApprove => "access.approve",
+            Action::AlertsManage => "alerts.manage",
         }
     }
 
@@ -295,7 +299,7 @@ use Grant::{N, T, Y};
 /// Action × role, columns in [`Role::ALL`] order:
 /// pharmacist, technician, shipping clerk, billing, privacy officer,
 /// administrator.
-pub const ACTIONS: [(Action, [Grant; 6]); 24] = [
+pub const ACTIONS: [(Action, [Grant; 6]); 25] = [
     //                                 pharm tech ship bill priv admin
     (Action::PatientRead, [Y, Y, N, Y, N, N]),
     (Action::PatientSearch, [Y, Y, N, Y, N, N]),
@@ -321,6 +325,7 @@ pub const ACTIONS: [(Action, [Grant; 6]); 24] = [
     (Action::AuditRead, [N, N, N, N, Y, N]),
     (Action::BreakGlass, [N, N, N, Y, N, Y]),
     (Action::AccessApprove, [N, N, N, N, Y, Y]),
+    (Action::AlertsManage, [N, N, N, N, Y, Y]),
 ];
 
 /// Whether `role` may do `action`, and with which limit (`None`: not
@@ -655,7 +660,10 @@ mod tests {
             let priv_ok = allowed(Role::PrivacyOfficer, action).is_some();
             assert_eq!(
                 priv_ok,
-                matches!(action, Action::AuditRead | Action::AccessApprove),
+                matches!(
+                    action,
+                    Action::AuditRead | Action::AccessApprove | Action::AlertsManage
+                ),
                 "{action}"
             );
             if allowed(Role::Administrator, action).is_some() {
@@ -667,6 +675,7 @@ mod tests {
                             | Action::KeyOperations
                             | Action::BreakGlass
                             | Action::AccessApprove
+                            | Action::AlertsManage
                     ),
                     "{action}"
                 );
@@ -720,6 +729,7 @@ mod tests {
                 Action::AuditRead,
                 Action::BreakGlass,
                 Action::AccessApprove,
+                Action::AlertsManage,
             ] {
                 assert_eq!(scopes_allow(&[scope], action), None, "{scope} {action}");
             }

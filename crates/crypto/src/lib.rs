@@ -153,6 +153,15 @@ pub trait LiveKeys: Send + Sync {
     fn reload_data_keys(&self) -> Result<()>;
 }
 
+/// HMAC-SHA256 (RFC 2104) of `message` under `key`: what signs a webhook's
+/// body with the secret its receiver shares.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::hmac::sign(&key, message).as_ref());
+    out
+}
+
 /// A random identifier: 16 bytes from the operating system's generator, as
 /// 32 hex digits (vault ids, export ids).
 pub fn random_id() -> Result<String> {

@@ -26,6 +26,7 @@
 //! carry patient IDs and search values).
 #![deny(missing_docs)]
 
+pub mod alerts;
 pub mod api;
 pub mod duties;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod routes;
 pub mod services;
 pub mod state;
 pub mod tls;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -106,12 +108,13 @@ impl Server {
     ) -> Result<Server> {
         let source = options.tls.clone();
         let v = vault.clone();
-        let (tls, cert_pem) = tokio::task::spawn_blocking(move || {
+        let ((tls, cert_pem), alerts) = tokio::task::spawn_blocking(move || {
             let loaded = tls::load(&v, &source)?;
             // Open the audit log now: a server that cannot audit must not
             // start.
             v.audit()?;
-            Ok::<_, Error>(loaded)
+            let alerts = rxvault_detect::Alerts::new(v.detect_store()?, v.secrets().clone());
+            Ok::<_, Error>((loaded, alerts))
         })
         .await
         .map_err(|e| Error::Config(format!("starting the server: {e}")))??;
@@ -125,6 +128,7 @@ impl Server {
             vault,
             auth,
             base_url: base_url.into(),
+            alerts,
         };
         let router = http::harden(routes::router(state), options.limits);
         Ok(Server {

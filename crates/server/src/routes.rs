@@ -4,7 +4,7 @@
 //! table: an endpoint exists, is documented and is tested by being in it.
 
 use crate::state::AppState;
-use crate::{api, duties, fhir, oversight};
+use crate::{alerts, api, duties, fhir, oversight};
 use axum::Router;
 use axum::routing::MethodRouter;
 use rxvault_auth::Action;
@@ -216,6 +216,9 @@ pub static ENDPOINTS: &[Endpoint] = &[
     ok(query(ep!(get, "/api/v1/break-glass", Guard::Action(Action::AuditRead), "Break-glass grants to review (privacy officer)", oversight::grants), &[("unreviewed", false, "true (default) or false")]), 200, "Array"),
     ok(ep!(post, "/api/v1/break-glass/{id}/review", Guard::Action(Action::AuditRead), "Mark a break-glass grant reviewed (privacy officer)", oversight::review), 204, "Empty"),
     ok(query(ep!(get, "/api/v1/audit", Guard::Action(Action::AuditRead), "Forensic audit query (privacy officer)", oversight::audit), AUDIT_QUERY), 200, "Array"),
+    ok(query(ep!(get, "/api/v1/alerts", Guard::Action(Action::AlertsManage), "Detection alerts, newest first (privacy officer, administrator)", alerts::list), &[("status", false, "open, acknowledged, resolved or false-positive"), ("limit", false, "at most this many (default 100)")]), 200, "Array"),
+    ok(ep!(get, "/api/v1/alerts/{id}", Guard::Action(Action::AlertsManage), "One alert (privacy officer, administrator)", alerts::show), 200, "Object"),
+    ok(body(ep!(post, "/api/v1/alerts/{id}/status", Guard::Action(Action::AlertsManage), "Acknowledge, resolve or mark an alert a false positive, with a note", alerts::set_status), "AlertStatus"), 200, "Object"),
     fhir_ep(ep!(get, "/fhir/metadata", Public, "FHIR CapabilityStatement", fhir::metadata), "/fhir/metadata"),
     fhir_read(ep!(get, "/fhir/Patient/{id}", Guard::Action(Action::PatientRead), "FHIR read Patient", fhir::read)),
     fhir_search(query(ep!(get, "/fhir/Patient", Guard::Action(Action::PatientSearch), "FHIR search Patient", fhir::search), FHIR_PATIENT_QUERY)),
@@ -415,6 +418,7 @@ pub fn openapi() -> Value {
                 "RedeemRequest": object(&["username", "code", "password"], &[("username", string()), ("code", string()), ("password", string())]),
                 "UserChange": object(&[], &[("role", string()), ("disabled", json!({"type": "boolean"}))]),
                 "BreakGlassRequest": object(&["reason"], &[("reason", string())]),
+                "AlertStatus": object(&["status"], &[("status", json!({"type": "string", "enum": ["acknowledged", "resolved", "false-positive"]})), ("note", string())]),
             }
         }
     })

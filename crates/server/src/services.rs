@@ -41,6 +41,19 @@ pub trait Consumer: Send + 'static {
     /// Handles a batch of entries, in index order. `Ok` acknowledges them;
     /// an error offers the same batch again after a pause.
     fn handle(&mut self, entries: &[LoggedEntry]) -> Result<(), String>;
+    /// Where the consumer resumes when it keeps its own position with its
+    /// effect (exactly once: the detector's state snapshot); `None` (the
+    /// default) resumes at the position stored under [`name`](Self::name).
+    fn resume_from(&self) -> Option<u64> {
+        None
+    }
+    /// Called when no entry came for a while (at most every 200 ms): time
+    /// passing can decide things too.
+    fn idle(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    /// Called once when the server stops (save what is kept in memory).
+    fn stop(&mut self) {}
 }
 
 /// The long-running work of a server process.
@@ -123,10 +136,14 @@ impl Services {
         for mut consumer in self.consumers {
             let v = vault.clone();
             let name = consumer.name().to_string();
+            let from = consumer.resume_from();
             let subscription = tokio::task::spawn_blocking(move || {
-                v.audit()?
-                    .subscribe(&name)
-                    .map_err(|e| crate::Error::Config(format!("audit stream consumer {name}: {e}")))
+                let log = v.audit()?;
+                match from {
+                    Some(i) => log.follow(i, rxvault_audit::StreamOptions::default()),
+                    None => log.subscribe(&name),
+                }
+                .map_err(|e| crate::Error::Config(format!("audit stream consumer {name}: {e}")))
             })
             .await
             .map_err(|e| crate::Error::Config(format!("starting a consumer: {e}")))??;
@@ -192,12 +209,19 @@ fn consume(
     stopping: &std::sync::atomic::AtomicBool,
 ) {
     let name = consumer.name().to_string();
+    let own_position = consumer.resume_from().is_some();
     let mut pending: Vec<LoggedEntry> = Vec::new();
     while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
         if pending.is_empty() {
             match subscription.recv_batch(BATCH, POLL) {
+                Ok(batch) if batch.is_empty() => {
+                    if let Err(e) = consumer.idle() {
+                        tracing::warn!(consumer = %name, error = %e, "consumer's idle work failed");
+                    }
+                    continue;
+                }
                 Ok(batch) => pending = batch,
-                Err(rxvault_audit::Error::Closed) => return,
+                Err(rxvault_audit::Error::Closed) => break,
                 Err(e) => {
                     // Most often an entry sealed by another process with a
                     // data key this one has not loaded yet.
@@ -213,8 +237,10 @@ fn consume(
         };
         match consumer.handle(&pending) {
             Ok(()) => {
-                if let Err(e) = subscription.ack(last) {
-                    tracing::warn!(consumer = %name, error = %e, "acknowledging failed");
+                if !own_position {
+                    if let Err(e) = subscription.ack(last) {
+                        tracing::warn!(consumer = %name, error = %e, "acknowledging failed");
+                    }
                 }
                 pending.clear();
             }
@@ -224,4 +250,5 @@ fn consume(
             }
         }
     }
+    consumer.stop();
 }

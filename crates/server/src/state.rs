@@ -29,6 +29,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// The public base URL (`https://host:port`), for FHIR full URLs.
     pub base_url: Arc<str>,
+    /// Detection's alerts.
+    pub alerts: rxvault_detect::Alerts,
 }
 
 /// Runs blocking work (store I/O, Argon2id, decryption, audit commits) on

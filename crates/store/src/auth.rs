@@ -540,6 +540,9 @@ pub trait AuthStore: Send + Sync + std::fmt::Debug {
     /// Records a successful second-factor check (step-up) at `at`; `false`
     /// if the session is gone or revoked.
     fn record_session_mfa(&self, id: &str, at: i64) -> Result<bool>;
+    /// Makes a session's last second factor long ago (step-up is needed
+    /// again); activity times are unchanged.
+    fn expire_session_mfa(&self, id: &str) -> Result<bool>;
     /// Sessions matching `filter`, newest first.
     fn sessions(&self, filter: &SessionFilter) -> Result<Vec<StoredSession>>;
     /// Revokes sessions (not already revoked) at `at`; how many.
@@ -659,7 +662,7 @@ pub trait AuthStore: Send + Sync + std::fmt::Debug {
 
 /// A value bound to or read from a statement.
 #[derive(Debug, Clone, PartialEq)]
-enum Val {
+pub(crate) enum Val {
     Null,
     Int(i64),
     Text(String),
@@ -702,16 +705,16 @@ impl<T: Into<Val>> From<Option<T>> for Val {
     }
 }
 
-fn u64_val(v: u64) -> Result<Val> {
+pub(crate) fn u64_val(v: u64) -> Result<Val> {
     i64::try_from(v)
         .map(Val::Int)
         .map_err(|_| Error::Corrupt(format!("value {v} out of range")))
 }
 
-type Row = Vec<Val>;
+pub(crate) type Row = Vec<Val>;
 
 /// One connection (or transaction) of either backend.
-trait Conn {
+pub(crate) trait Conn {
     fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64>;
     fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>>;
 }
@@ -880,24 +883,24 @@ impl<C: postgres::GenericClient> Conn for PgConn<'_, C> {
     }
 }
 
-struct SqliteDb {
+pub(crate) struct SqliteDb {
     path: PathBuf,
     writer: Mutex<rusqlite::Connection>,
     readers: Pool<rusqlite::Connection>,
 }
 
-struct PgConnection {
+pub(crate) struct PgConnection {
     client: postgres::Client,
     statements: Statements,
 }
 
-struct PgDb {
+pub(crate) struct PgDb {
     connector: crate::pgconn::Connector,
     schema: String,
     pool: Pool<PgConnection>,
 }
 
-enum Db {
+pub(crate) enum Db {
     Sqlite(SqliteDb),
     Postgres(PgDb),
 }
@@ -942,9 +945,52 @@ fn pg_connect(connector: &crate::pgconn::Connector, schema: &str) -> Result<PgCo
 }
 
 impl Db {
+    /// The vault's SQLite database at `path` (migrated, as
+    /// [`SqliteStore::open`] does, if it is older).
+    pub(crate) fn open_sqlite(path: &Path) -> Result<Self> {
+        drop(SqliteStore::open(path)?);
+        let writer = sqlite_connect(path)?;
+        Ok(Db::Sqlite(SqliteDb {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers: Pool::new(pool::SQLITE_IDLE),
+        }))
+    }
+
+    /// The vault's PostgreSQL `schema` (migrated, as [`PgStore::open`]
+    /// does, if it is older).
+    pub(crate) fn open_postgres(url: &str, schema: &str) -> Result<Self> {
+        drop(PgStore::open(url, schema)?);
+        let db = PgDb {
+            connector: crate::pgconn::Connector::new(url)?,
+            schema: schema.to_string(),
+            pool: Pool::new(pool::PG_IDLE),
+        };
+        let first = pg_connect(&db.connector, schema)?;
+        db.release(first);
+        Ok(Db::Postgres(db))
+    }
+
+    /// Which backend this is.
+    pub(crate) fn backend(&self) -> crate::Backend {
+        match self {
+            Db::Sqlite(_) => crate::Backend::Sqlite,
+            Db::Postgres(_) => crate::Backend::Postgres,
+        }
+    }
+
+    /// For `Debug`: the SQLite file or the PostgreSQL schema (never the
+    /// URL, which may carry a password).
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Db::Sqlite(db) => format!("sqlite {}", db.path.display()),
+            Db::Postgres(db) => format!("postgres schema {}", db.schema),
+        }
+    }
+
     /// Runs `f` on a connection outside any explicit transaction (each
     /// statement is atomic on its own).
-    fn read<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
         match self {
             Db::Sqlite(db) => {
                 let conn = match db.readers.take() {
@@ -968,7 +1014,7 @@ impl Db {
     }
 
     /// Runs `f` in one transaction, committed if `f` succeeds.
-    fn write<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
         match self {
             Db::Sqlite(db) => {
                 let mut conn = db.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -1017,7 +1063,7 @@ impl PgDb {
 // ---------------------------------------------------------------------------
 // Reading rows.
 
-fn int(row: &[Val], i: usize) -> Result<i64> {
+pub(crate) fn int(row: &[Val], i: usize) -> Result<i64> {
     match row.get(i) {
         Some(Val::Int(v)) => Ok(*v),
         other => Err(Error::Corrupt(format!(
@@ -1026,28 +1072,28 @@ fn int(row: &[Val], i: usize) -> Result<i64> {
     }
 }
 
-fn opt_int(row: &[Val], i: usize) -> Result<Option<i64>> {
+pub(crate) fn opt_int(row: &[Val], i: usize) -> Result<Option<i64>> {
     match row.get(i) {
         Some(Val::Null) => Ok(None),
         _ => int(row, i).map(Some),
     }
 }
 
-fn text(row: &[Val], i: usize) -> Result<String> {
+pub(crate) fn text(row: &[Val], i: usize) -> Result<String> {
     match row.get(i) {
         Some(Val::Text(v)) => Ok(v.clone()),
         _ => Err(Error::Corrupt(format!("column {i}: expected text"))),
     }
 }
 
-fn opt_text(row: &[Val], i: usize) -> Result<Option<String>> {
+pub(crate) fn opt_text(row: &[Val], i: usize) -> Result<Option<String>> {
     match row.get(i) {
         Some(Val::Null) => Ok(None),
         _ => text(row, i).map(Some),
     }
 }
 
-fn blob(row: &[Val], i: usize) -> Result<Vec<u8>> {
+pub(crate) fn blob(row: &[Val], i: usize) -> Result<Vec<u8>> {
     match row.get(i) {
         Some(Val::Blob(v)) => Ok(v.clone()),
         _ => Err(Error::Corrupt(format!("column {i}: expected bytes"))),
@@ -1197,11 +1243,11 @@ fn break_glass_row(r: &[Val]) -> Result<StoredBreakGlass> {
     })
 }
 
-fn one<T>(rows: Vec<Row>, f: impl Fn(&[Val]) -> Result<T>) -> Result<Option<T>> {
+pub(crate) fn one<T>(rows: Vec<Row>, f: impl Fn(&[Val]) -> Result<T>) -> Result<Option<T>> {
     rows.first().map(|r| f(r)).transpose()
 }
 
-fn all<T>(rows: Vec<Row>, f: impl Fn(&[Val]) -> Result<T>) -> Result<Vec<T>> {
+pub(crate) fn all<T>(rows: Vec<Row>, f: impl Fn(&[Val]) -> Result<T>) -> Result<Vec<T>> {
     rows.iter().map(|r| f(r)).collect()
 }
 
@@ -1233,39 +1279,22 @@ impl SqlAuthStore {
     /// Opens the identity tables of the SQLite vault database at `path`
     /// (migrating it, as [`SqliteStore::open`] does, if it is older).
     pub fn open_sqlite(path: &Path) -> Result<Self> {
-        drop(SqliteStore::open(path)?);
-        let writer = sqlite_connect(path)?;
         Ok(Self {
-            db: Db::Sqlite(SqliteDb {
-                path: path.to_path_buf(),
-                writer: Mutex::new(writer),
-                readers: Pool::new(pool::SQLITE_IDLE),
-            }),
+            db: Db::open_sqlite(path)?,
         })
     }
 
     /// Opens the identity tables of the vault in PostgreSQL `schema`
     /// (migrating it, as [`PgStore::open`] does, if it is older).
     pub fn open_postgres(url: &str, schema: &str) -> Result<Self> {
-        drop(PgStore::open(url, schema)?);
-        let db = PgDb {
-            connector: crate::pgconn::Connector::new(url)?,
-            schema: schema.to_string(),
-            pool: Pool::new(pool::PG_IDLE),
-        };
-        let first = pg_connect(&db.connector, schema)?;
-        db.release(first);
         Ok(Self {
-            db: Db::Postgres(db),
+            db: Db::open_postgres(url, schema)?,
         })
     }
 
     /// Which backend this is.
     pub fn backend(&self) -> crate::Backend {
-        match self.db {
-            Db::Sqlite(_) => crate::Backend::Sqlite,
-            Db::Postgres(_) => crate::Backend::Postgres,
-        }
+        self.db.backend()
     }
 
     fn read<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
@@ -1630,6 +1659,13 @@ impl AuthStore for SqlAuthStore {
             "UPDATE auth_sessions SET mfa_at = ?, last_seen_at = ? \
              WHERE id = ? AND revoked_at IS NULL",
             &[at.into(), at.into(), id.into()],
+        )? == 1)
+    }
+
+    fn expire_session_mfa(&self, id: &str) -> Result<bool> {
+        Ok(self.exec(
+            "UPDATE auth_sessions SET mfa_at = 0 WHERE id = ? AND revoked_at IS NULL",
+            &[id.into()],
         )? == 1)
     }
 

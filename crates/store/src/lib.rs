@@ -20,6 +20,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod detect;
 mod pg;
 mod pgconn;
 mod pool;
@@ -29,6 +30,7 @@ mod sqlite;
 
 pub use audit::{AuditStore, PgAuditStore, SqliteAuditStore};
 pub use auth::{AuthStore, SqlAuthStore};
+pub use detect::{DetectStore, SqlDetectStore};
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
 

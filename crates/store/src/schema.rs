@@ -11,7 +11,7 @@
 use rxvault_model::RecordKind;
 
 /// The schema version this build writes.
-pub const CURRENT: u32 = 5;
+pub const CURRENT: u32 = 6;
 
 /// The statements of migration `version` (1-based).
 pub(crate) fn migration(version: u32) -> Vec<String> {
@@ -118,6 +118,27 @@ pub(crate) fn migration(version: u32) -> Vec<String> {
         // would write format 2 envelopes, which the migrated vault refuses,
         // so it must refuse the database (`Error::TooNew`).
         5 => Vec::new(),
+        // Detection (`crate::detect`): the engine's sealed state snapshot,
+        // alerts (sealed bodies), each sink's delivery outbox, settings
+        // (the sealed honeytoken set, the last index alerted on).
+        6 => [
+            "CREATE TABLE detect_state (id BIGINT PRIMARY KEY, next_idx BIGINT NOT NULL, \
+             sealed BLOB NOT NULL, updated_ms BIGINT NOT NULL)",
+            "CREATE TABLE detect_settings (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
+            "CREATE TABLE detect_alerts (id TEXT PRIMARY KEY, grp BLOB NOT NULL, \
+             status TEXT NOT NULL, severity TEXT NOT NULL, rule TEXT NOT NULL, \
+             first_idx BIGINT NOT NULL, last_idx BIGINT NOT NULL, first_ms BIGINT NOT NULL, \
+             last_ms BIGINT NOT NULL, findings BIGINT NOT NULL, sealed BLOB NOT NULL, \
+             updated_ms BIGINT NOT NULL)",
+            "CREATE INDEX detect_alerts_group ON detect_alerts (grp, last_ms)",
+            "CREATE INDEX detect_alerts_first ON detect_alerts (first_ms)",
+            "CREATE TABLE detect_outbox (sink TEXT NOT NULL, alert_id TEXT NOT NULL, \
+             version BIGINT NOT NULL, attempts BIGINT NOT NULL, next_ms BIGINT NOT NULL, \
+             last_error TEXT, delivered_ms BIGINT, PRIMARY KEY (sink, alert_id, version))",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect(),
         _ => Vec::new(),
     }
 }

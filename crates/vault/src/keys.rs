@@ -447,6 +447,19 @@ impl Vault {
         })
     }
 
+    /// The detection store of this vault (the same database), for
+    /// `rxvault_detect`.
+    pub fn detect_store(&self) -> Result<Arc<dyn rxvault_store::DetectStore>> {
+        Ok(match &self.config().store {
+            crate::StoreConfig::Sqlite => Arc::new(rxvault_store::SqlDetectStore::open_sqlite(
+                &self.config().sqlite_path(),
+            )?),
+            crate::StoreConfig::Postgres { url, schema } => Arc::new(
+                rxvault_store::SqlDetectStore::open_postgres(&crate::config::pg_url(url), schema)?,
+            ),
+        })
+    }
+
     /// Loads data keys other processes created since this vault was opened.
     pub(crate) fn reload_keys(&self) -> Result<()> {
         for w in stored_keys(self.store.as_ref())? {
