@@ -264,6 +264,8 @@ pub fn run_alerts(c: AlertsCommand) -> Result<ExitCode> {
         | AlertsCommand::Ack { vault, .. }
         | AlertsCommand::Resolve { vault, .. } => crate::open(vault)?,
     };
+    // A lifecycle step seals the alert again.
+    vault.ensure_data_key()?;
     let alerts = Alerts::new(vault.detect_store()?, vault.secrets().clone());
     let by = format!("local:{}", rxvault_audit::Actor::local_operator().id);
     let now = rxvault_detect::now_ms(vault.clock().as_ref());
@@ -368,6 +370,7 @@ pub fn wire(
     sinks: Vec<Arc<dyn Sink>>,
 ) -> Result<Services> {
     let rules = Rules::load(&rules_path(&vault.config().dir))?;
+    vault.ensure_data_key()?;
     let store = vault.detect_store()?;
     let detector = Detector::open(
         store.clone(),
