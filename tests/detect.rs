@@ -223,17 +223,27 @@ fn patient_ids(s: &Scratch) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scrape_is_stopped_alerted_once_and_survives_a_restart_on_sqlite() {
-    scrape(None).await;
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scrape_is_stopped_alerted_once_and_survives_a_restart_on_postgres() {
+#[test]
+fn a_scrape_is_stopped_alerted_once_and_survives_a_restart_on_sqlite() {
+    runtime().block_on(scrape(None));
+}
+
+#[test]
+fn a_scrape_is_stopped_alerted_once_and_survives_a_restart_on_postgres() {
+    // The schema is made and dropped off the runtime (the PostgreSQL client
+    // blocks).
     let Some(schema) = rxvault_testkit::pg::Schema::new("detect") else {
         return;
     };
-    scrape(Some(&schema)).await;
+    runtime().block_on(scrape(Some(&schema)));
 }
 
 async fn scrape(pg: Option<&rxvault_testkit::pg::Schema>) {

@@ -317,6 +317,7 @@ impl Vault {
             zone,
             dek_lock: std::sync::Mutex::new(()),
             audit: std::sync::OnceLock::new(),
+            detect: std::sync::OnceLock::new(),
             audit_open: std::sync::Mutex::new(()),
         };
         vault.migrate_records()?;
@@ -340,6 +341,7 @@ impl Vault {
             clock,
             dek_lock: std::sync::Mutex::new(()),
             audit: std::sync::OnceLock::new(),
+            detect: std::sync::OnceLock::new(),
             audit_open: std::sync::Mutex::new(()),
         })
     }
@@ -448,16 +450,20 @@ impl Vault {
     }
 
     /// The detection store of this vault (the same database), for
-    /// `rxvault_detect`.
+    /// `rxvault_detect`: opened once, kept by the vault.
     pub fn detect_store(&self) -> Result<Arc<dyn rxvault_store::DetectStore>> {
-        Ok(match &self.config().store {
+        if let Some(s) = self.detect.get() {
+            return Ok(s.clone());
+        }
+        let store: Arc<dyn rxvault_store::DetectStore> = match &self.config().store {
             crate::StoreConfig::Sqlite => Arc::new(rxvault_store::SqlDetectStore::open_sqlite(
                 &self.config().sqlite_path(),
             )?),
             crate::StoreConfig::Postgres { url, schema } => Arc::new(
                 rxvault_store::SqlDetectStore::open_postgres(&crate::config::pg_url(url), schema)?,
             ),
-        })
+        };
+        Ok(self.detect.get_or_init(|| store).clone())
     }
 
     /// Loads data keys other processes created since this vault was opened.

@@ -121,6 +121,10 @@ pub struct Vault {
     audit: std::sync::OnceLock<Arc<rxvault_audit::AuditLog>>,
     /// Serialises opening the audit log.
     audit_open: std::sync::Mutex<()>,
+    /// The detection store, opened on first use ([`Vault::detect_store`])
+    /// and dropped with the vault (off any async runtime: a PostgreSQL
+    /// connection blocks when it closes).
+    detect: std::sync::OnceLock<Arc<dyn rxvault_store::DetectStore>>,
 }
 
 /// The date at `at` in `zone`.
