@@ -46,6 +46,9 @@ pub enum DetectCommand {
     Honeytokens(HoneytokensCommand),
     /// Engine throughput on replayed entries against decoding alone.
     Bench(BenchArgs),
+    /// A simulated pharmacy with attacks on the real vault, then the
+    /// detector over its audit log: detection, exposure, false positives.
+    Simulate(crate::detect_sim::SimArgs),
 }
 
 /// `rxvault detect honeytokens ...`
@@ -142,7 +145,8 @@ pub fn run_detect(c: DetectCommand) -> Result<ExitCode> {
         DetectCommand::Rules { data, file } => {
             let rules = match (data, file) {
                 (_, Some(f)) => Rules::parse(
-                    &std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?,
+                    &std::fs::read_to_string(&f)
+                        .with_context(|| format!("reading {}", f.display()))?,
                     &f.display().to_string(),
                 )?,
                 (Some(d), None) => Rules::load(&rules_path(&d))?,
@@ -170,6 +174,7 @@ pub fn run_detect(c: DetectCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DetectCommand::Bench(a) => bench(&a),
+        DetectCommand::Simulate(a) => crate::detect_sim::run(&a),
     }
 }
 
@@ -178,11 +183,20 @@ pub fn run_detect(c: DetectCommand) -> Result<ExitCode> {
 pub fn add_honeytokens(vault: &Vault, count: u64) -> Result<usize> {
     let mut seed = [0u8; 8];
     seed.copy_from_slice(&hex::decode(&rxvault_crypto::random_id()?[..16])?);
-    let config = rxvault_synth::Config {
-        patients: count,
-        seed: u64::from_be_bytes(seed),
-        as_of: vault.today(),
-    };
+    add_honeytokens_from(
+        vault,
+        &rxvault_synth::Config {
+            patients: count,
+            seed: u64::from_be_bytes(seed),
+            as_of: vault.today(),
+        },
+    )
+}
+
+/// [`add_honeytokens`] from a given synthetic dataset (the simulator's,
+/// whose attacks must know one).
+pub fn add_honeytokens_from(vault: &Vault, config: &rxvault_synth::Config) -> Result<usize> {
+    let (config, count) = (*config, config.patients);
     let input = tempfile::Builder::new()
         .prefix("rxvault-honeytokens")
         .tempdir()?;
@@ -219,9 +233,11 @@ fn replay(file: &Path, rules: Option<&Path>, time_zone: &str) -> Result<ExitCode
         )?,
         None => Rules::default(),
     };
-    let zone = jiff::tz::TimeZone::get(time_zone).with_context(|| format!("time zone {time_zone:?}"))?;
-    let mut engine = rxvault_detect::Engine::new(rules, zone, Default::default(), Default::default())
-        .map_err(anyhow::Error::msg)?;
+    let zone =
+        jiff::tz::TimeZone::get(time_zone).with_context(|| format!("time zone {time_zone:?}"))?;
+    let mut engine =
+        rxvault_detect::Engine::new(rules, zone, Default::default(), Default::default())
+            .map_err(anyhow::Error::msg)?;
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let mut findings = Vec::new();
     let mut n = 0u64;
@@ -243,7 +259,10 @@ fn replay(file: &Path, rules: Option<&Path>, time_zone: &str) -> Result<ExitCode
             f.index,
             f.severity.name(),
             f.rule,
-            f.principal.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+            f.principal
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
             f.detail
         );
     }
@@ -271,10 +290,17 @@ pub fn run_alerts(c: AlertsCommand) -> Result<ExitCode> {
     let now = rxvault_detect::now_ms(vault.clock().as_ref());
     match c {
         AlertsCommand::List {
-            status, limit, json, ..
+            status,
+            limit,
+            json,
+            ..
         } => {
             let status = status
-                .map(|s| Status::from_name(&s).with_context(|| format!("no status {s:?} (open, acknowledged, resolved, false-positive)")))
+                .map(|s| {
+                    Status::from_name(&s).with_context(|| {
+                        format!("no status {s:?} (open, acknowledged, resolved, false-positive)")
+                    })
+                })
                 .transpose()?;
             let list = alerts.list(status, limit)?;
             for a in &list {
@@ -324,7 +350,10 @@ fn print_line(a: &Alert) {
         a.status.name(),
         a.severity.name(),
         a.rule,
-        a.principal.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+        a.principal
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         a.findings,
         a.patients,
         when
@@ -346,7 +375,10 @@ impl Consumer for DetectConsumer {
     }
 
     fn handle(&mut self, entries: &[rxvault_audit::LoggedEntry]) -> Result<(), String> {
-        self.detector.handle(entries).map(drop).map_err(|e| e.to_string())
+        self.detector
+            .handle(entries)
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     fn idle(&mut self) -> Result<(), String> {
@@ -448,7 +480,13 @@ fn bench(a: &BenchArgs) -> Result<ExitCode> {
     let t = Instant::now();
     let mut sum = 0u64;
     for e in &entries {
-        sum = sum.wrapping_add(e.entry.patients.iter().map(|p| u64::from(p.0[0])).sum::<u64>());
+        sum = sum.wrapping_add(
+            e.entry
+                .patients
+                .iter()
+                .map(|p| u64::from(p.0[0]))
+                .sum::<u64>(),
+        );
     }
     let base = t.elapsed();
     let mut engine = rxvault_detect::Engine::new(
@@ -465,7 +503,12 @@ fn bench(a: &BenchArgs) -> Result<ExitCode> {
     }
     let took = t.elapsed();
     let snapshot = serde_json::to_vec(engine.state())?.len();
-    outln!("detect bench: {} entries, {} principals, {} patients (one core)", a.entries, a.principals, a.patients);
+    outln!(
+        "detect bench: {} entries, {} principals, {} patients (one core)",
+        a.entries,
+        a.principals,
+        a.patients
+    );
     outln!(
         "  baseline (a pass over the entries): {:>12.0} entries/s",
         a.entries as f64 / base.as_secs_f64().max(1e-9)

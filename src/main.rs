@@ -14,6 +14,7 @@ mod bench;
 mod bench_http;
 mod demo;
 mod detect_cmd;
+mod detect_sim;
 mod keysource;
 mod serve;
 mod user_cmd;

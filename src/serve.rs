@@ -100,15 +100,18 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         };
         // Everything long-running, wired in one place: the jobs every
         // server runs (and, as they come, detection, backups, agents).
-        let rules = rxvault_detect::Rules::load(&crate::detect_cmd::rules_path(&vault.config().dir))?;
+        let rules =
+            rxvault_detect::Rules::load(&crate::detect_cmd::rules_path(&vault.config().dir))?;
         let handle = tokio::runtime::Handle::current();
         let sinks = rules
             .sinks
             .webhook
             .iter()
             .map(|w| {
-                Ok(Arc::new(rxvault_server::webhook::WebhookSink::new(w, handle.clone())?)
-                    as Arc<dyn rxvault_detect::sinks::Sink>)
+                Ok(Arc::new(rxvault_server::webhook::WebhookSink::new(
+                    w,
+                    handle.clone(),
+                )?) as Arc<dyn rxvault_detect::sinks::Sink>)
             })
             .collect::<Result<Vec<_>>>()?;
         let (v, a) = (vault.clone(), auth.clone());

@@ -49,7 +49,10 @@ impl Scratch {
     fn vault_args(&self, args: &[&str]) -> Vec<String> {
         let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         v.extend(["--data".into(), self.path("data").display().to_string()]);
-        v.extend(["--key-file".into(), self.path("vault.key").display().to_string()]);
+        v.extend([
+            "--key-file".into(),
+            self.path("vault.key").display().to_string(),
+        ]);
         v
     }
 
@@ -121,7 +124,10 @@ fn receiver() -> (u16, Arc<Mutex<Receiver>>) {
                 st.refused += 1;
                 "500 Internal Server Error"
             };
-            let _ = write!(conn, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
         }
     });
     (port, state)
@@ -146,12 +152,14 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let rest = line.strip_prefix("rxvault listening on https://").unwrap_or_else(|| {
-            panic!(
-                "the server started: {line:?} {}",
-                std::fs::read_to_string(s.path("serve.log")).unwrap_or_default()
-            )
-        });
+        let rest = line
+            .strip_prefix("rxvault listening on https://")
+            .unwrap_or_else(|| {
+                panic!(
+                    "the server started: {line:?} {}",
+                    std::fs::read_to_string(s.path("serve.log")).unwrap_or_default()
+                )
+            });
         let (addr, cert) = rest.split_once(" (certificate: ").unwrap();
         let port = addr.rsplit_once(':').unwrap().1;
         let pem = std::fs::read_to_string(cert.trim().trim_end_matches(')')).unwrap();
@@ -205,7 +213,10 @@ impl Server {
             .json()
             .await
             .unwrap();
-        session["token"].as_str().unwrap_or_else(|| panic!("{session}")).to_string()
+        session["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{session}"))
+            .to_string()
     }
 
     fn stop(mut self) {
@@ -219,7 +230,12 @@ fn patient_ids(s: &Scratch) -> Vec<String> {
     std::fs::read_to_string(s.path("synth/Patient.ndjson"))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -266,7 +282,15 @@ async fn scrape(pg: Option<&rxvault_testkit::pg::Schema>) {
             .success()
     );
     let out = s
-        .command(&["synth", "--patients", "200", "--seed", "7", "--out", s.path("synth").to_str().unwrap()])
+        .command(&[
+            "synth",
+            "--patients",
+            "200",
+            "--seed",
+            "7",
+            "--out",
+            s.path("synth").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -294,7 +318,10 @@ async fn scrape(pg: Option<&rxvault_testkit::pg::Schema>) {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("detect.toml") && err.contains("line 2"), "{err}");
+    assert!(
+        err.contains("detect.toml") && err.contains("line 2"),
+        "{err}"
+    );
     // The real rules: a low hourly floor (the vault is small), a webhook.
     std::fs::write(
         s.path("data/detect.toml"),
@@ -305,7 +332,12 @@ async fn scrape(pg: Option<&rxvault_testkit::pg::Schema>) {
     )
     .unwrap();
     let out = s
-        .command(&["detect", "rules", "--data", s.path("data").to_str().unwrap()])
+        .command(&[
+            "detect",
+            "rules",
+            "--data",
+            s.path("data").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let rules = String::from_utf8(out.stdout).unwrap();
@@ -361,7 +393,10 @@ async fn scrape(pg: Option<&rxvault_testkit::pg::Schema>) {
         assert_eq!(notice["principal"], "user:pat");
         assert!(delivery.starts_with(notice["id"].as_str().unwrap()));
         let raw = notice["_raw"].as_str().unwrap();
-        let expected = hex::encode(rxvault_crypto::hmac_sha256(SECRET.as_bytes(), raw.as_bytes()));
+        let expected = hex::encode(rxvault_crypto::hmac_sha256(
+            SECRET.as_bytes(),
+            raw.as_bytes(),
+        ));
         assert_eq!(sig, &format!("sha256={expected}"));
         // No PHI: no patient id appears in what was sent.
         assert!(ids.iter().all(|id| !raw.contains(id.as_str())));
@@ -391,14 +426,22 @@ async fn scrape(pg: Option<&rxvault_testkit::pg::Schema>) {
         .output()
         .unwrap();
     assert!(!out.status.success(), "a resolution needs a note");
-    s.run(&["alerts", "resolve", &id, "--note", "pat's laptop was stolen; password reset"]);
+    s.run(&[
+        "alerts",
+        "resolve",
+        &id,
+        "--note",
+        "pat's laptop was stolen; password reset",
+    ]);
     let shown: Value = serde_json::from_str(&s.run(&["alerts", "show", &id])).unwrap();
     assert_eq!(shown["status"], "resolved");
     assert_eq!(shown["notes"].as_array().unwrap().len(), 2);
     // The response is in the audit log as the detector's act.
     let found = s.run(&["audit", "query", "--action", "user-admin", "--json"]);
     assert!(
-        found.lines().any(|l| l.contains("rxvault-detect") && l.contains("disable")),
+        found
+            .lines()
+            .any(|l| l.contains("rxvault-detect") && l.contains("disable")),
         "{found}"
     );
 }

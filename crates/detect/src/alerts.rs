@@ -226,7 +226,12 @@ impl Alert {
             "medium" => Severity::Medium,
             "high" => Severity::High,
             "critical" => Severity::Critical,
-            other => return Err(Error::Corrupt(format!("alert {}: severity {other:?}", s.id))),
+            other => {
+                return Err(Error::Corrupt(format!(
+                    "alert {}: severity {other:?}",
+                    s.id
+                )));
+            }
         };
         Ok(Alert {
             id: s.id.clone(),

@@ -270,13 +270,25 @@ impl Engine {
             Action::AuthFailure { .. } | Action::MfaFailure { .. } => self.failure(ctx),
             Action::BreakGlass { .. } if entry.outcome == Outcome::Success => {
                 let r = &self.rules.break_glass;
-                fire(ctx, r, "break_glass", 0, "emergency access (break-glass) used".into());
+                fire(
+                    ctx,
+                    r,
+                    "break_glass",
+                    0,
+                    "emergency access (break-glass) used".into(),
+                );
             }
             Action::AuditLogUsed { purpose }
                 if purpose == "verify" && entry.outcome == Outcome::Error =>
             {
                 let r = &self.rules.audit_failure;
-                fire(ctx, r, "audit_failure", 0, "the audit log failed verification".into());
+                fire(
+                    ctx,
+                    r,
+                    "audit_failure",
+                    0,
+                    "the audit log failed verification".into(),
+                );
             }
             Action::Alert { kind, .. } => {
                 let r = &self.rules.reported;
@@ -301,12 +313,15 @@ impl Engine {
     fn access(&mut self, ctx: Ctx<'_>) {
         let e = ctx.e;
         let entry = &e.entry;
-        if entry.patients.is_empty() || !matches!(entry.actor.kind, ActorKind::User | ActorKind::Service) {
+        if entry.patients.is_empty()
+            || !matches!(entry.actor.kind, ActorKind::User | ActorKind::Service)
+        {
             // Honeytokens catch everyone, the command line included.
             self.honeytoken(ctx);
             return;
         }
         let principal = principal_of(entry);
+        let key = principal.to_string();
         let t = e.time_ms;
         let honey = entry.patients.iter().any(|p| self.honeytokens.contains(p));
         let lookback = i64::from(self.rules.unexplained.lookback_days) * DAY_MS;
@@ -321,13 +336,22 @@ impl Engine {
             let ps = self.state.principals.entry(principal.clone()).or_default();
             for p in &entry.patients {
                 // Volume.
-                for (name, rule, w) in [("volume_hour", &hour_r, &mut ps.hour), ("volume_day", &day_r, &mut ps.day)] {
-                    if let Some(f) = window_add(w, rule, *p, t, limits.history) {
+                for (name, rule, w) in [
+                    ("volume_hour", &hour_r, &mut ps.hour),
+                    ("volume_day", &day_r, &mut ps.day),
+                ] {
+                    if let Some(f) = window_add(w, rule, &key, *p, t, limits.history) {
                         fired.push((name.into(), rule.severity, rule.response, f.0, f.1));
                     }
                 }
-                if let Some(f) = week_add(&mut ps.week, &week_r, *p, t) {
-                    fired.push(("volume_week".into(), week_r.severity, week_r.response, f.0, f.1));
+                if let Some(f) = week_add(&mut ps.week, &week_r, &key, *p, t) {
+                    fired.push((
+                        "volume_week".into(),
+                        week_r.severity,
+                        week_r.response,
+                        f.0,
+                        f.1,
+                    ));
                 }
                 // Explanation.
                 let explained = self
@@ -349,7 +373,8 @@ impl Engine {
         }
         for (rule, severity, response, patients, detail) in fired {
             if self.enabled(&rule) {
-                ctx.out.push(finding(e, &rule, severity, response, patients, detail));
+                ctx.out
+                    .push(finding(e, &rule, severity, response, patients, detail));
             }
         }
         if honey {
@@ -379,7 +404,13 @@ impl Engine {
         if n > 0 {
             let r = &self.rules.honeytoken;
             let what = ctx.e.entry.action.kind().name();
-            fire(ctx, r, "honeytoken", n as u64, format!("a honeytoken patient in a {what} entry"));
+            fire(
+                ctx,
+                r,
+                "honeytoken",
+                n as u64,
+                format!("a honeytoken patient in a {what} entry"),
+            );
         }
     }
 
@@ -387,16 +418,32 @@ impl Engine {
         let e = ctx.e;
         let n = e.entry.patients.len() as u64;
         let out = ctx.out;
-        if e.entry.patients.iter().any(|p| self.honeytokens.contains(p)) {
+        if e.entry
+            .patients
+            .iter()
+            .any(|p| self.honeytokens.contains(p))
+        {
             self.honeytoken(Ctx { e, out });
         }
         if plaintext {
             let r = &self.rules.plaintext_export;
-            fire(Ctx { e, out }, r, "plaintext_export", n, format!("a plaintext export of {n} patients"));
+            fire(
+                Ctx { e, out },
+                r,
+                "plaintext_export",
+                n,
+                format!("a plaintext export of {n} patients"),
+            );
         }
         let r = &self.rules.large_export;
         if n >= u64::from(r.patients) {
-            fire(Ctx { e, out }, r, "large_export", n, format!("an export of {n} patients"));
+            fire(
+                Ctx { e, out },
+                r,
+                "large_export",
+                n,
+                format!("an export of {n} patients"),
+            );
         }
     }
 
@@ -490,7 +537,10 @@ impl Engine {
     fn weak(&self, rule: &str) -> (Severity, Response) {
         match rule {
             "off_hours" => (self.rules.off_hours.severity, self.rules.off_hours.response),
-            _ => (self.rules.first_seen.severity, self.rules.first_seen.response),
+            _ => (
+                self.rules.first_seen.severity,
+                self.rules.first_seen.response,
+            ),
         }
     }
 
@@ -526,7 +576,11 @@ impl Engine {
         // Per account.
         let burst = self.rules.credential_burst.clone();
         let window = i64::from(burst.minutes) * MINUTE_MS;
-        let ps = self.state.principals.entry(principal_of(&e.entry)).or_default();
+        let ps = self
+            .state
+            .principals
+            .entry(principal_of(&e.entry))
+            .or_default();
         ps.failures.push_back(t);
         while ps.failures.front().is_some_and(|&x| t - x > window) {
             ps.failures.pop_front();
@@ -544,7 +598,10 @@ impl Engine {
                 burst.severity,
                 burst.response,
                 0,
-                format!("{n} failed sign-ins for one account within {} min", burst.minutes),
+                format!(
+                    "{n} failed sign-ins for one account within {} min",
+                    burst.minutes
+                ),
             ));
         }
         // Spraying.
@@ -553,8 +610,14 @@ impl Engine {
             return;
         }
         let window = i64::from(spray.minutes) * MINUTE_MS;
-        let distinct = |q: &VecDeque<(i64, String)>| q.iter().map(|(_, a)| a).collect::<HashSet<_>>().len();
-        let check = |key: String, q: &mut VecDeque<(i64, String)>, threshold: u32, what: &str, fired: &mut HashMap<String, i64>| -> Option<Finding> {
+        let distinct =
+            |q: &VecDeque<(i64, String)>| q.iter().map(|(_, a)| a).collect::<HashSet<_>>().len();
+        let check = |key: String,
+                     q: &mut VecDeque<(i64, String)>,
+                     threshold: u32,
+                     what: &str,
+                     fired: &mut HashMap<String, i64>|
+         -> Option<Finding> {
             q.push_back((t, account.clone()));
             while q.front().is_some_and(|(x, _)| t - x > window) {
                 q.pop_front();
@@ -571,14 +634,19 @@ impl Engine {
                         spray.severity,
                         spray.response,
                         0,
-                        format!("failed sign-ins for {n} accounts {what} within {} min", spray.minutes),
+                        format!(
+                            "failed sign-ins for {n} accounts {what} within {} min",
+                            spray.minutes
+                        ),
                     )
                 });
             }
             None
         };
         if let Some(ip) = e.entry.source {
-            if !self.state.spray_sources.contains_key(&ip) && self.state.spray_sources.len() >= self.limits.sources {
+            if !self.state.spray_sources.contains_key(&ip)
+                && self.state.spray_sources.len() >= self.limits.sources
+            {
                 // Forget the quietest address.
                 if let Some(old) = self
                     .state
@@ -591,11 +659,23 @@ impl Engine {
                 }
             }
             let q = self.state.spray_sources.entry(ip).or_default();
-            if let Some(f) = check(format!("source/{ip}"), q, spray.accounts_per_source, "from one address", &mut self.state.spray_fired) {
+            if let Some(f) = check(
+                format!("source/{ip}"),
+                q,
+                spray.accounts_per_source,
+                "from one address",
+                &mut self.state.spray_fired,
+            ) {
                 ctx.out.push(f);
             }
         }
-        if let Some(f) = check("overall".into(), &mut self.state.spray_all, spray.accounts_overall, "overall", &mut self.state.spray_fired) {
+        if let Some(f) = check(
+            "overall".into(),
+            &mut self.state.spray_all,
+            spray.accounts_overall,
+            "overall",
+            &mut self.state.spray_fired,
+        ) {
             ctx.out.push(f);
         }
     }
@@ -609,7 +689,9 @@ impl Engine {
         let stats = &mut self.state.stats;
         for (principal, ps) in self.state.principals.iter_mut() {
             while let Some(&(p, at)) = ps.pending.front() {
-                let explained = activity.get(&p).is_some_and(|&w| w >= at && w - at <= grace);
+                let explained = activity
+                    .get(&p)
+                    .is_some_and(|&w| w >= at && w - at <= grace);
                 if !explained && now - at <= grace {
                     break;
                 }
@@ -627,7 +709,10 @@ impl Engine {
                 if ps.unexplained.len() < rule.per_day as usize * 4 {
                     ps.unexplained.insert(p);
                 }
-                if rule.enabled && !ps.unexplained_fired && ps.unexplained.len() >= rule.per_day as usize {
+                if rule.enabled
+                    && !ps.unexplained_fired
+                    && ps.unexplained.len() >= rule.per_day as usize
+                {
                     ps.unexplained_fired = true;
                     out.push(Finding {
                         rule: "unexplained".into(),
@@ -657,6 +742,7 @@ impl Engine {
 fn window_add(
     w: &mut Window,
     rule: &crate::rules::Volume,
+    principal: &str,
     p: Rid,
     t: i64,
     history: usize,
@@ -671,7 +757,8 @@ fn window_add(
         w.seen.clear();
         w.fired = false;
     }
-    let cap = rule.floor.max(rule.min_count) as usize * 2;
+    let floor = floor_of(rule, principal);
+    let cap = floor.max(rule.min_count) as usize * 2;
     if w.seen.len() < cap {
         w.seen.insert(p);
     }
@@ -679,12 +766,18 @@ fn window_add(
     if w.fired || !rule.enabled {
         return None;
     }
-    let why = volume_reason(n, &w.history, rule)?;
+    let why = volume_reason(n, &w.history, rule, floor)?;
     w.fired = true;
     Some((u64::from(n), why))
 }
 
-fn week_add(w: &mut Week, rule: &crate::rules::Volume, p: Rid, t: i64) -> Option<(u64, String)> {
+fn week_add(
+    w: &mut Week,
+    rule: &crate::rules::Volume,
+    principal: &str,
+    p: Rid,
+    t: i64,
+) -> Option<(u64, String)> {
     let day = t.div_euclid(DAY_MS);
     let days = ((i64::from(rule.window_hours) + 23) / 24).max(1);
     if day != w.day {
@@ -696,7 +789,8 @@ fn week_add(w: &mut Week, rule: &crate::rules::Volume, p: Rid, t: i64) -> Option
         w.day = day;
         w.last_day.retain(|_, d| *d > day - days);
     }
-    let cap = rule.floor.max(rule.min_count) as usize * 2;
+    let floor = floor_of(rule, principal);
+    let cap = floor.max(rule.min_count) as usize * 2;
     if w.last_day.len() < cap || w.last_day.contains_key(&p) {
         w.last_day.insert(p, day);
     }
@@ -704,21 +798,32 @@ fn week_add(w: &mut Week, rule: &crate::rules::Volume, p: Rid, t: i64) -> Option
     if !rule.enabled || w.fired_day.is_some_and(|d| day - d < days) {
         return None;
     }
-    let why = volume_reason(n, &w.history, rule)?;
+    let why = volume_reason(n, &w.history, rule, floor)?;
     w.fired_day = Some(day);
     Some((u64::from(n), why))
 }
 
-/// Why `n` distinct patients in a window is too many, if it is.
-pub fn volume_reason(n: u32, history: &VecDeque<u32>, rule: &crate::rules::Volume) -> Option<String> {
+/// The floor of `rule` for `principal` (`kind:id`).
+fn floor_of(rule: &crate::rules::Volume, principal: &str) -> u32 {
+    rule.floors.get(principal).copied().unwrap_or(rule.floor)
+}
+
+/// Why `n` distinct patients in a window is too many, if it is (`floor`:
+/// the principal's).
+pub fn volume_reason(
+    n: u32,
+    history: &VecDeque<u32>,
+    rule: &crate::rules::Volume,
+    floor: u32,
+) -> Option<String> {
     let window = match rule.window_hours {
         1 => "one hour".to_string(),
         24 => "one day".to_string(),
         168 => "seven days".to_string(),
         h => format!("{h} hours"),
     };
-    if n > rule.floor {
-        return Some(format!("{n} distinct patients in {window} (floor {})", rule.floor));
+    if n > floor {
+        return Some(format!("{n} distinct patients in {window} (floor {floor})"));
     }
     if n < rule.min_count || history.len() < rule.min_history as usize {
         return None;
@@ -726,7 +831,9 @@ pub fn volume_reason(n: u32, history: &VecDeque<u32>, rule: &crate::rules::Volum
     let (median, mad) = median_mad(history);
     let z = (f64::from(n) - median) / (1.4826 * mad.max(1.0));
     (z > rule.z).then(|| {
-        format!("{n} distinct patients in {window}: robust z {z:.1} against a median of {median:.0}")
+        format!(
+            "{n} distinct patients in {window}: robust z {z:.1} against a median of {median:.0}"
+        )
     })
 }
 
@@ -748,7 +855,11 @@ fn median_of(v: &mut [f64]) -> f64 {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let m = v.len() / 2;
-    if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
 }
 
 fn push_capped<T>(q: &mut VecDeque<T>, x: T, cap: usize) {
@@ -800,7 +911,14 @@ fn principal_of(entry: &rxvault_audit::Entry) -> Principal {
     }
 }
 
-fn finding(e: &LoggedEntry, rule: &str, severity: Severity, response: Response, patients: u64, detail: String) -> Finding {
+fn finding(
+    e: &LoggedEntry,
+    rule: &str,
+    severity: Severity,
+    response: Response,
+    patients: u64,
+    detail: String,
+) -> Finding {
     let principal = principal_of(&e.entry);
     Finding {
         rule: rule.into(),
@@ -821,7 +939,8 @@ fn finding(e: &LoggedEntry, rule: &str, severity: Severity, response: Response, 
 fn fire(ctx: Ctx<'_>, rule: &impl RuleCommon, name: &str, patients: u64, detail: String) {
     let (enabled, severity, response) = rule.common();
     if enabled {
-        ctx.out.push(finding(ctx.e, name, severity, response, patients, detail));
+        ctx.out
+            .push(finding(ctx.e, name, severity, response, patients, detail));
     }
 }
 
@@ -860,7 +979,9 @@ mod rids {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HashSet<Rid>, D::Error> {
         let v: Vec<String> = Vec::deserialize(d)?;
-        v.iter().map(|h| super::parse_rid(h).map_err(serde::de::Error::custom)).collect()
+        v.iter()
+            .map(|h| super::parse_rid(h).map_err(serde::de::Error::custom))
+            .collect()
     }
 }
 

@@ -35,6 +35,9 @@ pub fn add(store: &dyn DetectStore, secrets: &Secrets, patients: &[Rid]) -> Resu
     let mut hexes: Vec<String> = set.iter().map(|r| hex::encode(r.0)).collect();
     hexes.sort();
     let json = serde_json::to_vec(&hexes).map_err(|e| Error::Corrupt(e.to_string()))?;
-    store.set_setting(SETTING, &secrets.seal_blob(DOMAIN, SETTING.as_bytes(), &json)?)?;
+    store.set_setting(
+        SETTING,
+        &secrets.seal_blob(DOMAIN, SETTING.as_bytes(), &json)?,
+    )?;
     Ok(set.len())
 }

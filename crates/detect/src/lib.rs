@@ -180,7 +180,9 @@ impl Detector {
         let next = self.position();
         let json = serde_json::to_vec(self.engine.state())
             .map_err(|e| Error::Corrupt(format!("detector state: {e}")))?;
-        let sealed = self.secrets.seal_blob(STATE_DOMAIN, &next.to_be_bytes(), &json)?;
+        let sealed = self
+            .secrets
+            .seal_blob(STATE_DOMAIN, &next.to_be_bytes(), &json)?;
         let now = now_ms(self.clock.as_ref());
         self.store.save_state(next, &sealed, now)?;
         self.since_snapshot = 0;
@@ -213,7 +215,10 @@ impl Detector {
                     a
                 }
                 None => {
-                    let a = match self.store.open_alert(&group, f.time_ms - alerts::GROUP_WINDOW_MS)? {
+                    let a = match self
+                        .store
+                        .open_alert(&group, f.time_ms - alerts::GROUP_WINDOW_MS)?
+                    {
                         Some(stored) => {
                             let mut a = Alert::open(&self.secrets, &stored)?;
                             a.add(f);
@@ -307,7 +312,14 @@ impl Alerts {
     /// A lifecycle step by `by` with a note: acknowledged, resolved or
     /// false positive (a resolution needs a note; a closed alert does not
     /// reopen, a new finding opens a new one).
-    pub fn set_status(&self, id: &str, status: Status, by: &str, note: &str, at_ms: i64) -> Result<Alert> {
+    pub fn set_status(
+        &self,
+        id: &str,
+        status: Status,
+        by: &str,
+        note: &str,
+        at_ms: i64,
+    ) -> Result<Alert> {
         let s = self
             .store
             .alert(id)?
@@ -318,11 +330,17 @@ impl Alerts {
             return Err(Error::Invalid(format!(
                 "alert {id} is {}: it can be {}",
                 a.status.name(),
-                if closed { "left as it is" } else { "acknowledged, resolved or marked a false positive" }
+                if closed {
+                    "left as it is"
+                } else {
+                    "acknowledged, resolved or marked a false positive"
+                }
             )));
         }
         if matches!(status, Status::Resolved | Status::FalsePositive) && note.trim().is_empty() {
-            return Err(Error::Invalid("a resolution needs a note saying what was done".into()));
+            return Err(Error::Invalid(
+                "a resolution needs a note saying what was done".into(),
+            ));
         }
         a.status = status;
         a.notes.push(alerts::Note {
@@ -337,7 +355,8 @@ impl Alerts {
             .try_into()
             .map_err(|_| Error::Corrupt(format!("alert {id}: group")))?;
         let sealed = a.seal(&self.secrets, group, at_ms)?;
-        self.store.update_alert(id, status.name(), &sealed.sealed, at_ms)?;
+        self.store
+            .update_alert(id, status.name(), &sealed.sealed, at_ms)?;
         Ok(a)
     }
 

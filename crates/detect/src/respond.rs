@@ -40,7 +40,11 @@ pub(crate) fn take(responder: &dyn Responder, alert: &mut Alert, f: &Finding, no
     };
     let key = format!(
         "{}|{}|{}",
-        target.principal.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+        target
+            .principal
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         target.session.as_deref().unwrap_or(""),
         target.host.as_deref().unwrap_or("")
     );
@@ -95,7 +99,13 @@ impl Responder for AuthResponder {
                 .map_err(e),
             (Response::StepUp, "user", Some(s)) => admin
                 .require_step_up(&SessionId::new(s))
-                .map(|live| if live { "step-up required".into() } else { "the session had ended".into() })
+                .map(|live| {
+                    if live {
+                        "step-up required".into()
+                    } else {
+                        "the session had ended".into()
+                    }
+                })
                 .map_err(e),
             // A service account has no session and no second factor: its
             // key stops working only with the account.

@@ -125,6 +125,9 @@ rule! {
         min_count: u32 = 40,
         /// How many earlier windows make a baseline (fewer: the floor only).
         min_history: u32 = 24,
+        /// Floors of their own for named principals (`"service:billing-recon"
+        /// = 10000`: a batch account whose job is to read many).
+        floors: std::collections::BTreeMap<String, u32> = Default::default(),
     }
     severity = Severity::High, response = Response::DisableAccount
 }
@@ -281,8 +284,9 @@ impl Hours {
         ];
         let mut out = [None; 7];
         for (i, (name, text)) in days.into_iter().enumerate() {
-            out[i] = parse_span(text)
-                .map_err(|e| format!("hours.{name} = {text:?}: {e} (like \"08:00-20:00\" or \"closed\")"))?;
+            out[i] = parse_span(text).map_err(|e| {
+                format!("hours.{name} = {text:?}: {e} (like \"08:00-20:00\" or \"closed\")")
+            })?;
         }
         Ok(out)
     }
@@ -521,7 +525,10 @@ mod tests {
 
     #[test]
     fn the_shipped_file_is_the_defaults() {
-        assert_eq!(Rules::parse(DEFAULTS_TOML, "rules.toml").unwrap(), Rules::default());
+        assert_eq!(
+            Rules::parse(DEFAULTS_TOML, "rules.toml").unwrap(),
+            Rules::default()
+        );
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub trait Sink: Send + Sync {
 
 /// Backoff after `attempts` failures: 1 s doubling, at most 10 min.
 pub fn backoff_ms(attempts: u32) -> i64 {
-    1000i64.saturating_mul(1i64 << attempts.min(10)).min(600_000)
+    1000i64
+        .saturating_mul(1i64 << attempts.min(10))
+        .min(600_000)
 }
 
 /// What one pass delivered.

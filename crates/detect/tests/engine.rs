@@ -123,7 +123,10 @@ fn a_honeytoken_fires_on_a_read_a_search_hit_and_an_export_and_only_then() {
     log.push(T0 + 10 * HOUR, export);
     let h = log.fired("honeytoken");
     assert_eq!(h.len(), 3, "{h:?}");
-    assert!(h.iter().all(|f| f.severity == rxvault_detect::Severity::Critical));
+    assert!(
+        h.iter()
+            .all(|f| f.severity == rxvault_detect::Severity::Critical)
+    );
     assert_eq!(h[0].principal.as_ref().unwrap().id, "pat");
     assert_eq!(h[0].session.as_deref(), Some("s1"));
 }
@@ -138,7 +141,10 @@ fn bulk_reading_fires_at_the_floor_once_per_hour() {
     for i in 0..100 {
         log.push(start + i, read("mallory", "s9", &[i as u64]));
     }
-    assert!(log.fired("volume_hour").is_empty(), "100 is the floor, not above it");
+    assert!(
+        log.fired("volume_hour").is_empty(),
+        "100 is the floor, not above it"
+    );
     // The same patients again do not count.
     log.push(start + 200, read("mallory", "s9", &[5]));
     assert!(log.fired("volume_hour").is_empty());
@@ -238,7 +244,11 @@ fn unexplained_reads_alert_and_explained_ones_do_not() {
     assert_eq!(u[0].patients, 6);
     let s = &log.engine.state().stats;
     assert_eq!(s.accesses, 50 + 1 + 6 + 2);
-    assert_eq!(s.explained, 50 + 1 + 2, "the walk-in is explained by its write");
+    assert_eq!(
+        s.explained,
+        50 + 1 + 2,
+        "the walk-in is explained by its write"
+    );
 }
 
 #[test]
@@ -393,7 +403,10 @@ fn an_entry_delivered_again_is_not_processed_again_and_state_round_trips() {
     for e in &entries {
         restored.process(e, &mut findings);
     }
-    let v: Vec<_> = findings.iter().filter(|f| f.rule == "volume_hour").collect();
+    let v: Vec<_> = findings
+        .iter()
+        .filter(|f| f.rule == "volume_hour")
+        .collect();
     assert_eq!(v.len(), 1, "{findings:?}");
     assert_eq!(v[0].patients, 11);
     assert_eq!(restored.state().stats.accesses, 20);

@@ -39,8 +39,9 @@ fn detect_err(e: rxvault_detect::Error) -> ApiError {
 }
 
 fn status(name: &str) -> Result<Status, ApiError> {
-    Status::from_name(name)
-        .ok_or_else(|| ApiError::bad_request("status: open, acknowledged, resolved or false-positive"))
+    Status::from_name(name).ok_or_else(|| {
+        ApiError::bad_request("status: open, acknowledged, resolved or false-positive")
+    })
 }
 
 /// `GET /api/v1/alerts`: newest first.
@@ -85,7 +86,13 @@ pub async fn set_status(
         let now = rxvault_detect::now_ms(state.vault.clock().as_ref());
         let a = state
             .alerts
-            .set_status(&id, to, &format!("{}:{}", by.kind.name(), by.id), &change.note, now)
+            .set_status(
+                &id,
+                to,
+                &format!("{}:{}", by.kind.name(), by.id),
+                &change.note,
+                now,
+            )
             .map_err(detect_err)?;
         Ok(Json(a).into_response())
     })

@@ -51,7 +51,9 @@ impl WebhookSink {
             Some(ca) => {
                 use rustls::pki_types::CertificateDer;
                 use rustls::pki_types::pem::PemObject;
-                for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad(format!("{ca}: {e}")))? {
+                for cert in
+                    CertificateDer::pem_file_iter(ca).map_err(|e| bad(format!("{ca}: {e}")))?
+                {
                     roots
                         .add(cert.map_err(|e| bad(format!("{ca}: {e}")))?)
                         .map_err(|e| bad(format!("{ca}: {e}")))?;

@@ -186,7 +186,10 @@ fn i(v: u64) -> Result<Val> {
 
 fn get_setting(c: &mut dyn Conn, name: &str) -> Result<Option<Vec<u8>>> {
     one(
-        c.query("SELECT value FROM detect_settings WHERE name = ?", &[name.into()])?,
+        c.query(
+            "SELECT value FROM detect_settings WHERE name = ?",
+            &[name.into()],
+        )?,
         |r| blob(r, 0),
     )
 }
@@ -206,7 +209,10 @@ impl DetectStore for SqlDetectStore {
     fn state(&self) -> Result<Option<(u64, Vec<u8>)>> {
         self.db.read(|c| {
             one(
-                c.query("SELECT next_idx, sealed FROM detect_state WHERE id = 1", &[])?,
+                c.query(
+                    "SELECT next_idx, sealed FROM detect_state WHERE id = 1",
+                    &[],
+                )?,
                 |r| Ok((u(r, 0)?, blob(r, 1)?)),
             )
         })

@@ -94,10 +94,13 @@ pub fn from_json(v: &Value) -> std::result::Result<LoggedEntry, String> {
         .find(|o| o.name() == outcome)
         .ok_or_else(|| format!("outcome {outcome:?}"))?;
     let source = opt_str("source")?
-        .map(|s| s.parse().map_err(|_| format!("source {s:?} is not an address")))
+        .map(|s| {
+            s.parse()
+                .map_err(|_| format!("source {s:?} is not an address"))
+        })
         .transpose()?;
-    let action = serde_json::from_value(field("action")?.clone())
-        .map_err(|e| format!("action: {e}"))?;
+    let action =
+        serde_json::from_value(field("action")?.clone()).map_err(|e| format!("action: {e}"))?;
     let index = u64::try_from(int("index")?).map_err(|_| "index is negative".to_string())?;
     Ok(LoggedEntry {
         index,
