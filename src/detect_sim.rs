@@ -220,7 +220,7 @@ pub fn run(a: &SimArgs) -> Result<ExitCode> {
     )?;
     let honey_config = rxvault_synth::Config {
         patients: 5,
-        seed: a.seed ^ 0x5eed_0f_d3c0,
+        seed: a.seed ^ 0x5eed_d3c0,
         as_of: config.as_of,
     };
     let honey = crate::detect_cmd::add_honeytokens_from(&vault, &honey_config)?;
@@ -477,7 +477,7 @@ fn simulate_day(sim: &mut Sim, a: &SimArgs, day: u32, midnight: i64) -> Result<(
         events.push((t + 10 * MIN, 0, p, "erx-intake"));
     }
     // The odd look-up nothing explains (a question about an old refill).
-    if day % 3 == 0 {
+    if day.is_multiple_of(3) {
         let p = sim.rng.below(n);
         let pharm = pharms[sim.rng.below(pharms.len() as u64) as usize];
         events.push((midnight + 11 * HOUR, 2, p, pharm));

@@ -173,3 +173,14 @@ pub fn random_id() -> Result<String> {
 
 /// This crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hmac_sha256_rfc4231_test_case_2() {
+        assert_eq!(
+            hex::encode(super::hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

@@ -465,17 +465,13 @@ impl Engine {
             ps.last_session = entry.session.clone();
             let known = !ps.hosts.is_empty() || !ps.sources.is_empty();
             let mut new = false;
-            if let Some(h) = &entry.host {
-                if !ps.hosts.contains(h) {
-                    new = known;
-                    push_capped(&mut ps.hosts, h.clone(), remember);
-                }
+            if let Some(h) = entry.host.as_ref().filter(|h| !ps.hosts.contains(h)) {
+                new = known;
+                push_capped(&mut ps.hosts, h.clone(), remember);
             }
-            if let Some(s) = entry.source {
-                if !ps.sources.contains(&s) {
-                    new |= known;
-                    push_capped(&mut ps.sources, s, remember);
-                }
+            if let Some(s) = entry.source.filter(|s| !ps.sources.contains(s)) {
+                new |= known;
+                push_capped(&mut ps.sources, s, remember);
             }
             if new && self.rules.first_seen.enabled {
                 signals.push("first_seen");

@@ -482,7 +482,7 @@ impl Rules {
             if !(1..=24 * 28).contains(&v.window_hours) {
                 return Err(format!("{name}.window_hours must be 1 to 672"));
             }
-            if v.floor == 0 || !(v.z > 0.0) {
+            if v.floor == 0 || v.z.is_nan() || v.z <= 0.0 {
                 return Err(format!("{name}: floor and z must be positive"));
             }
         }

@@ -237,10 +237,11 @@ fn consume(
         };
         match consumer.handle(&pending) {
             Ok(()) => {
-                if !own_position {
-                    if let Err(e) = subscription.ack(last) {
-                        tracing::warn!(consumer = %name, error = %e, "acknowledging failed");
-                    }
+                if let Err(e) = (!own_position)
+                    .then(|| subscription.ack(last))
+                    .transpose()
+                {
+                    tracing::warn!(consumer = %name, error = %e, "acknowledging failed");
                 }
                 pending.clear();
             }
