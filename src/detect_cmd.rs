@@ -70,6 +70,11 @@ pub enum HoneytokensCommand {
 /// `rxvault detect bench`
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// Also measure, through a real server, from a honeytoken read to the
+    /// alert at a local webhook and to the key being refused, this many
+    /// times.
+    #[arg(long, default_value_t = 0)]
+    latency_trials: u32,
     /// Entries to replay.
     #[arg(long, default_value_t = 2_000_000)]
     entries: u64,
@@ -421,7 +426,8 @@ pub fn wire(
     }
     Ok(services.job(Job {
         name: "deliver-alerts",
-        every: Duration::from_secs(1),
+        // An indexed look at the outbox: cheap enough to be prompt.
+        every: Duration::from_millis(200),
         run: Arc::new(move || {
             rxvault_detect::sinks::deliver_due(&store, &alerts, &sinks, clock.as_ref(), 100)
                 .map(drop)
@@ -528,5 +534,206 @@ fn bench(a: &BenchArgs) -> Result<ExitCode> {
     if sum == 42 {
         outln!();
     }
+    if a.latency_trials > 0 {
+        latency(a.latency_trials)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A local webhook receiver (HTTP/1.1, one request per connection): when
+/// each delivery id arrived.
+fn receiver() -> Result<(u16, Arc<std::sync::Mutex<Vec<(String, Instant)>>>)> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let Ok(clone) = conn.try_clone() else {
+                continue;
+            };
+            let mut reader = std::io::BufReader::new(clone);
+            let (mut len, mut delivery) = (0usize, String::new());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let l = line.trim().to_ascii_lowercase();
+                if let Some(v) = l.strip_prefix("content-length: ") {
+                    len = v.parse().unwrap_or(0);
+                }
+                if let Some(v) = l.strip_prefix("x-rxvault-delivery: ") {
+                    delivery = v.to_string();
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            g.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((delivery, Instant::now()));
+            let _ = conn.write_all(
+                b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    Ok((port, got))
+}
+
+/// From a honeytoken read (its response received: the entry is durable) to
+/// the key refused and to the alert at the webhook, through a real server.
+fn latency(trials: u32) -> Result<()> {
+    use rxvault_auth::{Auth, AuthConfig, Scope};
+    let tmp = tempfile::Builder::new()
+        .prefix("rxvault-detect-latency")
+        .tempdir()?;
+    let clock: Arc<dyn rxvault_model::Clock> = Arc::new(rxvault_model::SystemClock);
+    let data = tmp.path().join("vault");
+    let key = tmp.path().join("bench.key");
+    Vault::init(
+        &data,
+        rxvault_vault::StoreConfig::Sqlite,
+        rxvault_vault::keys::InitKey::File(Some(key.clone())),
+        clock.clone(),
+    )?;
+    let vault = Arc::new(Vault::open(
+        &data,
+        Some(rxvault_vault::KeySource::File(key)),
+        clock,
+    )?);
+    let config = rxvault_synth::Config::new(100, 3, vault.today());
+    let input = tmp.path().join("input");
+    rxvault_synth::write_ndjson(&config, &input, &mut |_| {})?;
+    vault.import_for(&Requester::local(), &[input], &Default::default(), &mut ())?;
+    let decoys = rxvault_synth::Config::new(3, 0xdec0, vault.today());
+    add_honeytokens_from(&vault, &decoys)?;
+    let decoy = rxvault_synth::patient(&decoys, 0).id;
+    let real = rxvault_synth::patient(&config, 0).id;
+    let auth = Arc::new(Auth::new(
+        vault.clone(),
+        vault.auth_store()?,
+        vault.clone(),
+        vault.clock().clone(),
+        AuthConfig::default(),
+    )?);
+    let holder = auth.key_holder();
+    holder.set_single_operator(true)?;
+    holder.create_service_account("scraper")?;
+    let issued = holder.issue_api_key("scraper", &[Scope::PatientsRead], &[], None)?;
+    if let Some(r) = &issued.request {
+        holder.approver().approve(&r.id)?;
+    }
+    let api_key = issued.key.expose().to_string();
+    let (port, got) = receiver()?;
+    std::fs::write(
+        tmp.path().join("hook.secret"),
+        "a bench secret of some length",
+    )?;
+    std::fs::write(
+        rules_path(&data),
+        format!(
+            "[[sinks.webhook]]\nname = \"bench\"\nurl = \"http://127.0.0.1:{port}/\"\nsecret_file = \"{}\"\n",
+            tmp.path().join("hook.secret").display()
+        ),
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (refused, hooked) = runtime.block_on(async {
+        let options = rxvault_server::ServeOptions {
+            listen: "127.0.0.1:0".parse()?,
+            tls: rxvault_server::tls::TlsSource::SelfSigned,
+            limits: Default::default(),
+            base_url: None,
+        };
+        let server = rxvault_server::Server::bind(vault.clone(), auth.clone(), &options).await?;
+        let base = format!("https://localhost:{}", server.local_addr.port());
+        let tls = rxvault_crypto::tls::client_config_trusting(&server.cert_pem)?;
+        let rules = Rules::load(&rules_path(&data))?;
+        let sinks = rules
+            .sinks
+            .webhook
+            .iter()
+            .map(|w| {
+                Ok(Arc::new(rxvault_server::webhook::WebhookSink::new(
+                    w,
+                    tokio::runtime::Handle::current(),
+                )?) as Arc<dyn Sink>)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (v, a) = (vault.clone(), auth.clone());
+        let services =
+            tokio::task::spawn_blocking(move || wire(Services::standard(a.clone()), &v, a, sinks))
+                .await??;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(services.run(vault.clone(), server, async move {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .build()?;
+        let get = |id: String| {
+            let c = client.clone();
+            let (url, key) = (format!("{base}/api/v1/patients/{id}"), api_key.clone());
+            async move {
+                c.get(url)
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            }
+        };
+        let (mut refused, mut hooked) = (Vec::new(), Vec::new());
+        for trial in 0..trials {
+            let a = auth.clone();
+            tokio::task::spawn_blocking(move || a.key_holder().enable("scraper")).await??;
+            let before = got.lock().unwrap_or_else(|e| e.into_inner()).len();
+            let status = get(decoy.clone()).await?;
+            let t0 = Instant::now();
+            anyhow::ensure!(
+                status == 200,
+                "trial {trial}: the decoy read answered {status}"
+            );
+            while get(real.clone()).await? == 200 {
+                anyhow::ensure!(t0.elapsed() < Duration::from_secs(10), "never refused");
+            }
+            refused.push(t0.elapsed());
+            loop {
+                let g = got.lock().unwrap_or_else(|e| e.into_inner());
+                if g.len() > before {
+                    hooked.push(g[before].1.saturating_duration_since(t0));
+                    break;
+                }
+                drop(g);
+                anyhow::ensure!(t0.elapsed() < Duration::from_secs(10), "no delivery");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        let _ = stop.send(());
+        served.await??;
+        Ok::<_, anyhow::Error>((refused, hooked))
+    })?;
+    let pct = |v: &[Duration], p: f64| {
+        let mut s = v.to_vec();
+        s.sort();
+        s.get(((s.len().max(1) - 1) as f64 * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    outln!("honeytoken read -> response and alert, through the real server ({trials} trials):");
+    for (what, v) in [
+        ("key refused (disable-account)", &refused),
+        ("alert at the webhook", &hooked),
+    ] {
+        outln!(
+            "  {what:<32} p50 {:>8.1?}  p99 {:>8.1?}  max {:>8.1?}",
+            pct(v, 0.5),
+            pct(v, 0.99),
+            pct(v, 1.0)
+        );
+    }
+    drop(runtime);
+    Ok(())
 }

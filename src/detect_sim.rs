@@ -271,7 +271,7 @@ pub fn run(a: &SimArgs) -> Result<ExitCode> {
     };
     let rules = sim_rules();
     let t = Instant::now();
-    let (findings, stats) = detect(&rules, &honeytokens, &log);
+    let (findings, _) = detect(&rules, &honeytokens, &log);
     let took = t.elapsed();
     outln!(
         "detect simulate: {} days, {} staff, {} patients, seed {}; {} audit entries",
@@ -350,7 +350,6 @@ pub fn run(a: &SimArgs) -> Result<ExitCode> {
             f.detail
         );
     }
-    let _ = stats;
     drop(tmp);
     Ok(ExitCode::SUCCESS)
 }

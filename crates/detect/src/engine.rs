@@ -198,6 +198,13 @@ pub struct Engine {
     open_cache: (i64, bool),
     /// Whose entries are the detector's own (skipped).
     own_actor: String,
+    /// The earliest time a waiting read is due to be decided (nothing to
+    /// settle before it).
+    next_due_ms: i64,
+    /// When waiting reads were last decided: at most once a second of log
+    /// time (a decision waits 30 minutes anyway), so a dense stream does
+    /// not scan every principal on every entry.
+    last_settle_ms: i64,
 }
 
 /// The actor id the detector's own audit entries carry (kind system).
@@ -222,6 +229,9 @@ impl Engine {
             state,
             open_cache: (i64::MIN, true),
             own_actor: DETECTOR_ACTOR.into(),
+            // Restored waiting reads are looked at on the first settle.
+            next_due_ms: i64::MIN,
+            last_settle_ms: i64::MIN,
         })
     }
 
@@ -256,11 +266,12 @@ impl Engine {
         match &entry.action {
             Action::Read { .. } | Action::Search { .. } => self.access(ctx),
             Action::Write { .. } => {
+                // Reads due before this write are decided first (its time
+                // replaces the patient's last activity).
+                self.settle_all(e.time_ms, ctx.out);
                 for p in &entry.patients {
                     self.state.activity.insert(*p, e.time_ms);
                 }
-                // The writer's own reads are explained by it too.
-                self.settle_all(e.time_ms, ctx.out);
             }
             Action::ExportStarted {
                 protection,
@@ -307,6 +318,7 @@ impl Engine {
     /// Decides every waiting read whose grace has passed by `now_ms` (the
     /// time of the latest entry, or the clock when the stream is idle).
     pub fn tick(&mut self, now_ms: i64, out: &mut Vec<Finding>) {
+        self.last_settle_ms = i64::MIN;
         self.settle_all(now_ms, out);
     }
 
@@ -368,6 +380,8 @@ impl Engine {
                         ps.pending.pop_front();
                     }
                     ps.pending.push_back((*p, t));
+                    let grace = i64::from(self.rules.unexplained.grace_minutes) * MINUTE_MS;
+                    self.next_due_ms = self.next_due_ms.min(t + grace);
                 }
             }
         }
@@ -680,17 +694,25 @@ impl Engine {
     /// principal with any (cheap: most have none).
     fn settle_all(&mut self, now: i64, out: &mut Vec<Finding>) {
         let grace = i64::from(self.rules.unexplained.grace_minutes) * MINUTE_MS;
+        if now < self.next_due_ms || now.saturating_sub(self.last_settle_ms) < 1000 {
+            return;
+        }
+        self.last_settle_ms = now;
+        let mut next_due = i64::MAX;
         let rule = self.rules.unexplained.clone();
         let activity = &self.state.activity;
         let stats = &mut self.state.stats;
         for (principal, ps) in self.state.principals.iter_mut() {
             while let Some(&(p, at)) = ps.pending.front() {
+                if now - at <= grace {
+                    // Decided when its grace has passed (a write may still
+                    // explain it).
+                    next_due = next_due.min(at + grace);
+                    break;
+                }
                 let explained = activity
                     .get(&p)
                     .is_some_and(|&w| w >= at && w - at <= grace);
-                if !explained && now - at <= grace {
-                    break;
-                }
                 ps.pending.pop_front();
                 if explained {
                     stats.explained += 1;
@@ -730,6 +752,7 @@ impl Engine {
                 }
             }
         }
+        self.next_due_ms = next_due;
     }
 }
 

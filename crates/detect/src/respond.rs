@@ -27,8 +27,10 @@ pub trait Responder: Send + Sync {
     fn respond(&self, response: Response, target: &Target) -> Result<String, String>;
 }
 
-/// Takes a finding's response for its alert, unless the alert has taken
-/// the same response on the same target already.
+/// Takes a finding's response for its alert, unless the same response on
+/// the same target was taken for it in this batch already (a scrape's many
+/// findings at once; a later finding responds again: an administrator may
+/// have re-enabled the account meanwhile).
 pub(crate) fn take(responder: &dyn Responder, alert: &mut Alert, f: &Finding, now_ms: i64) {
     if f.response == Response::Alert {
         return;
@@ -48,10 +50,11 @@ pub(crate) fn take(responder: &dyn Responder, alert: &mut Alert, f: &Finding, no
         target.session.as_deref().unwrap_or(""),
         target.host.as_deref().unwrap_or("")
     );
-    let done = alert
-        .responses
-        .iter()
-        .any(|t| t.ok && t.response == f.response && t.result.ends_with(&format!("[{key}]")));
+    let done = alert.responses.iter().any(|t| {
+        t.ok && t.time_ms == now_ms
+            && t.response == f.response
+            && t.result.ends_with(&format!("[{key}]"))
+    });
     if done {
         return;
     }
@@ -87,6 +90,8 @@ impl Responder for AuthResponder {
             ));
         }
         let e = |e: rxvault_auth::Error| e.to_string();
+        // A service's actor is `account/key id`.
+        let account = p.id.split_once('/').map_or(p.id.as_str(), |(a, _)| a);
         match (response, kind, &target.session) {
             (Response::Alert, _, _) => Ok("alert only".into()),
             (Response::EndSession, "user", Some(s)) => admin
@@ -111,8 +116,8 @@ impl Responder for AuthResponder {
             // key stops working only with the account.
             (Response::EndSession | Response::StepUp | Response::DisableAccount, "service", _)
             | (Response::DisableAccount, "user", _) => admin
-                .disable(&p.id)
-                .map(|()| format!("account {} disabled", p.id))
+                .disable(account)
+                .map(|()| format!("account {account} disabled"))
                 .map_err(e),
             (Response::StepUp, _, None) => Err("no session to step up".into()),
             (Response::BlockHost, _, _) => match &target.host {
