@@ -542,7 +542,10 @@ fn bench(a: &BenchArgs) -> Result<ExitCode> {
 
 /// A local webhook receiver (HTTP/1.1, one request per connection): when
 /// each delivery id arrived.
-fn receiver() -> Result<(u16, Arc<std::sync::Mutex<Vec<(String, Instant)>>>)> {
+/// Deliveries a receiver got: (delivery id, when).
+type Arrivals = Arc<std::sync::Mutex<Vec<(String, Instant)>>>;
+
+fn receiver() -> Result<(u16, Arrivals)> {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
@@ -701,12 +704,15 @@ fn latency(trials: u32) -> Result<()> {
             }
             refused.push(t0.elapsed());
             loop {
-                let g = got.lock().unwrap_or_else(|e| e.into_inner());
-                if g.len() > before {
-                    hooked.push(g[before].1.saturating_duration_since(t0));
+                let arrived = {
+                    let g = got.lock().unwrap_or_else(|e| e.into_inner());
+                    g.get(before)
+                        .map(|(_, at)| at.saturating_duration_since(t0))
+                };
+                if let Some(d) = arrived {
+                    hooked.push(d);
                     break;
                 }
-                drop(g);
                 anyhow::ensure!(t0.elapsed() < Duration::from_secs(10), "no delivery");
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }

@@ -114,6 +114,14 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
                 )?) as Arc<dyn rxvault_detect::sinks::Sink>)
             })
             .collect::<Result<Vec<_>>>()?;
+        let mut sinks = sinks;
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        for s in &rules.sinks.syslog {
+            sinks.push(Arc::new(rxvault_detect::sinks::SyslogSink::new(
+                s,
+                hostname.trim(),
+            )?));
+        }
         let (v, a) = (vault.clone(), auth.clone());
         let services = tokio::task::spawn_blocking(move || {
             crate::detect_cmd::wire(

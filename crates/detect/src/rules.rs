@@ -361,6 +361,25 @@ pub struct Rules {
 pub struct Sinks {
     /// Webhooks: JSON POSTs signed with HMAC-SHA256.
     pub webhook: Vec<Webhook>,
+    /// Syslog collectors: RFC 5424 messages.
+    pub syslog: Vec<Syslog>,
+}
+
+/// A syslog sink.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Syslog {
+    /// Its name (deliveries are owed under it).
+    pub name: String,
+    /// `udp://HOST:PORT`, `tcp://HOST:PORT` or `tls://HOST:PORT`.
+    pub address: String,
+    /// For TLS: the CA certificate (PEM) the collector's is checked against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// For TLS: the name the collector's certificate carries (default: the
+    /// address's host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
 }
 
 /// A webhook sink.
@@ -498,6 +517,21 @@ impl Rules {
                     "webhook {}: the URL must be https:// (http:// only to this machine)",
                     w.name
                 ));
+            }
+        }
+        for s in &self.sinks.syslog {
+            if s.name.is_empty() {
+                return Err("every [[sinks.syslog]] needs a name".into());
+            }
+            let scheme = s.address.split_once("://").map(|(a, _)| a);
+            if !matches!(scheme, Some("udp" | "tcp" | "tls")) {
+                return Err(format!(
+                    "syslog {}: the address is udp://, tcp:// or tls://HOST:PORT",
+                    s.name
+                ));
+            }
+            if scheme == Some("tls") && s.ca_file.is_none() {
+                return Err(format!("syslog {}: tls:// needs ca_file", s.name));
             }
         }
         if self.unexplained.per_day == 0 || self.credential_burst.failures == 0 {

@@ -8,14 +8,16 @@
 //! duplicates by.
 //!
 //! No HTTP here: the webhook sink is the server's
-//! (`rxvault_server::webhook`); syslog (RFC 5424) reuses the audit log's
-//! exporter's transport.
+//! (`rxvault_server::webhook`); [`SyslogSink`] (RFC 5424) reuses the audit
+//! log's exporter's transports (UDP, TCP, TLS).
 
 use crate::alerts::Alert;
-use crate::{Alerts, Result};
+use crate::{Alerts, Error, Result};
+use rxvault_audit::export::syslog::{Sender, Transport};
 use rxvault_model::Clock;
 use rxvault_store::DetectStore;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 /// A destination for alert notices.
 pub trait Sink: Send + Sync {
@@ -74,4 +76,202 @@ pub fn deliver_due(
         }
     }
     Ok(pass)
+}
+
+/// A syslog collector (RFC 5424 over UDP, TCP or TLS). The connection is
+/// kept and made again after a failure.
+pub struct SyslogSink {
+    name: String,
+    transport: Transport,
+    hostname: String,
+    sender: Mutex<Option<Sender>>,
+}
+
+impl std::fmt::Debug for SyslogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyslogSink")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyslogSink {
+    /// The sink `config` names; `hostname` is the message's HOSTNAME.
+    pub fn new(config: &crate::rules::Syslog, hostname: &str) -> Result<Self> {
+        let bad = |m: String| Error::Invalid(format!("syslog {}: {m}", config.name));
+        let (scheme, rest) = config
+            .address
+            .split_once("://")
+            .ok_or_else(|| bad("no scheme".into()))?;
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(rest)
+            .map_err(|e| bad(format!("{rest}: {e}")))?
+            .next()
+            .ok_or_else(|| bad(format!("{rest}: no address")))?;
+        let transport = match scheme {
+            "udp" => Transport::Udp(addr),
+            "tcp" => Transport::Tcp(addr),
+            "tls" => {
+                let ca = config
+                    .ca_file
+                    .as_deref()
+                    .ok_or_else(|| bad("tls:// needs ca_file".into()))?;
+                let roots =
+                    rxvault_audit::export::syslog::load_certificates(std::path::Path::new(ca))
+                        .map_err(|e| bad(e.to_string()))?;
+                let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+                Transport::Tls {
+                    addr,
+                    server_name: config
+                        .server_name
+                        .clone()
+                        .unwrap_or_else(|| host.to_string()),
+                    roots,
+                }
+            }
+            other => return Err(bad(format!("scheme {other:?}"))),
+        };
+        Ok(Self {
+            name: config.name.clone(),
+            transport,
+            hostname: printable(hostname, 255),
+            sender: Mutex::new(None),
+        })
+    }
+}
+
+/// RFC 5424 PARAM-VALUE escaping (§6.3.3).
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars().take(1024) {
+        if matches!(c, '"' | '\\' | ']') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Printable ASCII only (HOSTNAME and the like), `-` when empty.
+fn printable(v: &str, max: usize) -> String {
+    let s: String = v
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(max)
+        .collect();
+    if s.is_empty() { "-".into() } else { s }
+}
+
+/// The RFC 5424 message of a notice.
+pub fn syslog_message(notice: &serde_json::Value, hostname: &str) -> String {
+    let text = |k: &str| match &notice[k] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        v => v.to_string(),
+    };
+    // authpriv (10); crit, err, warning, notice.
+    let severity = match notice["severity"].as_str() {
+        Some("critical") => 2,
+        Some("high") => 3,
+        Some("medium") => 4,
+        _ => 5,
+    };
+    let time = notice["last_ms"]
+        .as_i64()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(|| "-".to_string(), |t| format!("{t:.3}"));
+    let mut sd = String::from("[alert@32473");
+    for k in [
+        "id",
+        "rule",
+        "severity",
+        "status",
+        "principal",
+        "host",
+        "source",
+        "findings",
+        "patients",
+        "first_index",
+        "last_index",
+        "delivery_id",
+    ] {
+        let v = text(k);
+        if !v.is_empty() {
+            sd.push_str(&format!(" {}=\"{}\"", k.replace('_', ""), escape(&v)));
+        }
+    }
+    sd.push(']');
+    format!(
+        "<{}>1 {time} {hostname} rxvault - alert {sd} \u{FEFF}{} alert {}: {}",
+        10 * 8 + severity,
+        text("severity"),
+        text("rule"),
+        text("detail")
+    )
+}
+
+impl Sink for SyslogSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver(&self, notice: &serde_json::Value) -> std::result::Result<(), String> {
+        let message = syslog_message(notice, &self.hostname);
+        let mut guard = self.sender.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(
+                Sender::connect(&self.transport)
+                    .map_err(|e| format!("syslog {}: {e}", self.name))?,
+            );
+        }
+        let sent = guard.as_mut().map(|s| s.send(&message));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => {
+                *guard = None;
+                Err(format!("syslog {}: {e}", self.name))
+            }
+            None => Err("no connection".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_reaches_a_udp_collector_as_rfc_5424() {
+        let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        collector
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let sink = SyslogSink::new(
+            &crate::rules::Syslog {
+                name: "siem".into(),
+                address: format!("udp://{}", collector.local_addr().unwrap()),
+                ..Default::default()
+            },
+            "vault-1",
+        )
+        .unwrap();
+        let notice = serde_json::json!({
+            "id": "al-1", "rule": "honeytoken", "severity": "critical", "status": "open",
+            "principal": "user:pat", "findings": 1, "patients": 1, "last_ms": 1796083200000i64,
+            "detail": "a honeytoken patient in a read entry", "delivery_id": "al-1/1",
+        });
+        sink.deliver(&notice).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = collector.recv(&mut buf).unwrap();
+        let m = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(m.starts_with("<82>1 2026-12-01T00:00:00.000Z vault-1 rxvault - alert [alert@32473 id=\"al-1\" rule=\"honeytoken\""), "{m}");
+        assert!(
+            m.contains("principal=\"user:pat\"") && m.contains("deliveryid=\"al-1/1\""),
+            "{m}"
+        );
+        assert!(
+            m.ends_with("\u{FEFF}critical alert honeytoken: a honeytoken patient in a read entry"),
+            "{m}"
+        );
+        assert_eq!(escape("a\"b]c\\"), "a\\\"b\\]c\\\\");
+    }
 }
