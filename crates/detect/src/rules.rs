@@ -363,6 +363,33 @@ pub struct Sinks {
     pub webhook: Vec<Webhook>,
     /// Syslog collectors: RFC 5424 messages.
     pub syslog: Vec<Syslog>,
+    /// Email, by SMTP.
+    pub smtp: Vec<Smtp>,
+}
+
+/// An email sink.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Smtp {
+    /// Its name (deliveries are owed under it).
+    pub name: String,
+    /// The mail server.
+    pub host: String,
+    /// Its port (default 587 with STARTTLS, 465 with TLS, 25 without).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls`, or `none` (only to this machine).
+    pub security: String,
+    /// The sender.
+    pub from: String,
+    /// The recipients.
+    pub to: Vec<String>,
+    /// The account to sign in with, if the server wants one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// A file holding its password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
 }
 
 /// A syslog sink.
@@ -532,6 +559,23 @@ impl Rules {
             }
             if scheme == Some("tls") && s.ca_file.is_none() {
                 return Err(format!("syslog {}: tls:// needs ca_file", s.name));
+            }
+        }
+        for m in &self.sinks.smtp {
+            if m.name.is_empty() || m.host.is_empty() || m.from.is_empty() || m.to.is_empty() {
+                return Err("every [[sinks.smtp]] needs name, host, from and to".into());
+            }
+            let local = ["127.0.0.1", "localhost", "::1"].contains(&m.host.as_str());
+            match m.security.as_str() {
+                "" | "starttls" | "tls" => {}
+                "none" if local => {}
+                "none" => {
+                    return Err(format!(
+                        "smtp {}: security = \"none\" only to this machine",
+                        m.name
+                    ));
+                }
+                other => return Err(format!("smtp {}: security {other:?}", m.name)),
             }
         }
         if self.unexplained.per_day == 0 || self.credential_burst.failures == 0 {

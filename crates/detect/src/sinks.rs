@@ -235,6 +235,115 @@ impl Sink for SyslogSink {
     }
 }
 
+/// An email sink (SMTP; STARTTLS or TLS with the system's web roots, or
+/// plain to this machine).
+pub struct SmtpSink {
+    name: String,
+    from: lettre::message::Mailbox,
+    to: Vec<lettre::message::Mailbox>,
+    transport: lettre::SmtpTransport,
+}
+
+impl std::fmt::Debug for SmtpSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSink")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpSink {
+    /// The sink `config` names.
+    pub fn new(config: &crate::rules::Smtp) -> Result<Self> {
+        use lettre::transport::smtp::authentication::Credentials;
+        let bad = |m: String| Error::Invalid(format!("smtp {}: {m}", config.name));
+        let parse = |a: &str| {
+            a.parse::<lettre::message::Mailbox>()
+                .map_err(|e| bad(format!("{a:?}: {e}")))
+        };
+        let builder = match config.security.as_str() {
+            "tls" => lettre::SmtpTransport::relay(&config.host).map_err(|e| bad(e.to_string()))?,
+            "none" => lettre::SmtpTransport::builder_dangerous(&config.host).port(25),
+            _ => lettre::SmtpTransport::starttls_relay(&config.host)
+                .map_err(|e| bad(e.to_string()))?,
+        };
+        let mut builder = builder.timeout(Some(std::time::Duration::from_secs(10)));
+        if let Some(port) = config.port {
+            builder = builder.port(port);
+        }
+        if let (Some(user), Some(file)) = (&config.username, &config.password_file) {
+            let pw = std::fs::read_to_string(file).map_err(|e| bad(format!("{file}: {e}")))?;
+            builder =
+                builder.credentials(Credentials::new(user.clone(), pw.trim_end().to_string()));
+        }
+        Ok(Self {
+            name: config.name.clone(),
+            from: parse(&config.from)?,
+            to: config.to.iter().map(|t| parse(t)).collect::<Result<_>>()?,
+            transport: builder.build(),
+        })
+    }
+}
+
+/// The subject and body of an alert's email (no PHI: what a notice holds).
+pub fn email(notice: &serde_json::Value) -> (String, String) {
+    let text = |k: &str| match &notice[k] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        v => v.to_string(),
+    };
+    let subject = format!(
+        "[rxvault] {} alert: {} ({})",
+        text("severity"),
+        text("rule"),
+        text("id")
+    );
+    let mut body = format!("{}\n\n", text("detail"));
+    for k in [
+        "id",
+        "rule",
+        "severity",
+        "status",
+        "principal",
+        "host",
+        "source",
+        "findings",
+        "patients",
+        "first_index",
+        "last_index",
+        "delivery_id",
+    ] {
+        body.push_str(&format!("{k:<12} {}\n", text(k)));
+    }
+    body.push_str("\nrxvault alerts show ID  (or GET /api/v1/alerts/ID) has the rest.\n");
+    (subject, body)
+}
+
+impl Sink for SmtpSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver(&self, notice: &serde_json::Value) -> std::result::Result<(), String> {
+        use lettre::Transport as _;
+        let (subject, body) = email(notice);
+        let mut m = lettre::Message::builder()
+            .from(self.from.clone())
+            .subject(subject);
+        for to in &self.to {
+            m = m.to(to.clone());
+        }
+        let message = m
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|e| format!("smtp {}: {e}", self.name))?;
+        self.transport
+            .send(&message)
+            .map(drop)
+            .map_err(|e| format!("smtp {}: {e}", self.name))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +382,89 @@ mod tests {
             "{m}"
         );
         assert_eq!(escape("a\"b]c\\"), "a\\\"b\\]c\\\\");
+    }
+
+    /// A real SMTP server process (Python's aiosmtpd, printing what it
+    /// gets); skipped only outside CI when it is not installed.
+    #[test]
+    fn an_alert_reaches_a_real_smtp_server_and_waits_while_it_is_down() {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let sink = SmtpSink::new(&crate::rules::Smtp {
+            name: "it".into(),
+            host: "127.0.0.1".into(),
+            port: Some(port),
+            security: "none".into(),
+            from: "rxvault@pharmacy.example".into(),
+            to: vec!["it@pharmacy.example".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let notice = serde_json::json!({
+            "id": "al-7", "rule": "volume_hour", "severity": "high", "principal": "user:pat",
+            "patients": 151, "detail": "151 distinct patients in one hour (floor 150)",
+            "delivery_id": "al-7/1",
+        });
+        // Down: an error (the outbox retries), nothing else.
+        assert!(sink.deliver(&notice).is_err());
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-c",
+                "aiosmtpd.handlers.Debugging",
+                "-l",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipped: no python3 ({e})");
+                return;
+            }
+            Err(e) => panic!("python3: {e}"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while sink.deliver(&notice).is_err() {
+            if child.try_wait().unwrap().is_some() {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "aiosmtpd did not start (pip install aiosmtpd)"
+                );
+                eprintln!("skipped: aiosmtpd is not installed");
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the SMTP server never took it"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut seen = String::new();
+        for line in out.lines() {
+            let line = line.unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("END MESSAGE") {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            seen.contains("Subject: [rxvault] high alert: volume_hour (al-7)"),
+            "{seen}"
+        );
+        assert!(seen.contains("151 distinct patients in one hour"), "{seen}");
+        assert!(seen.contains("it@pharmacy.example"), "{seen}");
     }
 }
