@@ -614,12 +614,16 @@ fn latency(trials: u32) -> Result<()> {
     add_honeytokens_from(&vault, &decoys)?;
     let decoy = rxvault_synth::patient(&decoys, 0).id;
     let real = rxvault_synth::patient(&config, 0).id;
+    // Each trial's refusal counts against this machine's address: allow
+    // them all before the throttle's delays start.
+    let mut config = AuthConfig::default();
+    config.throttle.source_free_failures = trials + 10;
     let auth = Arc::new(Auth::new(
         vault.clone(),
         vault.auth_store()?,
         vault.clone(),
         vault.clock().clone(),
-        AuthConfig::default(),
+        config,
     )?);
     let holder = auth.key_holder();
     holder.set_single_operator(true)?;

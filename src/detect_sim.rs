@@ -101,12 +101,17 @@ struct Attack {
     session: Option<String>,
     first: u64,
     last: u64,
+    /// Only its reads are the attack's (a stolen service key whose owner
+    /// goes on writing).
+    reads_only: bool,
 }
 
 struct Sim {
     vault: Arc<Vault>,
     /// Patients with a fill written in the simulation.
     filled: HashSet<u64>,
+    /// The first entry of the low-and-slow reader.
+    slow: Option<u64>,
     /// Patients with a prescription and a fill to copy (who get new ones).
     active: Vec<u64>,
     /// The honeytokens' synthetic config (the simulation knows them; a
@@ -236,6 +241,7 @@ pub fn run(a: &SimArgs) -> Result<ExitCode> {
     let mut sim = Sim {
         vault: Arc::new(vault),
         filled: HashSet::new(),
+        slow: None,
         active,
         honey: honey_config,
         clock,
@@ -258,6 +264,16 @@ pub fn run(a: &SimArgs) -> Result<ExitCode> {
     }
     let simulated = t.elapsed();
     let end = sim.mark();
+    if let Some(first) = sim.slow {
+        sim.attacks.push(Attack {
+            name: "low-and-slow: 200 a day (a billing account)",
+            actor: "bill-temp".into(),
+            session: None,
+            first,
+            last: end,
+            reads_only: false,
+        });
+    }
     let log = read_log(&sim.vault, first_entry, end)?;
     eprintln!(
         "{} audit entries in {simulated:.1?}; detecting ...",
@@ -297,6 +313,7 @@ pub fn run(a: &SimArgs) -> Result<ExitCode> {
                 && e.index <= at.last
                 && (at.actor.is_empty() || e.entry.actor.id == at.actor)
                 && (at.session.is_none() || e.entry.session == at.session)
+                && (!at.reads_only || matches!(e.entry.action, rxvault_audit::Action::Read { .. }))
         };
         for e in log.iter().filter(|e| theirs(e)) {
             attack_entries.insert(e.index);
@@ -499,9 +516,20 @@ fn simulate_day(sim: &mut Sim, a: &SimArgs, day: u32, midnight: i64) -> Result<(
             ));
         }
     }
+    // Low-and-slow: 200 patients a day from a (temporary) billing account,
+    // 09:00 to 17:00, among the day's work.
+    for i in 0..200 {
+        let p = sim.rng.below(n);
+        events.push((midnight + 9 * HOUR + i * 144_000, 5, p, "bill-temp"));
+    }
     events.sort_by_key(|e| (e.0, e.1));
     let mut filled_today = 0;
+    let mut attack_at = attack_start(day).map(|h| midnight + h);
     for (t, what, p, who) in events {
+        if attack_at.is_some_and(|a| t >= a) {
+            attack_at = None;
+            attacks(sim, day, midnight)?;
+        }
         sim.at(t);
         // Day 10: tech-4 moves to a new workstation.
         let host = (who == "tech-4" && day >= 10).then_some("ws-new");
@@ -515,6 +543,12 @@ fn simulate_day(sim: &mut Sim, a: &SimArgs, day: u32, midnight: i64) -> Result<(
                 filled_today += 1;
             }
             2 | 3 => sim.read(&req, p)?,
+            5 => {
+                if sim.slow.is_none() {
+                    sim.slow = Some(sim.mark());
+                }
+                sim.read(&req, p)?;
+            }
             _ => {
                 let pr = rxvault_synth::patient(&sim.config, p);
                 if let (Some(family), Some(birth)) = (
@@ -558,8 +592,24 @@ fn simulate_day(sim: &mut Sim, a: &SimArgs, day: u32, midnight: i64) -> Result<(
             sim.vault.read_chart(&batch, &view, &sim.ids[p as usize])?;
         }
     }
-    attacks(sim, day, midnight)?;
+    if attack_at.is_some() {
+        attacks(sim, day, midnight)?;
+    }
     Ok(())
+}
+
+/// When a day's attack starts (after midnight), if it has one.
+fn attack_start(day: u32) -> Option<i64> {
+    Some(match day {
+        4 => 2 * HOUR,
+        7 => 14 * HOUR,
+        10 => 10 * HOUR,
+        14 => 13 * HOUR,
+        17 => 15 * HOUR,
+        21 => 11 * HOUR,
+        24 => 3 * HOUR,
+        _ => return None,
+    })
 }
 
 fn attacks(sim: &mut Sim, day: u32, midnight: i64) -> Result<()> {
@@ -574,6 +624,7 @@ fn attacks(sim: &mut Sim, day: u32, midnight: i64) -> Result<()> {
                 session,
                 first,
                 last,
+                reads_only: actor == "erx-intake",
             });
         };
     match day {
@@ -666,11 +717,17 @@ fn attacks(sim: &mut Sim, day: u32, midnight: i64) -> Result<()> {
         }
         // Snooping on a neighbour: a few unexplained reads.
         17 => {
+            // Neighbours: patients with nothing going on (not being filled).
             let who = sim.staff("pharm-4", day, None);
-            for i in 0..6 {
-                sim.at(midnight + 15 * HOUR + i * 5 * MIN);
+            let (mut done, mut read) = (0, HashSet::new());
+            while done < 6 {
                 let p = sim.rng.below(n);
+                if sim.filled.contains(&p) || sim.active.contains(&p) || !read.insert(p) {
+                    continue;
+                }
+                sim.at(midnight + 15 * HOUR + done * 5 * MIN);
                 sim.read(&who, p)?;
+                done += 1;
             }
             record(
                 sim,
@@ -740,26 +797,6 @@ fn attacks(sim: &mut Sim, day: u32, midnight: i64) -> Result<()> {
             record(sim, "password spraying from one address", "", None, start);
         }
         _ => {}
-    }
-    // Low-and-slow: 200 patients a day from a billing account, every
-    // working day, 09:00 to 17:00.
-    if day % 7 != 6 {
-        let who = sim.staff("bill-temp", day, None);
-        let first = sim.mark();
-        for i in 0..200 {
-            sim.at(midnight + 9 * HOUR + i * 144_000);
-            let p = sim.rng.below(n);
-            sim.read(&who, p)?;
-        }
-        if day == 0 {
-            sim.attacks.push(Attack {
-                name: "low-and-slow: 200 a day (a billing account)",
-                actor: "bill-temp".into(),
-                session: None,
-                first,
-                last: u64::MAX,
-            });
-        }
     }
     Ok(())
 }
