@@ -104,8 +104,37 @@ fn rustic(what: &str, location: &str) -> impl FnOnce(Box<RusticError>) -> Error 
     let what = format!("{what} ({location})");
     move |e| Error::Repository {
         what,
-        message: e.to_string(),
+        message: brief(&e),
     }
+}
+
+/// rustic's message without its backtraces and boilerplate: what failed
+/// and why, on one line.
+fn brief(e: &RusticError) -> String {
+    brief_text(&e.to_string())
+}
+
+fn brief_text(text: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for chunk in text.split("Backtrace:") {
+        for line in chunk.lines().map(str::trim) {
+            let noise = line.is_empty()
+                || line.starts_with("at ")
+                || line.chars().next().is_some_and(|c| c.is_ascii_digit())
+                || line.starts_with("Some additional details")
+                || line.starts_with("For more information")
+                || line.starts_with("Caused by")
+                || line.starts_with("Message:")
+                || line.starts_with("Context:")
+                || line.starts_with("- nonce")
+                || line.starts_with("disabled backtrace")
+                || line.starts_with(": (source");
+            if !noise && !parts.contains(&line) {
+                parts.push(line);
+            }
+        }
+    }
+    parts.join("; ")
 }
 
 /// An open repository.
@@ -153,7 +182,7 @@ impl Repo {
             .is_some();
         let repo = if exists {
             repo.open(&credentials).map_err(|e| {
-                let message = e.to_string();
+                let message = brief(&e);
                 if message.to_lowercase().contains("password") || message.contains("key") {
                     Error::WrongPassword(describe.clone())
                 } else {
@@ -241,9 +270,9 @@ impl Repo {
         for (level, err) in results.0 {
             // The level's type is not exported: its name says it.
             if format!("{level:?}") == "Error" {
-                report.errors.push(err.to_string());
+                report.errors.push(brief_text(&err.to_string()));
             } else {
-                report.warnings.push(err.to_string());
+                report.warnings.push(brief_text(&err.to_string()));
             }
         }
         Ok(report)
