@@ -352,6 +352,54 @@ pub fn run_escrow(a: EscrowOutArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `rxvault serve`'s scheduled backups.
+#[derive(Args, Debug)]
+pub struct ScheduleArgs {
+    /// Back up to this restic repository on a schedule (a folder or
+    /// `rest:URL`; the password from --backup-password-file or
+    /// RXVAULT_BACKUP_PASSWORD). Each run is audited with its outcome.
+    #[arg(long, env = "RXVAULT_BACKUP_REPO")]
+    backup_repo: Option<String>,
+    /// A file holding the repository's password.
+    #[arg(long, env = "RXVAULT_BACKUP_PASSWORD_FILE", requires = "backup_repo")]
+    backup_password_file: Option<PathBuf>,
+    /// Seconds between scheduled backups (the first runs at start): the
+    /// recovery point objective.
+    #[arg(long, default_value_t = 900, requires = "backup_repo")]
+    backup_every: u64,
+}
+
+impl ScheduleArgs {
+    /// The scheduled backup job, if a repository is configured.
+    pub fn job(
+        &self,
+        vault: &Arc<rxvault_vault::Vault>,
+    ) -> Result<Option<rxvault_server::services::Job>> {
+        let Some(repo) = &self.backup_repo else {
+            return Ok(None);
+        };
+        let args = RepoArgs {
+            repo: repo.clone(),
+            repo_password_file: self.backup_password_file.clone(),
+        };
+        let location = args.location()?;
+        let password = args.password()?;
+        let vault = vault.clone();
+        Ok(Some(rxvault_server::services::Job {
+            name: "backup",
+            every: std::time::Duration::from_secs(self.backup_every.max(1)),
+            run: Arc::new(move || {
+                // Audited by rxvault-backup with its outcome (a failure too).
+                rxvault_backup::create(&vault, &location, &password)
+                    .map(|r| {
+                        tracing::info!(snapshot = %r.snapshot.id, records = r.manifest.total_records(), "scheduled backup");
+                    })
+                    .map_err(|e| e.to_string())
+            }),
+        }))
+    }
+}
+
 /// `REPO`: a folder, or `rest:URL`.
 fn location(repo: &str) -> Result<Location> {
     match repo.strip_prefix("rest:") {

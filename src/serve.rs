@@ -37,6 +37,8 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body: usize,
+    #[command(flatten)]
+    backups: crate::backup_cmd::ScheduleArgs,
 }
 
 pub fn run(a: ServeArgs) -> Result<ExitCode> {
@@ -100,9 +102,11 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         };
         // Everything long-running, wired in one place: the jobs every
         // server runs (and, as they come, detection, backups, agents).
-        rxvault_server::services::Services::standard(auth.clone())
-            .run(vault.clone(), server, shutdown)
-            .await?;
+        let mut services = rxvault_server::services::Services::standard(auth.clone());
+        if let Some(job) = a.backups.job(&vault)? {
+            services = services.job(job);
+        }
+        services.run(vault.clone(), server, shutdown).await?;
         // Cover everything served with a signed checkpoint before exiting
         // (store work: on the blocking pool).
         let v = vault.clone();
