@@ -538,3 +538,218 @@ impl Transport for Rest {
         Ok(())
     }
 }
+
+/// Flags of `rxvault bench backup`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Synthetic patients in the vault (with all their records).
+    #[arg(long, default_value_t = 5_000)]
+    patients: u64,
+    /// Where to work (default: a temporary folder).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+fn restic_cmd(repo: &std::path::Path, password_file: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new("restic");
+    c.arg("-r")
+        .arg(repo)
+        .arg("--password-file")
+        .arg(password_file)
+        .args(["--no-cache", "--quiet"]);
+    c
+}
+
+fn timed_restic(mut c: std::process::Command) -> Result<f64> {
+    let start = std::time::Instant::now();
+    let out = c
+        .output()
+        .context("running restic (apt-get install restic)")?;
+    if !out.status.success() {
+        bail!("restic failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// `rxvault bench backup`: rxvault's backup, 1%-change backup, proven
+/// restore and full verify against Debian's `restic` CLI backing up,
+/// restoring and checking the same data directory, in the same run.
+pub fn bench(a: BenchArgs) -> Result<ExitCode> {
+    use rxvault_vault::keys::InitKey;
+    use rxvault_vault::{StoreConfig, Vault};
+    let work = match &a.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            tempfile::Builder::new().prefix("bench").tempdir_in(d)?
+        }
+        None => tempfile::Builder::new().prefix("rxvault-bench").tempdir()?,
+    };
+    let root = work.path();
+    let as_of = time::macros::date!(2026 - 11 - 28);
+    let clock = crate::clock();
+    outln!(
+        "rxvault bench backup: {} patients, {} cores",
+        a.patients,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let synth = |patients: u64, seed: u64, out: &std::path::Path| -> Result<()> {
+        let config = rxvault_synth::Config {
+            patients,
+            seed,
+            as_of,
+        };
+        rxvault_synth::write_ndjson(&config, out, &mut |_| {})?;
+        Ok(())
+    };
+    synth(a.patients, 1, &root.join("input"))?;
+    let key = root.join("vault.key");
+    let data = root.join("vault");
+    Vault::init(
+        &data,
+        StoreConfig::Sqlite,
+        InitKey::File(Some(key.clone())),
+        clock.clone(),
+    )?;
+    let vault = Vault::open(
+        &data,
+        Some(rxvault_vault::KeySource::File(key.clone())),
+        clock.clone(),
+    )?;
+    let local = rxvault_vault::access::Requester::local();
+    let import = |dir: &std::path::Path| -> Result<()> {
+        vault.import_for(
+            &local,
+            &[dir.to_path_buf()],
+            &rxvault_vault::import::ImportOptions::default(),
+            &mut (),
+        )?;
+        Ok(())
+    };
+    import(&root.join("input"))?;
+    std::fs::remove_dir_all(root.join("input"))?;
+    let records: u64 = vault.counts()?.iter().map(|(_, n)| n).sum();
+    let bytes: u64 = walk_size(&data);
+    outln!(
+        "vault            : {records} records, data directory {:.1} MiB",
+        bytes as f64 / 1048576.0
+    );
+
+    let password = "bench repository password";
+    let pw_file = root.join("repo.pass");
+    std::fs::write(&pw_file, password)?;
+    let passphrase = Passphrase::new("bench escrow passphrase, long enough".into());
+    let kit = Kit {
+        path: root.join("escrow.kit"),
+        passphrase: passphrase.clone(),
+    };
+    rxvault_backup::escrow::write_kit(&vault, &key, &passphrase, &kit.path)?;
+
+    let ours = Location::Local(root.join("repo-rxvault"));
+    let theirs = root.join("repo-restic");
+    let mut init = restic_cmd(&theirs, &pw_file);
+    init.arg("init");
+    timed_restic(init)?;
+    let row = |what: &str, rx: f64, restic: f64| {
+        outln!(
+            "{what:<17}: rxvault {rx:>7.2} s   restic {restic:>7.2} s   ratio {:.2}x",
+            rx / restic
+        );
+    };
+
+    let start = std::time::Instant::now();
+    let full = rxvault_backup::create(&vault, &ours, password)?;
+    let rx_full = start.elapsed().as_secs_f64();
+    let mut c = restic_cmd(&theirs, &pw_file);
+    c.arg("backup").arg(&data);
+    let restic_full = timed_restic(c)?;
+    row("full backup", rx_full, restic_full);
+    outln!(
+        "                   (rxvault: consistent snapshot {} ms + upload {} ms)",
+        full.stage_ms,
+        full.upload_ms
+    );
+
+    // A 1% change: more patients imported.
+    let more = (a.patients / 100).max(1);
+    synth(more, 2, &root.join("more"))?;
+    import(&root.join("more"))?;
+    std::fs::remove_dir_all(root.join("more"))?;
+    let start = std::time::Instant::now();
+    let incr = rxvault_backup::create(&vault, &ours, password)?;
+    let rx_incr = start.elapsed().as_secs_f64();
+    let mut c = restic_cmd(&theirs, &pw_file);
+    c.arg("backup").arg(&data);
+    let restic_incr = timed_restic(c)?;
+    row("1% change backup", rx_incr, restic_incr);
+    outln!(
+        "                   (rxvault added {:.1} MiB)",
+        incr.snapshot.added.unwrap_or(0) as f64 / 1048576.0
+    );
+
+    let start = std::time::Instant::now();
+    let restored = rxvault_backup::restore::restore(
+        &ours,
+        password,
+        "latest",
+        &root.join("restored-rxvault"),
+        &kit,
+        clock.clone(),
+    )?;
+    let rx_restore = start.elapsed().as_secs_f64();
+    let mut c = restic_cmd(&theirs, &pw_file);
+    c.args(["restore", "latest", "--target"])
+        .arg(root.join("restored-restic"));
+    let restic_restore = timed_restic(c)?;
+    row("restore", rx_restore, restic_restore);
+    outln!(
+        "                   (rxvault: read back {} ms + open, check {} records, verify {} audit entries {} ms; restic only reads back)",
+        restored.restore_ms,
+        restored.records_checked,
+        restored.audit_entries,
+        restored.prove_ms
+    );
+
+    let start = std::time::Instant::now();
+    let report = rxvault_backup::verify(None, &ours, password)?;
+    let rx_verify = start.elapsed().as_secs_f64();
+    let mut c = restic_cmd(&theirs, &pw_file);
+    c.args(["check", "--read-data"]);
+    let restic_verify = timed_restic(c)?;
+    row("verify (read all)", rx_verify, restic_verify);
+    if !report.errors.is_empty() {
+        bail!(
+            "the benchmark's repository does not verify: {:?}",
+            report.errors
+        );
+    }
+    let drill_start = std::time::Instant::now();
+    let drill = rxvault_backup::restore::drill(None, &ours, password, &kit, clock)?;
+    outln!(
+        "restore drill    : {:.2} s (RTO {:.2} s: restore, open, check, verify, decrypt all {} records)",
+        drill_start.elapsed().as_secs_f64(),
+        drill.rto_ms as f64 / 1000.0,
+        drill.records_decrypted
+    );
+    outln!(
+        "peak RSS         : {} KiB (this process: vault, backups, restores, drill)",
+        crate::ui::peak_rss_kib().unwrap_or(0)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn walk_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk_size(&p)
+                    } else {
+                        e.metadata().map_or(0, |m| m.len())
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
