@@ -339,8 +339,8 @@ fn ransomware_then_restore_from_an_append_only_rest_repository() {
         "-----BEGIN CERTIFICATE-----\n"
     );
     assert!(!s.data().join("rxvault-backup.json").exists());
-    // The backup is in the restored log (it was taken before the snapshot
-    // ended? no: after; the restore is recorded there).
+    // The restore is recorded in the restored vault's log (the backup's own
+    // entry came after its snapshot, in the log the ransomware destroyed).
     let entries = s.backup_entries(&s.data());
     assert!(
         entries.contains(&("restore".into(), "success".into())),
