@@ -36,6 +36,8 @@ pub enum BenchCommand {
     Ingest(IngestArgs),
     /// Authenticated patient reads over HTTPS (vs health checks), login rate.
     Http(crate::bench_http::HttpArgs),
+    /// Backup, 1%-change backup, proven restore and verify vs the restic CLI.
+    Backup(crate::backup_cmd::BenchArgs),
 }
 
 /// Flags of `bench ingest`.
@@ -62,6 +64,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
         BenchCommand::Ingest(a) => ingest(a),
         BenchCommand::Http(a) => crate::bench_http::run(a),
+        BenchCommand::Backup(a) => crate::backup_cmd::bench(a),
     }
 }
 

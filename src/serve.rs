@@ -37,6 +37,8 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body: usize,
+    #[command(flatten)]
+    backups: crate::backup_cmd::ScheduleArgs,
 }
 
 pub fn run(a: ServeArgs) -> Result<ExitCode> {
@@ -122,17 +124,23 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
                 hostname.trim(),
             )?));
         }
-        let (v, a) = (vault.clone(), auth.clone());
-        let services = tokio::task::spawn_blocking(move || {
+        for m in &rules.sinks.smtp {
+            sinks.push(Arc::new(rxvault_detect::sinks::SmtpSink::new(m)?));
+        }
+        let (v, au) = (vault.clone(), auth.clone());
+        let mut services = tokio::task::spawn_blocking(move || {
             crate::detect_cmd::wire(
-                rxvault_server::services::Services::standard(a.clone()),
+                rxvault_server::services::Services::standard(au.clone()),
                 &v,
-                a,
+                au,
                 sinks,
             )
         })
         .await
         .context("starting detection")??;
+        if let Some(job) = a.backups.job(&vault)? {
+            services = services.job(job);
+        }
         services.run(vault.clone(), server, shutdown).await?;
         // Cover everything served with a signed checkpoint before exiting
         // (store work: on the blocking pool).

@@ -138,7 +138,7 @@ impl KdfParams {
         })
     }
 
-    fn derive(&self, passphrase: &Passphrase) -> Result<SecretKey> {
+    pub(crate) fn derive(&self, passphrase: &Passphrase) -> Result<SecretKey> {
         let params = argon2::Params::new(self.m_kib, self.t, self.p, Some(32))
             .map_err(|e| Error::Kdf(e.to_string()))?;
         let argon =

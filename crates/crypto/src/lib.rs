@@ -22,6 +22,8 @@
 //! - [`kek`]: KEK sources (key files, passphrases) behind the [`Kek`] trait,
 //!   the seam an HSM-backed KEK plugs into.
 //! - [`keyfile`]: the key file format.
+//! - [`escrow`]: the KEK escrow kit (the key file sealed under its own
+//!   passphrase, for restoring backups).
 //! - [`keyring`]: data keys, sealing, blind indexes.
 //! - [`envelope`]: the byte format of a sealed record.
 //! - [`export`]: encryption of exported files to age recipients.
@@ -58,6 +60,7 @@
 #![deny(missing_docs)]
 
 pub mod envelope;
+pub mod escrow;
 pub mod export;
 pub mod kek;
 pub mod keyfile;

@@ -312,6 +312,12 @@ pub trait AuditStore: Send + Sync + std::fmt::Debug {
     /// (`audit verify`) that read entries, nodes and checkpoints in many
     /// queries and must not mistake a concurrent append for tampering.
     fn snapshot(&self) -> Result<Box<dyn AuditStore>>;
+
+    /// Writes a consistent copy of the whole log as of one moment to `path`
+    /// (a new file) while appends go on, and returns the copy's size and
+    /// latest checkpoint (what the copy holds). SQLite: the online backup
+    /// API in one step. PostgreSQL: not supported yet ([`Error::Invalid`]).
+    fn backup_to(&self, path: &Path) -> Result<(u64, Option<AuditCheckpoint>)>;
     /// The stored position of stream consumer `name` (the index of the
     /// first entry it has not acknowledged), if it has one.
     fn consumer_position(&self, name: &str) -> Result<Option<u64>>;
@@ -1395,6 +1401,25 @@ impl AuditStore for SqliteAuditStore {
         }))
     }
 
+    fn backup_to(&self, path: &Path) -> Result<(u64, Option<AuditCheckpoint>)> {
+        let from = Self::connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        crate::sqlite_backup(&from, path)?;
+        drop(from);
+        // The copy, read through a read-only connection of its own (no
+        // writer, no checkpointer, nothing written beside it).
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(sqlite_err)?;
+        let copy = Self {
+            path: path.to_path_buf(),
+            writer: None,
+            readers: Pool::new(0),
+            pinned: Some(Mutex::new(conn)),
+            positions: Mutex::new(None),
+            sql: AuditSql::new(|s| s.to_string()),
+        };
+        Ok((copy.size()?, copy.latest_checkpoint()?))
+    }
+
     fn consumer_position(&self, name: &str) -> Result<Option<u64>> {
         check_consumer_name(name)?;
         let v: Option<i64> = self.read(|c| {
@@ -1888,6 +1913,13 @@ impl AuditStore for PgAuditStore {
                 u32::try_from(d).map_err(|_| Error::Corrupt(format!("audit data key {d}")))
             })
             .collect()
+    }
+
+    fn backup_to(&self, _path: &Path) -> Result<(u64, Option<AuditCheckpoint>)> {
+        Err(Error::Invalid(
+            "backups of a PostgreSQL vault are not supported yet (rxvault backs up SQLite vaults)"
+                .into(),
+        ))
     }
 
     fn snapshot(&self) -> Result<Box<dyn AuditStore>> {

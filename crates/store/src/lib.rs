@@ -284,4 +284,40 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// How many records each data key has sealed (records, not parts).
     fn dek_usage(&self) -> Result<Vec<(DekId, u64)>>;
+
+    /// Writes a consistent copy of the whole database as of one moment to
+    /// `path` (a new file) while writers go on, and returns the copy's
+    /// record counts per kind (what the copy holds, not the live store).
+    /// Ciphertext only, like everything the store holds. SQLite: the online
+    /// backup API in one step (one read transaction; WAL lets writers
+    /// continue). PostgreSQL: not supported yet ([`Error::Invalid`]).
+    fn backup_to(&self, path: &std::path::Path) -> Result<Vec<(RecordKind, u64)>>;
+}
+
+/// Copies SQLite database `from` to the new file `to` with the online
+/// backup API in one step: the copy is the database as of one read
+/// transaction, whatever commits meanwhile. The copy is left in rollback
+/// journal mode (one self-contained file, no `-wal` beside it).
+pub(crate) fn sqlite_backup(from: &rusqlite::Connection, to: &std::path::Path) -> Result<()> {
+    if to.exists() {
+        return Err(Error::Invalid(format!(
+            "{} already exists; a backup copy is written to a new file",
+            to.display()
+        )));
+    }
+    let mut dst = rusqlite::Connection::open(to)?;
+    {
+        let backup = rusqlite::backup::Backup::new(from, &mut dst)?;
+        // -1: every page in one step, so the copy is one snapshot (a step
+        // per chunk would restart whenever another connection writes).
+        loop {
+            match backup.step(-1)? {
+                rusqlite::backup::StepResult::Done => break,
+                rusqlite::backup::StepResult::More => continue,
+                _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    }
+    dst.execute_batch("PRAGMA journal_mode = DELETE;")?;
+    Ok(())
 }

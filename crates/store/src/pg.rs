@@ -630,4 +630,12 @@ impl Store for PgStore {
         }
         Ok(usage.into_iter().map(|(d, n)| (DekId(d), n)).collect())
     }
+
+    fn backup_to(&self, _path: &std::path::Path) -> Result<Vec<(RecordKind, u64)>> {
+        Err(Error::Invalid(
+            "backups of a PostgreSQL vault are not supported yet (rxvault backs up SQLite vaults); \
+             use pg_dump of the vault's schema meanwhile"
+                .into(),
+        ))
+    }
 }

@@ -506,4 +506,21 @@ impl Store for SqliteStore {
         }
         Ok(usage.into_iter().map(|(d, n)| (DekId(d), n)).collect())
     }
+
+    fn backup_to(&self, path: &Path) -> Result<Vec<(RecordKind, u64)>> {
+        let from = Self::connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        crate::sqlite_backup(&from, path)?;
+        drop(from);
+        let copy =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(map_err)?;
+        RecordKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let n: i64 = copy
+                    .query_row(&self.sql.table(kind).count, [], |r| r.get(0))
+                    .map_err(map_err)?;
+                Ok((kind, n as u64))
+            })
+            .collect()
+    }
 }

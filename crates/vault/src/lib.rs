@@ -242,6 +242,14 @@ impl Vault {
             .collect()
     }
 
+    /// Writes a consistent copy of the records database, as of one moment,
+    /// to the new file `path` while the vault keeps serving, and returns
+    /// the copy's record counts per kind ([`Store::backup_to`]). Ciphertext
+    /// only: for backups (`rxvault-backup`), which never see a key.
+    pub fn backup_records_to(&self, path: &std::path::Path) -> Result<Vec<(RecordKind, u64)>> {
+        Ok(self.store.backup_to(path)?)
+    }
+
     pub(crate) fn now_unix(&self) -> i64 {
         self.clock.now().unix_timestamp()
     }
