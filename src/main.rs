@@ -12,6 +12,7 @@ mod ui;
 mod audit_cmd;
 mod bench;
 mod bench_http;
+mod breach_cmd;
 mod demo;
 mod keysource;
 mod serve;
@@ -96,6 +97,9 @@ enum Command {
     /// The tamper-evident audit log: checkpoints, verify, queries, exports.
     #[command(subcommand)]
     Audit(Box<audit_cmd::AuditCommand>),
+    /// Breach response: incidents, exact scope from the audit log, safe harbor, notices.
+    #[command(subcommand)]
+    Breach(Box<breach_cmd::BreachCommand>),
 }
 
 /// Where the vault is and how to open it.
@@ -315,7 +319,7 @@ fn main() -> ExitCode {
 /// A usage error clap cannot see (flags that only make sense together):
 /// exit code 2, as for clap's own.
 #[derive(Debug)]
-struct Usage(&'static str);
+pub(crate) struct Usage(&'static str);
 
 impl std::fmt::Display for Usage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -329,7 +333,7 @@ fn clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
 
-fn open(args: &VaultArgs) -> Result<Vault> {
+pub(crate) fn open(args: &VaultArgs) -> Result<Vault> {
     let source = args.key.source()?;
     let source = match source {
         Some(s) => Some(s),
@@ -651,5 +655,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::User(c) => user_cmd::run_user(c),
         Command::Session(c) => user_cmd::run_session(c),
         Command::Audit(a) => audit_cmd::run(*a),
+        Command::Breach(b) => breach_cmd::run(*b),
     }
 }

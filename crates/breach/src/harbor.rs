@@ -53,9 +53,7 @@ impl Taken {
         let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
         match (kind, rest.trim()) {
             ("data-dir", _) => Ok(Taken::DataDirectory),
-            ("backup", l) if !l.is_empty() => Ok(Taken::Backup {
-                location: l.into(),
-            }),
+            ("backup", l) if !l.is_empty() => Ok(Taken::Backup { location: l.into() }),
             ("export", x) if !x.is_empty() => Ok(Taken::Export {
                 export_id: x.into(),
             }),
@@ -244,7 +242,10 @@ impl Breach<'_> {
         }
         if let Some(scope) = &incident.scope {
             let s = &scope.selectors;
-            if !(s.users.is_empty() && s.sessions.is_empty() && s.hosts.is_empty() && s.ips.is_empty())
+            if !(s.users.is_empty()
+                && s.sessions.is_empty()
+                && s.hosts.is_empty()
+                && s.ips.is_empty())
                 || s.from_ms.is_some()
                 || s.to_ms.is_some()
             {

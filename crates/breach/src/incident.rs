@@ -57,6 +57,10 @@ pub struct Incident {
     /// The affected individuals, once scoped.
     #[serde(default)]
     pub scope: Option<Scope>,
+    /// The counts of the last outputs (states and unmailable addresses
+    /// known from the letters' reads).
+    #[serde(default)]
+    pub counts: Option<Counts>,
     /// The safe-harbor assessment, once made.
     #[serde(default)]
     pub assessment: Option<Assessment>,
@@ -85,7 +89,9 @@ pub struct Change {
 impl Incident {
     /// Its counts, once scoped.
     pub fn counts(&self) -> Option<Counts> {
-        self.scope.as_ref().map(Scope::counts)
+        self.counts
+            .clone()
+            .or_else(|| self.scope.as_ref().map(Scope::counts))
     }
 
     /// Whether its occurrence window meets `other`'s (both must be known;
@@ -264,6 +270,7 @@ impl<'v> Breach<'v> {
             taken: Vec::new(),
             keys_compromised: None,
             scope: None,
+            counts: None,
             assessment: None,
             notices: Default::default(),
             history: vec![Change {
@@ -316,10 +323,7 @@ impl<'v> Breach<'v> {
     /// still open, and the incidents it overlaps.
     pub fn status(&self, incident: &Incident) -> Result<Status> {
         let counts = incident.counts();
-        let not_reportable = incident
-            .assessment
-            .as_ref()
-            .is_some_and(|a| !a.reportable);
+        let not_reportable = incident.assessment.as_ref().is_some_and(|a| !a.reportable);
         let obligations: Vec<(Obligation, Option<String>)> = if not_reportable {
             Vec::new()
         } else {
@@ -421,9 +425,8 @@ impl<'v> Breach<'v> {
             .vault
             .secrets()
             .open_blob(DOMAIN, doc.id.as_bytes(), &doc.sealed)?;
-        let mut incident: Incident = serde_json::from_slice(&plain).map_err(|e| {
-            Error::Invalid(format!("incident {} does not decode: {e}", doc.id))
-        })?;
+        let mut incident: Incident = serde_json::from_slice(&plain)
+            .map_err(|e| Error::Invalid(format!("incident {} does not decode: {e}", doc.id)))?;
         if incident.id != doc.id {
             return Err(Error::Invalid(format!(
                 "incident stored as {} names itself {}",

@@ -55,7 +55,9 @@ pub enum Error {
     )]
     Overlap(Vec<String>),
     /// Someone else changed the incident meanwhile.
-    #[error("incident {0} was changed by someone else meanwhile: nothing was written; run the command again")]
+    #[error(
+        "incident {0} was changed by someone else meanwhile: nothing was written; run the command again"
+    )]
     Conflict(String),
     /// The vault failed.
     #[error(transparent)]

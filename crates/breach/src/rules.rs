@@ -82,7 +82,9 @@ impl Rules {
 
     /// A state's rule, by code.
     pub fn state(&self, code: &str) -> Option<&StateRule> {
-        self.states.iter().find(|s| s.code.eq_ignore_ascii_case(code))
+        self.states
+            .iter()
+            .find(|s| s.code.eq_ignore_ascii_case(code))
     }
 
     /// The obligations of a breach discovered on `discovered` with `counts`
@@ -268,7 +270,9 @@ mod tests {
     }
 
     fn due(o: &[Obligation], party: &str) -> Option<Date> {
-        o.iter().find(|o| o.party.name() == party).and_then(|o| o.due)
+        o.iter()
+            .find(|o| o.party.name() == party)
+            .and_then(|o| o.due)
     }
 
     #[test]
@@ -333,7 +337,10 @@ mod tests {
     fn state_rules_come_from_the_table() {
         let r = Rules::bundled();
         let d = date!(2020 - 09 - 28);
-        let o = r.obligations(d, Some(&counts(800, &[("TX", 250), ("FL", 10), ("CA", 500)], 0)));
+        let o = r.obligations(
+            d,
+            Some(&counts(800, &[("TX", 250), ("FL", 10), ("CA", 500)], 0)),
+        );
         assert_eq!(due(&o, "attorney-general:TX"), Some(date!(2020 - 10 - 28)));
         assert!(!parties(&o).contains(&"attorney-general:FL".to_string()));
         assert_eq!(due(&o, "individuals:FL"), Some(date!(2020 - 10 - 28)));
@@ -342,7 +349,9 @@ mod tests {
         assert!(!parties(&o).contains(&"attorney-general:TX".to_string()));
         // A new state is a table row.
         let mut text = BUNDLED.to_string();
-        text.push_str("\n[[state]]\ncode = \"OH\"\nname = \"Ohio\"\nag_min_residents = 1\nag_days = 45\n");
+        text.push_str(
+            "\n[[state]]\ncode = \"OH\"\nname = \"Ohio\"\nag_min_residents = 1\nag_days = 45\n",
+        );
         let o = Rules::parse(&text)
             .unwrap()
             .obligations(d, Some(&counts(3, &[("OH", 3)], 0)));

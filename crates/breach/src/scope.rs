@@ -81,9 +81,7 @@ impl Selectors {
 }
 
 /// A kind of PHI, as a notice names it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PhiType {
     /// Name.
@@ -276,7 +274,10 @@ impl Scope {
 
     /// The union of the PHI types exposed.
     pub fn phi_union(&self) -> BTreeSet<PhiType> {
-        self.affected.iter().flat_map(|a| a.phi.iter().copied()).collect()
+        self.affected
+            .iter()
+            .flat_map(|a| a.phi.iter().copied())
+            .collect()
     }
 }
 
@@ -328,7 +329,9 @@ fn exposure(e: &rxvault_audit::entry::LoggedEntry) -> Option<Vec<(RecordKind, Ca
             kind.unwrap_or(RecordKind::Patient),
             categories.unwrap_or(CategorySet::ALL),
         )]),
-        Action::ExportStarted { categories, .. } => Some(categories.iter().collect()),
+        Action::ExportStarted {
+            format, categories, ..
+        } => Some(export_kinds(*format, categories)),
         Action::Export { .. } => Some(
             RecordKind::ALL
                 .iter()
@@ -336,6 +339,24 @@ fn exposure(e: &rxvault_audit::entry::LoggedEntry) -> Option<Vec<(RecordKind, Ca
                 .collect(),
         ),
         _ => None,
+    }
+}
+
+/// What an export's file holds, per record kind. A shipping manifest's
+/// columns are fixed (transaction ID, carrier, tracking, ship-to name and
+/// address), whether the vault took the ship-to from the fill or from the
+/// patient's own demographics and contact: the file holds no birth date or
+/// phone, so it counts as the fill's shipping and identifiers.
+fn export_kinds(
+    format: rxvault_audit::ExportFormat,
+    categories: &rxvault_audit::KindCategories,
+) -> Vec<(RecordKind, CategorySet)> {
+    match format {
+        rxvault_audit::ExportFormat::ShippingCsv => vec![(
+            RecordKind::Fill,
+            CategorySet::of(&[FieldCategory::Shipping, FieldCategory::Identifiers]),
+        )],
+        _ => categories.iter().collect(),
     }
 }
 
@@ -442,12 +463,14 @@ impl Breach<'_> {
             if scope.started.index >= audit_size {
                 continue;
             }
-            let kinds: Vec<(RecordKind, CategorySet)> = scope.categories.iter().collect();
+            let kinds = export_kinds(scope.format, &scope.categories);
             entries += 1;
             for p in &scope.patients {
-                acc.entry(*p)
-                    .or_default()
-                    .add(&kinds, &format!("export:{x}"), scope.started.time_ms);
+                acc.entry(*p).or_default().add(
+                    &kinds,
+                    &format!("export:{x}"),
+                    scope.started.time_ms,
+                );
             }
         }
         Ok(Scope {
@@ -492,9 +515,11 @@ impl Breach<'_> {
             scope.leaked = Some(report);
         }
         let patients: Vec<Rid> = scope.affected.iter().map(|a| a.patient).collect();
-        let _ = current;
+        drop(current);
         self.edit(incident, "scope", &patients, |i| {
             i.scope = Some(scope);
+            // New scope, new counts (the next outputs compute them).
+            i.counts = None;
             Ok(())
         })
     }
@@ -595,7 +620,9 @@ fn unfinish(a: &Affected) -> Acc {
                 let kind = RecordKind::ALL.into_iter().find(|x| x.fhir_type() == k)?;
                 Some((
                     kind,
-                    cs.iter().filter_map(|c| FieldCategory::from_name(c)).collect(),
+                    cs.iter()
+                        .filter_map(|c| FieldCategory::from_name(c))
+                        .collect(),
                 ))
             })
             .collect(),
@@ -782,7 +809,10 @@ fn read_leaked(path: &Path) -> Result<LeakedRows> {
         let headers = reader
             .headers()
             .map_err(|e| {
-                Error::Invalid(format!("{}: not CSV ({e}): nothing was changed", path.display()))
+                Error::Invalid(format!(
+                    "{}: not CSV ({e}): nothing was changed",
+                    path.display()
+                ))
             })?
             .clone();
         let map: Vec<Option<Column>> = headers.iter().map(Column::of).collect();
@@ -865,7 +895,8 @@ mod rid_hex {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Rid, D::Error> {
         let s = String::deserialize(d)?;
-        super::rid_from_hex(&s).ok_or_else(|| serde::de::Error::custom("a record key is 32 hex digits"))
+        super::rid_from_hex(&s)
+            .ok_or_else(|| serde::de::Error::custom("a record key is 32 hex digits"))
     }
 }
 

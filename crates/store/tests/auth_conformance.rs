@@ -6,8 +6,8 @@ use rxvault_model::DekId;
 use rxvault_store::auth::{
     AccountKind, AccountUpdate, AuthStore, RequestContext, RequestKind, RequestStatus, Revocation,
     SessionFilter, SessionStage, SqlAuthStore, StoredAccessRequest, StoredAccount, StoredApiKey,
-    StoredBreakGlass, StoredCeremony, StoredEnrolmentCode, StoredPasskey, StoredSession,
-    StoredDocument, StoredTotp, ThrottleScope, ThrottleSubject,
+    StoredBreakGlass, StoredCeremony, StoredDocument, StoredEnrolmentCode, StoredPasskey,
+    StoredSession, StoredTotp, ThrottleScope, ThrottleSubject,
 };
 use rxvault_store::{Backend, PgStore, SqliteStore, Store};
 use rxvault_testkit::pg::Schema;
@@ -1012,17 +1012,31 @@ fn document(id: &str, revision: u64, dek: u32, sealed: &[u8]) -> StoredDocument 
 fn sealed_documents_are_created_once_replaced_by_revision_and_count_their_keys() {
     each_backend(|s, reopen| {
         assert_eq!(s.sealed_document("breach-incident", "i1").unwrap(), None);
-        assert!(s.put_sealed_document(&document("i1", 1, 30, b"one")).unwrap());
         assert!(
-            !s.put_sealed_document(&document("i1", 1, 30, b"again")).unwrap(),
+            s.put_sealed_document(&document("i1", 1, 30, b"one"))
+                .unwrap()
+        );
+        assert!(
+            !s.put_sealed_document(&document("i1", 1, 30, b"again"))
+                .unwrap(),
             "an id is created once"
         );
-        assert!(s.put_sealed_document(&document("i2", 1, 31, b"two")).unwrap());
-        // A replacement names the revision it follows: a stale writer loses.
-        assert!(s.put_sealed_document(&document("i1", 2, 31, b"one-b")).unwrap());
-        assert!(!s.put_sealed_document(&document("i1", 2, 31, b"stale")).unwrap());
         assert!(
-            !s.put_sealed_document(&document("i9", 2, 31, b"none")).unwrap(),
+            s.put_sealed_document(&document("i2", 1, 31, b"two"))
+                .unwrap()
+        );
+        // A replacement names the revision it follows: a stale writer loses.
+        assert!(
+            s.put_sealed_document(&document("i1", 2, 31, b"one-b"))
+                .unwrap()
+        );
+        assert!(
+            !s.put_sealed_document(&document("i1", 2, 31, b"stale"))
+                .unwrap()
+        );
+        assert!(
+            !s.put_sealed_document(&document("i9", 2, 31, b"none"))
+                .unwrap(),
             "no document to replace"
         );
         assert!(s.put_sealed_document(&document("i1", 0, 31, b"x")).is_err());
@@ -1034,7 +1048,10 @@ fn sealed_documents_are_created_once_replaced_by_revision_and_count_their_keys()
         assert_eq!(s.sealed_document("other", "i1").unwrap(), None);
         assert_eq!(
             s.sealed_documents("breach-incident").unwrap(),
-            vec![document("i1", 2, 31, b"one-b"), document("i2", 1, 31, b"two")]
+            vec![
+                document("i1", 2, 31, b"one-b"),
+                document("i2", 1, 31, b"two")
+            ]
         );
         assert_eq!(s.sealed_dek_usage().unwrap(), vec![(DekId(31), 2)]);
     });

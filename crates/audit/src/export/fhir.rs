@@ -163,11 +163,7 @@ pub fn audit_event(e: &LoggedEntry, ctx: &FhirContext) -> Value {
             Some(coding(DCM, "110129", "Security Configuration")),
             "E",
         ),
-        Action::Incident { .. } => (
-            coding(DCM, "110113", "Security Alert"),
-            None,
-            "E",
-        ),
+        Action::Incident { .. } => (coding(DCM, "110113", "Security Alert"), None, "E"),
     };
     let outcome = match x.outcome {
         Outcome::Success => "0",
