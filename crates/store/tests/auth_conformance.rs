@@ -86,7 +86,7 @@ fn downgrade_to_v1(path: &std::path::Path) {
          DROP TABLE auth_recovery_codes; DROP TABLE auth_ceremonies; DROP TABLE auth_sessions; \
          DROP TABLE auth_api_keys; DROP TABLE auth_throttle; DROP TABLE auth_break_glass; \
          DROP TABLE auth_enrolment_codes; DROP TABLE auth_access_requests; \
-         DROP TABLE auth_settings; \
+         DROP TABLE auth_settings; DROP TABLE sealed_documents; \
          UPDATE meta SET value = '1' WHERE key = 'schema_version';";
     let out = std::process::Command::new("sqlite3")
         .arg(path)
@@ -971,7 +971,7 @@ fn migration_4_keeps_the_api_keys_of_a_version_3_database_usable() {
     // Roll the database back to version 3 with a key issued then, as an
     // older rxvault left it.
     let script = "DROP TABLE auth_enrolment_codes; DROP TABLE auth_access_requests; \
-         DROP TABLE auth_settings; ALTER TABLE auth_api_keys DROP COLUMN pending; \
+         DROP TABLE auth_settings; DROP TABLE sealed_documents; ALTER TABLE auth_api_keys DROP COLUMN pending; \
          INSERT INTO auth_api_keys (id, key_hash, account_id, scopes, allowed_sources, \
          created_at) VALUES ('old', zeroblob(32), 'svc', 'patients.read', '', 1); \
          UPDATE meta SET value = '3' WHERE key = 'schema_version';";
