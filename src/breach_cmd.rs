@@ -93,6 +93,9 @@ pub enum BreachCommand {
         #[arg(long, required = true)]
         plaintext: bool,
     },
+    /// Benchmark: a stolen-credentials replay, then scope + outputs end to end
+    /// (figures against the bare audit query in the same process).
+    Bench(BenchArgs),
     /// Record a notice given (party as `breach status` names it).
     Notice {
         #[command(flatten)]
@@ -104,6 +107,19 @@ pub enum BreachCommand {
         #[arg(long)]
         date: String,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Patients in the vault (Patient records only).
+    #[arg(long, default_value_t = 137_110)]
+    patients: u64,
+    /// Of them, read by the stolen credentials (the affected).
+    #[arg(long)]
+    affected: Option<u64>,
+    /// Where to work (default: a temporary folder).
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -384,6 +400,7 @@ pub fn run(cmd: BreachCommand) -> Result<ExitCode> {
                 );
             }
         }
+        BreachCommand::Bench(a) => return bench(&a),
         BreachCommand::Notice {
             incident,
             party,
@@ -484,4 +501,204 @@ fn print_status(breach: &Breach<'_>, i: &Incident) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `rxvault breach bench`: a vault of `patients` patients; ordinary use by
+/// a clerk (a tenth of them read), then a stolen account reads `affected`
+/// of them (every patient by default: the 137,110 of the incident this
+/// answers). Timed: the bare indexed audit query of who that account saw
+/// (the baseline), then `breach scope` (every entry opened, categories per
+/// person, sealed and stored) and `breach outputs` (audited reads of names
+/// and addresses, mailing file, reports, letters as PDF).
+fn bench(a: &BenchArgs) -> Result<ExitCode> {
+    use rxvault_model::{FieldCategory, RecordKind, SystemClock};
+    use rxvault_vault::access::View;
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let tmp = tempfile::Builder::new()
+        .prefix("rxvault-breach-bench")
+        .tempdir_in(a.dir.clone().unwrap_or_else(std::env::temp_dir))?;
+    let root = tmp.path();
+    let n = a.patients.max(1);
+    let affected = a.affected.unwrap_or(n).min(n);
+    let config = rxvault_synth::Config {
+        patients: n,
+        seed: 17,
+        as_of: time::macros::date!(2026 - 11 - 28),
+    };
+    let file = root.join("Patient.ndjson");
+    let mut ids = Vec::with_capacity(n as usize);
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        for i in 0..n {
+            let p = rxvault_synth::patient_records(&config, i).patient;
+            ids.push(p.id.clone());
+            serde_json::to_writer(&mut w, &rxvault_fhir::map::patient_to_fhir(&p))?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()?;
+    }
+    let clock = Arc::new(SystemClock);
+    let data = root.join("vault");
+    let key = root.join("bench.key");
+    rxvault_vault::Vault::init(
+        &data,
+        rxvault_vault::StoreConfig::Sqlite,
+        rxvault_vault::keys::InitKey::File(Some(key.clone())),
+        clock.clone(),
+    )?;
+    let vault =
+        rxvault_vault::Vault::open(&data, Some(rxvault_vault::KeySource::File(key)), clock)?;
+    let start = Instant::now();
+    vault.import_for(
+        &Requester::local(),
+        std::slice::from_ref(&file),
+        &Default::default(),
+        &mut (),
+    )?;
+    std::fs::remove_file(&file).ok();
+    outln!(
+        "vault            : {n} patients imported in {:.1} s (not timed below)",
+        start.elapsed().as_secs_f64()
+    );
+
+    // Ordinary use, then the stolen session, through the audited reads.
+    let read_as = |user: &str, which: &mut dyn Iterator<Item = &String>| -> Result<u64> {
+        let who = Requester {
+            actor: rxvault_audit::Actor::user(user),
+            session: Some(format!("{user}-session")),
+            ..Requester::local()
+        };
+        let view = View::ALL;
+        let mut pending = Vec::new();
+        let mut count = 0;
+        for id in which {
+            let rid = vault.rid(RecordKind::Patient, id);
+            pending.push(vault.read_record_audited(&who, &view, RecordKind::Patient, &rid)?);
+            count += 1;
+            if pending.len() == 1000 {
+                for p in pending.drain(..) {
+                    p.wait()?;
+                }
+            }
+        }
+        for p in pending {
+            p.wait()?;
+        }
+        Ok(count)
+    };
+    let start = Instant::now();
+    read_as("clerk", &mut ids.iter().step_by(10))?;
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let from = rxvault_audit::unix_ms(vault.clock().now());
+    let stolen = read_as("mallory", &mut ids.iter().take(affected as usize))?;
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let to = rxvault_audit::unix_ms(vault.clock().now());
+    outln!(
+        "replay           : {stolen} stolen reads (and {} ordinary) in {:.1} s (not timed below)",
+        n.div_ceil(10),
+        start.elapsed().as_secs_f64()
+    );
+
+    let who = requester();
+    let query = rxvault_audit::Query {
+        user: Some("mallory".into()),
+        from_ms: Some(from),
+        to_ms: Some(to),
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let seen = vault.use_audit_log(
+        &who,
+        rxvault_vault::access::AuditLogUse::PatientsSeen,
+        |r| r.patients_seen(&query),
+    )?;
+    let baseline = start.elapsed();
+
+    let breach = Breach::new(&vault, who.clone())?;
+    let incident = breach.open(
+        time::macros::date!(2026 - 11 - 28),
+        "bench",
+        (None, None),
+        true,
+    )?;
+    let selectors = Selectors {
+        users: vec!["mallory".into()],
+        from_ms: Some(from),
+        to_ms: Some(to),
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let scoped = breach.scope(&incident.id, &selectors, None)?;
+    let scope_time = start.elapsed();
+    let scope = scoped.scope.as_ref().context("stored")?;
+    let truth: std::collections::BTreeSet<_> = ids
+        .iter()
+        .take(affected as usize)
+        .map(|id| vault.rid(RecordKind::Patient, id))
+        .collect();
+    let got: std::collections::BTreeSet<_> = scope.affected.iter().map(|p| p.patient).collect();
+    let hits = got.intersection(&truth).count() as f64;
+    let exposed_all = scope.affected.iter().all(|p| {
+        p.categories
+            .get("Patient")
+            .is_some_and(|c| c.contains(FieldCategory::Demographics.name()))
+    });
+
+    let entity = rxvault_breach::letters::Entity::parse(include_str!(
+        "../crates/breach/data/entity.example.toml"
+    ))?;
+    let templates = rxvault_breach::letters::Templates::load(None)?;
+    let out = root.join("notices");
+    let start = Instant::now();
+    let report = breach.outputs(
+        &incident.id,
+        &out,
+        &entity,
+        &templates,
+        false,
+        rxvault_breach::outputs::Plaintext,
+    )?;
+    let outputs_time = start.elapsed();
+    let bytes: u64 = report
+        .files
+        .iter()
+        .filter_map(|f| std::fs::metadata(out.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+
+    outln!(
+        "baseline         : indexed audit query (patients seen, headers only): {} patients in {:.2} s",
+        seen.len(),
+        baseline.as_secs_f64()
+    );
+    outln!(
+        "breach scope     : {} affected, {} entries opened, categories per person, sealed and stored: {:.2} s ({:.1}x the baseline)",
+        scope.affected.len(),
+        scope.entries,
+        scope_time.as_secs_f64(),
+        scope_time.as_secs_f64() / baseline.as_secs_f64().max(1e-9)
+    );
+    outln!(
+        "  precision {:.1}%, recall {:.1}% against the {} patients the account read; every one with demographics: {exposed_all}",
+        100.0 * hits / (got.len().max(1) as f64),
+        100.0 * hits / (truth.len().max(1) as f64),
+        truth.len()
+    );
+    outln!(
+        "breach outputs   : {} letters ({} unmailable), {} files, {:.1} MB (letters, mailing file, states, HHS report, scope): {:.2} s",
+        report.counts.total,
+        report.unmailable,
+        report.files.len(),
+        bytes as f64 / 1e6,
+        outputs_time.as_secs_f64()
+    );
+    outln!(
+        "end to end       : scope + outputs {:.2} s; peak RSS {} MiB",
+        (scope_time + outputs_time).as_secs_f64(),
+        crate::ui::peak_rss_kib().unwrap_or(0) / 1024
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -727,7 +727,7 @@ fn outputs_are_an_audited_export_with_letters_mailing_file_and_reports() {
     }
 
     // Letters: every 164.404(c) element, each person's name, embedded fonts.
-    let en = out.join("letters-en.pdf");
+    let en = out.join("letters-en-0001.pdf");
     // Words as pdftotext reads them (lines wrap anywhere).
     let words = |t: String| t.split_whitespace().collect::<Vec<_>>().join(" ");
     let text = words(run_tool("pdftotext", &[en.to_str().unwrap(), "-"]));
@@ -765,7 +765,7 @@ fn outputs_are_an_audited_export_with_letters_mailing_file_and_reports() {
             spanish += 1;
             let t = words(run_tool(
                 "pdftotext",
-                &[out.join("letters-es.pdf").to_str().unwrap(), "-"],
+                &[out.join("letters-es-0001.pdf").to_str().unwrap(), "-"],
             ));
             assert!(
                 t.contains("Qué sucedió") && t.contains(&name),
@@ -775,7 +775,7 @@ fn outputs_are_an_audited_export_with_letters_mailing_file_and_reports() {
             assert!(text.contains(&name), "{name} has a letter");
         }
     }
-    assert_eq!(out.join("letters-es.pdf").exists(), spanish > 0);
+    assert_eq!(out.join("letters-es-0001.pdf").exists(), spanish > 0);
     let fonts = run_tool("pdffonts", &[en.to_str().unwrap()]);
     let line = fonts
         .lines()

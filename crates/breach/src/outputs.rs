@@ -24,6 +24,9 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+/// Letters per batch PDF.
+pub const LETTERS_PER_FILE: usize = 1000;
+
 /// The caller's acknowledgement that the outputs hold PHI in the clear.
 #[derive(Debug, Clone, Copy)]
 pub struct Plaintext;
@@ -289,7 +292,9 @@ impl Breach<'_> {
                 &mut files,
             )?;
             write_scope(out, &scope, &mut files)?;
-            let mut batches: BTreeMap<Language, Vec<String>> = BTreeMap::new();
+            // Letters go into batch files of LETTERS_PER_FILE per language
+            // (`letters-en-0001.pdf`, ...), so memory stays bounded.
+            let mut batches: BTreeMap<Language, (usize, Vec<String>)> = BTreeMap::new();
             if one_per_person {
                 std::fs::create_dir_all(out.join("letters")).map_err(io_err(out))?;
             }
@@ -315,15 +320,25 @@ impl Breach<'_> {
                     write_file(
                         out,
                         &name,
-                        &crate::letters::pdf(&[text.clone()])?,
+                        &crate::letters::pdf(std::slice::from_ref(&text))?,
                         &mut files,
                     )?;
                 }
-                batches.entry(p.language).or_default().push(text);
+                let (n, texts) = batches.entry(p.language).or_default();
+                texts.push(text);
+                if texts.len() == LETTERS_PER_FILE {
+                    *n += 1;
+                    let name = format!("letters-{}-{n:04}.pdf", p.language.code());
+                    write_file(out, &name, &crate::letters::pdf(texts)?, &mut files)?;
+                    texts.clear();
+                }
             }
-            for (lang, texts) in &batches {
-                let name = format!("letters-{}.pdf", lang.code());
-                write_file(out, &name, &crate::letters::pdf(texts)?, &mut files)?;
+            for (lang, (n, texts)) in &mut batches {
+                if !texts.is_empty() {
+                    *n += 1;
+                    let name = format!("letters-{}-{n:04}.pdf", lang.code());
+                    write_file(out, &name, &crate::letters::pdf(texts)?, &mut files)?;
+                }
             }
             let manifest = serde_json::json!({
                 "export_id": export_id,

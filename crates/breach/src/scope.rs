@@ -360,6 +360,9 @@ fn export_kinds(
     }
 }
 
+/// A patient a leaked file's row matched, with the file's PHI types.
+type Found = (Rid, BTreeSet<PhiType>);
+
 impl Breach<'_> {
     /// Computes the scope of `selectors` from the audit log (an audited use
     /// of the log) without storing it.
@@ -524,11 +527,7 @@ impl Breach<'_> {
         })
     }
 
-    fn match_leaked(
-        &self,
-        file: &Path,
-        rows: &LeakedRows,
-    ) -> Result<(LeakedReport, Vec<(Rid, BTreeSet<PhiType>)>)> {
+    fn match_leaked(&self, file: &Path, rows: &LeakedRows) -> Result<(LeakedReport, Vec<Found>)> {
         let vault = self.vault();
         let who = self.requester();
         // The searches decrypt nothing a letter needs: administrative
@@ -869,34 +868,17 @@ fn read_leaked(path: &Path) -> Result<LeakedRows> {
     Ok(LeakedRows { columns, rows })
 }
 
-fn rid_to_hex(r: &Rid) -> String {
-    r.0.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A record key from its hex form.
-pub fn rid_from_hex(s: &str) -> Option<Rid> {
-    if s.len() != 32 || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(Rid(out))
-}
-
 mod rid_hex {
     use rxvault_model::Rid;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(r: &Rid, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::rid_to_hex(r))
+        s.serialize_str(&r.to_string())
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Rid, D::Error> {
         let s = String::deserialize(d)?;
-        super::rid_from_hex(&s)
-            .ok_or_else(|| serde::de::Error::custom("a record key is 32 hex digits"))
+        Rid::from_hex(&s).ok_or_else(|| serde::de::Error::custom("a record key is 32 hex digits"))
     }
 }
 
@@ -905,14 +887,14 @@ mod rids_hex {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(r: &[Rid], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(r.iter().map(super::rid_to_hex))
+        s.collect_seq(r.iter().map(Rid::to_string))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Rid>, D::Error> {
         Vec::<String>::deserialize(d)?
             .iter()
             .map(|s| {
-                super::rid_from_hex(s)
+                Rid::from_hex(s)
                     .ok_or_else(|| serde::de::Error::custom("a record key is 32 hex digits"))
             })
             .collect()
@@ -937,8 +919,17 @@ mod tests {
     #[test]
     fn record_keys_round_trip_through_hex() {
         let r = Rid([0xab; 16]);
-        assert_eq!(rid_from_hex(&rid_to_hex(&r)), Some(r));
-        assert_eq!(rid_from_hex("zz"), None);
+        let json = serde_json::to_string(&RowMatch {
+            row: 1,
+            patients: vec![r],
+            confidence: "exact".into(),
+            agreeing: 1,
+            keys: 1,
+        })
+        .unwrap();
+        assert!(json.contains(&"ab".repeat(16)), "{json}");
+        let back: RowMatch = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.patients, [r]);
     }
 
     #[test]
