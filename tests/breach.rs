@@ -81,6 +81,11 @@ impl Scratch {
 
     /// A vault with `n` synthetic patients; their resources by type.
     fn vault(&self, n: u64) -> Vec<Value> {
+        self.vault_with(n, &[])
+    }
+
+    /// [`vault`](Self::vault) with `init` flags (`--postgres URL`).
+    fn vault_with(&self, n: u64, init_flags: &[&str]) -> Vec<Value> {
         let out = self.path("synth");
         let o = Command::new(BIN)
             .args(["synth", "--patients", &n.to_string(), "--seed", "13"])
@@ -94,8 +99,10 @@ impl Scratch {
             .arg(self.data())
             .arg("--key-file")
             .arg(self.key())
+            .args(init_flags)
             .env("RXVAULT_KEY_DIR", self.path("default-keys"));
-        assert!(init.output().unwrap().status.success());
+        let o = init.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         self.ok(&["import", out.to_str().unwrap()]);
         ndjson(&out.join("Patient.ndjson"))
     }
@@ -605,6 +612,56 @@ fn safe_harbor_bad_input_and_overlaps() {
             "{f} holds the summary in the clear"
         );
     }
+}
+
+#[test]
+fn incidents_and_scopes_on_postgresql() {
+    let Some(schema) = rxvault_testkit::pg::Schema::new("breach") else {
+        return;
+    };
+    let s = Scratch::new();
+    let patients = s.vault_with(
+        12,
+        &["--postgres", &schema.url, "--pg-schema", &schema.name],
+    );
+    let from = mark();
+    for p in &patients[2..6] {
+        s.ok_as("mallory", &["patient", "show", id(p)]);
+    }
+    let to = mark();
+    let inc = s.incident("2026-11-28", &[]);
+    let scope: Value = serde_json::from_str(&s.ok(&[
+        "breach",
+        "scope",
+        "--incident",
+        &inc,
+        "--user",
+        "mallory",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--json",
+    ]))
+    .unwrap();
+    let want: BTreeSet<String> = patients[2..6].iter().map(|p| s.rid(id(p))).collect();
+    assert_eq!(affected(&scope), want);
+    assert_eq!(affected(&s.show(&inc)["scope"]), want);
+    let a = s.ok(&[
+        "breach",
+        "assess",
+        "--incident",
+        &inc,
+        "--taken",
+        "data-dir",
+        "--keys-compromised",
+        "no",
+    ]);
+    assert!(
+        a.starts_with("REPORTABLE"),
+        "the account read in the clear: {a}"
+    );
+    assert!(s.ok(&["breach", "list"]).contains(&inc));
 }
 
 fn run_tool(tool: &str, args: &[&str]) -> String {

@@ -120,6 +120,21 @@ pub struct Entity {
     /// A business associate involved, if any.
     #[serde(default)]
     pub business_associate: Option<String>,
+    /// The three texts in Spanish, for Spanish letters (English when
+    /// missing).
+    #[serde(default)]
+    pub es: Option<Texts>,
+}
+
+/// An entity's own wording, in another language.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Texts {
+    /// What happened.
+    pub what_happened: String,
+    /// What it is doing.
+    pub what_we_are_doing: String,
+    /// What individuals should do.
+    pub what_you_can_do: String,
 }
 
 fn default_breach_type() -> String {
@@ -210,9 +225,15 @@ impl Templates {
             .map_err(|e| Error::Invalid(format!("template {name}: {e}")))?;
         let phi: Vec<&str> = facts.phi.iter().map(|p| facts.language.phi(*p)).collect();
         use minijinja::value::Serde;
+        let mut entity = entity.clone();
+        if let (Language::Es, Some(es)) = (facts.language, &entity.es) {
+            entity.what_happened = es.what_happened.clone();
+            entity.what_we_are_doing = es.what_we_are_doing.clone();
+            entity.what_you_can_do = es.what_you_can_do.clone();
+        }
         t.render(minijinja::context! {
             letter => Serde(facts),
-            entity => Serde(entity),
+            entity => Serde(&entity),
             dates => Serde(dates),
             phi => phi,
         })
@@ -480,6 +501,35 @@ mod tests {
         assert!(!text.contains("Dear María"), "{text}");
         assert_eq!(Language::for_preferences(&["es-MX".into()]), Language::Es);
         assert_eq!(Language::for_preferences(&["vi".into()]), Language::En);
+    }
+
+    /// One letter per language as it is rendered (update the snapshot
+    /// files deliberately when a template changes).
+    #[test]
+    fn letters_match_their_snapshots() {
+        let t = Templates::load(None).unwrap();
+        for (lang, want) in [
+            (
+                Language::En,
+                include_str!("../tests/snapshots/letter-en.txt"),
+            ),
+            (
+                Language::Es,
+                include_str!("../tests/snapshots/letter-es.txt"),
+            ),
+        ] {
+            let got = t.render(&facts(lang, false), &entity(), &dates()).unwrap();
+            if std::env::var_os("RXVAULT_UPDATE_SNAPSHOTS").is_some() {
+                let path = format!(
+                    "{}/tests/snapshots/letter-{}.txt",
+                    env!("CARGO_MANIFEST_DIR"),
+                    lang.code()
+                );
+                std::fs::write(path, &got).unwrap();
+                continue;
+            }
+            assert_eq!(got, want, "letter-{} changed", lang.code());
+        }
     }
 
     #[test]

@@ -779,6 +779,73 @@ mod tests {
         }
     }
 
+    fn person(n: usize, mailable: bool) -> Person {
+        Person {
+            letter_id: format!("X-{n:06}"),
+            rid: Rid([n as u8; 16]),
+            name: format!("Person {n}"),
+            deceased: n == 0,
+            language: Language::En,
+            state: "TX".into(),
+            mailing: if mailable {
+                normalize_address(&[addr(&["1 Main Street"], "Austin", "TX", "78701")])
+            } else {
+                Err("no address".into())
+            },
+            phi: vec![PhiType::Name],
+        }
+    }
+
+    fn unmailable_files(bad: usize) -> (tempfile::TempDir, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut people: Vec<Person> = (0..bad).map(|n| person(n, false)).collect();
+        people.push(person(99, true));
+        let entity = Entity::parse(include_str!("../data/entity.example.toml")).unwrap();
+        let mut files = Vec::new();
+        write_unmailable(
+            dir.path(),
+            &people,
+            &entity,
+            &crate::Rules::bundled(),
+            &mut files,
+        )
+        .unwrap();
+        write_mailing(dir.path(), &people, &mut files).unwrap();
+        (dir, files)
+    }
+
+    #[test]
+    fn ten_unmailable_need_substitute_notice_nine_an_alternative_list() {
+        let (dir, files) = unmailable_files(9);
+        assert_eq!(
+            files,
+            ["unmailable.csv", "alternative-notice.csv", "mailing.csv"]
+        );
+        let alt = std::fs::read_to_string(dir.path().join("alternative-notice.csv")).unwrap();
+        assert_eq!(alt.lines().count(), 10, "a header and nine people");
+        assert!(
+            alt.contains("Family or personal representative of Person 0"),
+            "deceased"
+        );
+        let (dir, files) = unmailable_files(10);
+        assert_eq!(
+            files,
+            ["unmailable.csv", "substitute-notice.txt", "mailing.csv"]
+        );
+        let text = std::fs::read_to_string(dir.path().join("substitute-notice.txt")).unwrap();
+        assert!(
+            text.contains("for 90 days") && text.contains("1-800-555-0199"),
+            "{text}"
+        );
+        let mailing = std::fs::read_to_string(dir.path().join("mailing.csv")).unwrap();
+        assert_eq!(
+            mailing.lines().nth(1).unwrap(),
+            "X-000099,Person 99,1 MAIN ST,,AUSTIN,TX,78701,en"
+        );
+        let (_, files) = unmailable_files(0);
+        assert_eq!(files, ["unmailable.csv", "mailing.csv"]);
+    }
+
     #[test]
     fn addresses_are_normalised_or_said_unmailable() {
         let m = normalize_address(&[addr(
