@@ -771,6 +771,14 @@ fn outputs_are_an_audited_export_with_letters_mailing_file_and_reports() {
             .unwrap()
             .contains("annual log: submit by 2027-03-01")
     );
+    let readable = run_tool(
+        "pdftotext",
+        &[out.join("hhs-report.pdf").to_str().unwrap(), "-"],
+    );
+    assert!(
+        readable.contains("approximate number of individuals affected: 40"),
+        "{readable}"
+    );
     for field in [
         "type_of_breach",
         "location_of_breached_information",

@@ -246,8 +246,8 @@ impl Templates {
 pub struct LetterDates {
     /// The letter's date.
     pub today: String,
-    /// When the breach happened (a range or "unknown").
-    pub breach: String,
+    /// When the breach happened (a day or a range), if known.
+    pub breach: Option<String>,
     /// When it was discovered.
     pub discovered: String,
 }
@@ -445,7 +445,7 @@ mod tests {
     fn dates() -> LetterDates {
         LetterDates {
             today: "2020-11-20".into(),
-            breach: "2020-09-27".into(),
+            breach: Some("2020-09-27".into()),
             discovered: "2020-09-28".into(),
         }
     }

@@ -263,10 +263,10 @@ impl Breach<'_> {
                 today: dates::format(self.vault().today()),
                 breach: match (incident.occurred_from, incident.occurred_to) {
                     (Some(a), Some(b)) if a != b => {
-                        format!("{} – {}", dates::format(a), dates::format(b))
+                        Some(format!("{} – {}", dates::format(a), dates::format(b)))
                     }
-                    (Some(a), _) => dates::format(a),
-                    _ => dates::format(incident.discovered),
+                    (Some(a), _) => Some(dates::format(a)),
+                    _ => None,
                 },
                 discovered: dates::format(incident.discovered),
             };
@@ -305,7 +305,8 @@ impl Breach<'_> {
                     deceased: p.deceased,
                     address: match &p.mailing {
                         Ok(m) => {
-                            let mut v = m.lines.clone();
+                            let mut v = vec![mailing_name(p)];
+                            v.extend(m.lines.iter().cloned());
                             v.push(format!("{} {} {}", m.city, m.state, m.zip));
                             v
                         }
@@ -744,7 +745,18 @@ fn write_hhs(
             .expect("JSON")
             .as_bytes(),
         files,
-    )
+    )?;
+    // The same, readable: one field a paragraph.
+    let mut text = String::from("# HHS OCR breach report (45 CFR 164.408)\n\n");
+    for (field, value) in report.as_object().expect("an object") {
+        let value = match value {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "-".into(),
+            v => v.to_string(),
+        };
+        text.push_str(&format!("{}: {value}\n\n", field.replace('_', " ")));
+    }
+    write_file(out, "hhs-report.pdf", &crate::letters::pdf(&[text])?, files)
 }
 
 fn write_scope(out: &Path, scope: &crate::scope::Scope, files: &mut Vec<String>) -> Result<()> {
