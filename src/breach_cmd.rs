@@ -46,6 +46,9 @@ pub enum BreachCommand {
     /// Deadlines, what is still open, overlapping incidents.
     Status(IncidentArgs),
     /// Compute the affected individuals from the audit log (and a leaked file).
+    /// Each user, session, host and address selects what it did (within the
+    /// window, if one is given); the scope is their union, with every export
+    /// and leaked-file match added. A window alone selects everything in it.
     Scope(ScopeArgs),
     /// Record what was taken and whether keys were compromised; safe-harbor check.
     Assess {
