@@ -439,6 +439,39 @@ fn a_leaked_file_is_matched_through_the_blind_indexes() {
         "the file's columns"
     );
 
+    // The same people as NDJSON objects (as attackers post them): matched
+    // by phone alone, probable (a phone can be a household's).
+    let ndjson_file = s.path("leak.ndjson");
+    let mut lines = String::new();
+    for p in chosen {
+        let phone = p["telecom"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["system"] == "phone")
+            .unwrap()["value"]
+            .clone();
+        lines.push_str(&serde_json::json!({"telephone": phone, "drug": "x"}).to_string());
+        lines.push('\n');
+    }
+    std::fs::write(&ndjson_file, lines).unwrap();
+    let other = s.incident("2026-11-28", &[]);
+    let by_phone: Value = serde_json::from_str(&s.ok(&[
+        "breach",
+        "scope",
+        "--incident",
+        &other,
+        "--leaked-file",
+        ndjson_file.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    assert!(affected(&by_phone).is_superset(&want));
+    assert_eq!(by_phone["leaked"]["unmatched"], serde_json::json!([]));
+    for m in by_phone["leaked"]["matched"].as_array().unwrap() {
+        assert_ne!(m["confidence"], "exact", "{m}");
+    }
+
     // A malformed CSV: a clear error, nothing changed.
     let bad = s.path("bad.csv");
     std::fs::write(&bad, "family,dob\nSmith,1970-01-01,extra\n").unwrap();
