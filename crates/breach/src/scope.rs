@@ -495,7 +495,7 @@ impl Breach<'_> {
         leaked: Option<&Path>,
     ) -> Result<crate::Incident> {
         // Unknown incident: an error before any search is made.
-        let current = self.show(incident)?;
+        self.show(incident)?;
         let mut scope = if selectors.is_empty() && leaked.is_some() {
             Scope::default()
         } else {
@@ -518,7 +518,6 @@ impl Breach<'_> {
             scope.leaked = Some(report);
         }
         let patients: Vec<Rid> = scope.affected.iter().map(|a| a.patient).collect();
-        drop(current);
         self.edit(incident, "scope", &patients, |i| {
             i.scope = Some(scope);
             // New scope, new counts (the next outputs compute them).
