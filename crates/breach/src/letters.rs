@@ -259,16 +259,21 @@ pub fn pdf(letters: &[String]) -> Result<Vec<u8>> {
     let upm = f32::from(face.units_per_em());
     let scale = 1000.0 / upm;
     let mut used: BTreeMap<u16, char> = BTreeMap::new();
-    let glyph = |c: char, used: &mut BTreeMap<u16, char>| -> (u16, f32) {
-        let g = face
-            .glyph_index(c)
-            .or_else(|| face.glyph_index('?'))
-            .map_or(0, |g| g.0);
-        used.entry(g).or_insert(c);
-        let w = face
-            .glyph_hor_advance(ttf_parser::GlyphId(g))
-            .map_or(0.0, f32::from);
-        (g, w * scale)
+    // Glyph and advance per character, looked up once (the font's cmap is
+    // a search per lookup).
+    let mut cache: std::collections::HashMap<char, (u16, f32)> = std::collections::HashMap::new();
+    let mut glyph = |c: char, used: &mut BTreeMap<u16, char>| -> (u16, f32) {
+        *cache.entry(c).or_insert_with(|| {
+            let g = face
+                .glyph_index(c)
+                .or_else(|| face.glyph_index('?'))
+                .map_or(0, |g| g.0);
+            used.entry(g).or_insert(c);
+            let w = face
+                .glyph_hor_advance(ttf_parser::GlyphId(g))
+                .map_or(0.0, f32::from);
+            (g, w * scale)
+        })
     };
 
     const SIZE: f32 = 11.0;
@@ -293,14 +298,58 @@ pub fn pdf(letters: &[String]) -> Result<Vec<u8>> {
     let cmap = alloc();
     let mut pages: Vec<(Ref, Ref, Vec<u8>)> = Vec::new();
 
+    // One text object per page: the first line placed absolutely, each
+    // next one moved down from the previous (`Td`), the font set when its
+    // size changes.
+    struct Page {
+        content: Content,
+        y: f32,
+        size: f32,
+        open: bool,
+    }
+    impl Page {
+        fn new() -> Self {
+            Page {
+                content: Content::new(),
+                y: TOP,
+                size: 0.0,
+                open: false,
+            }
+        }
+
+        fn line(&mut self, size: f32, glyphs: &[u8]) {
+            if self.open {
+                self.content.next_line(0.0, -LEAD);
+            } else {
+                self.content.begin_text();
+                self.content.next_line(LEFT, self.y);
+                self.open = true;
+            }
+            if size != self.size {
+                self.content.set_font(Name(b"F1"), size);
+                self.size = size;
+            }
+            self.content.show(Str(glyphs));
+            self.y -= LEAD;
+        }
+
+        fn gap(&mut self, dy: f32) {
+            if self.open {
+                self.content.next_line(0.0, -dy);
+            }
+            self.y -= dy;
+        }
+
+        fn finish(mut self) -> Vec<u8> {
+            if self.open {
+                self.content.end_text();
+            }
+            self.content.finish().to_vec()
+        }
+    }
     for text in letters {
-        let mut content = Content::new();
-        let mut y = TOP;
+        let mut page = Page::new();
         let mut started = false;
-        let new_page = |content: &mut Content, pages: &mut Vec<(Ref, Ref, Vec<u8>)>| {
-            let c = std::mem::replace(content, Content::new());
-            pages.push((Ref::new(1), Ref::new(1), c.finish().to_vec()));
-        };
         for para in text.split("\n\n") {
             let (size, para) = match para.strip_prefix("# ") {
                 Some(h) => (SIZE + 2.0, h),
@@ -310,12 +359,12 @@ pub fn pdf(letters: &[String]) -> Result<Vec<u8>> {
                 // Word wrap by glyph advances.
                 let mut lines: Vec<Vec<(u16, f32)>> = vec![Vec::new()];
                 let mut width = 0.0;
+                let space = glyph(' ', &mut used);
+                let sw = space.1 * size / 1000.0;
                 for (i, word) in source_line.split(' ').enumerate() {
                     let glyphs: Vec<(u16, f32)> =
                         word.chars().map(|c| glyph(c, &mut used)).collect();
-                    let space = glyph(' ', &mut used);
                     let ww: f32 = glyphs.iter().map(|g| g.1).sum::<f32>() * size / 1000.0;
-                    let sw = space.1 * size / 1000.0;
                     if i > 0 && width + sw + ww > WIDTH {
                         lines.push(Vec::new());
                         width = 0.0;
@@ -327,24 +376,19 @@ pub fn pdf(letters: &[String]) -> Result<Vec<u8>> {
                     width += ww;
                 }
                 for line in lines {
-                    if y < BOTTOM {
-                        new_page(&mut content, &mut pages);
-                        y = TOP;
+                    if page.y < BOTTOM {
+                        let full = std::mem::replace(&mut page, Page::new());
+                        pages.push((Ref::new(1), Ref::new(1), full.finish()));
                     }
                     let bytes: Vec<u8> = line.iter().flat_map(|(g, _)| g.to_be_bytes()).collect();
-                    content.begin_text();
-                    content.set_font(Name(b"F1"), size);
-                    content.next_line(LEFT, y);
-                    content.show(Str(&bytes));
-                    content.end_text();
+                    page.line(size, &bytes);
                     started = true;
-                    y -= LEAD;
                 }
             }
-            y -= LEAD * 0.6;
+            page.gap(LEAD * 0.6);
         }
         if started {
-            new_page(&mut content, &mut pages);
+            pages.push((Ref::new(1), Ref::new(1), page.finish()));
         }
     }
     if pages.is_empty() {

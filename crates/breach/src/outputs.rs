@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Letters per batch PDF.
-pub const LETTERS_PER_FILE: usize = 1000;
+pub const LETTERS_PER_FILE: usize = 5000;
 
 /// The caller's acknowledgement that the outputs hold PHI in the clear.
 #[derive(Debug, Clone, Copy)]
