@@ -470,7 +470,7 @@ fn print_report(r: &Report, keyless: bool) {
 }
 
 /// Unix ms from RFC 3339 or a date.
-fn parse_time(s: &str) -> Result<i64> {
+pub(crate) fn parse_time(s: &str) -> Result<i64> {
     if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
         return Ok(rxvault_audit::unix_ms(t));
     }

@@ -13,6 +13,7 @@ mod audit_cmd;
 mod backup_cmd;
 mod bench;
 mod bench_http;
+mod breach_cmd;
 mod demo;
 mod detect_cmd;
 mod detect_sim;
@@ -114,6 +115,9 @@ enum Command {
     /// prove it (every record decrypts, counts match, the audit log
     /// verifies against its backup-time checkpoint), report RTO and RPO.
     RestoreDrill(backup_cmd::DrillArgs),
+    /// Breach response: incidents, exact scope from the audit log, safe harbor, notices.
+    #[command(subcommand)]
+    Breach(Box<breach_cmd::BreachCommand>),
 }
 
 /// Where the vault is and how to open it.
@@ -336,7 +340,7 @@ fn main() -> ExitCode {
 /// A usage error clap cannot see (flags that only make sense together):
 /// exit code 2, as for clap's own.
 #[derive(Debug)]
-struct Usage(&'static str);
+pub(crate) struct Usage(&'static str);
 
 impl std::fmt::Display for Usage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -350,7 +354,7 @@ fn clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
 
-fn open(args: &VaultArgs) -> Result<Vault> {
+pub(crate) fn open(args: &VaultArgs) -> Result<Vault> {
     let source = args.key.source()?;
     let source = match source {
         Some(s) => Some(s),
@@ -677,5 +681,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backup(c) => backup_cmd::run(c),
         Command::RestoreDrill(a) => backup_cmd::run_drill(a),
         Command::Keys(KeysCommand::Escrow(a)) => backup_cmd::run_escrow(a),
+        Command::Breach(b) => breach_cmd::run(*b),
     }
 }

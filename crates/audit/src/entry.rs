@@ -514,6 +514,15 @@ pub enum Action {
         /// On or off.
         enabled: bool,
     },
+    /// A breach incident opened or changed (`rxvault breach`): what was
+    /// done to it (`open`, `edit`, `scope`, `assess`, `outputs`). The
+    /// patients of a scoping are the entry's patients.
+    Incident {
+        /// The incident's id.
+        incident: String,
+        /// What was done (`open`, `edit`, `scope`, `assess`, ...).
+        operation: String,
+    },
 }
 
 /// What an access request grants.
@@ -637,11 +646,13 @@ pub enum ActionKind {
     EnrolmentCodeRedeemed,
     /// [`Action::SingleOperatorSet`].
     SingleOperatorSet,
+    /// [`Action::Incident`].
+    Incident,
 }
 
 impl ActionKind {
     /// Every kind.
-    pub const ALL: [ActionKind; 29] = [
+    pub const ALL: [ActionKind; 30] = [
         ActionKind::AuthSuccess,
         ActionKind::AuthFailure,
         ActionKind::MfaSuccess,
@@ -671,6 +682,7 @@ impl ActionKind {
         ActionKind::EnrolmentCodeIssued,
         ActionKind::EnrolmentCodeRedeemed,
         ActionKind::SingleOperatorSet,
+        ActionKind::Incident,
     ];
 
     /// The stable code (part of the stored format).
@@ -705,6 +717,7 @@ impl ActionKind {
             ActionKind::EnrolmentCodeIssued => 63,
             ActionKind::EnrolmentCodeRedeemed => 64,
             ActionKind::SingleOperatorSet => 65,
+            ActionKind::Incident => 70,
         }
     }
 
@@ -745,6 +758,7 @@ impl ActionKind {
             ActionKind::EnrolmentCodeIssued => "enrolment-code-issued",
             ActionKind::EnrolmentCodeRedeemed => "enrolment-code-redeemed",
             ActionKind::SingleOperatorSet => "single-operator-set",
+            ActionKind::Incident => "incident",
         }
     }
 
@@ -793,6 +807,7 @@ impl Action {
             Action::EnrolmentCodeIssued { .. } => ActionKind::EnrolmentCodeIssued,
             Action::EnrolmentCodeRedeemed { .. } => ActionKind::EnrolmentCodeRedeemed,
             Action::SingleOperatorSet { .. } => ActionKind::SingleOperatorSet,
+            Action::Incident { .. } => ActionKind::Incident,
         }
     }
 
@@ -817,14 +832,19 @@ pub enum ExportFormat {
     FhirNdjson,
     /// The minimised shipping manifest (CSV).
     ShippingCsv,
+    /// The outputs of a breach incident (letters, mailing file, reports,
+    /// the scope).
+    BreachOutputs,
 }
 
 impl ExportFormat {
-    /// A short stable name (`fhir-ndjson`, `shipping-csv`).
+    /// A short stable name (`fhir-ndjson`, `shipping-csv`,
+    /// `breach-outputs`).
     pub fn name(self) -> &'static str {
         match self {
             ExportFormat::FhirNdjson => "fhir-ndjson",
             ExportFormat::ShippingCsv => "shipping-csv",
+            ExportFormat::BreachOutputs => "breach-outputs",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Storage for identity and access: accounts, second factors, sessions,
 //! API keys, throttling state, break-glass grants, enrolment codes, access
-//! requests awaiting a second person's approval, and identity settings.
+//! requests awaiting a second person's approval, and identity settings;
+//! and sealed documents of other capabilities (breach incidents).
 //!
 //! [`AuthStore`] is the interface; [`SqlAuthStore`] implements it on both
 //! backends, in the same database as the vault's records (the SQLite
@@ -457,6 +458,38 @@ pub struct RequestContext {
     pub break_glass: Option<StoredBreakGlass>,
 }
 
+/// A value another capability sealed with the vault's keys (a breach
+/// incident): the store holds ciphertext only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredDocument {
+    /// What kind of document (`breach-incident`).
+    pub namespace: String,
+    /// Its id within the namespace (not PHI).
+    pub id: String,
+    /// 1 when created, one more with each replacement.
+    pub revision: u64,
+    /// The data key that sealed it.
+    pub dek: DekId,
+    /// The sealed bytes.
+    pub sealed: Vec<u8>,
+    /// When it was created (Unix seconds).
+    pub created_at: i64,
+    /// When this revision was written (Unix seconds).
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for StoredDocument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredDocument")
+            .field("namespace", &self.namespace)
+            .field("id", &self.id)
+            .field("revision", &self.revision)
+            .field("dek", &self.dek)
+            .field("sealed_len", &self.sealed.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The identity-and-access storage interface. Blocking, shareable between
 /// threads; both backends pass `tests/auth_conformance.rs`.
 pub trait AuthStore: Send + Sync + std::fmt::Debug {
@@ -650,9 +683,23 @@ pub trait AuthStore: Send + Sync + std::fmt::Debug {
     /// Sets a vault-wide identity setting.
     fn set_setting(&self, name: &str, value: &str) -> Result<()>;
 
+    // ---- sealed documents ----
+
+    /// A sealed document by namespace and id.
+    fn sealed_document(&self, namespace: &str, id: &str) -> Result<Option<StoredDocument>>;
+    /// Every sealed document of a namespace, by id.
+    fn sealed_documents(&self, namespace: &str) -> Result<Vec<StoredDocument>>;
+    /// Stores `doc`: revision 1 creates it (`false` if the id is taken);
+    /// a later revision replaces revision `doc.revision - 1` (`false` if the
+    /// stored one is not that revision: someone else changed it first, or
+    /// there is none). One statement: exactly one of concurrent writers of
+    /// the same revision wins.
+    fn put_sealed_document(&self, doc: &StoredDocument) -> Result<bool>;
+
     // ---- keys ----
 
-    /// How many stored sealed values (TOTP secrets, break-glass reasons)
+    /// How many stored sealed values (TOTP secrets, break-glass reasons,
+    /// sealed documents)
     /// each data key sealed: key retirement must keep these keys.
     fn sealed_dek_usage(&self) -> Result<Vec<(DekId, u64)>>;
 }
@@ -1240,6 +1287,22 @@ fn break_glass_row(r: &[Val]) -> Result<StoredBreakGlass> {
         ended_at: opt_int(r, 7)?,
         reviewed_at: opt_int(r, 8)?,
         reviewed_by: opt_text(r, 9)?,
+    })
+}
+
+const DOCUMENT_COLUMNS: &str = "namespace, id, revision, dek_id, sealed, created_at, updated_at";
+
+fn document_row(r: &[Val]) -> Result<StoredDocument> {
+    let revision = int(r, 2)?;
+    Ok(StoredDocument {
+        namespace: text(r, 0)?,
+        id: text(r, 1)?,
+        revision: u64::try_from(revision)
+            .map_err(|_| Error::Corrupt(format!("document revision {revision}")))?,
+        dek: dek(r, 3)?,
+        sealed: blob(r, 4)?,
+        created_at: int(r, 5)?,
+        updated_at: int(r, 6)?,
     })
 }
 
@@ -2176,11 +2239,69 @@ impl AuthStore for SqlAuthStore {
         .map(drop)
     }
 
+    fn sealed_document(&self, namespace: &str, id: &str) -> Result<Option<StoredDocument>> {
+        one(
+            self.query(
+                &format!(
+                    "SELECT {DOCUMENT_COLUMNS} FROM sealed_documents WHERE namespace = ? AND id = ?"
+                ),
+                &[namespace.into(), id.into()],
+            )?,
+            document_row,
+        )
+    }
+
+    fn sealed_documents(&self, namespace: &str) -> Result<Vec<StoredDocument>> {
+        all(
+            self.query(
+                &format!(
+                    "SELECT {DOCUMENT_COLUMNS} FROM sealed_documents WHERE namespace = ? ORDER BY id"
+                ),
+                &[namespace.into()],
+            )?,
+            document_row,
+        )
+    }
+
+    fn put_sealed_document(&self, d: &StoredDocument) -> Result<bool> {
+        let n = match d.revision {
+            0 => return Err(Error::Invalid("a document's first revision is 1".into())),
+            1 => self.exec(
+                "INSERT INTO sealed_documents (namespace, id, revision, dek_id, sealed, \
+                 created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                &[
+                    (&d.namespace).into(),
+                    (&d.id).into(),
+                    u64_val(d.revision)?,
+                    i64::from(d.dek.0).into(),
+                    (&d.sealed).into(),
+                    d.created_at.into(),
+                    d.updated_at.into(),
+                ],
+            )?,
+            r => self.exec(
+                "UPDATE sealed_documents SET revision = ?, dek_id = ?, sealed = ?, \
+                 updated_at = ? WHERE namespace = ? AND id = ? AND revision = ?",
+                &[
+                    u64_val(r)?,
+                    i64::from(d.dek.0).into(),
+                    (&d.sealed).into(),
+                    d.updated_at.into(),
+                    (&d.namespace).into(),
+                    (&d.id).into(),
+                    u64_val(r - 1)?,
+                ],
+            )?,
+        };
+        Ok(n == 1)
+    }
+
     fn sealed_dek_usage(&self) -> Result<Vec<(DekId, u64)>> {
         let mut usage = std::collections::BTreeMap::<u32, u64>::new();
         for sql in [
             "SELECT dek_id, COUNT(*) FROM auth_totp GROUP BY dek_id",
             "SELECT dek_id, COUNT(*) FROM auth_break_glass GROUP BY dek_id",
+            "SELECT dek_id, COUNT(*) FROM sealed_documents GROUP BY dek_id",
         ] {
             for r in self.query(sql, &[])? {
                 let d = dek(&r, 0)?;

@@ -11,7 +11,7 @@
 use rxvault_model::RecordKind;
 
 /// The schema version this build writes.
-pub const CURRENT: u32 = 6;
+pub const CURRENT: u32 = 7;
 
 /// The statements of migration `version` (1-based).
 pub(crate) fn migration(version: u32) -> Vec<String> {
@@ -139,6 +139,20 @@ pub(crate) fn migration(version: u32) -> Vec<String> {
         .into_iter()
         .map(str::to_string)
         .collect(),
+        // Sealed documents (`crate::auth`, [`AuthStore::sealed_document`]):
+        // values a capability crate seals with the vault's keys and keeps in
+        // the vault's database, such as breach incidents (issue 13). The
+        // store sees a namespace, an id, a revision (compare-and-swap
+        // updates), the sealing data key's id and ciphertext.
+        //
+        // [`AuthStore::sealed_document`]: crate::auth::AuthStore::sealed_document
+        7 => vec![
+            "CREATE TABLE sealed_documents (namespace TEXT NOT NULL, id TEXT NOT NULL, \
+             revision BIGINT NOT NULL, dek_id BIGINT NOT NULL, sealed BLOB NOT NULL, \
+             created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, \
+             PRIMARY KEY (namespace, id))"
+                .to_string(),
+        ],
         _ => Vec::new(),
     }
 }

@@ -6,8 +6,8 @@ use rxvault_model::DekId;
 use rxvault_store::auth::{
     AccountKind, AccountUpdate, AuthStore, RequestContext, RequestKind, RequestStatus, Revocation,
     SessionFilter, SessionStage, SqlAuthStore, StoredAccessRequest, StoredAccount, StoredApiKey,
-    StoredBreakGlass, StoredCeremony, StoredEnrolmentCode, StoredPasskey, StoredSession,
-    StoredTotp, ThrottleScope, ThrottleSubject,
+    StoredBreakGlass, StoredCeremony, StoredDocument, StoredEnrolmentCode, StoredPasskey,
+    StoredSession, StoredTotp, ThrottleScope, ThrottleSubject,
 };
 use rxvault_store::{Backend, PgStore, SqliteStore, Store};
 use rxvault_testkit::pg::Schema;
@@ -86,7 +86,7 @@ fn downgrade_to_v1(path: &std::path::Path) {
          DROP TABLE auth_recovery_codes; DROP TABLE auth_ceremonies; DROP TABLE auth_sessions; \
          DROP TABLE auth_api_keys; DROP TABLE auth_throttle; DROP TABLE auth_break_glass; \
          DROP TABLE auth_enrolment_codes; DROP TABLE auth_access_requests; \
-         DROP TABLE auth_settings; \
+         DROP TABLE auth_settings; DROP TABLE sealed_documents; DROP TABLE detect_state; DROP TABLE detect_settings; DROP TABLE detect_alerts; DROP TABLE detect_outbox; \
          UPDATE meta SET value = '1' WHERE key = 'schema_version';";
     let out = std::process::Command::new("sqlite3")
         .arg(path)
@@ -971,7 +971,7 @@ fn migration_4_keeps_the_api_keys_of_a_version_3_database_usable() {
     // Roll the database back to version 3 with a key issued then, as an
     // older rxvault left it.
     let script = "DROP TABLE auth_enrolment_codes; DROP TABLE auth_access_requests; \
-         DROP TABLE auth_settings; ALTER TABLE auth_api_keys DROP COLUMN pending; \
+         DROP TABLE auth_settings; DROP TABLE sealed_documents; DROP TABLE detect_state; DROP TABLE detect_settings; DROP TABLE detect_alerts; DROP TABLE detect_outbox; ALTER TABLE auth_api_keys DROP COLUMN pending; \
          INSERT INTO auth_api_keys (id, key_hash, account_id, scopes, allowed_sources, \
          created_at) VALUES ('old', zeroblob(32), 'svc', 'patients.read', '', 1); \
          UPDATE meta SET value = '3' WHERE key = 'schema_version';";
@@ -994,4 +994,65 @@ fn migration_4_keeps_the_api_keys_of_a_version_3_database_usable() {
         rxvault_store::schema::CURRENT
     );
     assert_eq!(auth.access_requests(None).unwrap(), vec![]);
+}
+
+fn document(id: &str, revision: u64, dek: u32, sealed: &[u8]) -> StoredDocument {
+    StoredDocument {
+        namespace: "breach-incident".into(),
+        id: id.into(),
+        revision,
+        dek: DekId(dek),
+        sealed: sealed.to_vec(),
+        created_at: 100,
+        updated_at: 100 + revision as i64,
+    }
+}
+
+#[test]
+fn sealed_documents_are_created_once_replaced_by_revision_and_count_their_keys() {
+    each_backend(|s, reopen| {
+        assert_eq!(s.sealed_document("breach-incident", "i1").unwrap(), None);
+        assert!(
+            s.put_sealed_document(&document("i1", 1, 30, b"one"))
+                .unwrap()
+        );
+        assert!(
+            !s.put_sealed_document(&document("i1", 1, 30, b"again"))
+                .unwrap(),
+            "an id is created once"
+        );
+        assert!(
+            s.put_sealed_document(&document("i2", 1, 31, b"two"))
+                .unwrap()
+        );
+        // A replacement names the revision it follows: a stale writer loses.
+        assert!(
+            s.put_sealed_document(&document("i1", 2, 31, b"one-b"))
+                .unwrap()
+        );
+        assert!(
+            !s.put_sealed_document(&document("i1", 2, 31, b"stale"))
+                .unwrap()
+        );
+        assert!(
+            !s.put_sealed_document(&document("i9", 2, 31, b"none"))
+                .unwrap(),
+            "no document to replace"
+        );
+        assert!(s.put_sealed_document(&document("i1", 0, 31, b"x")).is_err());
+        let s = reopen();
+        assert_eq!(
+            s.sealed_document("breach-incident", "i1").unwrap(),
+            Some(document("i1", 2, 31, b"one-b"))
+        );
+        assert_eq!(s.sealed_document("other", "i1").unwrap(), None);
+        assert_eq!(
+            s.sealed_documents("breach-incident").unwrap(),
+            vec![
+                document("i1", 2, 31, b"one-b"),
+                document("i2", 1, 31, b"two")
+            ]
+        );
+        assert_eq!(s.sealed_dek_usage().unwrap(), vec![(DekId(31), 2)]);
+    });
 }

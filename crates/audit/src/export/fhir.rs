@@ -163,6 +163,7 @@ pub fn audit_event(e: &LoggedEntry, ctx: &FhirContext) -> Value {
             Some(coding(DCM, "110129", "Security Configuration")),
             "E",
         ),
+        Action::Incident { .. } => (coding(DCM, "110113", "Security Alert"), None, "E"),
     };
     let outcome = match x.outcome {
         Outcome::Success => "0",
@@ -420,6 +421,15 @@ pub fn audit_event(e: &LoggedEntry, ctx: &FhirContext) -> Value {
         })),
         Action::SingleOperatorSet { enabled } => {
             event_detail = Some(vec![("single-operator", enabled.to_string())]);
+        }
+        Action::Incident {
+            incident,
+            operation,
+        } => {
+            event_detail = Some(vec![
+                ("incident", incident.clone()),
+                ("operation", operation.clone()),
+            ]);
         }
         Action::Logout => {}
     }

@@ -354,6 +354,13 @@ pub fn format(e: &LoggedEntry, config: &SyslogConfig) -> String {
         Action::SingleOperatorSet { enabled } => {
             params.push(("singleOperator", enabled.to_string()));
         }
+        Action::Incident {
+            incident,
+            operation,
+        } => {
+            params.push(("incident", incident.clone()));
+            params.push(("operation", operation.clone()));
+        }
         Action::Logout => {}
     }
     params.push(("patients", x.patients.len().to_string()));
