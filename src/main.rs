@@ -9,6 +9,7 @@
 
 #[macro_use]
 mod ui;
+mod agent_cmd;
 mod audit_cmd;
 mod bench;
 mod bench_http;
@@ -96,6 +97,9 @@ enum Command {
     /// The tamper-evident audit log: checkpoints, verify, queries, exports.
     #[command(subcommand)]
     Audit(Box<audit_cmd::AuditCommand>),
+    /// The workstation agent: real-time ransomware detection and response.
+    #[command(subcommand)]
+    Agent(agent_cmd::AgentCommand),
 }
 
 /// Where the vault is and how to open it.
@@ -651,5 +655,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::User(c) => user_cmd::run_user(c),
         Command::Session(c) => user_cmd::run_session(c),
         Command::Audit(a) => audit_cmd::run(*a),
+        Command::Agent(c) => agent_cmd::run(c),
     }
 }

@@ -59,6 +59,9 @@ pub struct Agent {
     allowed: HashMap<(i32, u64), bool>,
     ancestors: HashSet<i32>,
     canaries: Vec<PathBuf>,
+    /// Actors already dealt with, until when their queued events are
+    /// ignored (a killed process's last events, a resumed one's backlog).
+    responded: HashMap<ActorKey, u64>,
     stats: Stats,
 }
 
@@ -87,7 +90,11 @@ impl Agent {
         let host = cfg.host.clone().unwrap_or_else(host_name);
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut engine = Engine::new(cfg.thresholds);
-        let (canaries, failed) = canary::place(&canary::folders(&cfg.watch, cfg.canary_depth));
+        let (canaries, failed) = if cfg.canaries {
+            canary::place(&canary::folders(&cfg.watch, cfg.canary_depth))
+        } else {
+            (Vec::new(), Vec::new())
+        };
         engine.set_canaries(canaries.iter().cloned());
         let watcher = platform::Watcher::start(&cfg.watch, tx)?;
         let mut ancestors = HashSet::new();
@@ -108,6 +115,7 @@ impl Agent {
             allowed: HashMap::new(),
             ancestors,
             canaries,
+            responded: HashMap::new(),
             stats: Stats::default(),
         };
         for (path, e) in failed {
@@ -189,9 +197,12 @@ impl Agent {
                 }
             }
         }
-        let (canaries, _) = canary::place(&canary::folders(&self.cfg.watch, self.cfg.canary_depth));
-        self.engine.set_canaries(canaries.iter().cloned());
-        self.canaries = canaries;
+        if self.cfg.canaries {
+            let (canaries, _) =
+                canary::place(&canary::folders(&self.cfg.watch, self.cfg.canary_depth));
+            self.engine.set_canaries(canaries.iter().cloned());
+            self.canaries = canaries;
+        }
     }
 
     fn handle(&mut self, ev: RawEvent) -> Result<(), AgentError> {
@@ -235,6 +246,9 @@ impl Agent {
                     }
                 };
                 let actor = self.actor_of(&info);
+                if self.responded.get(&actor).is_some_and(|&until| at < until) {
+                    return Ok(());
+                }
                 event.and_then(|e| self.engine.observe(at, Some((actor, pid)), e))
             }
             RawEvent::Created(path, is_dir) => {
@@ -287,16 +301,26 @@ impl Agent {
 
     /// A process group is scored as one when it is a job of its own (not a
     /// session leader's group, not the agent's or one of its ancestors').
-    fn actor_of(&self, info: &ProcInfo) -> ActorKey {
+    ///
+    /// Otherwise a process whose parent runs the same executable (a worker
+    /// it forked) is scored with its parent's family.
+    fn actor_of(&mut self, info: &ProcInfo) -> ActorKey {
         let own_group = nix::unistd::getpgrp().as_raw();
         if info.pgid > 1
             && info.pgid != info.sid
             && info.pgid != own_group
             && !self.ancestors.contains(&info.pgid)
         {
-            ActorKey::Group(info.pgid)
+            return ActorKey::Group(info.pgid);
+        }
+        let parent = if info.ppid > 1 && !self.ancestors.contains(&info.ppid) {
+            self.proc(info.ppid)
         } else {
-            ActorKey::Process(info.pid)
+            None
+        };
+        match parent {
+            Some(p) if p.exe.is_some() && p.exe == info.exe => ActorKey::Family(p.pid),
+            _ => ActorKey::Process(info.pid),
         }
     }
 
@@ -331,6 +355,13 @@ impl Agent {
             .iter()
             .map(|(s, n)| (s.name().to_string(), *n))
             .collect();
+        if d.actor.is_some_and(|a| {
+            self.responded
+                .get(&a)
+                .is_some_and(|&until| self.millis() < until)
+        }) {
+            return Ok(());
+        }
         let Some(actor) = d.actor else {
             tracing::error!("a canary was touched by a process that could not be identified");
             let mut r = Report::alert(ReportKind::CanaryUnattributed, &self.host, self.now());
@@ -340,17 +371,29 @@ impl Agent {
             self.rescan();
             return Ok(());
         };
-        // Stop first.
-        let (mut pids, group) = match actor {
-            ActorKey::Process(p) => (vec![p], None),
-            ActorKey::Group(g) => (members_of_group(g), Some(g)),
+        // Stop first: the process that crossed the threshold and its group
+        // at once, then whatever the /proc scan finds (children, group
+        // members), which takes milliseconds.
+        let pid = d.pid.unwrap_or(0);
+        let group = match actor {
+            ActorKey::Group(g) => Some(g),
+            ActorKey::Process(_) | ActorKey::Family(_) => None,
         };
+        let first = match actor {
+            ActorKey::Family(p) => vec![p, pid],
+            _ => vec![pid],
+        };
+        let mut stopped = platform::signal_all(&first, group, Signal::SIGSTOP);
+        let mut pids = first;
+        if let Some(g) = group {
+            pids.extend(members_of_group(g));
+        }
         for p in pids.clone() {
             pids.extend(platform::descendants(p));
         }
         pids.sort_unstable();
         pids.dedup();
-        let stopped = platform::signal_all(&pids, group, Signal::SIGSTOP);
+        stopped += platform::signal_all(&pids, None, Signal::SIGSTOP);
         let pid = d.pid.unwrap_or(0);
         let info = self.procs.get(&pid).cloned();
         let exe = info.as_ref().and_then(|i| i.exe.clone());
@@ -398,6 +441,13 @@ impl Agent {
             Policy::Resume => platform::signal_all(&pids, group, Signal::SIGCONT),
         };
         self.engine.forget(actor);
+        let quiet = match self.cfg.policy {
+            Policy::Kill => 60_000,
+            Policy::Resume => 2_000,
+        };
+        let now = self.millis();
+        self.responded.retain(|_, until| *until > now);
+        self.responded.insert(actor, now + quiet);
         // Put back any canary it damaged.
         self.rescan();
         reported?;

@@ -6,6 +6,7 @@
 //! buffer = "/var/lib/rxvault-agent/reports.jsonl"
 //! buffer_max_bytes = 1048576
 //! policy = "kill"                  # or "resume"
+//! canaries = true
 //! canary_depth = 1                 # canaries in each watched folder and its subfolders to this depth
 //!
 //! [thresholds]
@@ -59,6 +60,10 @@ pub struct Config {
     /// Kill or resume after the report.
     #[serde(default)]
     pub policy: Policy,
+    /// Place canaries (default true; false measures the other signals
+    /// alone).
+    #[serde(default = "yes")]
+    pub canaries: bool,
     /// Canaries go in each watched folder and its subfolders to this depth
     /// (0: the watched folders only).
     #[serde(default = "default_canary_depth")]
@@ -73,6 +78,10 @@ pub struct Config {
 
 fn default_buffer_max() -> u64 {
     1 << 20
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_canary_depth() -> usize {

@@ -14,3 +14,4 @@ pub mod magic;
 pub mod platform;
 pub mod report;
 pub mod score;
+pub mod testbed;

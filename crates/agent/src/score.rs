@@ -33,6 +33,9 @@ pub enum ActorKey {
     Process(i32),
     /// A process group (by pgid).
     Group(i32),
+    /// A process and the children running its own executable (workers it
+    /// forks), by the parent's pid.
+    Family(i32),
 }
 
 /// What a signal says, and how much.
@@ -375,8 +378,14 @@ impl Engine {
         match event {
             FileEvent::Read { path, fingerprint } => {
                 state.reads.insert(path.clone(), at);
+                // A read's fingerprint is taken when the event is handled,
+                // which may be after the reader already overwrote the file:
+                // it only fills a gap, never replaces what a write or the
+                // scan recorded.
                 if let Some(fp) = fingerprint {
-                    self.remember(path, fp);
+                    if !self.prints.contains_key(&path) {
+                        self.remember(path, fp);
+                    }
                 }
             }
             FileEvent::Listed { dir } => {
@@ -401,6 +410,16 @@ impl Engine {
                         .and_then(|src| self.prints.get(&src).cloned())
                 });
                 let signals = judge_write(&path, before.as_ref(), &after);
+                tracing::debug!(
+                    before = before.is_some(),
+                    before_magic = ?before.as_ref().and_then(|b| b.magic),
+                    after_magic = ?after.magic,
+                    after_uniform = after.uniform_blocks,
+                    after_blocks = after.blocks,
+                    head_uniform = after.head_uniform,
+                    ?signals,
+                    "write judged"
+                );
                 for s in signals {
                     state.evidence(at, &path, s);
                 }
@@ -494,7 +513,7 @@ impl Engine {
             FileEvent::Read {
                 path,
                 fingerprint: Some(fp),
-            } => self.remember(path.clone(), fp.clone()),
+            } if !self.prints.contains_key(path) => self.remember(path.clone(), fp.clone()),
             FileEvent::Renamed { from, to } => {
                 if let Some(fp) = self.prints.remove(from) {
                     self.remember(to.clone(), fp);
