@@ -57,6 +57,7 @@ pub struct Agent {
     epoch: Instant,
     procs: HashMap<i32, ProcInfo>,
     allowed: HashMap<(i32, u64), bool>,
+    hashes: HashMap<(u64, u64, i64, i64, u64), String>,
     ancestors: HashSet<i32>,
     canaries: Vec<PathBuf>,
     /// Actors already dealt with, until when their queued events are
@@ -96,7 +97,8 @@ impl Agent {
             (Vec::new(), Vec::new())
         };
         engine.set_canaries(canaries.iter().cloned());
-        let watcher = platform::Watcher::start(&cfg.watch, tx)?;
+        let executables: Vec<PathBuf> = cfg.allow.iter().map(|a| a.path.clone()).collect();
+        let watcher = platform::Watcher::start(&cfg.watch, &executables, tx)?;
         let mut ancestors = HashSet::new();
         let mut p = std::process::id() as i32;
         while p > 1 && ancestors.insert(p) {
@@ -113,6 +115,7 @@ impl Agent {
             epoch: Instant::now(),
             procs: HashMap::new(),
             allowed: HashMap::new(),
+            hashes: HashMap::new(),
             ancestors,
             canaries,
             responded: HashMap::new(),
@@ -211,12 +214,16 @@ impl Agent {
         let detection = match ev {
             RawEvent::Process {
                 pid,
+                proc,
                 path,
                 kind,
                 is_dir,
                 fingerprint,
             } => {
-                let Some(info) = self.proc(pid) else {
+                if let Some(info) = &proc {
+                    self.remember_proc(info);
+                }
+                let Some(info) = proc.or_else(|| self.procs.get(&pid).cloned()) else {
                     // Gone before it could be looked at: keep the content
                     // current, score nobody.
                     if let (Some(fp), false) = (fingerprint, is_dir) {
@@ -286,13 +293,22 @@ impl Agent {
         Ok(())
     }
 
+    fn remember_proc(&mut self, info: &ProcInfo) {
+        if self.procs.len() > 4096 {
+            self.procs.clear();
+        }
+        self.procs.insert(info.pid, info.clone());
+    }
+
     fn proc(&mut self, pid: i32) -> Option<ProcInfo> {
         match platform::proc_info(pid) {
-            Some(info) => {
-                if self.procs.len() > 4096 {
-                    self.procs.clear();
+            Some(mut info) => {
+                if let Some(known) = self.procs.get(&pid) {
+                    if known.start == info.start && info.exe.is_none() {
+                        info.exe = known.exe.clone();
+                    }
                 }
-                self.procs.insert(pid, info.clone());
+                self.remember_proc(&info);
                 Some(info)
             }
             None => self.procs.get(&pid).cloned(),
@@ -331,21 +347,48 @@ impl Agent {
         if let Some(&a) = self.allowed.get(&(info.pid, info.start)) {
             return a;
         }
-        let allowed = info.exe.as_ref().is_some_and(|exe| {
-            self.cfg.allow.iter().any(|a| &a.path == exe)
-                && rxvault_crypto::sha256_file(Path::new(&format!("/proc/{}/exe", info.pid)))
-                    .is_ok_and(|h| {
-                        self.cfg
-                            .allow
-                            .iter()
-                            .any(|a| &a.path == exe && a.sha256.eq_ignore_ascii_case(&hex(&h)))
-                    })
-        });
+        let Some(exe) = info.exe.clone() else {
+            // Unknown (gone before any event showed it): not allowed, and
+            // not remembered, so a later event can still tell.
+            return false;
+        };
+        let allowed = self.cfg.allow.iter().any(|a| a.path == exe)
+            && self.exe_hash(info.pid, &exe).is_some_and(|h| {
+                self.cfg
+                    .allow
+                    .iter()
+                    .any(|a| a.path == exe && a.sha256.eq_ignore_ascii_case(&h))
+            });
+        tracing::debug!(pid = info.pid, exe = ?info.exe, allowed, "allow-list checked");
         if self.allowed.len() > 4096 {
             self.allowed.clear();
         }
         self.allowed.insert((info.pid, info.start), allowed);
         allowed
+    }
+
+    /// SHA-256 of the running image (`/proc/PID/exe`, which names the file
+    /// the process runs even if the path was replaced since), or of the
+    /// file at `exe` once the process is gone; cached by inode and mtime.
+    fn exe_hash(&mut self, pid: i32, exe: &Path) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let image = PathBuf::from(format!("/proc/{pid}/exe"));
+        let src = if image.metadata().is_ok() {
+            image
+        } else {
+            exe.to_path_buf()
+        };
+        let md = std::fs::metadata(&src).ok()?;
+        let key = (md.dev(), md.ino(), md.mtime(), md.mtime_nsec(), md.len());
+        if let Some(h) = self.hashes.get(&key) {
+            return Some(h.clone());
+        }
+        let h = hex(&rxvault_crypto::sha256_file(&src).ok()?);
+        if self.hashes.len() > 1024 {
+            self.hashes.clear();
+        }
+        self.hashes.insert(key, h.clone());
+        Some(h)
     }
 
     fn respond(&mut self, d: Detection) -> Result<(), AgentError> {
@@ -397,15 +440,14 @@ impl Agent {
         let pid = d.pid.unwrap_or(0);
         let info = self.procs.get(&pid).cloned();
         let exe = info.as_ref().and_then(|i| i.exe.clone());
-        let exe_sha256 = rxvault_crypto::sha256_file(Path::new(&format!("/proc/{pid}/exe")))
-            .ok()
-            .map(|h| hex(&h));
+        let exe_sha256 = exe.as_ref().and_then(|e| self.exe_hash(pid, e));
         let action = if stopped == 0 {
             Action::StopFailed
         } else {
             match self.cfg.policy {
                 Policy::Kill => Action::Killed,
                 Policy::Resume => Action::Resumed,
+                Policy::Stop => Action::Stopped,
             }
         };
         let r = Report {
@@ -439,11 +481,13 @@ impl Agent {
         match self.cfg.policy {
             Policy::Kill => platform::signal_all(&pids, group, Signal::SIGKILL),
             Policy::Resume => platform::signal_all(&pids, group, Signal::SIGCONT),
+            Policy::Stop => 0,
         };
         self.engine.forget(actor);
         let quiet = match self.cfg.policy {
             Policy::Kill => 60_000,
             Policy::Resume => 2_000,
+            Policy::Stop => 60_000,
         };
         let now = self.millis();
         self.responded.retain(|_, until| *until > now);

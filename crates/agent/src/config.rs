@@ -5,7 +5,7 @@
 //! watch = ["/home", "/srv/share"]
 //! buffer = "/var/lib/rxvault-agent/reports.jsonl"
 //! buffer_max_bytes = 1048576
-//! policy = "kill"                  # or "resume"
+//! policy = "kill"                  # or "resume", or "stop" (leave it stopped)
 //! canaries = true
 //! canary_depth = 1                 # canaries in each watched folder and its subfolders to this depth
 //!
@@ -31,6 +31,8 @@ pub enum Policy {
     Kill,
     /// Resume it (SIGCONT): detection and report only.
     Resume,
+    /// Leave it stopped for a person to decide (`kill -CONT` or `kill -9`).
+    Stop,
 }
 
 /// One allow-listed executable.

@@ -46,6 +46,8 @@ pub enum Action {
     Killed,
     /// Stopped, reported, then resumed by policy.
     Resumed,
+    /// Stopped, reported, and left stopped by policy.
+    Stopped,
     /// Could not be stopped (it had exited, or the signal failed).
     StopFailed,
 }

@@ -138,7 +138,16 @@ impl Watcher {
     /// Folders that cannot be watched are reported on `tx` as
     /// [`RawEvent::WatchFailed`], not as an error: the agent watches what it
     /// can and says what it cannot.
-    pub fn start(roots: &[PathBuf], tx: Sender<RawEvent>) -> Result<Self, WatchError> {
+    ///
+    /// `executables` (the allow-listed ones) are marked for `FAN_OPEN_EXEC`:
+    /// the kernel reports each exec of one before the new program does any
+    /// I/O, so even a process that is gone by the time its writes are scored
+    /// is known by its executable.
+    pub fn start(
+        roots: &[PathBuf],
+        executables: &[PathBuf],
+        tx: Sender<RawEvent>,
+    ) -> Result<Self, WatchError> {
         let fan = Fanotify::init(
             InitFlags::FAN_CLASS_NOTIF | InitFlags::FAN_CLOEXEC | InitFlags::FAN_UNLIMITED_MARKS,
             EventFFlags::O_RDONLY
@@ -175,6 +184,20 @@ impl Watcher {
                         dir.display()
                     )));
                 }
+            }
+        }
+        for exe in executables {
+            let marked = fan.mark(
+                MarkFlags::FAN_MARK_ADD,
+                MaskFlags::FAN_OPEN_EXEC,
+                nix::fcntl::AT_FDCWD,
+                Some(exe.as_path()),
+            );
+            if let Err(e) = marked {
+                let _ = tx.send(RawEvent::WatchFailed(format!(
+                    "fanotify exec mark on {}: {e}",
+                    exe.display()
+                )));
             }
         }
         let roots_owned = roots.to_vec();
@@ -256,8 +279,51 @@ fn translate(res: notify::Result<notify::Event>) -> Vec<RawEvent> {
     }
 }
 
+/// Process facts as early as possible: read when the event is read (a
+/// short-lived process may be gone by the time the agent scores it), and
+/// kept per pid so that a process that has exited (or is a zombie, whose
+/// `/proc/PID/exe` is unreadable) keeps the executable its first event saw.
+#[derive(Default)]
+struct ProcCache(std::collections::HashMap<i32, ProcInfo>);
+
+impl ProcCache {
+    /// `pid` is executing `exe` (`/proc/PID/exe` may still name the old
+    /// program at this point).
+    fn exec(&mut self, pid: i32, exe: PathBuf) {
+        if let Some(mut info) = proc_info(pid) {
+            info.exe = Some(exe);
+            self.0.insert(pid, info);
+        }
+    }
+
+    fn get(&mut self, pid: i32) -> Option<ProcInfo> {
+        let fresh = proc_info(pid);
+        let known = self.0.get(&pid);
+        let info = match (fresh, known) {
+            (Some(mut f), Some(k)) if f.start == k.start => {
+                // Gone (a zombie's exe is unreadable): the cache knows
+                // what it ran. A readable exe always wins (a later exec of
+                // an unmarked program must not keep an allow-listed name).
+                if f.exe.is_none() {
+                    f.exe = k.exe.clone();
+                }
+                f
+            }
+            (Some(f), _) => f,
+            (None, Some(k)) => return Some(k.clone()),
+            (None, None) => return None,
+        };
+        if self.0.len() > 8192 {
+            self.0.clear();
+        }
+        self.0.insert(pid, info.clone());
+        Some(info)
+    }
+}
+
 fn read_loop(fan: &Fanotify, roots: &[PathBuf], tx: &Sender<RawEvent>) {
     let own = std::process::id() as i32;
+    let mut procs = ProcCache::default();
     loop {
         let events = match fan.read_events() {
             Ok(ev) => ev,
@@ -282,6 +348,10 @@ fn read_loop(fan: &Fanotify, roots: &[PathBuf], tx: &Sender<RawEvent>) {
             let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) else {
                 continue;
             };
+            if mask.contains(MaskFlags::FAN_OPEN_EXEC) {
+                procs.exec(ev.pid(), path);
+                continue;
+            }
             if !roots.iter().any(|r| path.starts_with(r)) {
                 continue;
             }
@@ -303,6 +373,7 @@ fn read_loop(fan: &Fanotify, roots: &[PathBuf], tx: &Sender<RawEvent>) {
             };
             let sent = tx.send(RawEvent::Process {
                 pid: ev.pid(),
+                proc: procs.get(ev.pid()),
                 path,
                 kind,
                 is_dir,

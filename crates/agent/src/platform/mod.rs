@@ -17,6 +17,9 @@ pub enum RawEvent {
     Process {
         /// The process.
         pid: i32,
+        /// What `/proc` said of it when the event was read (None: it was
+        /// already gone).
+        proc: Option<ProcInfo>,
         /// The file or folder.
         path: PathBuf,
         /// What happened.
