@@ -18,6 +18,9 @@ pub enum AgentCommand {
     /// Watch the configured folders and stop processes that behave like
     /// ransomware (runs as root: fanotify).
     Run(RunArgs),
+    /// Measure the agent: files damaged per strain, canary → SIGSTOP
+    /// latency, CPU and RSS, small-write slowdown (as root).
+    Bench(crate::agent_bench::BenchArgs),
     /// Run a ransomware strain over a test bed folder (test bed only).
     #[command(hide = true)]
     Simulate(SimulateArgs),
@@ -86,6 +89,10 @@ pub fn run(cmd: AgentCommand) -> Result<ExitCode> {
                 stats.events,
                 stats.detections
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Bench(a) => {
+            crate::agent_bench::run(a)?;
             Ok(ExitCode::SUCCESS)
         }
         AgentCommand::Testbed(a) => {

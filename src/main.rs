@@ -9,6 +9,7 @@
 
 #[macro_use]
 mod ui;
+mod agent_bench;
 mod agent_cmd;
 mod audit_cmd;
 mod bench;

@@ -121,6 +121,7 @@ impl Agent {
             responded: HashMap::new(),
             stats: Stats::default(),
         };
+        agent.mark_canaries();
         for (path, e) in failed {
             tracing::warn!(canary = %path.display(), error = %e, "cannot place a canary");
         }
@@ -205,6 +206,15 @@ impl Agent {
                 canary::place(&canary::folders(&self.cfg.watch, self.cfg.canary_depth));
             self.engine.set_canaries(canaries.iter().cloned());
             self.canaries = canaries;
+            self.mark_canaries();
+        }
+    }
+
+    fn mark_canaries(&self) {
+        for c in &self.canaries {
+            if let Err(e) = self.watcher.mark_canary(c) {
+                tracing::warn!(canary = %c.display(), error = %e, "cannot mark a canary");
+            }
         }
     }
 

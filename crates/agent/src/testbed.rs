@@ -77,7 +77,10 @@ impl Testbed {
             return Err(refuse());
         }
         let canon = root.canonicalize().map_err(|_| refuse())?;
-        if !under_tmp(&canon) || canon == std::env::temp_dir() {
+        let tmp = std::env::temp_dir()
+            .canonicalize()
+            .unwrap_or_else(|_| std::env::temp_dir());
+        if !under_tmp(&canon) || canon == tmp {
             return Err(refuse());
         }
         match std::fs::read_to_string(canon.join(MARKER)) {
@@ -152,7 +155,7 @@ fn under_tmp(p: &Path) -> bool {
     let tmp = std::env::temp_dir()
         .canonicalize()
         .unwrap_or_else(|_| std::env::temp_dir());
-    p.starts_with(&tmp) && p != tmp
+    p.starts_with(&tmp)
 }
 
 fn nonce() -> u64 {

@@ -126,8 +126,11 @@ pub enum WatchError {
     Inotify(notify::Error),
 }
 
+/// What folders are marked for. Not `FAN_MODIFY`: one event per write
+/// call costs the writer (and the agent) for nothing the close does not
+/// tell; only canaries are marked for it ([`Watcher::mark_canary`]), where
+/// a write must be caught before the close.
 const FAN_MASK: MaskFlags = MaskFlags::FAN_OPEN
-    .union(MaskFlags::FAN_MODIFY)
     .union(MaskFlags::FAN_CLOSE_WRITE)
     .union(MaskFlags::FAN_CLOSE_NOWRITE)
     .union(MaskFlags::FAN_EVENT_ON_CHILD)
@@ -215,6 +218,16 @@ impl Watcher {
             FAN_MASK,
             nix::fcntl::AT_FDCWD,
             Some(dir),
+        )
+    }
+
+    /// Marks a canary file for `FAN_MODIFY` (its first write, not its close).
+    pub fn mark_canary(&self, file: &Path) -> nix::Result<()> {
+        self.fan.mark(
+            MarkFlags::FAN_MARK_ADD,
+            MaskFlags::FAN_MODIFY,
+            nix::fcntl::AT_FDCWD,
+            Some(file),
         )
     }
 
