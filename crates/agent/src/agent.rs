@@ -192,11 +192,11 @@ impl Agent {
                     if n >= limit {
                         return;
                     }
-                    if e.file_type().is_ok_and(|t| t.is_file()) {
-                        if let Some(fp) = platform::linux::sample_path(&e.path()) {
-                            self.engine.remember(e.path(), fp);
-                            n += 1;
-                        }
+                    if e.file_type().is_ok_and(|t| t.is_file())
+                        && let Some(fp) = platform::linux::sample_path(&e.path())
+                    {
+                        self.engine.remember(e.path(), fp);
+                        n += 1;
                     }
                 }
             }
@@ -269,10 +269,8 @@ impl Agent {
                 event.and_then(|e| self.engine.observe(at, Some((actor, pid)), e))
             }
             RawEvent::Created(path, is_dir) => {
-                if is_dir {
-                    if let Err(e) = self.watcher.mark(&path) {
-                        tracing::warn!(error = %e, "cannot mark a new folder");
-                    }
+                if is_dir && let Err(e) = self.watcher.mark(&path) {
+                    tracing::warn!(error = %e, "cannot mark a new folder");
                 }
                 self.engine.observe(at, None, FileEvent::Created { path })
             }
@@ -313,10 +311,11 @@ impl Agent {
     fn proc(&mut self, pid: i32) -> Option<ProcInfo> {
         match platform::proc_info(pid) {
             Some(mut info) => {
-                if let Some(known) = self.procs.get(&pid) {
-                    if known.start == info.start && info.exe.is_none() {
-                        info.exe = known.exe.clone();
-                    }
+                if let Some(known) = self.procs.get(&pid)
+                    && known.start == info.start
+                    && info.exe.is_none()
+                {
+                    info.exe = known.exe.clone();
                 }
                 self.remember_proc(&info);
                 Some(info)

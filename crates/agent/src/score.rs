@@ -382,10 +382,10 @@ impl Engine {
                 // which may be after the reader already overwrote the file:
                 // it only fills a gap, never replaces what a write or the
                 // scan recorded.
-                if let Some(fp) = fingerprint {
-                    if !self.prints.contains_key(&path) {
-                        self.remember(path, fp);
-                    }
+                if let Some(fp) = fingerprint
+                    && !self.prints.contains_key(&path)
+                {
+                    self.remember(path, fp);
                 }
             }
             FileEvent::Listed { dir } => {
@@ -424,24 +424,26 @@ impl Engine {
                     state.evidence(at, &path, s);
                 }
                 let disc = after.magic.is_some_and(Magic::is_compressed_container);
-                if after.mostly_uniform() && !disc {
-                    if let Some(dir) = path.parent() {
-                        state.uniform_writes.insert(dir.to_path_buf(), at);
-                    }
+                if after.mostly_uniform()
+                    && !disc
+                    && let Some(dir) = path.parent()
+                {
+                    state.uniform_writes.insert(dir.to_path_buf(), at);
                 }
-                if before.is_none() && after.text && (64..=64 * 1024).contains(&after.len) {
-                    if let (Some(name), Some(dir)) = (path.file_name(), path.parent()) {
-                        let dirs = state
-                            .notes
-                            .entry((name.to_os_string(), after.content_hash))
-                            .or_default();
-                        dirs.insert(dir.to_path_buf(), (at, path.clone()));
-                        if dirs.len() >= cfg.note_dirs {
-                            let notes: Vec<PathBuf> =
-                                dirs.values().map(|(_, p)| p.clone()).collect();
-                            for n in notes {
-                                state.evidence(at, &n, Signal::RansomNote);
-                            }
+                if before.is_none()
+                    && after.text
+                    && (64..=64 * 1024).contains(&after.len)
+                    && let (Some(name), Some(dir)) = (path.file_name(), path.parent())
+                {
+                    let dirs = state
+                        .notes
+                        .entry((name.to_os_string(), after.content_hash))
+                        .or_default();
+                    dirs.insert(dir.to_path_buf(), (at, path.clone()));
+                    if dirs.len() >= cfg.note_dirs {
+                        let notes: Vec<PathBuf> = dirs.values().map(|(_, p)| p.clone()).collect();
+                        for n in notes {
+                            state.evidence(at, &n, Signal::RansomNote);
                         }
                     }
                 }
@@ -564,10 +566,10 @@ pub fn judge_write(path: &Path, before: Option<&Fingerprint>, after: &Fingerprin
     let lost = before.is_some_and(|b| b.magic.is_some()) && after.magic.is_none();
     if lost {
         out.push(Signal::MagicLost);
-    } else if let Some(p) = promised {
-        if after.magic != Some(p) {
-            out.push(Signal::MagicMismatch);
-        }
+    } else if let Some(p) = promised
+        && after.magic != Some(p)
+    {
+        out.push(Signal::MagicMismatch);
     }
     out
 }

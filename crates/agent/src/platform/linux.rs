@@ -86,10 +86,12 @@ pub fn signal_all(pids: &[i32], group: Option<i32>, signal: Signal) -> usize {
     let own_pid = std::process::id() as i32;
     let own_group = nix::unistd::getpgrp().as_raw();
     let mut ok = 0;
-    if let Some(g) = group {
-        if g > 1 && g != own_group && nix::sys::signal::killpg(Pid::from_raw(g), signal).is_ok() {
-            ok += 1;
-        }
+    if let Some(g) = group
+        && g > 1
+        && g != own_group
+        && nix::sys::signal::killpg(Pid::from_raw(g), signal).is_ok()
+    {
+        ok += 1;
     }
     for &p in pids {
         if p > 1 && p != own_pid && kill(Pid::from_raw(p), signal).is_ok() {
