@@ -417,3 +417,61 @@ fn the_simulator_refuses_folders_the_test_bed_did_not_create() {
         b"keep"
     );
 }
+
+#[test]
+fn a_queue_overflow_is_reported_and_rescanned_never_silent() {
+    require_root();
+    let (_dir, bed) = new_bed(20, 5);
+    let agent = Agent::start(&bed, "canaries = false");
+    let pid = agent.child.id().to_string();
+    // The agent stops reading; 20,000 new files overflow both kernel queues
+    // (16,384 events each by default).
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // (Into a folder the agent already watches: a new folder is marked
+    // when its creation is handled.)
+    let burst = bed.corpus().join("Rx").join("2025");
+    for i in 0..20_000 {
+        std::fs::write(burst.join(format!("f{i:05}.txt")), b"small benign file\n").unwrap();
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let t = Instant::now();
+    let sources = loop {
+        let sources: Vec<String> = agent
+            .reports()
+            .iter()
+            .filter(|r| r["kind"] == "overflow")
+            .flat_map(|r| {
+                r["signals"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if sources.iter().any(|s| s == "overflow_fanotify")
+            && sources.iter().any(|s| s == "overflow_inotify")
+        {
+            break sources;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "overflow reported: {sources:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("overflow reports: {sources:?}");
+    assert!(agent.detections().is_empty());
+}

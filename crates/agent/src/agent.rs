@@ -269,8 +269,20 @@ impl Agent {
                 event.and_then(|e| self.engine.observe(at, Some((actor, pid)), e))
             }
             RawEvent::Created(path, is_dir) => {
-                if is_dir && let Err(e) = self.watcher.mark(&path) {
-                    tracing::warn!(error = %e, "cannot mark a new folder");
+                if is_dir {
+                    // Marked now; whatever it already holds (written before
+                    // the mark) is fingerprinted so later writes compare.
+                    for dir in platform::linux::walk_dirs(&path) {
+                        if let Err(e) = self.watcher.mark(&dir) {
+                            tracing::warn!(error = %e, "cannot mark a new folder");
+                        }
+                        let entries = std::fs::read_dir(&dir).into_iter().flatten();
+                        for f in entries.filter_map(Result::ok) {
+                            if let Some(fp) = platform::linux::sample_path(&f.path()) {
+                                self.engine.remember(f.path(), fp);
+                            }
+                        }
+                    }
                 }
                 self.engine.observe(at, None, FileEvent::Created { path })
             }
@@ -447,9 +459,18 @@ impl Agent {
         pids.dedup();
         stopped += platform::signal_all(&pids, None, Signal::SIGSTOP);
         let pid = d.pid.unwrap_or(0);
-        let info = self.procs.get(&pid).cloned();
-        let exe = info.as_ref().and_then(|i| i.exe.clone());
-        let exe_sha256 = exe.as_ref().and_then(|e| self.exe_hash(pid, e));
+        // The process that crossed the threshold may be a short-lived one
+        // already gone (a worker, `rm`): then name the group's leader or
+        // the family's parent.
+        let leader = match actor {
+            ActorKey::Group(p) | ActorKey::Family(p) | ActorKey::Process(p) => p,
+        };
+        let known = |a: &Self, p: i32| a.procs.get(&p).and_then(|i| i.exe.clone()).map(|e| (p, e));
+        let (exe_pid, exe) = match known(self, pid).or_else(|| known(self, leader)) {
+            Some((p, e)) => (p, Some(e)),
+            None => (pid, None),
+        };
+        let exe_sha256 = exe.as_ref().and_then(|e| self.exe_hash(exe_pid, e));
         let action = if stopped == 0 {
             Action::StopFailed
         } else {
