@@ -88,6 +88,14 @@ impl Agent {
                 return Err(AgentError::MissingFolder(w.clone()));
             }
         }
+        let mut cfg = cfg;
+        // `/proc/PID/exe` names the real file: compare against the
+        // allow-list's paths with their symlinks resolved.
+        for a in &mut cfg.allow {
+            if let Ok(real) = a.path.canonicalize() {
+                a.path = real;
+            }
+        }
         let host = cfg.host.clone().unwrap_or_else(host_name);
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut engine = Engine::new(cfg.thresholds);

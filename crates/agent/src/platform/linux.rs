@@ -424,3 +424,49 @@ pub fn sample_path(path: &Path) -> Option<Fingerprint> {
     let f = std::fs::File::open(path).ok()?;
     sample(f.as_fd())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_info_reads_this_process() {
+        let me = proc_info(std::process::id() as i32).unwrap();
+        assert_eq!(me.pid, std::process::id() as i32);
+        assert_eq!(me.pgid, nix::unistd::getpgrp().as_raw());
+        assert!(me.exe.is_some());
+        assert!(proc_info(i32::MAX).is_none());
+    }
+
+    #[test]
+    fn never_signals_init_itself_or_its_own_group() {
+        let own = std::process::id() as i32;
+        let group = nix::unistd::getpgrp().as_raw();
+        // SIGCONT is harmless if the guard were wrong; the count shows it held.
+        assert_eq!(
+            signal_all(&[own, 1, 0, -1], Some(group), Signal::SIGCONT),
+            0
+        );
+        assert_eq!(signal_all(&[], Some(1), Signal::SIGCONT), 0);
+    }
+
+    #[test]
+    fn descendants_finds_children_and_grandchildren() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30; wait"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let t = std::time::Instant::now();
+        while descendants(pid).len() < 2 && t.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let d = descendants(pid);
+        assert_eq!(d.len(), 2, "{d:?}");
+        for p in d {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
