@@ -140,15 +140,29 @@ struct Outcome {
 }
 
 fn run_strain(strain: Strain, seed: u64, extra: &str) -> Outcome {
+    run_strain_as(strain, seed, extra, false)
+}
+
+/// `session_leader`: the simulator runs as a session leader (as a daemon
+/// would: its workers share its group and session), else as a job of its
+/// own process group, as a shell starts one.
+fn run_strain_as(strain: Strain, seed: u64, extra: &str, session_leader: bool) -> Outcome {
     let (_dir, bed) = new_bed(200, seed);
     let before = snapshot(&bed);
     let agent = Agent::start(&bed, extra);
-    let mut sim = Command::new(RXVAULT)
+    let mut cmd = if session_leader {
+        let mut c = Command::new("setsid");
+        c.arg(RXVAULT);
+        c
+    } else {
+        let mut c = Command::new(RXVAULT);
+        c.process_group(0);
+        c
+    };
+    let mut sim = cmd
         .args(["agent", "simulate", "--strain", strain.name(), "--dir"])
         .arg(bed.root())
         .stdout(Stdio::null())
-        // A job of its own, as a shell starts one.
-        .process_group(0)
         .spawn()
         .unwrap();
     let status = wait_timeout(&mut sim, Duration::from_secs(90));
@@ -474,4 +488,38 @@ fn a_queue_overflow_is_reported_and_rescanned_never_silent() {
     };
     eprintln!("overflow reports: {sources:?}");
     assert!(agent.detections().is_empty());
+}
+
+#[test]
+fn workers_of_a_session_leader_are_scored_as_one_family() {
+    require_root();
+    // Each worker encrypts one file and exits; none is a job of its own,
+    // so only their parent (running the same executable) ties them.
+    let o = run_strain_as(Strain::ManyProcesses, 21, "canaries = false", true);
+    assert_eq!(o.status.and_then(|s| s.signal()), Some(9), "{:?}", o.status);
+    assert!(o.damaged <= 5, "{}", o.damaged);
+    assert_eq!(o.detections.len(), 1, "{:?}", o.detections);
+}
+
+#[test]
+fn policy_resume_stops_reports_and_lets_the_process_go_on() {
+    require_root();
+    let (_dir, bed) = new_bed(20, 4);
+    let agent = Agent::start(&bed, "policy = \"resume\"");
+    let canary = bed.corpus().join("!!!_Accounts_2026.docx");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("printf x >> \"$1\"; sleep 2; echo done")
+        .arg("sh")
+        .arg(&canary)
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let out = wait_timeout(&mut child, Duration::from_secs(20)).expect("it finishes");
+    assert!(out.success(), "resumed, not killed: {out:?}");
+    let d = agent.detections();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0]["action"], "resumed");
+    assert!(d[0]["processes_stopped"].as_u64().unwrap() >= 1);
 }

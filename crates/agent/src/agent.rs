@@ -218,6 +218,25 @@ impl Agent {
         }
     }
 
+    /// Records a fingerprint without scoring: a write's replaces the
+    /// previous one; a read's (taken when the event is handled, possibly
+    /// after a later write) only fills a gap.
+    fn keep_current(
+        &mut self,
+        kind: ProcessEventKind,
+        is_dir: bool,
+        path: PathBuf,
+        fingerprint: Option<crate::content::Fingerprint>,
+    ) {
+        let (Some(fp), false) = (fingerprint, is_dir) else {
+            return;
+        };
+        match kind {
+            ProcessEventKind::CloseWrite => self.engine.remember(path, fp),
+            _ => self.engine.remember_if_absent(path, fp),
+        }
+    }
+
     fn mark_canaries(&self) {
         for c in &self.canaries {
             if let Err(e) = self.watcher.mark_canary(c) {
@@ -244,15 +263,11 @@ impl Agent {
                 let Some(info) = proc.or_else(|| self.procs.get(&pid).cloned()) else {
                     // Gone before it could be looked at: keep the content
                     // current, score nobody.
-                    if let (Some(fp), false) = (fingerprint, is_dir) {
-                        self.engine.remember(path, fp);
-                    }
+                    self.keep_current(kind, is_dir, path, fingerprint);
                     return Ok(());
                 };
                 if self.is_allowed(&info) {
-                    if let (Some(fp), false) = (fingerprint, is_dir) {
-                        self.engine.remember(path, fp);
-                    }
+                    self.keep_current(kind, is_dir, path, fingerprint);
                     return Ok(());
                 }
                 let event = match (kind, is_dir, fingerprint) {

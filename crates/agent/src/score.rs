@@ -298,6 +298,13 @@ impl Engine {
         self.prints.insert(path, fp);
     }
 
+    /// Records a fingerprint only when the path has none.
+    pub fn remember_if_absent(&mut self, path: PathBuf, fp: Fingerprint) {
+        if !self.prints.contains_key(&path) {
+            self.remember(path, fp);
+        }
+    }
+
     /// Fingerprints held.
     pub fn fingerprints(&self) -> usize {
         self.prints.len()
