@@ -58,7 +58,10 @@ impl AgentProc {
                 buffer
             ),
         )?;
-        let mut child = Command::new(std::env::current_exe()?)
+        // At the systemd unit's priority (`Nice=-5`).
+        let mut child = Command::new("nice")
+            .args(["-n", "-5"])
+            .arg(std::env::current_exe()?)
             .args(["agent", "run", "--config"])
             .arg(&config)
             .env("RXVAULT_LOG", "rxvault_agent=off")

@@ -55,7 +55,7 @@ pub struct RunArgs {
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
     /// The strain: in-place, copy-delete, rename-only, intermittent,
-    /// header-only, slow, many-processes, notes.
+    /// header-only, slow, many-processes, notes, mmap.
     #[arg(long)]
     strain: String,
     /// The test bed folder (must hold the test bed's marker).

@@ -333,11 +333,14 @@ pub enum Strain {
     ManyProcesses,
     /// Drop the same ransom note in every folder.
     Notes,
+    /// In place, written through a shared memory map (by a `python3`
+    /// child: the `mmap` module), not `write(2)`.
+    Mmap,
 }
 
 impl Strain {
     /// Every strain.
-    pub const ALL: [Strain; 8] = [
+    pub const ALL: [Strain; 9] = [
         Strain::InPlace,
         Strain::CopyDelete,
         Strain::RenameOnly,
@@ -346,6 +349,7 @@ impl Strain {
         Strain::Slow,
         Strain::ManyProcesses,
         Strain::Notes,
+        Strain::Mmap,
     ];
 
     /// Its name on the command line.
@@ -359,6 +363,7 @@ impl Strain {
             Strain::Slow => "slow",
             Strain::ManyProcesses => "many-processes",
             Strain::Notes => "notes",
+            Strain::Mmap => "mmap",
         }
     }
 
@@ -497,6 +502,10 @@ pub fn simulate(bed: &Testbed, sim: &Simulation) -> Result<usize, TestbedError> 
                         xor(0..n, &mut data);
                         overwrite(&f, &data)?;
                     }
+                    Strain::Mmap => {
+                        xor(0..n, &mut data);
+                        write_through_mmap(&f, &data)?;
+                    }
                     Strain::Intermittent => {
                         for start in (0..n).step_by(32) {
                             xor(start..(start + 16).min(n), &mut data);
@@ -529,6 +538,32 @@ pub fn simulate(bed: &Testbed, sim: &Simulation) -> Result<usize, TestbedError> 
         }
     }
     Ok(done)
+}
+
+/// Overwrites a file through a shared mapping (`python3`'s `mmap`: the
+/// workspace forbids `unsafe`, which mapping memory in Rust needs).
+fn write_through_mmap(path: &Path, data: &[u8]) -> Result<(), TestbedError> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let script = "import mmap,sys\nf=open(sys.argv[1],'r+b')\nm=mmap.mmap(f.fileno(),0)\nm[:]=sys.stdin.buffer.read()\nm.flush()\nm.close()\nf.close()\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(io(path))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin.write_all(data).map_err(io(path))?;
+    drop(stdin);
+    let status = child.wait().map_err(io(path))?;
+    if !status.success() {
+        return Err(TestbedError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(format!("python3 mmap writer: {status}")),
+        });
+    }
+    Ok(())
 }
 
 /// Overwrites a file's content in place (same inode, as most strains do).
