@@ -29,6 +29,9 @@ pub struct BenchArgs {
     /// Small files written by the write workload (and by the burst).
     #[arg(long, default_value_t = 5000)]
     writes: usize,
+    /// Skip the strains (only the latency and cost figures).
+    #[arg(long)]
+    skip_strains: bool,
     /// Where the test beds go (under the temporary directory).
     #[arg(long, default_value = "/tmp")]
     parent: PathBuf,
@@ -147,7 +150,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
 
     // 1. Files damaged before the stop.
     outln!("\nfiles damaged before the stop (notes: notes dropped); canaries off | on");
-    for strain in Strain::ALL {
+    let strains: &[Strain] = if a.skip_strains { &[] } else { &Strain::ALL };
+    for &strain in strains {
         let mut row = Vec::new();
         for canaries in [false, true] {
             let mut counts = Vec::new();

@@ -77,6 +77,13 @@ pub fn striped(block: &[u8]) -> Option<usize> {
     if block.len() < 2048 {
         return None;
     }
+    // Half uniform bytes and half anything else has at least ~5 bits of
+    // entropy; a block below that, or uniform as a whole, has no uniform
+    // half (and most benign writes end here, cheaply).
+    let h = entropy(block);
+    if h < 5.0 || uniform(block) {
+        return None;
+    }
     for width in [16usize, 32, 64, 128, 256, 512] {
         let mut even = Vec::with_capacity(block.len() / 2 + width);
         let mut odd = Vec::with_capacity(block.len() / 2 + width);

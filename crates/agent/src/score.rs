@@ -16,7 +16,7 @@
 use crate::content::Fingerprint;
 use crate::magic::{self, Magic};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -223,10 +223,11 @@ struct ActorState {
     /// Small text files by (name, content hash) → folders.
     notes: HashMap<(OsString, u64), BTreeMap<PathBuf, (Millis, PathBuf)>>,
     /// Folders listed.
-    listed: VecDeque<(Millis, PathBuf)>,
+    listed: HashMap<PathBuf, Millis>,
     /// Files touched (any event).
     touched: HashMap<PathBuf, Millis>,
     last: Millis,
+    pruned_at: Millis,
 }
 
 /// Per-process sliding-window scoring (see the module docs).
@@ -396,17 +397,9 @@ impl Engine {
                 }
             }
             FileEvent::Listed { dir } => {
-                state.listed.push_back((at, dir));
-                let mut dirs: Vec<&PathBuf> = state.listed.iter().map(|(_, d)| d).collect();
-                dirs.sort();
-                dirs.dedup();
-                if dirs.len() >= cfg.traversal_dirs {
-                    let d = state
-                        .listed
-                        .back()
-                        .map(|(_, d)| d.clone())
-                        .unwrap_or_default();
-                    state.evidence(at, &d, Signal::Traversal);
+                state.listed.insert(dir.clone(), at);
+                if state.listed.len() >= cfg.traversal_dirs {
+                    state.evidence(at, &dir, Signal::Traversal);
                 }
             }
             FileEvent::Modified { .. } | FileEvent::Created { .. } => {}
@@ -653,7 +646,14 @@ impl ActorState {
             .map(|(p, _)| p.clone())
     }
 
+    /// Drops evidence older than the window; at most once per 1/64 of the
+    /// window (each pass walks the actor's maps: per event it would make a
+    /// burst of N files cost N²).
     fn prune(&mut self, at: Millis, window: Millis) {
+        if at < self.pruned_at.saturating_add(window / 64) && self.pruned_at != 0 {
+            return;
+        }
+        self.pruned_at = at.max(1);
         let old = |t: Millis| at.saturating_sub(t) > window;
         self.files.retain(|_, (t, _)| !old(*t));
         self.reads.retain(|_, t| !old(*t));
@@ -667,9 +667,7 @@ impl ActorState {
             dirs.retain(|_, (t, _)| !old(*t));
         }
         self.notes.retain(|_, d| !d.is_empty());
-        while self.listed.front().is_some_and(|(t, _)| old(*t)) {
-            self.listed.pop_front();
-        }
+        self.listed.retain(|_, t| !old(*t));
     }
 
     /// Points and signal counts: strong evidence per file capped below the

@@ -298,8 +298,15 @@ fn translate(res: notify::Result<notify::Event>) -> Vec<RawEvent> {
 /// short-lived process may be gone by the time the agent scores it), and
 /// kept per pid so that a process that has exited (or is a zombie, whose
 /// `/proc/PID/exe` is unreadable) keeps the executable its first event saw.
+///
+/// A pid looked up within the last [`FRESH`] is not read again: a burst of
+/// events from one process costs one `/proc` read, not one per event.
 #[derive(Default)]
-struct ProcCache(std::collections::HashMap<i32, ProcInfo>);
+/// (An allow-listed program's process, known from its exec, is always
+/// read again: what it runs next must never inherit its exemption.)
+struct ProcCache(std::collections::HashMap<i32, (ProcInfo, Option<std::time::Instant>)>);
+
+const FRESH: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl ProcCache {
     /// `pid` is executing `exe` (`/proc/PID/exe` may still name the old
@@ -307,13 +314,18 @@ impl ProcCache {
     fn exec(&mut self, pid: i32, exe: PathBuf) {
         if let Some(mut info) = proc_info(pid) {
             info.exe = Some(exe);
-            self.0.insert(pid, info);
+            self.0.insert(pid, (info, None));
         }
     }
 
     fn get(&mut self, pid: i32) -> Option<ProcInfo> {
+        if let Some((info, Some(at))) = self.0.get(&pid)
+            && at.elapsed() < FRESH
+        {
+            return Some(info.clone());
+        }
         let fresh = proc_info(pid);
-        let known = self.0.get(&pid);
+        let known = self.0.get(&pid).map(|(i, _)| i);
         let info = match (fresh, known) {
             (Some(mut f), Some(k)) if f.start == k.start => {
                 // Gone (a zombie's exe is unreadable): the cache knows
@@ -331,7 +343,12 @@ impl ProcCache {
         if self.0.len() > 8192 {
             self.0.clear();
         }
-        self.0.insert(pid, info.clone());
+        let exec_known = self
+            .0
+            .get(&pid)
+            .is_some_and(|(k, at)| at.is_none() && k.start == info.start);
+        let stamp = (!exec_known).then(std::time::Instant::now);
+        self.0.insert(pid, (info.clone(), stamp));
         Some(info)
     }
 }
