@@ -302,7 +302,7 @@ impl Agent {
                         let entries = std::fs::read_dir(&dir).into_iter().flatten();
                         for f in entries.filter_map(Result::ok) {
                             if let Some(fp) = platform::linux::sample_path(&f.path()) {
-                                self.engine.remember(f.path(), fp);
+                                self.engine.remember_if_absent(f.path(), fp);
                             }
                         }
                     }

@@ -535,6 +535,9 @@ pub fn judge_write(path: &Path, before: Option<&Fingerprint>, after: &Fingerprin
     if after.len == 0 {
         return out;
     }
+    // An empty (or too short to judge) previous version is a new file's:
+    // created, then written (a temporary file, a fresh object).
+    let before = before.filter(|b| b.blocks > 0);
     let promised = magic::extension(path).and_then(|e| magic::expected(&e));
     // A compressed container whose format the extension agrees with (or
     // does not contradict): high entropy is its normal state.

@@ -491,3 +491,13 @@ proptest::proptest! {
         proptest::prop_assert!(d.is_none());
     }
 }
+
+#[test]
+fn an_empty_previous_version_is_a_new_file() {
+    // git creates `tmp_obj_*` empty, then writes zlib into it: uniform
+    // content after an empty file is not an entropy rise.
+    let empty = Fingerprint::of_bytes(b"");
+    let after = Fingerprint::of_bytes(&random(9000));
+    let s = judge_write(&p("/d/.git/objects/03/tmp_obj_x"), Some(&empty), &after);
+    assert_eq!(s, vec![Signal::HighEntropyWrite]);
+}
