@@ -9,6 +9,8 @@
 
 #[macro_use]
 mod ui;
+mod agent_bench;
+mod agent_cmd;
 mod audit_cmd;
 mod backup_cmd;
 mod bench;
@@ -118,6 +120,9 @@ enum Command {
     /// Breach response: incidents, exact scope from the audit log, safe harbor, notices.
     #[command(subcommand)]
     Breach(Box<breach_cmd::BreachCommand>),
+    /// The workstation agent: real-time ransomware detection and response.
+    #[command(subcommand)]
+    Agent(agent_cmd::AgentCommand),
 }
 
 /// Where the vault is and how to open it.
@@ -682,5 +687,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::RestoreDrill(a) => backup_cmd::run_drill(a),
         Command::Keys(KeysCommand::Escrow(a)) => backup_cmd::run_escrow(a),
         Command::Breach(b) => breach_cmd::run(*b),
+        Command::Agent(c) => agent_cmd::run(c),
     }
 }

@@ -279,3 +279,35 @@ fn only_tests_and_benchmarks_switch_on_the_unaudited_paths() {
     // unaudited paths do enable it, as dev-dependencies).
     assert!(dev_uses >= 2, "{dev_uses} dev-dependencies enable it");
 }
+
+#[test]
+fn the_agent_is_light_and_never_reaches_the_vault() {
+    // The workstation agent runs on every till and back-office PC: it
+    // holds no vault keys, opens no store, and speaks no HTTP itself (the
+    // HTTPS reporter is the server side's part).
+    let g = graph();
+    let reach = g.transitive("rxvault-agent");
+    for forbidden in [
+        "rxvault-vault",
+        "rxvault-store",
+        "rxvault-auth",
+        "rxvault-audit",
+        "rxvault-server",
+        "rusqlite",
+        "postgres",
+    ] {
+        assert!(
+            !reach.contains(forbidden),
+            "rxvault-agent reaches {forbidden}"
+        );
+    }
+    let ours: BTreeSet<String> = g
+        .direct("rxvault-agent")
+        .into_iter()
+        .filter(|d| d.starts_with("rxvault-"))
+        .collect();
+    assert_eq!(
+        ours,
+        ["rxvault-crypto", "rxvault-model"].map(String::from).into()
+    );
+}

@@ -1068,6 +1068,27 @@ pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
         .expect("SHA-256 is 32 bytes")
 }
 
+/// SHA-256 of a file's content, streamed (the agent's allow-list checks
+/// executables by path and hash).
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    Ok(ctx
+        .finish()
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes"))
+}
+
 fn truncate(mac: &[u8]) -> [u8; 16] {
     mac[..16].try_into().expect("HMAC-SHA256 is 32 bytes")
 }
@@ -1555,6 +1576,15 @@ mod tests {
     }
 
     /// FIPS 180-2 "abc" vector for SHA-256 (the audit log's tree hash).
+    #[test]
+    fn sha256_file_matches_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        assert_eq!(sha256_file(&path).unwrap(), sha256(&[&data]));
+    }
+
     #[test]
     fn sha256_known_answer() {
         assert_eq!(

@@ -74,7 +74,7 @@ pub mod token;
 pub use kek::Kek;
 pub use keyring::{
     Binding, CounterSource, KeyPurpose, Keyring, NewDek, NewSigner, Secrets, WrappedKey, sha256,
-    verify_signature,
+    sha256_file, verify_signature,
 };
 pub use otp::TotpSecret;
 pub use password::{Password, PasswordHash, Pepper};
