@@ -788,6 +788,14 @@ fn sigkill_server_under_load(pg: Option<&Schema>) {
     args.push(input.display().to_string());
     s.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let totp = s.enrol("pharm", "pharmacist", "violet harbor lantern 1927");
+    // This is a durability test, not a scrape: sixteen clients reading
+    // as fast as they can would be stopped by detection's volume rules
+    // (tests/detect.rs shows that), so they are switched off here.
+    std::fs::write(
+        s.data().join("detect.toml"),
+        "[volume_hour]\nenabled = false\n[volume_day]\nenabled = false\n[volume_week]\nenabled = false\n",
+    )
+    .unwrap();
 
     let port = 21000 + (std::process::id() % 20000) as u16 + u16::from(pg.is_some());
     let listen = format!("127.0.0.1:{port}");

@@ -81,6 +81,10 @@ pub struct Detector {
     alerted_through: u64,
     since_snapshot: u64,
     snapshot_ms: i64,
+    /// Findings not yet stored (their commit failed): the engine has moved
+    /// past their entries, so they are kept to be stored with the next
+    /// batch rather than lost.
+    unrecorded: Vec<Finding>,
 }
 
 impl std::fmt::Debug for Detector {
@@ -128,6 +132,7 @@ impl Detector {
             alerted_through,
             since_snapshot: 0,
             snapshot_ms: now,
+            unrecorded: Vec::new(),
         })
     }
 
@@ -145,22 +150,34 @@ impl Detector {
     /// (grouped), responses are taken, everything is committed; returns
     /// the alerts created or changed.
     pub fn handle(&mut self, entries: &[LoggedEntry]) -> Result<Vec<Alert>> {
-        let mut findings = Vec::new();
+        let mut findings = std::mem::take(&mut self.unrecorded);
         for e in entries {
             self.engine.process(e, &mut findings);
         }
         self.since_snapshot += entries.len() as u64;
-        let changed = self.record(findings)?;
+        let changed = self.record_or_keep(findings)?;
         self.maybe_snapshot()?;
         Ok(changed)
+    }
+
+    /// Stores findings; on failure keeps them for the next call (and says
+    /// so), since their entries will not be processed again.
+    fn record_or_keep(&mut self, findings: Vec<Finding>) -> Result<Vec<Alert>> {
+        match self.record(findings.clone()) {
+            Ok(changed) => Ok(changed),
+            Err(e) => {
+                self.unrecorded = findings;
+                Err(e)
+            }
+        }
     }
 
     /// Decides reads waiting for an explanation by the clock (the stream
     /// may be idle), and snapshots when due.
     pub fn tick(&mut self) -> Result<Vec<Alert>> {
-        let mut findings = Vec::new();
+        let mut findings = std::mem::take(&mut self.unrecorded);
         self.engine.tick(now_ms(self.clock.as_ref()), &mut findings);
-        let changed = self.record(findings)?;
+        let changed = self.record_or_keep(findings)?;
         self.maybe_snapshot()?;
         Ok(changed)
     }
@@ -175,8 +192,13 @@ impl Detector {
         Ok(())
     }
 
-    /// Writes the state snapshot now (also on shutdown).
+    /// Writes the state snapshot now (also on shutdown). Not while
+    /// findings wait to be stored: the snapshot would move past their
+    /// entries, and a restart would not find them again.
     pub fn snapshot(&mut self) -> Result<()> {
+        if !self.unrecorded.is_empty() {
+            return Ok(());
+        }
         let next = self.position();
         let json = serde_json::to_vec(self.engine.state())
             .map_err(|e| Error::Corrupt(format!("detector state: {e}")))?;
