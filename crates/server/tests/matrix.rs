@@ -89,6 +89,7 @@ async fn request(
         (_, p) if p.starts_with("/api/v1/users/") => "victim".to_string(),
         (_, p) if p.starts_with("/api/v1/access-requests/") => fresh_request(h),
         (_, p) if p.starts_with("/api/v1/break-glass/") => grant.to_string(),
+        (_, p) if p.starts_with("/api/v1/alerts/") => fresh_alert(h),
         (Some(RecordKind::Fill), p) if !p.starts_with("/api/v1/patients") => h.fill_today.clone(),
         (Some(_), p) if p.starts_with("/api/v1/patients/") => h.ids[&RecordKind::Patient].clone(),
         (Some(k), _) => h.ids[&k].clone(),
@@ -128,6 +129,9 @@ async fn request(
             Some(json!({"code": code}))
         }
         ("post", "/api/v1/sessions/revoke") => Some(json!({"host": "nowhere.example"})),
+        ("post", "/api/v1/alerts/{id}/status") => {
+            Some(json!({"status": "acknowledged", "note": "seen in the matrix"}))
+        }
         ("post", "/api/v1/sessions/step-up/passkey") => Some(json!({"credential": {}})),
         ("post", "/api/v1/exports") => Some(
             json!({"recipients": ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]}),
@@ -182,6 +186,41 @@ fn fresh_request(h: &Harness) -> String {
             rxvault_auth::RoleChange::Pending(r) => r.id,
             rxvault_auth::RoleChange::Applied => panic!("a technician needs approval"),
         }
+    })
+}
+
+/// A new alert, as a workstation agent's report raises one (the detector
+/// over one audited `alert` entry).
+fn fresh_alert(h: &Harness) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    h.blocking(|| {
+        h.vault.ensure_data_key().unwrap();
+        let mut detector = rxvault_detect::Detector::open(
+            h.vault.detect_store().unwrap(),
+            h.vault.secrets().clone(),
+            h.clock.clone(),
+            rxvault_detect::Rules::default(),
+            jiff::tz::TimeZone::UTC,
+            Vec::new(),
+            None,
+        )
+        .unwrap();
+        let entry = rxvault_audit::Entry::new(
+            rxvault_audit::Actor::service(format!("agent-{n}")),
+            rxvault_audit::Action::Alert {
+                kind: "ransomware".into(),
+                detail: "a process was suspended".into(),
+            },
+        );
+        let alerts = detector
+            .handle(&[rxvault_audit::LoggedEntry {
+                index: detector.position() + n,
+                time_ms: h.clock.now_unix() * 1000,
+                entry,
+            }])
+            .unwrap();
+        alerts[0].id.clone()
     })
 }
 
