@@ -531,9 +531,7 @@ fn bench(a: &BenchArgs) -> Result<ExitCode> {
         snapshot / 1024,
         snapshot as f64 / 1024.0 / engine.state().principals().max(1) as f64
     );
-    if sum == 42 {
-        outln!();
-    }
+    std::hint::black_box(sum);
     if a.latency_trials > 0 {
         latency(a.latency_trials)?;
     }

@@ -78,6 +78,9 @@ pub struct Taken {
     pub response: Response,
     /// When (Unix ms).
     pub time_ms: i64,
+    /// At whom: `account|session|host`.
+    #[serde(default)]
+    pub target: String,
     /// What happened (`2 sessions ended`, or the error).
     pub result: String,
     /// Whether it worked.

@@ -338,57 +338,48 @@ impl Engine {
         let honey = entry.patients.iter().any(|p| self.honeytokens.contains(p));
         let lookback = i64::from(self.rules.unexplained.lookback_days) * DAY_MS;
         let limits = self.limits;
-        let (hour_r, day_r, week_r) = (
-            self.rules.volume_hour.clone(),
-            self.rules.volume_day.clone(),
-            self.rules.volume_week.clone(),
-        );
-        let mut fired: Vec<(String, Severity, Response, u64, String)> = Vec::new();
-        {
-            let ps = self.state.principals.entry(principal.clone()).or_default();
-            for p in &entry.patients {
-                // Volume.
-                for (name, rule, w) in [
-                    ("volume_hour", &hour_r, &mut ps.hour),
-                    ("volume_day", &day_r, &mut ps.day),
-                ] {
-                    if let Some(f) = window_add(w, rule, &key, *p, t, limits.history) {
-                        fired.push((name.into(), rule.severity, rule.response, f.0, f.1));
-                    }
-                }
-                if let Some(f) = week_add(&mut ps.week, &week_r, &key, *p, t) {
-                    fired.push((
-                        "volume_week".into(),
-                        week_r.severity,
-                        week_r.response,
-                        f.0,
-                        f.1,
-                    ));
-                }
-                // Explanation.
-                let explained = self
-                    .state
-                    .activity
-                    .get(p)
-                    .is_some_and(|&at| t - at <= lookback);
-                self.state.stats.accesses += 1;
-                if explained {
-                    self.state.stats.explained += 1;
-                } else {
-                    if ps.pending.len() >= limits.pending {
-                        // Full: the oldest is decided now, unexplained.
-                        ps.pending.pop_front();
-                    }
-                    ps.pending.push_back((*p, t));
-                    let grace = i64::from(self.rules.unexplained.grace_minutes) * MINUTE_MS;
-                    self.next_due_ms = self.next_due_ms.min(t + grace);
+        let rules = &self.rules;
+        let grace = i64::from(rules.unexplained.grace_minutes) * MINUTE_MS;
+        let ps = self.state.principals.entry(principal.clone()).or_default();
+        for p in &entry.patients {
+            // Volume (a disabled rule never fires).
+            for (name, rule, w) in [
+                ("volume_hour", &rules.volume_hour, &mut ps.hour),
+                ("volume_day", &rules.volume_day, &mut ps.day),
+            ] {
+                if let Some((n, why)) = window_add(w, rule, &key, *p, t, limits.history) {
+                    ctx.out
+                        .push(finding(e, name, rule.severity, rule.response, n, why));
                 }
             }
-        }
-        for (rule, severity, response, patients, detail) in fired {
-            if self.enabled(&rule) {
-                ctx.out
-                    .push(finding(e, &rule, severity, response, patients, detail));
+            let week = &rules.volume_week;
+            if let Some((n, why)) = week_add(&mut ps.week, week, &key, *p, t) {
+                ctx.out.push(finding(
+                    e,
+                    "volume_week",
+                    week.severity,
+                    week.response,
+                    n,
+                    why,
+                ));
+            }
+            // Explanation.
+            let explained = self
+                .state
+                .activity
+                .get(p)
+                .is_some_and(|&at| t - at <= lookback);
+            self.state.stats.accesses += 1;
+            if explained {
+                self.state.stats.explained += 1;
+            } else {
+                if ps.pending.len() >= limits.pending {
+                    // Full: the oldest is dropped undecided (memory stays
+                    // bounded; it counts as neither).
+                    ps.pending.pop_front();
+                }
+                ps.pending.push_back((*p, t));
+                self.next_due_ms = self.next_due_ms.min(t + grace);
             }
         }
         if honey {
@@ -396,15 +387,6 @@ impl Engine {
         }
         self.corroborating(e, ctx.out);
         self.settle_all(t, ctx.out);
-    }
-
-    fn enabled(&self, rule: &str) -> bool {
-        match rule {
-            "volume_hour" => self.rules.volume_hour.enabled,
-            "volume_day" => self.rules.volume_day.enabled,
-            "volume_week" => self.rules.volume_week.enabled,
-            _ => true,
-        }
     }
 
     fn honeytoken(&mut self, ctx: Ctx<'_>) {
@@ -859,13 +841,9 @@ pub fn volume_reason(
 /// The median and the median absolute deviation.
 pub fn median_mad(values: &VecDeque<u32>) -> (f64, f64) {
     let mut v: Vec<f64> = values.iter().map(|&x| f64::from(x)).collect();
-    let median = median(&mut v);
+    let median = median_of(&mut v);
     let mut dev: Vec<f64> = v.iter().map(|x| (x - median).abs()).collect();
     (median, median_of(&mut dev))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    median_of(v)
 }
 
 fn median_of(v: &mut [f64]) -> f64 {

@@ -50,11 +50,10 @@ pub(crate) fn take(responder: &dyn Responder, alert: &mut Alert, f: &Finding, no
         target.session.as_deref().unwrap_or(""),
         target.host.as_deref().unwrap_or("")
     );
-    let done = alert.responses.iter().any(|t| {
-        t.ok && t.time_ms == now_ms
-            && t.response == f.response
-            && t.result.ends_with(&format!("[{key}]"))
-    });
+    let done = alert
+        .responses
+        .iter()
+        .any(|t| t.ok && t.time_ms == now_ms && t.response == f.response && t.target == key);
     if done {
         return;
     }
@@ -68,7 +67,8 @@ pub(crate) fn take(responder: &dyn Responder, alert: &mut Alert, f: &Finding, no
     alert.responses.push(Taken {
         response: f.response,
         time_ms: now_ms,
-        result: format!("{result} [{key}]"),
+        target: key,
+        result,
         ok,
     });
 }

@@ -237,7 +237,7 @@ fn consume(
         };
         match consumer.handle(&pending) {
             Ok(()) => {
-                if let Err(e) = (!own_position).then(|| subscription.ack(last)).transpose() {
+                if !own_position && let Err(e) = subscription.ack(last) {
                     tracing::warn!(consumer = %name, error = %e, "acknowledging failed");
                 }
                 pending.clear();
