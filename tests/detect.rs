@@ -411,10 +411,43 @@ async fn scrape(pg: Option<&rxvault_testkit::pg::Schema>) {
     assert!(alerts[0]["responses"][0]["ok"].as_bool().unwrap(), "{list}");
     let (st, _) = server.get("/api/v1/alerts", &token).await;
     assert_eq!(st, 401);
+    // Another process writes to the same log: a plaintext export from the
+    // command line holds the honeytokens, and the server's detector, which
+    // follows entries of other processes too, raises it.
+    let out = s.path("export");
+    s.run(&[
+        "export",
+        "fhir",
+        "--out",
+        out.to_str().unwrap(),
+        "--plaintext",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rules = loop {
+        let (_, list) = server.get("/api/v1/alerts", &officer).await;
+        let rules: Vec<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["rule"].as_str().unwrap().to_string())
+            .collect();
+        if rules.len() >= 3 || Instant::now() > deadline {
+            break rules;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for rule in ["honeytoken", "plaintext_export", "volume_hour"] {
+        assert!(rules.iter().any(|r| r == rule), "{rule} in {rules:?}");
+    }
     server.stop();
     let listed = s.run(&["alerts", "list"]);
-    assert_eq!(listed.lines().count(), 1, "{listed}");
-    let id = listed.split_whitespace().next().unwrap().to_string();
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    let id = listed
+        .lines()
+        .find(|l| l.contains("volume_hour"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
     s.run(&["alerts", "ack", &id, "--note", "looking"]);
     let out = s
         .command(
